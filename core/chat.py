@@ -1,0 +1,50 @@
+"""Plain chat types shared by the token counter, the LLM client, pricing and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["system", "developer", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a chat-completions prompt."""
+
+    role: Role
+    content: str
+    name: str | None = None
+
+    def to_wire(self) -> dict[str, str]:
+        wire = {"role": self.role, "content": self.content}
+        if self.name is not None:
+            wire["name"] = self.name
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """The `usage` object of a completion; cached ⊆ prompt and reasoning ⊆ completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What the LLM client hands back for one successful call."""
+
+    text: str
+    model: str  # the model the API says answered (often a dated snapshot)
+    usage: TokenUsage
+    finish_reason: str | None
+    request_id: str | None  # upstream x-request-id, for support tickets
+    attempts: int
+    latency_ms: int
