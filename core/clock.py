@@ -1,0 +1,29 @@
+"""Time as a dependency, so quota periods and expiries can be tested at a month boundary."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+
+def month_bounds(now_ms: int) -> tuple[int, int]:
+    """First instant of the calendar month (UTC) holding `now_ms`, and of the next one, in epoch ms."""
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+def iso_utc(epoch_ms: int) -> str:
+    """RFC 3339 with a Z suffix, second precision: the form every API answer uses."""
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,219 @@
+"""The conversation engine: one customer message in, one bot reply out, with every step accounted.
+
+The steps, in the order that matters:
+  1. rate limit   - refuse floods before any work is done;
+  2. persona      - the bot's system message, first and stable;
+  3. memory       - the newest whole turns that fit the bot's budget;
+  4. quota        - reserve prompt estimate + max reply tokens, atomically, before spending anything;
+  5. LLM          - the provider call with bounded retries;
+  6. accounting   - in one commit: charge the provider's `usage`, store both messages, write the usage row.
+A failure at step 5 releases the reservation and charges nothing; the usage row still records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from core.chat import ChatMessage, Completion, TokenUsage
+from core.clock import Clock
+from core.errors import QuotaExceeded, RateLimited, UpstreamUnavailable
+from core.ids import new_id
+from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
+from core.memory import HISTORY_WINDOW, Prompt, build_prompt
+from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
+from core.personas import persona_message
+from core.pricing import PriceTable, to_nanousd
+from core.quota import QuotaService, Reservation
+from core.ratelimit import RateLimiter
+from core.storage.conversations import ConversationStore, NewMessage
+from core.storage.db import Database
+from core.storage.plans import PlanStore
+from core.storage.usage import UsageStore
+from core.tokens import TokenCounter
+
+log = structlog.get_logger("core.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    account: Account
+    bot: Bot
+    channel: str  # "relay", later "messenger" / "instagram" / "whatsapp"
+    external_user_id: str
+    text: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    reply: str
+    bot_id: str
+    model: str
+    usage: TokenUsage
+    cost_nanousd: int | None
+    quota: QuotaSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDeps:
+    db: Database
+    clock: Clock
+    plans: PlanStore
+    conversations: ConversationStore
+    quota: QuotaService
+    usage: UsageStore
+    tokens: TokenCounter
+    prices: PriceTable
+    llm: LLMClient
+    limiter: RateLimiter
+
+
+class ConversationEngine:
+    def __init__(self, deps: EngineDeps) -> None:
+        self._d = deps
+
+    async def handle(self, req: TurnRequest) -> TurnResult:
+        d = self._d
+        plan = await d.plans.get(req.account.plan_id)
+        model = resolve_model(req.bot, plan)
+        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        self._check_rate(plan, contact)
+        user = ChatMessage(role="user", content=req.text)
+        prompt = await self._prompt(model, req.bot, contact, user, with_history=True)
+        needed = prompt.tokens + req.bot.max_reply_tokens
+        try:
+            reservation = await d.quota.reserve(req.account.id, needed, request_id=req.request_id)
+        except QuotaExceeded:
+            await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
+            raise
+        try:
+            completion = await self._call(req, model, contact, user, prompt)
+        except UpstreamUnavailable as exc:
+            await d.quota.release(reservation)
+            await self._record_failure(req, contact, model, "upstream_error", exc.code, attempts=exc.attempts)
+            raise
+        except BaseException:
+            # Cancelled or a bug: give the tokens back before the error travels on.
+            await asyncio.shield(d.quota.release(reservation))
+            raise
+        try:
+            return await self._account(req, model, contact, user, reservation, completion)
+        except BaseException:
+            # The commit did not happen, so the reservation is still held: hand it back (a no-op if it committed).
+            await asyncio.shield(d.quota.release(reservation))
+            raise
+
+    def _check_rate(self, plan: Plan, contact: Contact) -> None:
+        if plan.messages_per_minute is None:
+            return
+        decision = self._d.limiter.check(contact.id, plan.messages_per_minute, time.monotonic())
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after, plan.messages_per_minute)
+
+    async def _prompt(self, model: str, bot: Bot, contact: Contact, user: ChatMessage, *, with_history: bool) -> Prompt:
+        history = await self._d.conversations.recent(contact.id, HISTORY_WINDOW) if with_history else []
+        return build_prompt(
+            self._d.tokens, model, persona=persona_message(bot), history=history, user=user, budget=bot.memory_tokens
+        )
+
+    async def _call(
+        self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, prompt: Prompt
+    ) -> Completion:
+        bot = req.bot
+        try:
+            return await self._d.llm.complete(LLMRequest(model, prompt.messages, bot.max_reply_tokens, bot.temperature))
+        except ContextLengthExceeded:
+            if not prompt.history_turns:
+                raise
+            # The model's window is smaller than the bot's memory budget: answer without history rather than fail.
+            log.warning("context_window_exceeded", bot_id=bot.id, model=model, turns=prompt.history_turns)
+            bare = await self._prompt(model, bot, contact, user, with_history=False)
+            return await self._d.llm.complete(LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature))
+
+    async def _account(
+        self,
+        req: TurnRequest,
+        model: str,
+        contact: Contact,
+        user: ChatMessage,
+        reservation: Reservation,
+        completion: Completion,
+    ) -> TurnResult:
+        d = self._d
+        reply = completion.text.strip()
+        # A reasoning model can spend its whole budget thinking and return nothing; the customer still gets an answer.
+        outcome = "ok" if reply else "empty_reply"
+        reply = reply or req.bot.fallback_message
+        cost = d.prices.cost_usd(completion.model or model, completion.usage)
+        if cost is None and completion.model != model:
+            cost = d.prices.cost_usd(model, completion.usage)
+        cost_nanousd = None if cost is None else to_nanousd(cost)
+        messages = [
+            NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
+            NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
+        ]
+        async with d.db.transaction() as tx:
+            snapshot = await d.quota.settle(tx, reservation, completion.usage.total_tokens)
+            await d.conversations.append(tx, contact, messages, request_id=req.request_id)
+            await d.usage.record(
+                self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd),
+                tx=tx,
+            )
+        log.info(
+            "turn_answered", account_id=req.account.id, bot_id=req.bot.id, contact_id=contact.id, model=model,
+            prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens,
+            attempts=completion.attempts, latency_ms=completion.latency_ms, outcome=outcome,
+        )
+        return TurnResult(reply, req.bot.id, model, completion.usage, cost_nanousd, snapshot)
+
+    async def _record_failure(
+        self, req: TurnRequest, contact: Contact, model: str, outcome: str, code: str, *, attempts: int
+    ) -> None:
+        await self._d.usage.record(self._usage_row(req, contact, model, outcome, code, attempts, None, 0))
+        log.warning("turn_failed", account_id=req.account.id, bot_id=req.bot.id, outcome=outcome, code=code)
+
+    def _usage_row(
+        self,
+        req: TurnRequest,
+        contact: Contact,
+        model: str,
+        outcome: str,
+        error_code: str | None,
+        attempts: int,
+        completion: Completion | None,
+        cost_nanousd: int | None,
+    ) -> UsageRecord:
+        usage = completion.usage if completion else TokenUsage()
+        return UsageRecord(
+            id=new_id("use"),
+            account_id=req.account.id,
+            bot_id=req.bot.id,
+            contact_id=contact.id,
+            channel=req.channel,
+            model=model,
+            response_model=completion.model if completion else None,
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            completion_tokens=usage.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_nanousd=cost_nanousd,
+            price_version=self._d.prices.version,
+            latency_ms=completion.latency_ms if completion else None,
+            attempts=attempts,
+            request_id=req.request_id,
+            upstream_request_id=completion.request_id if completion else None,
+            outcome=outcome,
+            error_code=error_code,
+            created_at=self._d.clock.now_ms(),
+        )
+
+
+def resolve_model(bot: Bot, plan: Plan) -> str:
+    """The bot's model if its plan allows it, else the plan's default (a plan change must not break bots)."""
+    if bot.model and bot.model in plan.models:
+        return bot.model
+    return plan.default_model

@@ -1,0 +1,60 @@
+"""Domain errors raised by the core; the HTTP layer maps each to a status and an error code."""
+
+from __future__ import annotations
+
+from core.models import QuotaSnapshot
+
+
+class GatewayError(Exception):
+    """Base for failures a caller should see as a clear, typed answer rather than a 500."""
+
+
+class NotFound(GatewayError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
+        self.what = what
+
+
+class Conflict(GatewayError):
+    pass
+
+
+class NotConfigured(GatewayError):
+    pass
+
+
+class AccountLocked(GatewayError):
+    def __init__(self, account_id: str) -> None:
+        super().__init__("this account is locked; contact the operator")
+        self.account_id = account_id
+
+
+class QuotaExceeded(GatewayError):
+    def __init__(self, snapshot: QuotaSnapshot, needed: int) -> None:
+        super().__init__(
+            f"the monthly token allowance is used up: {snapshot.remaining_tokens} tokens left, "
+            f"this message needs up to {needed}"
+        )
+        self.snapshot = snapshot
+        self.needed = needed
+
+
+class RateLimited(GatewayError):
+    def __init__(self, retry_after: float, limit_per_minute: int) -> None:
+        super().__init__(f"too many messages: the limit is {limit_per_minute} per minute")
+        self.retry_after = retry_after
+        self.limit_per_minute = limit_per_minute
+
+
+class UpstreamUnavailable(GatewayError):
+    """The model provider did not produce an answer; nothing was charged.
+
+    `code` is the provider's error code (or our own label for network failures) and `temporary` says whether
+    trying again later may help, which the HTTP layer turns into 503 versus 502.
+    """
+
+    def __init__(self, message: str, *, code: str, temporary: bool, attempts: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.temporary = temporary
+        self.attempts = attempts

@@ -1,0 +1,226 @@
+"""The LLM client: OpenAI's async SDK with its own retries off and ours on.
+
+Retries live at this one layer. Rate limits (429 `rate_limit_exceeded`, honouring `retry-after`), 5xx,
+timeouts, dropped connections and unreadable bodies are retried with jittered exponential backoff, within a
+bounded number of attempts and one wall-clock budget per call. Billing failures (`insufficient_quota`) and
+request errors (400, 401, 403, 404, 422) are never retried: repeating them cannot succeed. A 400 that names a
+parameter the model refuses (`temperature`, `max_tokens`) is answered once by adapting the request, and the
+client remembers that for the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import structlog
+
+from core.chat import ChatMessage, Completion, TokenUsage
+from core.errors import UpstreamUnavailable
+
+log = structlog.get_logger("core.llm")
+
+_BILLING_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted"})
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 8.0
+# Leave this much of the budget for the request itself; a retry that cannot finish is not worth starting.
+_MIN_ATTEMPT_SECONDS = 0.05
+
+
+class ContextLengthExceeded(UpstreamUnavailable):
+    """The prompt is longer than the model's context window; the caller may retry with less history."""
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    model: str
+    messages: Sequence[ChatMessage]
+    max_reply_tokens: int
+    temperature: float | None = None
+
+
+@dataclass(slots=True)
+class _ModelQuirks:
+    no_temperature: bool = False
+    completion_tokens_param: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    code: str
+    message: str
+    retry: bool
+    temporary: bool
+    retry_after: float | None = None
+
+
+def is_reasoning_model(model: str) -> bool:
+    name = model.rsplit("/", 1)[-1]
+    return name.startswith(_REASONING_PREFIXES)
+
+
+@dataclass
+class LLMClient:
+    sdk: openai.AsyncOpenAI
+    attempt_timeout: float
+    max_attempts: int
+    total_budget: float
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    _quirks: dict[str, _ModelQuirks] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls, *, api_key: str, base_url: str, attempt_timeout: float, max_attempts: int, total_budget: float
+    ) -> LLMClient:
+        sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=attempt_timeout)
+        return cls(sdk=sdk, attempt_timeout=attempt_timeout, max_attempts=max_attempts, total_budget=total_budget)
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        started = time.monotonic()
+        deadline = started + self.total_budget
+        attempts = 0
+        adapted = False
+        while True:
+            attempts += 1
+            remaining = deadline - time.monotonic()
+            try:
+                body, headers = await self._attempt(request, attempt_timeout=min(self.attempt_timeout, remaining))
+                return _completion(body, headers, attempts, started)
+            except Exception as exc:  # classified below; anything unknown is a bug and is re-raised
+                error = exc
+            failure = _classify(error)
+            if failure is None:
+                raise error
+            if not adapted and self._adapt(request.model, error):
+                adapted = True  # a parameter the model refuses: resend at once, without it
+                attempts -= 1
+                continue
+            if failure.code == "context_length_exceeded":
+                raise ContextLengthExceeded(failure.message, code=failure.code, temporary=False, attempts=attempts)
+            delay = self._delay(failure, attempts)
+            remaining = deadline - time.monotonic()
+            give_up = not failure.retry or attempts >= self.max_attempts or delay + _MIN_ATTEMPT_SECONDS > remaining
+            log.warning(
+                "llm_attempt_failed", model=request.model, attempt=attempts, code=failure.code,
+                retry=not give_up, delay=round(delay, 3), alert=failure.code in _BILLING_CODES,
+            )
+            if give_up:
+                raise UpstreamUnavailable(
+                    failure.message, code=failure.code, temporary=failure.temporary, attempts=attempts
+                )
+            await self.sleep(delay)
+
+    async def _attempt(self, request: LLMRequest, *, attempt_timeout: float) -> tuple[dict[str, Any], Any]:
+        quirks = self._quirks.setdefault(request.model, _ModelQuirks())
+        reasoning = is_reasoning_model(request.model)
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m.to_wire() for m in request.messages],
+        }
+        if reasoning or quirks.completion_tokens_param:
+            params["max_completion_tokens"] = request.max_reply_tokens
+        else:
+            # max_tokens is what every OpenAI-compatible server (vLLM, Ollama, proxies) understands.
+            params["max_tokens"] = request.max_reply_tokens
+        if request.temperature is not None and not reasoning and not quirks.no_temperature:
+            params["temperature"] = request.temperature
+        raw = await self.sdk.chat.completions.with_raw_response.create(**params, timeout=attempt_timeout)
+        # Parse ourselves: a body that is not the documented shape is an upstream fault, not our crash.
+        return json.loads(raw.content), raw.headers
+
+    def _adapt(self, model: str, exc: Exception) -> bool:
+        if not isinstance(exc, openai.BadRequestError):
+            return False
+        quirks = self._quirks.setdefault(model, _ModelQuirks())
+        param = getattr(exc, "param", None)
+        code = getattr(exc, "code", None)
+        if param == "temperature" and code in ("unsupported_value", "unsupported_parameter"):
+            quirks.no_temperature = True
+            return True
+        if param == "max_tokens" and code == "unsupported_parameter":
+            quirks.completion_tokens_param = True
+            return True
+        return False
+
+    def _delay(self, failure: _Failure, attempts: int) -> float:
+        if failure.retry_after is not None:
+            return failure.retry_after
+        backoff = min(_BACKOFF_BASE * 2 ** (attempts - 1), _BACKOFF_CAP)
+        return backoff * (0.5 + self.rng.random() / 2)  # "equal jitter": spreads retries, keeps a floor
+
+
+def _classify(exc: Exception) -> _Failure | None:
+    if isinstance(exc, openai.APITimeoutError):
+        return _Failure("timeout", "the model provider did not answer in time", retry=True, temporary=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return _Failure("connection_error", "could not reach the model provider", retry=True, temporary=True)
+    if isinstance(exc, openai.APIStatusError):
+        return _status_failure(exc)
+    if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, openai.APIResponseValidationError)):
+        return _Failure("malformed_response", "the model provider sent an unreadable answer", retry=True,
+                        temporary=True)
+    return None
+
+
+def _status_failure(exc: openai.APIStatusError) -> _Failure:
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, dict) else {}
+    code = str(exc.code or body.get("code") or body.get("type") or f"http_{status}")
+    message = f"model provider answered {status}: {code}"
+    if status == 429 and (code in _BILLING_CODES or body.get("type") in _BILLING_CODES):
+        # Billing, not load: retrying burns time and changes nothing. The operator must act.
+        return _Failure(code if code in _BILLING_CODES else "insufficient_quota", message, retry=False,
+                        temporary=True)
+    if status in _RETRYABLE_STATUS or status >= 500:
+        return _Failure(code, message, retry=True, temporary=True, retry_after=_retry_after(exc.response.headers))
+    return _Failure(code, message, retry=False, temporary=False)
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP-date form; fall back to our own backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def _completion(body: dict[str, Any], headers: Any, attempts: int, started: float) -> Completion:
+    choice = body["choices"][0]
+    text = choice["message"].get("content") or ""
+    usage = body["usage"]
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    if not isinstance(text, str) or not isinstance(usage["prompt_tokens"], int):
+        raise TypeError("completion body has the wrong types")
+    return Completion(
+        text=text,
+        model=str(body.get("model") or ""),
+        usage=TokenUsage(
+            prompt_tokens=int(usage["prompt_tokens"]),
+            completion_tokens=int(usage["completion_tokens"]),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        ),
+        finish_reason=choice.get("finish_reason"),
+        request_id=headers.get("x-request-id"),
+        attempts=attempts,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )

@@ -1,0 +1,61 @@
+"""Conversation memory: the newest whole turns of a contact's history that fit the bot's token budget.
+
+The budget covers the whole prompt as OpenAI counts it (the cookbook method, reply priming included). The
+persona and the new message are always sent; history is added newest turn first, a turn being a customer
+message with the replies that followed it, so a question is never sent without its answer or the reverse. The
+first turn that does not fit ends the history: older turns are never sent around a gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.chat import ChatMessage
+from core.models import StoredMessage
+from core.tokens import TokenCounter
+
+# How many stored messages to look at; a budget large enough to need more is unusual for a chat bot.
+HISTORY_WINDOW = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    messages: tuple[ChatMessage, ...]
+    tokens: int  # the cookbook count of `messages`: the estimate reserved against the quota
+    history_turns: int
+
+
+def build_prompt(
+    counter: TokenCounter,
+    model: str,
+    *,
+    persona: ChatMessage,
+    history: Sequence[StoredMessage],
+    user: ChatMessage,
+    budget: int,
+) -> Prompt:
+    base = counter.count_messages(model, [persona, user])
+    used = base
+    kept: list[list[ChatMessage]] = []
+    for turn in reversed(_turns(history)):
+        # count_messages adds the reply priming once per call; the base already holds it.
+        cost = counter.count_messages(model, turn) - counter.count_messages(model, [])
+        if used + cost > budget:
+            break
+        used += cost
+        kept.append(turn)
+    ordered = [message for turn in reversed(kept) for message in turn]
+    return Prompt(messages=(persona, *ordered, user), tokens=used, history_turns=len(kept))
+
+
+def _turns(history: Sequence[StoredMessage]) -> list[list[ChatMessage]]:
+    """Group oldest-first history into turns: each user message opens a turn, replies join it."""
+    turns: list[list[ChatMessage]] = []
+    for stored in history:
+        message = ChatMessage(role=stored.role, content=stored.content)
+        if stored.role == "user" or not turns:
+            turns.append([message])
+        else:
+            turns[-1].append(message)
+    return turns

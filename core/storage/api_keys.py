@@ -1,0 +1,98 @@
+"""Account API keys for the relay API: shown once at creation, stored only as a SHA-256 hash.
+
+The keys carry 256 bits of randomness, so a plain (unsalted) SHA-256 is enough to make a stolen table useless
+and still lets a request find its key with one indexed lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from core.clock import Clock
+from core.errors import NotFound
+from core.ids import new_id
+from core.models import Account, ApiKey
+from core.storage.accounts import _account
+from core.storage.db import Database, Row
+
+KEY_PREFIX = "nxk_"
+_COLUMNS = "id, account_id, prefix, name, created_at, last_used_at, revoked_at"
+# Recording every use would add a write to each relay call; a minute's precision is what operators need.
+_LAST_USED_PRECISION_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key: ApiKey
+    plaintext: str
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _api_key(row: Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        account_id=row["account_id"],
+        prefix=row["prefix"],
+        name=row["name"],
+        created_at=int(row["created_at"]),
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class ApiKeyStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def issue(self, account_id: str, name: str | None) -> IssuedKey:
+        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
+                raise NotFound("account")
+            row = await tx.fetch_one(
+                "INSERT INTO api_keys (id, account_id, key_hash, prefix, name, created_at)"
+                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+                (new_id("key"), account_id, hash_key(plaintext), plaintext[:12], name, now),
+            )
+        assert row is not None
+        return IssuedKey(_api_key(row), plaintext)
+
+    async def list(self, account_id: str) -> list[ApiKey]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE account_id = ? ORDER BY created_at, id", (account_id,)
+        )
+        return [_api_key(r) for r in rows]
+
+    async def revoke(self, account_id: str, key_id: str) -> ApiKey:
+        async with self._db.transaction() as tx:
+            row = await tx.fetch_one(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND account_id = ?"
+                f" RETURNING {_COLUMNS}",
+                (self._clock.now_ms(), key_id, account_id),
+            )
+        if row is None:
+            raise NotFound("api key")
+        return _api_key(row)
+
+    async def authenticate(self, plaintext: str) -> Account | None:
+        """The account a live key belongs to, or None for an unknown or revoked key."""
+        if not plaintext.startswith(KEY_PREFIX):
+            return None
+        row = await self._db.fetch_one(
+            "SELECT k.id AS key_id, k.last_used_at, a.* FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+            " WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+            (hash_key(plaintext),),
+        )
+        if row is None:
+            return None
+        now = self._clock.now_ms()
+        if row["last_used_at"] is None or now - int(row["last_used_at"]) >= _LAST_USED_PRECISION_MS:
+            await self._db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, row["key_id"]))
+        return _account(row)

@@ -1,0 +1,93 @@
+"""Contacts (end customers of a bot) and the messages of their conversation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core.clock import Clock
+from core.ids import new_id
+from core.models import Contact, StoredMessage
+from core.storage.db import Database, Row, Transaction
+
+_CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
+_MESSAGE = "id, contact_id, seq, role, content, tokens, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    role: str
+    content: str
+    tokens: int
+
+
+def _contact(row: Row) -> Contact:
+    return Contact(
+        id=row["id"],
+        account_id=row["account_id"],
+        bot_id=row["bot_id"],
+        platform=row["platform"],
+        external_id=row["external_id"],
+        created_at=int(row["created_at"]),
+    )
+
+
+def _message(row: Row) -> StoredMessage:
+    return StoredMessage(
+        id=row["id"],
+        contact_id=row["contact_id"],
+        seq=int(row["seq"]),
+        role=row["role"],
+        content=row["content"],
+        tokens=int(row["tokens"]),
+        created_at=int(row["created_at"]),
+    )
+
+
+class ConversationStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def contact(self, account_id: str, bot_id: str, platform: str, external_id: str) -> Contact:
+        """The contact for this customer of this bot, created on first contact."""
+        key = (account_id, bot_id, platform, external_id)
+        where = "account_id = ? AND bot_id = ? AND platform = ? AND external_id = ?"
+        row = await self._db.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+        if row is None:
+            async with self._db.transaction() as tx:
+                await tx.execute(
+                    f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING",
+                    (new_id("con"), *key, self._clock.now_ms()),
+                )
+                row = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+        assert row is not None
+        return _contact(row)
+
+    async def recent(self, contact_id: str, limit: int) -> list[StoredMessage]:
+        """The newest `limit` messages of a conversation, oldest first."""
+        rows = await self._db.fetch_all(
+            f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?", (contact_id, limit)
+        )
+        return [_message(r) for r in reversed(rows)]
+
+    async def append(
+        self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
+    ) -> None:
+        """Append messages in order, inside the caller's transaction (with the charge for them)."""
+        now = self._clock.now_ms()
+        row = await tx.fetch_one(
+            "UPDATE contacts SET message_count = message_count + ?, last_message_at = ? WHERE id = ?"
+            " RETURNING message_count",
+            (len(messages), now, contact.id),
+        )
+        assert row is not None
+        first_seq = int(row["message_count"]) - len(messages) + 1
+        for offset, message in enumerate(messages):
+            await tx.execute(
+                "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens,"
+                " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new_id("msg"), contact.account_id, contact.bot_id, contact.id, first_seq + offset,
+                 message.role, message.content, message.tokens, request_id, now),
+            )

@@ -1,0 +1,57 @@
+"""The append-only credit ledger; every operator entry moves the account's credit balance in the same commit."""
+
+from __future__ import annotations
+
+from core.clock import Clock
+from core.errors import NotFound
+from core.ids import new_id
+from core.models import CreditEntry
+from core.storage.db import Database, Row
+
+_COLUMNS = "id, account_id, kind, tokens, note, created_by, created_at"
+
+
+def _entry(row: Row) -> CreditEntry:
+    return CreditEntry(
+        id=row["id"],
+        account_id=row["account_id"],
+        kind=row["kind"],
+        tokens=int(row["tokens"]),
+        note=row["note"],
+        created_by=row["created_by"],
+        created_at=int(row["created_at"]),
+    )
+
+
+class CreditLedger:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add(self, account_id: str, kind: str, tokens: int, note: str | None, created_by: str) -> CreditEntry:
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            moved = await tx.execute(
+                "UPDATE quota_state SET credit_balance = credit_balance + ?, updated_at = ? WHERE account_id = ?",
+                (tokens, now, account_id),
+            )
+            if not moved:
+                raise NotFound("account")
+            row = await tx.fetch_one(
+                f"INSERT INTO credit_ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+                (new_id("cr"), account_id, kind, tokens, note, created_by, now),
+            )
+        assert row is not None
+        return _entry(row)
+
+    async def list(self, account_id: str) -> list[CreditEntry]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM credit_ledger WHERE account_id = ? ORDER BY created_at, id", (account_id,)
+        )
+        return [_entry(r) for r in rows]
+
+    async def balance(self, account_id: str) -> int:
+        row = await self._db.fetch_one("SELECT credit_balance FROM quota_state WHERE account_id = ?", (account_id,))
+        if row is None:
+            raise NotFound("account")
+        return int(row["credit_balance"])

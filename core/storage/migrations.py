@@ -1,0 +1,186 @@
+"""Versioned schema migrations, applied on start and by `python -m gateway migrate`.
+
+Each migration runs in its own transaction together with the row that records it, so a crash leaves the schema
+at the old version or the new one, never between. Column types are chosen to mean the same on SQLite and
+PostgreSQL: TEXT ids, BIGINT epoch milliseconds, INTEGER 0/1 flags, BIGINT nano-dollars for money.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from core.storage.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "plans, accounts, quota, credits, api keys, bots, contacts, messages, usage",
+        (
+            """CREATE TABLE plans (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                monthly_token_limit BIGINT NOT NULL,
+                models TEXT NOT NULL,
+                default_model TEXT NOT NULL,
+                overage_percent INTEGER NOT NULL DEFAULT 0,
+                messages_per_minute INTEGER,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE accounts (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                email TEXT,
+                plan_id TEXT NOT NULL REFERENCES plans(id),
+                locked INTEGER NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            # One row per account so a reservation is a single conditional UPDATE on a single row.
+            """CREATE TABLE quota_state (
+                account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+                period_start BIGINT NOT NULL,
+                used_tokens BIGINT NOT NULL DEFAULT 0,
+                reserved_tokens BIGINT NOT NULL DEFAULT 0,
+                credits_drawn BIGINT NOT NULL DEFAULT 0,
+                credit_balance BIGINT NOT NULL DEFAULT 0,
+                overage_tokens BIGINT NOT NULL DEFAULT 0,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE quota_reservations (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                tokens BIGINT NOT NULL,
+                request_id TEXT,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL)""",
+            "CREATE INDEX quota_reservations_expiry ON quota_reservations(expires_at)",
+            """CREATE TABLE credit_ledger (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                kind TEXT NOT NULL,
+                tokens BIGINT NOT NULL,
+                note TEXT,
+                created_by TEXT,
+                created_at BIGINT NOT NULL)""",
+            "CREATE INDEX credit_ledger_account ON credit_ledger(account_id, created_at)",
+            """CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                key_hash TEXT NOT NULL UNIQUE,
+                prefix TEXT NOT NULL,
+                name TEXT,
+                created_at BIGINT NOT NULL,
+                last_used_at BIGINT,
+                revoked_at BIGINT)""",
+            "CREATE INDEX api_keys_account ON api_keys(account_id)",
+            """CREATE TABLE bots (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                name TEXT NOT NULL,
+                persona TEXT NOT NULL,
+                model TEXT,
+                temperature DOUBLE PRECISION,
+                max_reply_tokens INTEGER NOT NULL,
+                memory_tokens INTEGER NOT NULL,
+                fallback_message TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                deleted_at BIGINT)""",
+            "CREATE INDEX bots_account ON bots(account_id, created_at)",
+            # A contact is an end customer of one bot; the external id alone is never a key because the
+            # same person (a WhatsApp number, say) can talk to several businesses.
+            """CREATE TABLE contacts (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                bot_id TEXT NOT NULL REFERENCES bots(id),
+                platform TEXT NOT NULL,
+                external_id TEXT NOT NULL,
+                message_count BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                last_message_at BIGINT,
+                UNIQUE (account_id, bot_id, platform, external_id))""",
+            """CREATE TABLE messages (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                bot_id TEXT NOT NULL REFERENCES bots(id),
+                contact_id TEXT NOT NULL REFERENCES contacts(id),
+                seq BIGINT NOT NULL,
+                role TEXT NOT NULL,
+                content TEXT NOT NULL,
+                tokens INTEGER NOT NULL,
+                request_id TEXT,
+                created_at BIGINT NOT NULL,
+                UNIQUE (contact_id, seq))""",
+            """CREATE TABLE usage_records (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                bot_id TEXT,
+                contact_id TEXT,
+                channel TEXT NOT NULL,
+                model TEXT NOT NULL,
+                response_model TEXT,
+                prompt_tokens BIGINT NOT NULL DEFAULT 0,
+                cached_tokens BIGINT NOT NULL DEFAULT 0,
+                completion_tokens BIGINT NOT NULL DEFAULT 0,
+                reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+                total_tokens BIGINT NOT NULL DEFAULT 0,
+                cost_nanousd BIGINT,
+                price_version TEXT,
+                latency_ms INTEGER,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                request_id TEXT,
+                upstream_request_id TEXT,
+                outcome TEXT NOT NULL,
+                error_code TEXT,
+                created_at BIGINT NOT NULL)""",
+            "CREATE INDEX usage_account_time ON usage_records(account_id, created_at)",
+            "CREATE INDEX usage_time ON usage_records(created_at)",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+async def current_version(db: Database) -> int:
+    await _ensure_table(db)
+    row = await db.fetch_one("SELECT MAX(version) AS v FROM schema_migrations")
+    return int(row["v"]) if row is not None and row["v"] is not None else 0
+
+
+async def apply_migrations(db: Database) -> list[int]:
+    """Apply every pending migration in order; returns the versions applied now."""
+    await _ensure_table(db)
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        async with db.transaction() as tx:
+            # Checked inside the write lock so two processes starting together apply each migration once.
+            done = await tx.fetch_one(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+            )
+            if done is not None:
+                continue
+            for statement in migration.statements:
+                await tx.execute(statement)
+            await tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, int(time.time() * 1000)),
+            )
+        applied.append(migration.version)
+    return applied
+
+
+async def _ensure_table(db: Database) -> None:
+    await db.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at BIGINT NOT NULL)"""
+    )

@@ -1,0 +1,208 @@
+"""Offline token counting with tiktoken's own Encoding class.
+
+`tiktoken.get_encoding` downloads the BPE rank files from OpenAI's blob store on first use, and
+CI and production hosts have no network. The project therefore ships gzipped copies of the exact
+published rank files in `data/tokenizers/`. This module verifies them against tiktoken's expected
+hashes and builds real `tiktoken.Encoding` objects from them, so the counts are the ones tiktoken
+itself would produce. Chat prompts are counted with the OpenAI cookbook's
+`num_tokens_from_messages` rule. That rule is exact for gpt-3.5/gpt-4/gpt-4o and an estimate for
+newer models; `usage.prompt_tokens` from the API stays authoritative for billing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import tiktoken
+import tiktoken.model
+from tiktoken_ext.openai_public import ENDOFPROMPT, ENDOFTEXT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+
+from core.chat import ChatMessage
+
+__all__ = ["TokenCounter", "TokenizerError", "encoding_name_for_model"]
+
+_DEFAULT_ENCODING = "o200k_base"
+
+# Cookbook framing constants (examples/How_to_count_tokens_with_tiktoken.ipynb, current version):
+# every message is wrapped in <|start|>{role}<|message|>{content}<|end|>, a name costs one more
+# token, and every reply is primed with <|start|>assistant<|message|>.
+_TOKENS_PER_MESSAGE = 3
+_TOKENS_PER_NAME = 1
+_REPLY_PRIMING_TOKENS = 3
+
+
+class TokenizerError(RuntimeError):
+    """A shipped tokenizer file is missing, unreadable or does not match tiktoken's hash."""
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodingSpec:
+    """Everything needed to build one encoding from a local rank file."""
+
+    name: str
+    file_name: str
+    expected_sha256: str
+    pat_str: str
+    special_tokens: Mapping[str, int]
+
+
+# expected_hash, pat_str and special tokens are copied verbatim from the `cl100k_base()` and
+# `o200k_base()` constructors in tiktoken_ext/openai_public.py (tiktoken 0.14.0). The module only
+# exposes the special-token names as constants; calling the constructors would trigger a download.
+# tests/test_tokens.py checks these values against the installed tiktoken so drift is caught.
+_SPECS: Mapping[str, _EncodingSpec] = MappingProxyType(
+    {
+        "cl100k_base": _EncodingSpec(
+            name="cl100k_base",
+            file_name="cl100k_base.tiktoken.gz",
+            expected_sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+            pat_str=(
+                r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+|"""
+                r""" ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+            ),
+            special_tokens=MappingProxyType(
+                {
+                    ENDOFTEXT: 100257,
+                    FIM_PREFIX: 100258,
+                    FIM_MIDDLE: 100259,
+                    FIM_SUFFIX: 100260,
+                    ENDOFPROMPT: 100276,
+                }
+            ),
+        ),
+        "o200k_base": _EncodingSpec(
+            name="o200k_base",
+            file_name="o200k_base.tiktoken.gz",
+            expected_sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+            pat_str="|".join(
+                [
+                    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                    r"""\p{N}{1,3}""",
+                    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+                    r"""\s*[\r\n]+""",
+                    r"""\s+(?!\S)""",
+                    r"""\s+""",
+                ]
+            ),
+            special_tokens=MappingProxyType({ENDOFTEXT: 199999, ENDOFPROMPT: 200018}),
+        ),
+    }
+)
+
+
+def encoding_name_for_model(model: str) -> str:
+    """Name of the shipped encoding to count `model` with.
+
+    Uses tiktoken's own model table. Unknown models (e.g. a bare "o4" or a non-OpenAI name) fall
+    back to o200k_base, as the current cookbook does. Models that map to an encoding we do not
+    ship (o200k_harmony for gpt-oss-*, r50k/p50k for retired models, gpt2) also fall back to
+    o200k_base: counts for them are estimates anyway, and o200k_harmony shares o200k's ranks.
+    """
+    try:
+        name = tiktoken.model.encoding_name_for_model(model)
+    except KeyError:
+        return _DEFAULT_ENCODING
+    return name if name in _SPECS else _DEFAULT_ENCODING
+
+
+def _parse_ranks(contents: bytes, path: Path) -> dict[bytes, int]:
+    """Parse the `<base64 token> <rank>` lines of a .tiktoken file, as tiktoken.load does.
+
+    Parsed here rather than via `tiktoken.load.load_tiktoken_bpe`, because that function routes
+    through tiktoken's download cache and would write a copy into the system temp directory.
+    """
+    ranks: dict[bytes, int] = {}
+    for line in contents.splitlines():
+        if not line:
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except (ValueError, binascii.Error) as exc:
+            raise TokenizerError(f"malformed line {line[:40]!r} in tokenizer file {path}") from exc
+    return ranks
+
+
+def _load_encoding(spec: _EncodingSpec, tokenizer_dir: Path) -> tiktoken.Encoding:
+    path = tokenizer_dir / spec.file_name
+    try:
+        contents = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise TokenizerError(f"cannot read tokenizer file {path}: {exc}") from exc
+    actual = hashlib.sha256(contents).hexdigest()
+    if actual != spec.expected_sha256:
+        raise TokenizerError(
+            f"tokenizer file {path} is corrupt or not the published {spec.name} file: "
+            f"sha256 of its decompressed contents is {actual}, expected {spec.expected_sha256}"
+        )
+    return tiktoken.Encoding(
+        name=spec.name,
+        pat_str=spec.pat_str,
+        mergeable_ranks=_parse_ranks(contents, path),
+        special_tokens=dict(spec.special_tokens),
+    )
+
+
+class TokenCounter:
+    """Counts tokens for OpenAI chat models from the tokenizer files in `tokenizer_dir`.
+
+    Encodings are loaded lazily on first use (about a second each) and cached on the instance.
+    Call `preload()` at startup, e.g. in an executor, to keep that delay off the request path.
+    """
+
+    __slots__ = ("_encodings", "_lock", "_tokenizer_dir")
+
+    def __init__(self, tokenizer_dir: Path) -> None:
+        self._tokenizer_dir = tokenizer_dir
+        self._encodings: dict[str, tiktoken.Encoding] = {}
+        # A lock so that preload() running in a worker thread and a request on the event loop
+        # never build the same encoding twice or observe a half-filled cache.
+        self._lock = threading.Lock()
+
+    def preload(self) -> None:
+        """Load and verify every shipped encoding now; raises TokenizerError on a bad file."""
+        for name in _SPECS:
+            self._encoding(name)
+
+    def count_text(self, model: str, text: str) -> int:
+        """Number of tokens `text` encodes to for `model`; special-token text is plain text."""
+        return len(self._encode(self._encoding(encoding_name_for_model(model)), text))
+
+    def count_messages(self, model: str, messages: Sequence[ChatMessage]) -> int:
+        """Prompt tokens for a chat request, by the cookbook's `num_tokens_from_messages` rule."""
+        encoding = self._encoding(encoding_name_for_model(model))
+        total = 0
+        for message in messages:
+            total += _TOKENS_PER_MESSAGE
+            total += len(self._encode(encoding, message.role))
+            total += len(self._encode(encoding, message.content))
+            if message.name is not None:
+                total += len(self._encode(encoding, message.name)) + _TOKENS_PER_NAME
+        return total + _REPLY_PRIMING_TOKENS
+
+    def _encoding(self, name: str) -> tiktoken.Encoding:
+        encoding = self._encodings.get(name)
+        if encoding is not None:
+            return encoding
+        with self._lock:
+            encoding = self._encodings.get(name)
+            if encoding is None:
+                encoding = _load_encoding(_SPECS[name], self._tokenizer_dir)
+                self._encodings[name] = encoding
+            return encoding
+
+    @staticmethod
+    def _encode(encoding: tiktoken.Encoding, text: str) -> list[int]:
+        # encode_ordinary treats "<|endoftext|>" typed by a user as ordinary text instead of
+        # raising (encode's default) or emitting a real special token.
+        return encoding.encode_ordinary(text)

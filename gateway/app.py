@@ -1,0 +1,62 @@
+"""The application factory: `create_app(settings)` wires routes, middlewares and resources; nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from admin.app import create_admin_app
+from core.clock import Clock, SystemClock
+from core.tokens import TokenCounter
+from gateway import health, relay
+from gateway.background import TaskRegistry
+from gateway.keys import CLOCK, SERVICES, SETTINGS, TOKENS
+from gateway.middlewares import error_envelope, request_context
+from gateway.services import build_services
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.app")
+
+# Reservations older than the TTL belong to a crashed call; look for them this often.
+SWEEP_INTERVAL_SECONDS = 30.0
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, tokens: TokenCounter | None = None
+) -> web.Application:
+    """The service. `clock` and a preloaded `tokens` counter may be shared in (tests, embedders)."""
+    app = web.Application(
+        middlewares=[request_context, error_envelope],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app[TOKENS] = tokens or TokenCounter(settings.data_dir / "tokenizers")
+    app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_housekeeping)
+    app.add_routes(health.routes)
+    app.add_routes(relay.routes)
+    app.add_subapp("/api/admin/", create_admin_app())
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    async with build_services(app[SETTINGS], app[CLOCK], app[TOKENS]) as services:
+        app[SERVICES] = services
+        yield
+
+
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    tasks = TaskRegistry()
+
+    async def sweep() -> None:
+        released = await services.quota.sweep_expired()
+        if released:
+            log.warning("stale_reservations_released", count=released)
+
+    tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
+    yield
+    await tasks.close()

@@ -1,0 +1,156 @@
+"""`python -m gateway [serve|migrate|token|keygen|seed|demo]`: the one entry point, the Procfile's too."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from aiohttp import web
+
+from admin.tokens import ROLES, mint_token
+from core.clock import SystemClock
+from core.storage.accounts import AccountStore
+from core.storage.api_keys import ApiKeyStore
+from core.storage.bots import BotStore
+from core.storage.db import Database, DatabaseURLError
+from core.storage.migrations import apply_migrations, current_version
+from core.storage.plans import PlanStore
+from gateway.app import create_app
+from gateway.logging import configure_logging
+from gateway.services import open_database
+from gateway.settings import Settings, SettingsError
+
+
+def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(env)
+        return int(args.run(args, settings, out) or 0)
+    except (SettingsError, DatabaseURLError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="Nexus Flow gateway")
+    parser.set_defaults(run=_serve)
+    sub = parser.add_subparsers(title="commands")
+    sub.add_parser("serve", help="apply pending migrations and serve (the default)").set_defaults(run=_serve)
+    sub.add_parser("migrate", help="apply pending database migrations and exit").set_defaults(run=_migrate)
+    token = sub.add_parser("token", help="mint an admin/owner/viewer JWT (needs ADMIN_JWT_SECRET)")
+    token.add_argument("--role", choices=ROLES, required=True)
+    token.add_argument("--sub", required=True, help="who the token is for, e.g. ops or an email")
+    token.add_argument("--account-id", help="required for owner and viewer tokens")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.set_defaults(run=_token)
+    sub.add_parser("keygen", help="print a new random key (for SECRETS_KEY or ADMIN_JWT_SECRET)").set_defaults(
+        run=_keygen
+    )
+    sub.add_parser("seed", help="load the seed plans from data/plans.json").set_defaults(run=_seed)
+    sub.add_parser("demo", help="seed plans, create a demo account, bot and API key, print a curl").set_defaults(
+        run=_demo
+    )
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    configure_logging(settings.log_level, settings.log_format)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    async def run() -> tuple[list[int], int]:
+        db = await Database.open(settings.database_url)
+        try:
+            return await apply_migrations(db), await current_version(db)
+        finally:
+            await db.close()
+
+    applied, version = asyncio.run(run())
+    done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"
+    print(f"{done}; schema version {version} ({settings.database_url})", file=out)
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    if not settings.admin_jwt_secret:
+        raise SettingsError("ADMIN_JWT_SECRET is not set; tokens are signed with it")
+    if args.ttl <= 0:
+        raise SettingsError("--ttl must be positive")
+    token = mint_token(
+        settings.admin_jwt_secret, role=args.role, sub=args.sub, account_id=args.account_id, ttl=args.ttl,
+        now=int(time.time()),
+    )
+    print(token, file=out)
+    return 0
+
+
+def _keygen(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    # The Fernet key format: 32 random bytes, urlsafe base64.
+    print(base64.urlsafe_b64encode(os.urandom(32)).decode(), file=out)
+    return 0
+
+
+def _seed(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    created = asyncio.run(_seed_plans(settings))
+    print(f"seed plans created: {', '.join(created) if created else 'none (all present)'}", file=out)
+    return 0
+
+
+async def _seed_plans(settings: Settings) -> list[str]:
+    seed = json.loads((settings.data_dir / "plans.json").read_text())
+    db = await open_database(settings)
+    try:
+        store = PlanStore(db, SystemClock())
+        existing = {plan.name for plan in await store.list()}
+        created = []
+        for plan in seed["plans"]:
+            if plan["name"] not in existing:
+                await store.create(plan)
+                created.append(plan["name"])
+        return created
+    finally:
+        await db.close()
+
+
+def _demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    async def run() -> tuple[str, str, str]:
+        await _seed_plans(settings)
+        db = await open_database(settings)
+        try:
+            clock = SystemClock()
+            plans = {plan.name: plan for plan in await PlanStore(db, clock).list()}
+            plan = plans.get("starter") or next(iter(plans.values()))
+            account = await AccountStore(db, clock).create("Demo business", plan.id, None)
+            bot = await BotStore(db, clock).create(
+                account.id,
+                {
+                    "name": "Demo assistant",
+                    "persona": "You are the friendly assistant of a small coffee shop. Answer briefly.",
+                    "max_reply_tokens": 300,
+                    "memory_tokens": 2000,
+                    "fallback_message": "Sorry, I can't answer right now. Please try again in a little while.",
+                },
+            )
+            issued = await ApiKeyStore(db, clock).issue(account.id, "demo")
+            return account.id, bot.id, issued.plaintext
+        finally:
+            await db.close()
+
+    account_id, bot_id, key = asyncio.run(run())
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"account {account_id}, bot {bot_id}\nAPI key (shown once): {key}\n", file=out)
+    print(
+        f"curl -s {base}/api/messages/relay -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        "-d '{\"user_id\": \"customer-1\", \"message\": \"Hi! Are you open on Sunday?\"}'",
+        file=out,
+    )
+    return 0

@@ -1,0 +1,110 @@
+"""Building the service graph (database, stores, quota, LLM client, engine) and tearing it down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from core.clock import Clock
+from core.engine import ConversationEngine, EngineDeps
+from core.errors import NotConfigured
+from core.llm import LLMClient
+from core.pricing import PriceTable
+from core.quota import QuotaService
+from core.ratelimit import RateLimiter
+from core.storage.accounts import AccountStore
+from core.storage.api_keys import ApiKeyStore
+from core.storage.bots import BotStore
+from core.storage.conversations import ConversationStore
+from core.storage.credits import CreditLedger
+from core.storage.db import Database
+from core.storage.migrations import apply_migrations
+from core.storage.plans import PlanStore
+from core.storage.usage import UsageStore
+from core.tokens import TokenCounter
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.services")
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    db: Database
+    plans: PlanStore
+    accounts: AccountStore
+    api_keys: ApiKeyStore
+    credits: CreditLedger
+    bots: BotStore
+    conversations: ConversationStore
+    usage: UsageStore
+    quota: QuotaService
+    tokens: TokenCounter
+    prices: PriceTable
+    engine: ConversationEngine | None  # None when no OpenAI key is configured
+
+    def require_engine(self) -> ConversationEngine:
+        if self.engine is None:
+            raise NotConfigured("OPENAI_API_KEY is not set, so the bot cannot answer; ask the operator to set it")
+        return self.engine
+
+
+async def open_database(settings: Settings) -> Database:
+    db = await Database.open(settings.database_url, base_dir=None)
+    try:
+        applied = await apply_migrations(db)
+    except BaseException:
+        await db.close()
+        raise
+    if applied:
+        log.info("migrations_applied", versions=applied)
+    return db
+
+
+@asynccontextmanager
+async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter) -> AsyncIterator[Services]:
+    db = await open_database(settings)
+    llm: LLMClient | None = None
+    try:
+        # Loading the encodings takes about a second; do it now, off the event loop, not on the first message.
+        await asyncio.get_running_loop().run_in_executor(None, tokens.preload)
+        prices = PriceTable.load(settings.data_dir / "prices.json")
+        plans = PlanStore(db, clock)
+        conversations = ConversationStore(db, clock)
+        usage = UsageStore(db)
+        quota = QuotaService(db, clock, reservation_ttl_ms=settings.reservation_ttl_seconds * 1000)
+        engine = None
+        if settings.openai_api_key:
+            llm = LLMClient.create(
+                api_key=settings.openai_api_key,
+                base_url=settings.openai_base_url,
+                attempt_timeout=settings.llm_attempt_timeout,
+                max_attempts=settings.llm_max_attempts,
+                total_budget=settings.llm_total_budget,
+            )
+            engine = ConversationEngine(
+                EngineDeps(db, clock, plans, conversations, quota, usage, tokens, prices, llm, RateLimiter())
+            )
+        else:
+            log.warning("openai_not_configured", hint="set OPENAI_API_KEY; relay calls answer 503 until then")
+        yield Services(
+            db=db,
+            plans=plans,
+            accounts=AccountStore(db, clock),
+            api_keys=ApiKeyStore(db, clock),
+            credits=CreditLedger(db, clock),
+            bots=BotStore(db, clock),
+            conversations=conversations,
+            usage=usage,
+            quota=quota,
+            tokens=tokens,
+            prices=prices,
+            engine=engine,
+        )
+    finally:
+        if llm is not None:
+            await llm.close()
+        await db.close()

@@ -1,0 +1,115 @@
+"""Service settings, read once from an environment mapping (12-factor); names follow the API contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+
+# HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2); PyJWT warns below 32 bytes too.
+MIN_JWT_SECRET_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """A setting is present but unusable; the message names the variable and what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = "sqlite:///data/gateway.db"
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str = "https://api.openai.com/v1"
+    meta_app_secret: str | None = field(default=None, repr=False)
+    meta_verify_token: str | None = field(default=None, repr=False)
+    graph_api_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v25.0"
+    admin_jwt_secret: str | None = field(default=None, repr=False)
+    secrets_key: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+    log_format: str = "json"
+    data_dir: Path = DEFAULT_DATA_DIR
+    # LLM call policy: per-attempt timeout, attempts, and the wall-clock budget for one call with its retries.
+    llm_attempt_timeout: float = 20.0
+    llm_max_attempts: int = 3
+    llm_total_budget: float = 30.0
+    # Longest inbound message accepted, in characters; longer ones are refused with 400, never silently cut.
+    max_message_chars: int = 4000
+    max_body_bytes: int = 256 * 1024
+    # A reservation older than this belongs to a crashed call and is released by the sweeper.
+    reservation_ttl_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        defaults = cls()
+        secret = get("ADMIN_JWT_SECRET")
+        if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise SettingsError(
+                f"ADMIN_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes; "
+                "generate one with: python -m gateway keygen"
+            )
+        log_format = (get("LOG_FORMAT") or defaults.log_format).lower()
+        if log_format not in ("json", "console"):
+            raise SettingsError("LOG_FORMAT must be 'json' or 'console'")
+        log_level = (get("LOG_LEVEL") or defaults.log_level).upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return cls(
+            host=get("HOST") or defaults.host,
+            port=_int(env, "PORT", defaults.port, low=0, high=65535),
+            database_url=get("DATABASE_URL") or defaults.database_url,
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_base_url=(get("OPENAI_BASE_URL") or defaults.openai_base_url).rstrip("/"),
+            meta_app_secret=get("META_APP_SECRET"),
+            meta_verify_token=get("META_VERIFY_TOKEN"),
+            graph_api_base_url=(get("GRAPH_API_BASE_URL") or defaults.graph_api_base_url).rstrip("/"),
+            graph_api_version=get("GRAPH_API_VERSION") or defaults.graph_api_version,
+            admin_jwt_secret=secret,
+            secrets_key=get("SECRETS_KEY"),
+            log_level=log_level,
+            log_format=log_format,
+            data_dir=Path(get("DATA_DIR") or defaults.data_dir),
+            llm_attempt_timeout=_float(env, "LLM_ATTEMPT_TIMEOUT", defaults.llm_attempt_timeout),
+            llm_max_attempts=_int(env, "LLM_MAX_ATTEMPTS", defaults.llm_max_attempts, low=1, high=10),
+            llm_total_budget=_float(env, "LLM_TOTAL_BUDGET", defaults.llm_total_budget),
+            max_message_chars=_int(env, "MAX_MESSAGE_CHARS", defaults.max_message_chars, low=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, low=1024),
+            reservation_ttl_seconds=_int(
+                env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30
+            ),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value

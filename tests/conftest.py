@@ -1,0 +1,62 @@
+"""Fixtures: a real app on a temp SQLite file, talking to a fake OpenAI server on a random port."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from core.chat import ChatMessage
+from core.tokens import TokenCounter
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import PROJECT_DATA, make_settings
+
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture(scope="session")
+def tokens() -> TokenCounter:
+    counter = TokenCounter(PROJECT_DATA / "tokenizers")
+    counter.preload()
+    return counter
+
+
+@pytest.fixture
+def fake_openai(tokens: TokenCounter) -> FakeOpenAI:
+    """Counts tokens with real tiktoken, the way OpenAI reports `usage`."""
+
+    def count_prompt(model: str, messages: list[dict[str, Any]]) -> int:
+        return tokens.count_messages(
+            model, [ChatMessage(role=m["role"], content=m.get("content") or "", name=m.get("name")) for m in messages]
+        )
+
+    return FakeOpenAI(count_prompt_tokens=count_prompt, count_text_tokens=tokens.count_text)
+
+
+@pytest.fixture
+async def openai_url(aiohttp_server: Any, fake_openai: FakeOpenAI) -> str:
+    server = await aiohttp_server(fake_openai.app)
+    return str(server.make_url("/v1"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, openai_url: str) -> Settings:
+    return make_settings(tmp_path, openai_url)
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Any, tokens: TokenCounter) -> MakeClient:
+    async def make(settings: Settings, **kwargs: Any) -> TestClient:
+        return await aiohttp_client(create_app(settings, tokens=tokens, **kwargs))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient, settings: Settings) -> TestClient:
+    return await make_client(settings)

@@ -1,0 +1,380 @@
+"""A faithful fake of OpenAI's chat-completions API, for tests and benchmarks.
+
+Serves `POST /v1/chat/completions` (plain and `stream: true` with `stream_options.include_usage`)
+and `GET /v1/models` in the real wire format (usage details, dated snapshots, `x-request-id`,
+`x-ratelimit-*`, `openai-processing-ms`, the real error envelope); validates like the API; injects
+faults (`tests.fakes.openai_faults`) from a FIFO `script()` or a seeded `failure_rate`; records
+every call in `calls`. Token counters are injectable; the default is a deterministic
+word/punctuation count inside the cookbook's chat framing (3/message, +1/name, +3 priming).
+
+    server = await aiohttp_server(fake.app); base_url = str(server.make_url("/v1"))  # pytest
+    async with fake.serve() as base_url: ...                     # standalone, random port
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import openai_faults as errs
+from tests.fakes.openai_faults import Fault, FaultKind, is_reasoning_model
+
+__all__ = ["FakeOpenAI", "Fault", "FaultKind", "RecordedCall", "is_reasoning_model"]
+
+SNAPSHOTS: dict[str, str] = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}
+RECORDED_HEADERS = ("x-stainless-retry-count",)
+_ZERO_DETAILS = {"audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+_WORDS = re.compile(r"\w+|[^\w\s]")
+_PIECES = re.compile(r"\S+\s*|\s+")
+
+
+def approx_text_tokens(model: str, text: str) -> int:
+    """Default text counter: one token per word or punctuation mark (deterministic, model-agnostic)."""
+    return len(_WORDS.findall(text))
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # content parts
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return "" if value is None else json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """One request to /v1/chat/completions, as the fake saw it."""
+
+    model: str | None
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]  # the whole JSON request body
+    headers: dict[str, str]  # subset: RECORDED_HEADERS that were present
+    fault: Fault | None
+    usage: dict[str, Any] | None  # None unless a complete answer was produced
+    status: int | None  # HTTP status sent; None if no response (reset, hang, client gone)
+    stream: bool
+    request_id: str
+    started_at: float  # time.monotonic()
+    ended_at: float | None = None  # None while in flight
+
+
+@dataclass
+class _Ctx:  # per-request state, folded into the RecordedCall when the handler ends
+    rid: str
+    t0: float
+    gen: int
+    index: int = -1
+    fault: Fault | None = None
+    kind: FaultKind | None = None
+    prompt: int = 0  # prompt tokens, once counted
+    status: int | None = None
+    usage: dict[str, Any] | None = None
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        *,
+        count_prompt_tokens: Callable[[str, list[dict]], int] | None = None,
+        count_text_tokens: Callable[[str, str], int] | None = None,
+        latency: float = 0.0,
+        seed: int = 0,
+        context_windows: Mapping[str, int] | None = None,
+    ) -> None:
+        self.count_text_tokens: Callable[[str, str], int] = count_text_tokens or approx_text_tokens
+        self.count_prompt_tokens: Callable[[str, list[dict]], int] = count_prompt_tokens or self._framed_count
+        self.latency = latency
+        self.context_windows: dict[str, int] = dict(context_windows or {})
+        self.api_key: str | None = None  # when set, the bearer token must match exactly
+        self.cached_tokens = 0  # reported as prompt_tokens_details.cached_tokens (capped at prompt)
+        self.reasoning_tokens = 0  # added to completion_tokens of reasoning models only
+        self.failure_rate = 0.0
+        self.random_faults: list[Fault] = [Fault.rate_limit(), Fault.server_error(), Fault.overloaded()]
+        self.snapshots: dict[str, str] = dict(SNAPSHOTS)
+        self.rate_limits = (5000, 160000)  # (requests, tokens) reported in x-ratelimit-limit-*
+        self.calls: list[RecordedCall] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._reply: Callable[[dict], str] = _default_reply
+        self._script: deque[Fault] = deque()
+        self._rng = random.Random(seed)  # fault decisions only
+        self._ids = random.Random(f"ids-{seed}")
+        self._gen = 0
+        self._closing = asyncio.Event()
+        self._app = web.Application()
+        self._app.router.add_post("/v1/chat/completions", self._chat)
+        self._app.router.add_get("/v1/models", self._models)
+        self._app.on_startup.append(self._on_startup)
+        self._app.on_shutdown.append(self._on_shutdown)
+
+    # ---- public API ------------------------------------------------------------------------------
+    @property
+    def app(self) -> web.Application:
+        return self._app
+
+    def reply_with(self, fn: Callable[[dict], str]) -> None:
+        """Script the assistant text from the request body."""
+        self._reply = fn
+
+    def script(self, *faults: Fault) -> None:
+        """Queue faults, consumed one per chat request in arrival order (before random faults)."""
+        self._script.extend(faults)
+
+    def reset_records(self) -> None:
+        self._gen += 1
+        self.calls = []
+        self.max_in_flight = self.in_flight
+
+    def successful_usage_total(self) -> dict[str, int]:
+        keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+        ok = [c.usage for c in self.calls if c.usage is not None and c.status == 200]
+        return {k: sum(u[k] for u in ok) for k in keys}
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Run on a real socket (port 0 = random); yields the base URL ending in /v1."""
+        runner = web.AppRunner(self._app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            yield f"http://{host}:{runner.addresses[0][1]}/v1"
+        finally:
+            await runner.cleanup()
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    async def _on_startup(self, app: web.Application) -> None:
+        self._closing = asyncio.Event()
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self._closing.set()  # wakes hanging / slow handlers so shutdown never blocks
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def _framed_count(self, model: str, messages: list[dict]) -> int:
+        total = 3
+        for message in messages:
+            total += 3
+            for key, value in message.items():
+                if key in ("role", "content", "name"):
+                    total += self.count_text_tokens(model, _text_of(value)) + (key == "name")
+        return total
+
+    def _next_fault(self) -> Fault | None:
+        if self._script:
+            return self._script.popleft()
+        if self.failure_rate > 0 and self._rng.random() < self.failure_rate and self.random_faults:
+            return self._rng.choice(self.random_faults)
+        return None
+
+    async def _pause(self, request: web.Request, seconds: float | None) -> bool:
+        """Sleep (None = forever); False as soon as the client leaves or the server shuts down."""
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        while True:
+            if self._closing.is_set() or request.transport is None or request.transport.is_closing():
+                return False
+            step = 0.05 if deadline is None else min(0.05, deadline - loop.time())
+            if step <= 0:
+                return True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(step):
+                    await self._closing.wait()
+
+    def _headers(self, ctx: _Ctx) -> dict[str, str]:
+        req_limit, tok_limit = self.rate_limits
+        return {
+            "x-request-id": ctx.rid,
+            "openai-processing-ms": str(round((time.monotonic() - ctx.t0) * 1000)),
+            "openai-version": "2020-10-01",
+            "openai-organization": "org-fake",
+            "x-ratelimit-limit-requests": str(req_limit),
+            "x-ratelimit-limit-tokens": str(tok_limit),
+            "x-ratelimit-remaining-requests": str(max(0, req_limit - self.in_flight)),
+            "x-ratelimit-remaining-tokens": str(max(0, tok_limit - ctx.prompt)),
+            "x-ratelimit-reset-requests": "12ms",
+            "x-ratelimit-reset-tokens": "9ms",
+        }
+
+    def _error(self, ctx: _Ctx, status: int, body: dict) -> web.Response:
+        ctx.status = status
+        headers = {**self._headers(ctx), **(ctx.fault.headers() if ctx.fault else {})}
+        return web.json_response(body, status=status, headers=headers)
+
+    @staticmethod
+    def _drop(request: web.Request) -> web.Response:
+        errs.abort_connection(request.transport)
+        return web.Response(status=499)  # never reaches the client
+
+    def _complete(self, body: dict[str, Any], model: str, prompt: int) -> tuple[str, str, dict[str, Any]]:
+        text = self._reply(body)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        reasoning = self.reasoning_tokens if is_reasoning_model(model) else 0
+        finish = "stop"
+        if limit is not None:
+            reasoning = min(reasoning, limit)
+            if self.count_text_tokens(model, text) > limit - reasoning:
+                text, finish = self._truncate(model, text, limit - reasoning), "length"
+        completion = self.count_text_tokens(model, text) + reasoning
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt), "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning, **_ZERO_DETAILS},
+        }
+        return text, finish, usage
+
+    def _truncate(self, model: str, text: str, limit: int) -> str:
+        lo, hi = 0, len(text)  # longest prefix whose count fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if self.count_text_tokens(model, text[:mid]) <= limit else (lo, mid - 1)
+        return text[:lo]
+
+    # ---- handlers ---------------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        rid = f"req_{self._ids.getrandbits(128):032x}"
+        if (err := errs.auth_error(request.headers.get("Authorization", ""), self.api_key)) is not None:
+            return web.json_response(err, status=401, headers={"x-request-id": rid})
+        names = sorted({*self.snapshots, *self.snapshots.values(), "gpt-4.1-mini", "gpt-5-mini", "o4-mini"})
+        data = [{"id": n, "object": "model", "created": 1715367049, "owned_by": "system"} for n in names]
+        return web.json_response({"object": "list", "data": data}, headers={"x-request-id": rid})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        ctx = _Ctx(rid=f"req_{self._ids.getrandbits(128):032x}", t0=time.monotonic(), gen=self._gen)
+        try:
+            raw = await request.read()
+            body = None
+            with contextlib.suppress(ValueError):
+                body = json.loads(raw)
+            body = body if isinstance(body, dict) else None
+            params = body or {}
+            ctx.fault = self._next_fault()
+            ctx.kind = ctx.fault.kind if ctx.fault else None
+            messages = params.get("messages")
+            self.calls.append(
+                RecordedCall(
+                    model=params.get("model"),
+                    messages=list(messages) if isinstance(messages, list) else [],
+                    params=params,
+                    headers={h: request.headers[h] for h in RECORDED_HEADERS if h in request.headers},
+                    fault=ctx.fault,
+                    usage=None,
+                    status=None,
+                    stream=bool(params.get("stream")),
+                    request_id=ctx.rid,
+                    started_at=ctx.t0,
+                )
+            )
+            ctx.index = len(self.calls) - 1
+            return await self._answer(request, body, ctx)
+        finally:
+            self.in_flight -= 1
+            if ctx.gen == self._gen and 0 <= ctx.index < len(self.calls):
+                done = {"usage": ctx.usage, "status": ctx.status, "ended_at": time.monotonic()}
+                self.calls[ctx.index] = replace(self.calls[ctx.index], **done)
+
+    async def _answer(self, request: web.Request, body: dict | None, ctx: _Ctx) -> web.StreamResponse:
+        fault, kind = ctx.fault, ctx.kind
+        if self.latency and not await self._pause(request, self.latency):
+            return self._drop(request)
+        if kind is FaultKind.HANG:
+            await self._pause(request, None)
+            return self._drop(request)
+        if kind is FaultKind.RESET or (
+            kind is FaultKind.SLOW and not await self._pause(request, (fault and fault.seconds) or 0.0)
+        ):
+            return self._drop(request)
+        if fault is not None and fault.is_error_response:
+            return self._error(ctx, fault.status or 500, fault.payload(body.get("model") if body else None))
+        if (err := errs.auth_error(request.headers.get("Authorization", ""), self.api_key)) is not None:
+            return self._error(ctx, 401, err)
+        if (err := errs.validation_error(body)) is not None or body is None:
+            return self._error(ctx, 400, err or {})
+        model, stream = body["model"], bool(body.get("stream"))
+        prompt = self.count_prompt_tokens(model, body["messages"])
+        window = self.context_windows.get(model)
+        if window is not None and prompt > window:
+            return self._error(ctx, 400, errs.context_error(window, prompt))
+        ctx.prompt = prompt
+        if kind is FaultKind.STREAM_ERROR and not stream:
+            return self._error(ctx, 500, Fault.server_error().payload(model))
+        text, finish, usage = self._complete(body, model, prompt)
+        tier = body.get("service_tier")
+        head = {
+            "id": f"chatcmpl-{self._ids.getrandbits(120):030x}",
+            "object": "chat.completion.chunk" if stream else "chat.completion",
+            "created": int(time.time()),
+            "model": self.snapshots.get(model, model),
+            "service_tier": tier if tier in ("flex", "priority") else "default",
+            "system_fingerprint": "fp_fake0000",
+        }
+        if stream:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(request, ctx, head, text, finish, usage, include_usage)
+        message = {"role": "assistant", "content": text, "refusal": None, "annotations": [], "tool_calls": None}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        payload = json.dumps({**head, "choices": [choice], "usage": usage})
+        ctx.status = 200
+        if kind in (FaultKind.MALFORMED, FaultKind.STREAM_CUT):
+            payload = payload[: len(payload) // 2]
+        else:
+            ctx.usage = usage
+        return web.Response(text=payload, content_type="application/json", headers=self._headers(ctx))
+
+    async def _stream(
+        self, request: web.Request, ctx: _Ctx, head: dict, text: str, finish: str, usage: dict, include_usage: bool
+    ) -> web.StreamResponse:
+        extra = {"usage": None} if include_usage else {}  # without include_usage: no usage key at all
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            return json.dumps({**head, "choices": [choice], **extra})
+
+        events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        events += [chunk({"content": piece}) for piece in _PIECES.findall(text)]
+        fault, kind = ctx.fault, ctx.kind
+        if fault is not None and kind in (FaultKind.STREAM_CUT, FaultKind.STREAM_ERROR):
+            events = events[: 1 + fault.after_chunks]
+            if kind is FaultKind.STREAM_ERROR:
+                events.append(json.dumps(Fault.server_error().payload(head["model"])))
+        elif kind is FaultKind.MALFORMED:  # a truncated JSON event, then the body ends
+            events = [events[0], events[-1][: len(events[-1]) // 2]]
+        else:
+            events.append(chunk({}, finish))
+            if include_usage:
+                events.append(json.dumps({**head, "choices": [], "usage": usage}))
+            events.append("[DONE]")
+        resp = web.StreamResponse(headers={**self._headers(ctx), "Cache-Control": "no-cache"})
+        resp.content_type = "text/event-stream"
+        resp.charset = "utf-8"
+        await resp.prepare(request)
+        ctx.status = 200
+        try:
+            for event in events:
+                await resp.write(f"data: {event}\n\n".encode())
+            if fault is not None and fault.abort:
+                return self._drop(request)
+            await resp.write_eof()
+        except ConnectionError:  # client went away mid-stream
+            return resp
+        if events[-1] == "[DONE]":
+            ctx.usage = usage
+        return resp
+
+
+def _default_reply(body: dict) -> str:
+    users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+    return f"You said: {_text_of(users[-1].get('content')) if users else ''}"
