@@ -16,6 +16,7 @@ from core.clock import Clock, month_bounds
 from core.errors import AccountLocked, NotFound, QuotaExceeded
 from core.ids import new_id
 from core.models import QuotaSnapshot
+from core.storage.credits import append_entry
 from core.storage.db import Database, Row, Transaction
 
 _ROLLOVER = """UPDATE quota_state
@@ -101,11 +102,7 @@ class QuotaService:
         )
         for kind, tokens in (("usage", -draw), ("overage", overage)):
             if tokens:
-                await tx.execute(
-                    "INSERT INTO credit_ledger (id, account_id, kind, tokens, note, created_by, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (new_id("cr"), reservation.account_id, kind, tokens, None, "quota", now),
-                )
+                await append_entry(tx, reservation.account_id, kind, tokens, None, "quota", now)
         return await _snapshot(tx, reservation.account_id, terms)
 
     async def release(self, reservation: Reservation) -> None:

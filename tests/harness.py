@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,16 @@ async def relay(client: TestClient, tenant: Tenant, message: str, *, user_id: st
     return await client.post(
         "/api/messages/relay", json={"user_id": user_id, "message": message, **extra}, headers=tenant.key_header
     )
+
+
+def db_rows(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Read the service's SQLite file directly, as an operator would, to check what was really stored."""
+    path = settings.database_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
+
+
+def quota_row(settings: Settings, account_id: str) -> sqlite3.Row:
+    [row] = db_rows(settings, "SELECT * FROM quota_state WHERE account_id = ?", (account_id,))
+    return row

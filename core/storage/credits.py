@@ -6,7 +6,7 @@ from core.clock import Clock
 from core.errors import NotFound
 from core.ids import new_id
 from core.models import CreditEntry
-from core.storage.db import Database, Row
+from core.storage.db import Database, Row, Transaction
 
 _COLUMNS = "id, account_id, kind, tokens, note, created_by, created_at"
 
@@ -23,6 +23,20 @@ def _entry(row: Row) -> CreditEntry:
     )
 
 
+async def append_entry(
+    tx: Transaction, account_id: str, kind: str, tokens: int, note: str | None, created_by: str | None, now: int
+) -> CreditEntry:
+    """Append one entry; `seq` keeps entries in the order they were written, even within one millisecond."""
+    row = await tx.fetch_one(
+        f"INSERT INTO credit_ledger ({_COLUMNS}, seq)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1 FROM credit_ledger WHERE account_id = ?"
+        f" RETURNING {_COLUMNS}",
+        (new_id("cr"), account_id, kind, tokens, note, created_by, now, account_id),
+    )
+    assert row is not None
+    return _entry(row)
+
+
 class CreditLedger:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
@@ -37,16 +51,11 @@ class CreditLedger:
             )
             if not moved:
                 raise NotFound("account")
-            row = await tx.fetch_one(
-                f"INSERT INTO credit_ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
-                (new_id("cr"), account_id, kind, tokens, note, created_by, now),
-            )
-        assert row is not None
-        return _entry(row)
+            return await append_entry(tx, account_id, kind, tokens, note, created_by, now)
 
     async def list(self, account_id: str) -> list[CreditEntry]:
         rows = await self._db.fetch_all(
-            f"SELECT {_COLUMNS} FROM credit_ledger WHERE account_id = ? ORDER BY created_at, id", (account_id,)
+            f"SELECT {_COLUMNS} FROM credit_ledger WHERE account_id = ? ORDER BY seq", (account_id,)
         )
         return [_entry(r) for r in rows]
 

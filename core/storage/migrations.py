@@ -64,12 +64,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TABLE credit_ledger (
                 id TEXT PRIMARY KEY,
                 account_id TEXT NOT NULL REFERENCES accounts(id),
+                seq BIGINT NOT NULL,
                 kind TEXT NOT NULL,
                 tokens BIGINT NOT NULL,
                 note TEXT,
                 created_by TEXT,
                 created_at BIGINT NOT NULL)""",
-            "CREATE INDEX credit_ledger_account ON credit_ledger(account_id, created_at)",
+            "CREATE UNIQUE INDEX credit_ledger_account ON credit_ledger(account_id, seq)",
             """CREATE TABLE api_keys (
                 id TEXT PRIMARY KEY,
                 account_id TEXT NOT NULL REFERENCES accounts(id),
