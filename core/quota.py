@@ -23,18 +23,21 @@ _ROLLOVER = """UPDATE quota_state
     SET period_start = ?, used_tokens = 0, credits_drawn = 0, overage_tokens = 0, updated_at = ?
     WHERE account_id = ? AND period_start < ?"""
 
-_PLAN = """SELECT a.locked, p.monthly_token_limit, p.overage_percent
-    FROM accounts a JOIN plans p ON p.id = a.plan_id WHERE a.id = ?"""
+_STATE_COLUMNS = "period_start, used_tokens, reserved_tokens, credits_drawn, credit_balance"
 
-_STATE = """SELECT period_start, used_tokens, reserved_tokens, credits_drawn, credit_balance, overage_tokens
-    FROM quota_state WHERE account_id = ?"""
+_TERMS = f"""SELECT a.locked, p.monthly_token_limit, p.overage_percent, {_STATE_COLUMNS}
+    FROM accounts a JOIN plans p ON p.id = a.plan_id JOIN quota_state q ON q.account_id = a.id WHERE a.id = ?"""
 
 # Positive credit balance only: an operator's negative adjustment must not eat into the monthly allowance.
 _AVAILABLE_CREDITS = "credits_drawn + CASE WHEN credit_balance > 0 THEN credit_balance ELSE 0 END"
 
 _RESERVE = f"""UPDATE quota_state SET reserved_tokens = reserved_tokens + ?, updated_at = ?
     WHERE account_id = ? AND used_tokens + reserved_tokens + ? <= ? + {_AVAILABLE_CREDITS}
-    RETURNING period_start"""
+    RETURNING {_STATE_COLUMNS}"""
+
+_SETTLE = f"""UPDATE quota_state SET used_tokens = used_tokens + ?, reserved_tokens = reserved_tokens - ?,
+    credits_drawn = credits_drawn + ?, credit_balance = credit_balance - ?, overage_tokens = overage_tokens + ?,
+    updated_at = ? WHERE account_id = ? RETURNING {_STATE_COLUMNS}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +66,18 @@ class QuotaService:
 
     async def snapshot(self, account_id: str) -> QuotaSnapshot:
         async with self._db.transaction() as tx:
-            terms = await self._prepare(tx, account_id)
-            return await _snapshot(tx, account_id, terms)
+            terms, state = await self._prepare(tx, account_id)
+            return _snapshot(terms, state)
 
     async def reserve(self, account_id: str, tokens: int, *, request_id: str | None) -> Reservation:
         """Hold `tokens` of the allowance or raise QuotaExceeded / AccountLocked; never partially."""
         now = self._clock.now_ms()
         async with self._db.transaction() as tx:
-            terms = await self._prepare(tx, account_id)
+            terms, state = await self._prepare(tx, account_id)
             if terms.locked:
                 raise AccountLocked(account_id)
-            row = await tx.fetch_one(_RESERVE, (tokens, now, account_id, tokens, terms.ceiling))
-            if row is None:
-                raise QuotaExceeded(await _snapshot(tx, account_id, terms), tokens)
+            if await tx.fetch_one(_RESERVE, (tokens, now, account_id, tokens, terms.ceiling)) is None:
+                raise QuotaExceeded(_snapshot(terms, state), tokens)
             reservation = Reservation(new_id("rsv"), account_id, tokens)
             await tx.execute(
                 "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
@@ -87,23 +89,19 @@ class QuotaService:
     async def settle(self, tx: Transaction, reservation: Reservation, used: int) -> QuotaSnapshot:
         """Charge `used` tokens (the API's figure) and drop the reservation, inside the caller's transaction."""
         now = self._clock.now_ms()
-        await _drop_reservation(tx, reservation)
-        terms = await self._prepare(tx, reservation.account_id)
-        state = await _state(tx, reservation.account_id)
+        # Zero when the sweeper already released it: the tokens are then charged but nothing is given back twice.
+        held = await _delete_reservation(tx, reservation.id)
+        terms, state = await self._prepare(tx, reservation.account_id)
         before, after = int(state["used_tokens"]), int(state["used_tokens"]) + used
         beyond_monthly = max(0, after - terms.monthly) - max(0, before - terms.monthly)
         draw = min(beyond_monthly, max(0, int(state["credit_balance"])))
         overage = beyond_monthly - draw
-        await tx.execute(
-            """UPDATE quota_state SET used_tokens = used_tokens + ?,
-                credits_drawn = credits_drawn + ?, credit_balance = credit_balance - ?,
-                overage_tokens = overage_tokens + ?, updated_at = ? WHERE account_id = ?""",
-            (used, draw, draw, overage, now, reservation.account_id),
-        )
+        settled = await tx.fetch_one(_SETTLE, (used, held, draw, draw, overage, now, reservation.account_id))
+        assert settled is not None
         for kind, tokens in (("usage", -draw), ("overage", overage)):
             if tokens:
                 await append_entry(tx, reservation.account_id, kind, tokens, None, "quota", now)
-        return await _snapshot(tx, reservation.account_id, terms)
+        return _snapshot(terms, settled)
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose call failed: nothing is charged."""
@@ -121,37 +119,34 @@ class QuotaService:
                 await _drop_reservation(tx, Reservation(row["id"], row["account_id"], int(row["tokens"])))
             return len(rows)
 
-    async def _prepare(self, tx: Transaction, account_id: str) -> _PlanTerms:
-        row = await tx.fetch_one(_PLAN, (account_id,))
+    async def _prepare(self, tx: Transaction, account_id: str) -> tuple[_PlanTerms, Row]:
+        """Roll the account into the current month if needed; its plan terms and quota state."""
+        now = self._clock.now_ms()
+        start, _ = month_bounds(now)
+        await tx.execute(_ROLLOVER, (start, now, account_id, start))
+        row = await tx.fetch_one(_TERMS, (account_id,))
         if row is None:
             raise NotFound("account")
-        start, _ = month_bounds(self._clock.now_ms())
-        await tx.execute(_ROLLOVER, (start, self._clock.now_ms(), account_id, start))
         monthly = int(row["monthly_token_limit"])
-        return _PlanTerms(bool(row["locked"]), monthly, monthly * int(row["overage_percent"]) // 100)
+        return _PlanTerms(bool(row["locked"]), monthly, monthly * int(row["overage_percent"]) // 100), row
 
 
-async def _drop_reservation(tx: Transaction, reservation: Reservation) -> int:
-    """Delete the reservation row and return the tokens it held (0 if the sweeper already took it)."""
-    deleted = await tx.execute("DELETE FROM quota_reservations WHERE id = ?", (reservation.id,))
-    if not deleted:
-        return 0
-    await tx.execute(
-        "UPDATE quota_state SET reserved_tokens = reserved_tokens - ? WHERE account_id = ?",
-        (reservation.tokens, reservation.account_id),
-    )
-    return reservation.tokens
+async def _delete_reservation(tx: Transaction, reservation_id: str) -> int:
+    row = await tx.fetch_one("DELETE FROM quota_reservations WHERE id = ? RETURNING tokens", (reservation_id,))
+    return 0 if row is None else int(row["tokens"])
 
 
-async def _state(tx: Transaction, account_id: str) -> Row:
-    row = await tx.fetch_one(_STATE, (account_id,))
-    if row is None:
-        raise NotFound("account")
-    return row
+async def _drop_reservation(tx: Transaction, reservation: Reservation) -> None:
+    """Delete the reservation row and give its tokens back (nothing if the sweeper already took it)."""
+    held = await _delete_reservation(tx, reservation.id)
+    if held:
+        await tx.execute(
+            "UPDATE quota_state SET reserved_tokens = reserved_tokens - ? WHERE account_id = ?",
+            (held, reservation.account_id),
+        )
 
 
-async def _snapshot(tx: Transaction, account_id: str, terms: _PlanTerms) -> QuotaSnapshot:
-    state = await _state(tx, account_id)
+def _snapshot(terms: _PlanTerms, state: Row) -> QuotaSnapshot:
     start = int(state["period_start"])
     _, end = month_bounds(start)
     credits = int(state["credits_drawn"]) + max(0, int(state["credit_balance"]))
