@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin.auth import check_account, principal, require_admin, require_writer
+from admin.auth import path_account, principal, require_admin
 from admin.render import account_json
 from gateway.errors import ApiError, quota_json
 from gateway.keys import SERVICES
@@ -34,8 +34,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 @routes.get("/accounts/{account_id}")
 async def get_account(request: web.Request) -> web.Response:
-    account_id = request.match_info["account_id"]
-    check_account(principal(request), account_id)
+    _, account_id = path_account(request)
     services = request.config_dict[SERVICES]
     account = await services.accounts.get(account_id)
     snapshot = await services.quota.snapshot(account_id)
@@ -46,10 +45,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 @routes.patch("/accounts/{account_id}")
 async def update_account(request: web.Request) -> web.Response:
-    who = principal(request)
-    account_id = request.match_info["account_id"]
-    check_account(who, account_id)
-    require_writer(who)
+    who, account_id = path_account(request, "write")
     body = validate(await read_json(request), (_NAME, _PLAN, _EMAIL), partial=True)
     if "plan_id" in body and not who.is_admin:
         raise ApiError(403, "forbidden", "only the platform operator may change an account's plan")
@@ -59,10 +55,7 @@ async def update_account(request: web.Request) -> web.Response:
 
 @routes.put("/users/{account_id}/lock")
 async def lock_account(request: web.Request) -> web.Response:
-    who = principal(request)
-    account_id = request.match_info["account_id"]
-    check_account(who, account_id)
-    require_admin(who)
+    _, account_id = path_account(request, "admin")
     body = validate(await read_json(request), (Field("locked", bool, required=True),))
     account = await request.config_dict[SERVICES].accounts.set_locked(account_id, body["locked"])
     return web.json_response(account_json(account))

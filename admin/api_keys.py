@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin.auth import check_account, principal, require_writer
+from admin.auth import path_account
 from admin.render import api_key_json
 from gateway.keys import SERVICES
 from gateway.validation import Field, read_json, validate
@@ -14,10 +14,7 @@ routes = web.RouteTableDef()
 
 @routes.post("/accounts/{account_id}/api-keys")
 async def issue_key(request: web.Request) -> web.Response:
-    who = principal(request)
-    account_id = request.match_info["account_id"]
-    check_account(who, account_id)
-    require_writer(who)
+    _, account_id = path_account(request, "write")
     body = validate(await read_json(request), (Field("name", str, max_length=100),)) if request.can_read_body else {}
     issued = await request.config_dict[SERVICES].api_keys.issue(account_id, body.get("name"))
     return web.json_response({**api_key_json(issued.key), "key": issued.plaintext}, status=201)
@@ -25,8 +22,7 @@ async def issue_key(request: web.Request) -> web.Response:
 
 @routes.get("/accounts/{account_id}/api-keys")
 async def list_keys(request: web.Request) -> web.Response:
-    account_id = request.match_info["account_id"]
-    check_account(principal(request), account_id)
+    _, account_id = path_account(request)
     services = request.config_dict[SERVICES]
     await services.accounts.get(account_id)
     keys = await services.api_keys.list(account_id)
@@ -35,9 +31,6 @@ async def list_keys(request: web.Request) -> web.Response:
 
 @routes.delete("/accounts/{account_id}/api-keys/{key_id}")
 async def revoke_key(request: web.Request) -> web.Response:
-    who = principal(request)
-    account_id = request.match_info["account_id"]
-    check_account(who, account_id)
-    require_writer(who)
+    _, account_id = path_account(request, "write")
     await request.config_dict[SERVICES].api_keys.revoke(account_id, request.match_info["key_id"])
     return web.Response(status=204)

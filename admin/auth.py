@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -47,3 +49,18 @@ def check_account(who: Principal, account_id: str) -> None:
     """Another account's resource looks exactly like one that does not exist."""
     if not who.is_admin and who.account_id != account_id:
         raise NotFound("account")
+
+
+def path_account(request: web.Request, need: Literal["read", "write", "admin"] = "read") -> tuple[Principal, str]:
+    """The caller and the `{account_id}` of the path, once the caller may `need` it.
+
+    The account check comes first, so another account's id is a 404 whatever the role asks.
+    """
+    who = principal(request)
+    account_id = request.match_info["account_id"]
+    check_account(who, account_id)
+    if need == "write":
+        require_writer(who)
+    elif need == "admin":
+        require_admin(who)
+    return who, account_id

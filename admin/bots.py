@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from admin.auth import check_account, principal, require_writer
+from admin.auth import check_account, path_account, principal, require_writer
 from admin.render import bot_json
 from core.models import Bot
 from gateway.errors import bad_request
@@ -33,10 +33,7 @@ FIELDS = (
 
 @routes.post("/accounts/{account_id}/bots")
 async def create_bot(request: web.Request) -> web.Response:
-    who = principal(request)
-    account_id = request.match_info["account_id"]
-    check_account(who, account_id)
-    require_writer(who)
+    _, account_id = path_account(request, "write")
     body = {**DEFAULTS, **validate(await read_json(request), FIELDS)}
     await _check_model(request, account_id, body.get("model"))
     bot = await request.config_dict[SERVICES].bots.create(account_id, body)
@@ -45,8 +42,7 @@ async def create_bot(request: web.Request) -> web.Response:
 
 @routes.get("/accounts/{account_id}/bots")
 async def list_bots(request: web.Request) -> web.Response:
-    account_id = request.match_info["account_id"]
-    check_account(principal(request), account_id)
+    _, account_id = path_account(request)
     services = request.config_dict[SERVICES]
     await services.accounts.get(account_id)
     return web.json_response({"bots": [bot_json(b) for b in await services.bots.list(account_id)]})

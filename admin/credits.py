@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin.auth import check_account, principal, require_admin
+from admin.auth import path_account
 from admin.render import credit_json
 from core.models import OPERATOR_CREDIT_KINDS
 from gateway.errors import bad_request
@@ -22,10 +22,7 @@ _FIELDS = (
 
 @routes.post("/accounts/{account_id}/credits")
 async def add_credits(request: web.Request) -> web.Response:
-    who = principal(request)
-    account_id = request.match_info["account_id"]
-    check_account(who, account_id)
-    require_admin(who)
+    who, account_id = path_account(request, "admin")
     body = validate(await read_json(request), _FIELDS)
     if body["tokens"] == 0:
         raise bad_request("'tokens' may not be zero", field="tokens")
@@ -39,8 +36,7 @@ async def add_credits(request: web.Request) -> web.Response:
 
 @routes.get("/accounts/{account_id}/credits")
 async def list_credits(request: web.Request) -> web.Response:
-    account_id = request.match_info["account_id"]
-    check_account(principal(request), account_id)
+    _, account_id = path_account(request)
     ledger = request.config_dict[SERVICES].credits
     balance = await ledger.balance(account_id)
     entries = await ledger.list(account_id)

@@ -11,6 +11,11 @@ ISSUER = "nexus-gateway"
 AUDIENCE = "nexus-gateway-admin"
 ALGORITHM = "HS256"  # pinned: the verifier accepts this one algorithm and nothing else
 ROLES = ("admin", "owner", "viewer")
+# Tolerated clock skew between the host that minted a token and this one.
+LEEWAY_SECONDS = 5
+# Header parameters that point at or carry a key: meaningless with one shared HS256 secret, so a token carrying
+# one was not made by us (RFC 8725 §3.10).
+_FOREIGN_KEY_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
 Role = Literal["admin", "owner", "viewer"]
 
 
@@ -47,10 +52,13 @@ def mint_token(secret: str, *, role: str, sub: str, account_id: str | None, ttl:
 
 def verify_token(token: str, secret: str) -> Principal:
     try:
+        if _FOREIGN_KEY_HEADERS & set(jwt.get_unverified_header(token)):
+            raise InvalidToken("the token names a key source this service does not use")
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
+            leeway=LEEWAY_SECONDS,
             audience=AUDIENCE,
             issuer=ISSUER,
             options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_iat": True},

@@ -12,6 +12,10 @@ from aiohttp import web
 
 from gateway.errors import bad_request
 
+# Bounds for fields that do not set their own: list entries and strings inside lists.
+_MAX_LIST_ITEMS = 100
+_MAX_STRING = 200
+
 
 @dataclass(frozen=True, slots=True)
 class Field:
@@ -64,19 +68,16 @@ def _check(f: Field, value: Any) -> Any:
     if f.kind is list:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
             raise bad_request(f"'{f.name}' must be a non-empty list of strings", field=f.name)
-        return [v.strip() for v in value]
+        items = list(dict.fromkeys(_text(f, v.strip()) for v in value))  # duplicates dropped, order kept
+        if len(items) > _MAX_LIST_ITEMS:
+            raise bad_request(f"'{f.name}' may hold at most {_MAX_LIST_ITEMS} entries", field=f.name)
+        return items
     if f.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, f.kind) or (f.kind is not bool and isinstance(value, bool)):
         raise bad_request(f"'{f.name}' must be {_kind_name(f.kind)}", field=f.name)
     if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            raise bad_request(f"'{f.name}' may not be empty", field=f.name)
-        if "\x00" in value:
-            raise bad_request(f"'{f.name}' may not contain NUL characters", field=f.name)
-        if f.max_length is not None and len(value) > f.max_length:
-            raise bad_request(f"'{f.name}' is longer than {f.max_length} characters", field=f.name)
+        value = _text(f, value.strip())
         if f.choices is not None and value not in f.choices:
             raise bad_request(f"'{f.name}' must be one of: {', '.join(f.choices)}", field=f.name)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -86,6 +87,23 @@ def _check(f: Field, value: Any) -> Any:
             raise bad_request(f"'{f.name}' must be at least {f.min:g}", field=f.name)
         if f.max is not None and value > f.max:
             raise bad_request(f"'{f.name}' must be at most {f.max:g}", field=f.name)
+    return value
+
+
+def _text(f: Field, value: str) -> str:
+    """A string we can store and send on: not empty, no NUL (PostgreSQL refuses it), valid Unicode, bounded."""
+    if not value:
+        raise bad_request(f"'{f.name}' may not be empty", field=f.name)
+    if "\x00" in value:
+        raise bad_request(f"'{f.name}' may not contain NUL characters", field=f.name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # `"\ud800"` is legal JSON but not text: a lone UTF-16 surrogate cannot be stored or sent anywhere.
+        raise bad_request(f"'{f.name}' is not valid Unicode text (lone surrogate)", field=f.name) from None
+    limit = f.max_length if f.max_length is not None else _MAX_STRING
+    if len(value) > limit:
+        raise bad_request(f"'{f.name}' is longer than {limit} characters", field=f.name)
     return value
 
 

@@ -40,6 +40,7 @@ async def test_admin_jwt_is_not_an_api_key(client: TestClient) -> None:
         ({"user_id": "u", "message": ["hi"]}, "message"),
         ({"user_id": "u", "message": "x" * 4001}, "message"),
         ({"user_id": "u", "message": "nul \x00 byte"}, "message"),
+        ({"user_id": "u", "message": "lone surrogate \ud800"}, "message"),
         ({"user_id": "u", "message": "hi", "account_id": "acc_other"}, "account_id"),
     ],
 )

@@ -43,11 +43,13 @@ class BotStore:
         async with self._db.transaction() as tx:
             if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
                 raise NotFound("account")
+            # `seq` orders an account's bots by creation even within one millisecond: the first is the default.
             row = await tx.fetch_one(
-                f"INSERT INTO bots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
+                f"INSERT INTO bots ({_COLUMNS}, seq) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1"
+                f" FROM bots WHERE account_id = ? RETURNING {_COLUMNS}",
                 (new_id("bot"), account_id, fields["name"], fields["persona"], fields.get("model"),
                  fields.get("temperature"), fields["max_reply_tokens"], fields["memory_tokens"],
-                 fields["fallback_message"], now, now),
+                 fields["fallback_message"], now, now, account_id),
             )
         assert row is not None
         return _bot(row)
@@ -66,7 +68,7 @@ class BotStore:
 
     async def list(self, account_id: str) -> list[Bot]:
         rows = await self._db.fetch_all(
-            f"SELECT {_COLUMNS} FROM bots WHERE account_id = ? AND deleted_at IS NULL ORDER BY created_at, id",
+            f"SELECT {_COLUMNS} FROM bots WHERE account_id = ? AND deleted_at IS NULL ORDER BY seq",
             (account_id,),
         )
         return [_bot(r) for r in rows]

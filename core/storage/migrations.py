@@ -84,6 +84,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TABLE bots (
                 id TEXT PRIMARY KEY,
                 account_id TEXT NOT NULL REFERENCES accounts(id),
+                seq BIGINT NOT NULL,
                 name TEXT NOT NULL,
                 persona TEXT NOT NULL,
                 model TEXT,
@@ -94,7 +95,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 created_at BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL,
                 deleted_at BIGINT)""",
-            "CREATE INDEX bots_account ON bots(account_id, created_at)",
+            "CREATE UNIQUE INDEX bots_account ON bots(account_id, seq)",
             # A contact is an end customer of one bot; the external id alone is never a key because the
             # same person (a WhatsApp number, say) can talk to several businesses.
             """CREATE TABLE contacts (
