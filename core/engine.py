@@ -164,9 +164,16 @@ class ConversationEngine:
                 tx=tx,
             )
         log.info(
-            "turn_answered", account_id=req.account.id, bot_id=req.bot.id, contact_id=contact.id, model=model,
-            prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens,
-            attempts=completion.attempts, latency_ms=completion.latency_ms, outcome=outcome,
+            "turn_answered",
+            account_id=req.account.id,
+            bot_id=req.bot.id,
+            contact_id=contact.id,
+            model=model,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            attempts=completion.attempts,
+            latency_ms=completion.latency_ms,
+            outcome=outcome,
         )
         return TurnResult(reply, req.bot.id, model, completion.usage, cost_nanousd, snapshot)
 

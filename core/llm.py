@@ -113,8 +113,13 @@ class LLMClient:
             remaining = deadline - time.monotonic()
             give_up = not failure.retry or attempts >= self.max_attempts or delay + _MIN_ATTEMPT_SECONDS > remaining
             log.warning(
-                "llm_attempt_failed", model=request.model, attempt=attempts, code=failure.code,
-                retry=not give_up, delay=round(delay, 3), alert=failure.code in _BILLING_CODES,
+                "llm_attempt_failed",
+                model=request.model,
+                attempt=attempts,
+                code=failure.code,
+                retry=not give_up,
+                delay=round(delay, 3),
+                alert=failure.code in _BILLING_CODES,
             )
             if give_up:
                 raise UpstreamUnavailable(
@@ -175,8 +180,9 @@ def _classify(exc: Exception) -> _Failure | None:
     if isinstance(exc, openai.APIStatusError):
         return _status_failure(exc)
     if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, openai.APIResponseValidationError)):
-        return _Failure("malformed_response", "the model provider sent an unreadable answer", retry=True,
-                        temporary=True)
+        return _Failure(
+            "malformed_response", "the model provider sent an unreadable answer", retry=True, temporary=True
+        )
     return None
 
 
@@ -187,8 +193,7 @@ def _status_failure(exc: openai.APIStatusError) -> _Failure:
     message = f"model provider answered {status}: {code}"
     if status == 429 and (code in _BILLING_CODES or body.get("type") in _BILLING_CODES):
         # Billing, not load: retrying burns time and changes nothing. The operator must act.
-        return _Failure(code if code in _BILLING_CODES else "insufficient_quota", message, retry=False,
-                        temporary=True)
+        return _Failure(code if code in _BILLING_CODES else "insufficient_quota", message, retry=False, temporary=True)
     if status in _RETRYABLE_STATUS or status >= 500:
         return _Failure(code, message, retry=True, temporary=True, retry_after=_retry_after(exc.response.headers))
     return _Failure(code, message, retry=False, temporary=False)

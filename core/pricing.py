@@ -92,14 +92,10 @@ class PriceTable:
         cached = min(max(usage.cached_tokens, 0), prompt)
         completion = max(usage.completion_tokens, 0)
         cached_rate = (
-            price.cached_input_per_million
-            if price.cached_input_per_million is not None
-            else price.input_per_million
+            price.cached_input_per_million if price.cached_input_per_million is not None else price.input_per_million
         )
         total = (
-            (prompt - cached) * price.input_per_million
-            + cached * cached_rate
-            + completion * price.output_per_million
+            (prompt - cached) * price.input_per_million + cached * cached_rate + completion * price.output_per_million
         )
         return total / _TOKENS_PER_UNIT
 

@@ -86,7 +86,11 @@ def _token(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     if args.ttl <= 0:
         raise SettingsError("--ttl must be positive")
     token = mint_token(
-        settings.admin_jwt_secret, role=args.role, sub=args.sub, account_id=args.account_id, ttl=args.ttl,
+        settings.admin_jwt_secret,
+        role=args.role,
+        sub=args.sub,
+        account_id=args.account_id,
+        ttl=args.ttl,
         now=int(time.time()),
     )
     print(token, file=out)
@@ -150,7 +154,7 @@ def _demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     print(f"account {account_id}, bot {bot_id}\nAPI key (shown once): {key}\n", file=out)
     print(
         f"curl -s {base}/api/messages/relay -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
-        "-d '{\"user_id\": \"customer-1\", \"message\": \"Hi! Are you open on Sunday?\"}'",
+        '-d \'{"user_id": "customer-1", "message": "Hi! Are you open on Sunday?"}\'',
         file=out,
     )
     return 0

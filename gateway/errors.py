@@ -75,13 +75,17 @@ def from_domain(exc: GatewayError) -> ApiError:
     if isinstance(exc, RateLimited):
         seconds = max(1, math.ceil(exc.retry_after))
         return ApiError(
-            429, "rate_limited", f"{exc} ; try again in {seconds} s".replace(" ;", ";"),
-            details={"retry_after_seconds": seconds}, headers={"Retry-After": str(seconds)},
+            429,
+            "rate_limited",
+            f"{exc} ; try again in {seconds} s".replace(" ;", ";"),
+            details={"retry_after_seconds": seconds},
+            headers={"Retry-After": str(seconds)},
         )
     if isinstance(exc, UpstreamUnavailable):
         status = 503 if exc.temporary else 502
         return ApiError(
-            status, "upstream_unavailable",
+            status,
+            "upstream_unavailable",
             "the AI model could not answer; nothing was charged. Please try again later.",
             details={"upstream_code": exc.code},
         )

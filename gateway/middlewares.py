@@ -46,7 +46,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     finally:
         log.info(
-            "request", method=request.method, path=request.path, status=status,
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
 

@@ -82,9 +82,7 @@ class Settings:
             llm_total_budget=_float(env, "LLM_TOTAL_BUDGET", defaults.llm_total_budget),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", defaults.max_message_chars, low=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, low=1024),
-            reservation_ttl_seconds=_int(
-                env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30
-            ),
+            reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),
         )
 
 

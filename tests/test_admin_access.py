@@ -60,11 +60,11 @@ ROUTES = (
     Route("GET", "/accounts/{account_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("PATCH", "/accounts/{account_id}", {"name": "Renamed"}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),
     Route("PUT", "/users/{account_id}/lock", {"locked": True}, (200, 200, 404), (403, 404, 404), (403, 404, 404)),
-    Route("POST", "/accounts/{account_id}/api-keys", {"name": "ci"},
-          (201, 201, 404), (201, 404, 404), (403, 404, 404)),
+    Route("POST", "/accounts/{account_id}/api-keys", {"name": "ci"}, (201, 201, 404), (201, 404, 404), (403, 404, 404)),
     Route("GET", "/accounts/{account_id}/api-keys", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
-    Route("DELETE", "/accounts/{account_id}/api-keys/{key_id}", None,
-          (204, 204, 404), (204, 404, 404), (403, 404, 404)),
+    Route(
+        "DELETE", "/accounts/{account_id}/api-keys/{key_id}", None, (204, 204, 404), (204, 404, 404), (403, 404, 404)
+    ),
     Route("POST", "/accounts/{account_id}/credits", GRANT, (201, 201, 404), (403, 404, 404), (403, 404, 404)),
     Route("GET", "/accounts/{account_id}/credits", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("POST", "/accounts/{account_id}/bots", NEW_BOT, (201, 201, 404), (201, 404, 404), (403, 404, 404)),
@@ -94,11 +94,17 @@ class World:
     def ids(self, target: str | None) -> dict[str, str]:
         if target in (None, "random"):
             # Well-formed ids (same prefixes as real ones) that exist nowhere, fresh for every call.
-            return {name: f"{prefix}_{secrets.token_hex(10)}" for name, prefix in
-                    (("plan_id", "pln"), ("account_id", "acc"), ("bot_id", "bot"), ("key_id", "key"))}
+            return {
+                name: f"{prefix}_{secrets.token_hex(10)}"
+                for name, prefix in (("plan_id", "pln"), ("account_id", "acc"), ("bot_id", "bot"), ("key_id", "key"))
+            }
         tenant = self.a if target == "A" else self.b
-        return {"plan_id": tenant.plan_id, "account_id": tenant.account_id, "bot_id": tenant.bot_id,
-                "key_id": self.key_ids[tenant.account_id]}
+        return {
+            "plan_id": tenant.plan_id,
+            "account_id": tenant.account_id,
+            "bot_id": tenant.bot_id,
+            "key_id": self.key_ids[tenant.account_id],
+        }
 
     def headers(self, role: str) -> dict[str, str]:
         return auth(role, None if role == "admin" else self.a.account_id)
@@ -117,8 +123,13 @@ async def _tenant_state(client: TestClient, tenant: Tenant) -> dict[str, Any]:
     """Everything a business would notice about its account, read by the operator."""
     base = f"/api/admin/accounts/{tenant.account_id}"
     state = {}
-    for name, path in (("account", base), ("api_keys", f"{base}/api-keys"), ("credits", f"{base}/credits"),
-                       ("bots", f"{base}/bots"), ("plan", f"/api/admin/plans/{tenant.plan_id}")):
+    for name, path in (
+        ("account", base),
+        ("api_keys", f"{base}/api-keys"),
+        ("credits", f"{base}/credits"),
+        ("bots", f"{base}/bots"),
+        ("plan", f"/api/admin/plans/{tenant.plan_id}"),
+    ):
         state[name] = await expect(await client.get(path, headers=auth()), 200)
     return state
 
@@ -126,8 +137,12 @@ async def _tenant_state(client: TestClient, tenant: Tenant) -> dict[str, Any]:
 async def _state(client: TestClient, world: World) -> dict[str, Any]:
     plans = await expect(await client.get("/api/admin/plans", headers=auth()), 200)
     accounts = await expect(await client.get("/api/admin/accounts", headers=auth()), 200)
-    return {"plans": plans, "accounts": accounts, "A": await _tenant_state(client, world.a),
-            "B": await _tenant_state(client, world.b)}
+    return {
+        "plans": plans,
+        "accounts": accounts,
+        "A": await _tenant_state(client, world.a),
+        "B": await _tenant_state(client, world.b),
+    }
 
 
 async def _call(client: TestClient, world: World, route: Route, role: str, target: str | None) -> Any:
@@ -200,8 +215,9 @@ async def test_key_of_another_account_cannot_be_revoked_through_own_path(
 async def test_owner_cannot_change_own_plan(client: TestClient) -> None:
     world = await _world(client)
     path = f"/api/admin/accounts/{world.a.account_id}"
-    body = await expect(await client.patch(path, json={"plan_id": world.b.plan_id}, headers=world.headers("owner")),
-                        403)
+    body = await expect(
+        await client.patch(path, json={"plan_id": world.b.plan_id}, headers=world.headers("owner")), 403
+    )
     _assert_envelope(body, 403)
     assert (await expect(await client.get(path, headers=auth()), 200))["plan_id"] == world.a.plan_id
 
@@ -224,8 +240,9 @@ MASS_ASSIGNMENT = [
     pytest.param("owner", "POST", "/accounts/{A}/api-keys", {"name": "x", "account_id": "{B}"}, id="key-account_id"),
     pytest.param("owner", "POST", "/accounts/{A}/api-keys", {"role": "admin"}, id="key-role"),
     pytest.param("admin", "POST", "/accounts/{A}/credits", {**GRANT, "account_id": "{B}"}, id="credits-account_id"),
-    pytest.param("admin", "POST", "/accounts", {"name": "New", "plan_id": "{A_plan}", "role": "owner"},
-                 id="account-create-role"),
+    pytest.param(
+        "admin", "POST", "/accounts", {"name": "New", "plan_id": "{A_plan}", "role": "owner"}, id="account-create-role"
+    ),
     pytest.param("admin", "POST", "/plans", {**NEW_PLAN, "account_id": "{B}"}, id="plan-account_id"),
     pytest.param("admin", "PATCH", "/plans/{A_plan}", {"name": "x", "role": "admin"}, id="plan-patch-role"),
     pytest.param("admin", "PUT", "/users/{A}/lock", {"locked": True, "account_id": "{B}"}, id="lock-account_id"),
@@ -237,8 +254,12 @@ async def test_injected_fields_are_refused_and_change_nothing(
     client: TestClient, role: str, method: str, path: str, body: dict[str, Any]
 ) -> None:
     world = await _world(client)
-    names = {"{A}": world.a.account_id, "{B}": world.b.account_id, "{A_bot}": world.a.bot_id,
-             "{A_plan}": world.a.plan_id}
+    names = {
+        "{A}": world.a.account_id,
+        "{B}": world.b.account_id,
+        "{A_bot}": world.a.bot_id,
+        "{A_plan}": world.a.plan_id,
+    }
 
     def fill(value: Any) -> Any:
         return names.get(value, value) if isinstance(value, str) else value
@@ -247,8 +268,9 @@ async def test_injected_fields_are_refused_and_change_nothing(
         path = path.replace(placeholder, real)
     before = await _state(client, world)
 
-    response = await client.request(method, "/api/admin" + path, json={k: fill(v) for k, v in body.items()},
-                                    headers=world.headers(role))
+    response = await client.request(
+        method, "/api/admin" + path, json={k: fill(v) for k, v in body.items()}, headers=world.headers(role)
+    )
 
     _assert_envelope(await expect(response, 400), 400)
     assert await _state(client, world) == before

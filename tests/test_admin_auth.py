@@ -37,8 +37,14 @@ def _b64(data: bytes) -> str:
 def _claims(**overrides: Any) -> dict[str, Any]:
     """Valid admin claims; an override of None removes the claim."""
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": "ops", "role": "admin", "iss": ISSUER, "aud": AUDIENCE, "iat": now,
-                              "exp": now + 600}
+    claims: dict[str, Any] = {
+        "sub": "ops",
+        "role": "admin",
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 

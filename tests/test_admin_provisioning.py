@@ -27,8 +27,15 @@ PLAN = {
     "overage_percent": 10,
     "messages_per_minute": 30,
 }
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 413: "payload_too_large"}
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+}
 
 
 async def fail(response: Any, status: int) -> dict[str, Any]:
@@ -53,6 +60,7 @@ async def patch(client: TestClient, path: str, body: Any) -> Any:
 
 
 # --- plans --------------------------------------------------------------------------------------------------------
+
 
 async def test_plan_crud(client: TestClient) -> None:
     created = await expect(await post(client, "/plans", PLAN), 201)
@@ -129,6 +137,7 @@ async def test_plan_in_use_cannot_be_deleted(client: TestClient) -> None:
 
 # --- accounts -----------------------------------------------------------------------------------------------------
 
+
 async def test_account_with_unknown_plan_is_404_and_not_created(client: TestClient) -> None:
     await fail(await post(client, "/accounts", {"name": "Ghost", "plan_id": "pln_00000000000000000000"}), 404)
     assert (await get(client, "/accounts"))["accounts"] == []
@@ -141,7 +150,10 @@ async def test_account_create_and_quota_block(client: TestClient) -> None:
         201,
     )
     assert (account["name"], account["plan_id"], account["email"], account["locked"]) == (
-        "Café Luna", plan["id"], "owner@luna.example", False
+        "Café Luna",
+        plan["id"],
+        "owner@luna.example",
+        False,
     )
     shown = await get(client, f"/accounts/{account['id']}")
     quota = shown.pop("quota")
@@ -185,6 +197,7 @@ async def test_locked_account_cannot_relay_until_unlocked(client: TestClient, fa
 
 # --- API keys -----------------------------------------------------------------------------------------------------
 
+
 def _database_path(settings: Settings) -> Path:
     return Path(settings.database_url.removeprefix("sqlite:///"))
 
@@ -213,7 +226,7 @@ async def test_api_key_is_shown_once_and_stored_only_as_hash(
     listed = await get(client, f"/accounts/{tenant.account_id}/api-keys")
     assert {k["id"] for k in listed["api_keys"]} >= {issued["id"]}
     assert all("key" not in k for k in listed["api_keys"])
-    secret_part = key[len(issued["prefix"]):]
+    secret_part = key[len(issued["prefix"]) :]
     assert secret_part not in json.dumps(listed)
 
     # The new key works, so what is stored must be enough to check it...
@@ -232,8 +245,11 @@ async def test_revoked_key_is_refused_and_other_keys_keep_working(client: TestCl
     tenant = await provision(client)
     path = f"{ADMIN}/accounts/{tenant.account_id}/api-keys"
     spare = await expect(await client.post(path, headers=auth()), 201)
-    [first_id] = [k["id"] for k in (await get(client, f"/accounts/{tenant.account_id}/api-keys"))["api_keys"]
-                  if k["id"] != spare["id"]]
+    [first_id] = [
+        k["id"]
+        for k in (await get(client, f"/accounts/{tenant.account_id}/api-keys"))["api_keys"]
+        if k["id"] != spare["id"]
+    ]
     await expect(await relay(client, tenant, "before"), 200)
 
     await expect(await client.delete(f"{path}/{first_id}", headers=auth()), 204)
@@ -249,6 +265,7 @@ async def test_revoked_key_is_refused_and_other_keys_keep_working(client: TestCl
 
 # --- credits ------------------------------------------------------------------------------------------------------
 
+
 async def test_purchase_raises_the_relay_quota(client: TestClient, fake_openai: FakeOpenAI) -> None:
     tenant = await provision(client)
     before = (await expect(await relay(client, tenant, "one"), 200))["quota"]
@@ -258,7 +275,10 @@ async def test_purchase_raises_the_relay_quota(client: TestClient, fake_openai: 
         await client.post(path, json={"tokens": 5_000, "kind": "purchase", "note": "invoice 42"}, headers=auth()), 201
     )
     assert (entry["account_id"], entry["kind"], entry["tokens"], entry["note"]) == (
-        tenant.account_id, "purchase", 5_000, "invoice 42"
+        tenant.account_id,
+        "purchase",
+        5_000,
+        "invoice 42",
     )
 
     after = (await expect(await relay(client, tenant, "two"), 200))["quota"]
@@ -296,6 +316,7 @@ async def test_invalid_credit_entry_is_400_and_not_booked(client: TestClient, bo
 
 
 # --- bots ---------------------------------------------------------------------------------------------------------
+
 
 async def test_bot_create_defaults_and_plan_models(client: TestClient) -> None:
     tenant = await provision(client)
@@ -348,8 +369,6 @@ class FrozenClock:
         return self._now
 
 
-
-
 async def test_relay_default_is_the_first_bot_created_even_within_one_millisecond(  # regression
     make_client: MakeClient, settings: Settings, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -365,8 +384,10 @@ async def test_relay_default_is_the_first_bot_created_even_within_one_millisecon
 
 # --- bodies -------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    "data", [b"{not json", b"", b"[1, 2]", b'"plan"', b'{"name": NaN}', b"\xff\xfe{}"],
+    "data",
+    [b"{not json", b"", b"[1, 2]", b'"plan"', b'{"name": NaN}', b"\xff\xfe{}"],
     ids=["broken", "empty", "array", "string", "nan", "bad-utf8"],
 )
 async def test_bad_json_body_is_400(client: TestClient, data: bytes) -> None:
@@ -410,8 +431,11 @@ async def test_lone_surrogate_in_a_string_is_400_not_500(client: TestClient, rou
     tenant = await provision(client)
     plans_before = await get(client, "/plans")
     template = {
-        "plan": ("POST", "/plans", '{"name": "x\\ud800", "monthly_token_limit": 1, "models": ["gpt-4o-mini"],'
-                                   ' "default_model": "gpt-4o-mini"}'),
+        "plan": (
+            "POST",
+            "/plans",
+            '{"name": "x\\ud800", "monthly_token_limit": 1, "models": ["gpt-4o-mini"], "default_model": "gpt-4o-mini"}',
+        ),
         "account": ("PATCH", f"/accounts/{tenant.account_id}", '{"name": "Acme \\udfff"}'),
         "bot": ("POST", f"/accounts/{tenant.account_id}/bots", '{"name": "b", "persona": "Hi \\ud83d"}'),
     }

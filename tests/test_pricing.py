@@ -46,9 +46,7 @@ def test_cost_gpt_4_1(table: PriceTable) -> None:
 
 def test_cost_gpt_5_mini_with_reasoning(table: PriceTable) -> None:
     # The 900 reasoning tokens are inside completion_tokens and must not be billed twice.
-    usage = TokenUsage(
-        prompt_tokens=2_000, cached_tokens=1_024, completion_tokens=1_200, reasoning_tokens=900
-    )
+    usage = TokenUsage(prompt_tokens=2_000, cached_tokens=1_024, completion_tokens=1_200, reasoning_tokens=900)
     # (976 × 0.25 + 1024 × 0.025 + 1200 × 2.00) / 1e6 = (244 + 25.6 + 2400) / 1e6
     assert table.cost_usd("gpt-5-mini", usage) == Decimal("0.0026696")
 

@@ -47,13 +47,19 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await apply_migrations(db)
     clock = ManualClock(at(2026, 11, 25, 12))
     plan = await PlanStore(db, clock).create(
-        {"name": "p", "monthly_token_limit": 1000, "models": ["gpt-4o-mini"], "default_model": "gpt-4o-mini",
-         "overage_percent": 10}
+        {
+            "name": "p",
+            "monthly_token_limit": 1000,
+            "models": ["gpt-4o-mini"],
+            "default_model": "gpt-4o-mini",
+            "overage_percent": 10,
+        }
     )
     accounts = AccountStore(db, clock)
     account = await accounts.create("a", plan.id, None)
-    yield World(db, clock, QuotaService(db, clock, reservation_ttl_ms=60_000), CreditLedger(db, clock), accounts,
-                account.id)
+    yield World(
+        db, clock, QuotaService(db, clock, reservation_ttl_ms=60_000), CreditLedger(db, clock), accounts, account.id
+    )
     await db.close()
 
 

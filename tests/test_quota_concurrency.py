@@ -54,7 +54,11 @@ async def test_30_percent_upstream_failures_charge_exactly_the_successes(
     tenant = await provision(client, plan={"monthly_token_limit": 10_000_000})
     fake_openai.failure_rate = 0.3
     fake_openai.random_faults = [
-        Fault.server_error(), Fault.overloaded(), Fault.rate_limit(retry_after=0.01), Fault.malformed(), Fault.reset(),
+        Fault.server_error(),
+        Fault.overloaded(),
+        Fault.rate_limit(retry_after=0.01),
+        Fault.malformed(),
+        Fault.reset(),
     ]
 
     results = await _burst(client, tenant, 150)

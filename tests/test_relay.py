@@ -21,8 +21,10 @@ async def test_relay_answers_with_reply_usage_cost_and_quota(client: TestClient,
     assert body["usage"]["prompt_tokens"] == call.usage["prompt_tokens"]
     assert body["usage"]["completion_tokens"] == call.usage["completion_tokens"]
     assert body["usage"]["total_tokens"] == call.usage["total_tokens"]
-    expected = (Decimal(call.usage["prompt_tokens"]) * Decimal("0.15")
-                + Decimal(call.usage["completion_tokens"]) * Decimal("0.60")) / 1_000_000
+    expected = (
+        Decimal(call.usage["prompt_tokens"]) * Decimal("0.15")
+        + Decimal(call.usage["completion_tokens"]) * Decimal("0.60")
+    ) / 1_000_000
     assert Decimal(body["cost_usd"]) == expected
     quota = body["quota"]
     assert quota["limit_tokens"] == 100_000

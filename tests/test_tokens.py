@@ -18,10 +18,7 @@ TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "data" / "tokenizers"
 COOKBOOK_MESSAGES = (
     ChatMessage(
         role="system",
-        content=(
-            "You are a helpful, pattern-following assistant that translates corporate jargon "
-            "into plain English."
-        ),
+        content=("You are a helpful, pattern-following assistant that translates corporate jargon into plain English."),
     ),
     ChatMessage(role="system", name="example_user", content="New synergies will help drive top-line growth."),
     ChatMessage(
@@ -33,8 +30,7 @@ COOKBOOK_MESSAGES = (
         role="system",
         name="example_user",
         content=(
-            "Let's circle back when we have more bandwidth to touch base on opportunities for "
-            "increased leverage."
+            "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."
         ),
     ),
     ChatMessage(
@@ -86,9 +82,7 @@ def test_encoding_names() -> None:
 @pytest.mark.parametrize("model", ["llama3", "o4", "some-unknown-model"])
 def test_unknown_model_falls_back_to_o200k(counter: TokenCounter, model: str) -> None:
     assert encoding_name_for_model(model) == "o200k_base"
-    assert counter.count_text(model, "tiktoken is great!") == counter.count_text(
-        "gpt-4o", "tiktoken is great!"
-    )
+    assert counter.count_text(model, "tiktoken is great!") == counter.count_text("gpt-4o", "tiktoken is great!")
 
 
 @pytest.mark.parametrize("model", ["gpt-oss-120b", "text-davinci-001", "gpt2"])

@@ -64,9 +64,7 @@ class AccountStore:
 
     async def update(self, account_id: str, fields: Mapping[str, Any]) -> Account:
         async with self._db.transaction() as tx:
-            if "plan_id" in fields and not await tx.fetch_one(
-                "SELECT 1 FROM plans WHERE id = ?", (fields["plan_id"],)
-            ):
+            if "plan_id" in fields and not await tx.fetch_one("SELECT 1 FROM plans WHERE id = ?", (fields["plan_id"],)):
                 raise NotFound("plan")
             clause, params = set_clause(fields, UPDATABLE, updated_at=self._clock.now_ms())
             row = await tx.fetch_one(

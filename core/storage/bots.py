@@ -12,8 +12,10 @@ from core.models import Bot
 from core.storage.db import Database, Row
 from core.storage.updates import set_clause
 
-_COLUMNS = "id, account_id, name, persona, model, temperature, max_reply_tokens, memory_tokens, " \
+_COLUMNS = (
+    "id, account_id, name, persona, model, temperature, max_reply_tokens, memory_tokens, "
     "fallback_message, created_at, updated_at"
+)
 UPDATABLE = ("name", "persona", "model", "temperature", "max_reply_tokens", "memory_tokens", "fallback_message")
 
 
@@ -47,9 +49,20 @@ class BotStore:
             row = await tx.fetch_one(
                 f"INSERT INTO bots ({_COLUMNS}, seq) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1"
                 f" FROM bots WHERE account_id = ? RETURNING {_COLUMNS}",
-                (new_id("bot"), account_id, fields["name"], fields["persona"], fields.get("model"),
-                 fields.get("temperature"), fields["max_reply_tokens"], fields["memory_tokens"],
-                 fields["fallback_message"], now, now, account_id),
+                (
+                    new_id("bot"),
+                    account_id,
+                    fields["name"],
+                    fields["persona"],
+                    fields.get("model"),
+                    fields.get("temperature"),
+                    fields["max_reply_tokens"],
+                    fields["memory_tokens"],
+                    fields["fallback_message"],
+                    now,
+                    now,
+                    account_id,
+                ),
             )
         assert row is not None
         return _bot(row)

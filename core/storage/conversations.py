@@ -86,8 +86,18 @@ class ConversationStore:
         first_seq = int(row["message_count"]) - len(messages) + 1
         values: list[object] = []
         for offset, message in enumerate(messages):
-            values += [new_id("msg"), contact.account_id, contact.bot_id, contact.id, first_seq + offset,
-                       message.role, message.content, message.tokens, request_id, now]
+            values += [
+                new_id("msg"),
+                contact.account_id,
+                contact.bot_id,
+                contact.id,
+                first_seq + offset,
+                message.role,
+                message.content,
+                message.tokens,
+                request_id,
+                now,
+            ]
         await tx.execute(
             "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens, request_id,"
             " created_at) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),

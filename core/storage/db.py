@@ -47,9 +47,7 @@ class DatabaseURL:
                 path = base_dir / path
             return cls("sqlite", path)
         if url.startswith(("postgresql://", "postgres://")):
-            raise DatabaseURLError(
-                "PostgreSQL is not available in this version yet; use sqlite:///path/to/file.db"
-            )
+            raise DatabaseURLError("PostgreSQL is not available in this version yet; use sqlite:///path/to/file.db")
         raise DatabaseURLError(f"unsupported DATABASE_URL scheme in {url.split(':', 1)[0]!r}")
 
 

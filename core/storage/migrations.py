@@ -164,9 +164,7 @@ async def apply_migrations(db: Database) -> list[int]:
     for migration in MIGRATIONS:
         async with db.transaction() as tx:
             # Checked inside the write lock so two processes starting together apply each migration once.
-            done = await tx.fetch_one(
-                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-            )
+            done = await tx.fetch_one("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,))
             if done is not None:
                 continue
             for statement in migration.statements:

@@ -13,8 +13,9 @@ from core.models import Plan
 from core.storage.db import Database, Row
 from core.storage.updates import set_clause
 
-_COLUMNS = "id, name, monthly_token_limit, models, default_model, overage_percent, messages_per_minute, " \
-    "created_at, updated_at"
+_COLUMNS = (
+    "id, name, monthly_token_limit, models, default_model, overage_percent, messages_per_minute, created_at, updated_at"
+)
 UPDATABLE = ("name", "monthly_token_limit", "models", "default_model", "overage_percent", "messages_per_minute")
 
 
@@ -49,9 +50,17 @@ class PlanStore:
                 raise Conflict(f"a plan named {values['name']!r} already exists")
             row = await tx.fetch_one(
                 f"INSERT INTO plans ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",
-                (new_id("pln"), values["name"], values["monthly_token_limit"], values["models"],
-                 values["default_model"], values.get("overage_percent", 0), values.get("messages_per_minute"),
-                 now, now),
+                (
+                    new_id("pln"),
+                    values["name"],
+                    values["monthly_token_limit"],
+                    values["models"],
+                    values["default_model"],
+                    values.get("overage_percent", 0),
+                    values.get("messages_per_minute"),
+                    now,
+                    now,
+                ),
             )
         assert row is not None
         return _plan(row)
@@ -73,9 +82,7 @@ class PlanStore:
             ):
                 raise Conflict(f"a plan named {values['name']!r} already exists")
             clause, params = set_clause(values, UPDATABLE, updated_at=self._clock.now_ms())
-            row = await tx.fetch_one(
-                f"UPDATE plans SET {clause} WHERE id = ? RETURNING {_COLUMNS}", (*params, plan_id)
-            )
+            row = await tx.fetch_one(f"UPDATE plans SET {clause} WHERE id = ? RETURNING {_COLUMNS}", (*params, plan_id))
         if row is None:
             raise NotFound("plan")
         return _plan(row)

@@ -6,9 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def set_clause(
-    fields: Mapping[str, Any], allowed: Iterable[str], *, updated_at: int
-) -> tuple[str, list[Any]]:
+def set_clause(fields: Mapping[str, Any], allowed: Iterable[str], *, updated_at: int) -> tuple[str, list[Any]]:
     """`a = ?, b = ?, updated_at = ?` and its parameters; column names come from `allowed`, never the caller."""
     allowed_set = set(allowed)
     unknown = set(fields) - allowed_set
