@@ -85,25 +85,22 @@ class ConversationEngine:
         user = ChatMessage(role="user", content=req.text)
         prompt = await self._prompt(model, req.bot, contact, user, with_history=True)
         needed = prompt.tokens + req.bot.max_reply_tokens
+        # The id is ours before the reservation exists, so every exit below can release it, even a cancellation
+        # that lands between the reservation's commit and our getting it back.
+        reservation = Reservation(new_id("rsv"), req.account.id, needed)
         try:
-            reservation = await d.quota.reserve(req.account.id, needed, request_id=req.request_id)
+            await d.quota.reserve(req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id)
+            completion = await self._call(req, model, contact, user, prompt)
+            return await self._account(req, model, contact, user, reservation, completion)
         except QuotaExceeded:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
             raise
-        try:
-            completion = await self._call(req, model, contact, user, prompt)
         except UpstreamUnavailable as exc:
-            await d.quota.release(reservation)
+            await asyncio.shield(d.quota.release(reservation))
             await self._record_failure(req, contact, model, "upstream_error", exc.code, attempts=exc.attempts)
             raise
         except BaseException:
-            # Cancelled or a bug: give the tokens back before the error travels on.
-            await asyncio.shield(d.quota.release(reservation))
-            raise
-        try:
-            return await self._account(req, model, contact, user, reservation, completion)
-        except BaseException:
-            # The commit did not happen, so the reservation is still held: hand it back (a no-op if it committed).
+            # Cancelled, a database error, or a bug: give the tokens back (a no-op once settled) and let it travel.
             await asyncio.shield(d.quota.release(reservation))
             raise
 

@@ -95,8 +95,11 @@ class LLMClient:
         while True:
             attempts += 1
             remaining = deadline - time.monotonic()
+            attempt_timeout = min(self.attempt_timeout, remaining)
             try:
-                body, headers = await self._attempt(request, attempt_timeout=min(self.attempt_timeout, remaining))
+                # A hard deadline: the SDK's timeout is per read, so a server trickling bytes would outlive it.
+                async with asyncio.timeout(attempt_timeout):
+                    body, headers = await self._attempt(request, attempt_timeout=attempt_timeout)
                 return _completion(body, headers, attempts, started)
             except Exception as exc:  # classified below; anything unknown is a bug and is re-raised
                 error = exc
@@ -172,14 +175,20 @@ class LLMClient:
         return backoff * (0.5 + self.rng.random() / 2)  # "equal jitter": spreads retries, keeps a floor
 
 
+class MalformedResponse(ValueError):
+    """A 200 whose body is not a chat completion we can trust (wrong shape, impossible usage)."""
+
+
 def _classify(exc: Exception) -> _Failure | None:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
         return _Failure("timeout", "the model provider did not answer in time", retry=True, temporary=True)
     if isinstance(exc, openai.APIConnectionError):
         return _Failure("connection_error", "could not reach the model provider", retry=True, temporary=True)
     if isinstance(exc, openai.APIStatusError):
         return _status_failure(exc)
-    if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, openai.APIResponseValidationError)):
+    if isinstance(
+        exc, (ValueError, KeyError, TypeError, IndexError, AttributeError, openai.APIResponseValidationError)
+    ):
         return _Failure(
             "malformed_response", "the model provider sent an unreadable answer", retry=True, temporary=True
         )
@@ -213,25 +222,52 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-def _completion(body: dict[str, Any], headers: Any, attempts: int, started: float) -> Completion:
-    choice = body["choices"][0]
-    text = choice["message"].get("content") or ""
-    usage = body["usage"]
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    if not isinstance(text, str) or not isinstance(usage["prompt_tokens"], int):
-        raise TypeError("completion body has the wrong types")
+def _completion(body: Any, headers: Any, attempts: int, started: float) -> Completion:
+    choice = _first_choice(body)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise MalformedResponse("choices[0].message is not an object")
+    text = message.get("content") or ""
+    if not isinstance(text, str):
+        raise MalformedResponse("message content is not a string")
+    usage = _usage(body.get("usage"))
     return Completion(
         text=text,
         model=str(body.get("model") or ""),
-        usage=TokenUsage(
-            prompt_tokens=int(usage["prompt_tokens"]),
-            completion_tokens=int(usage["completion_tokens"]),
-            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-        ),
-        finish_reason=choice.get("finish_reason"),
+        usage=usage,
+        finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
         request_id=headers.get("x-request-id"),
         attempts=attempts,
         latency_ms=int((time.monotonic() - started) * 1000),
     )
+
+
+def _first_choice(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise MalformedResponse("the body is not an object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponse("the body has no choices")
+    return choices[0]
+
+
+def _usage(usage: Any) -> TokenUsage:
+    """The provider's usage, checked: it is what we charge, so an impossible figure is a malformed answer."""
+    if not isinstance(usage, dict):
+        raise MalformedResponse("the body has no usage object")
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    if not isinstance(prompt_details, dict) or not isinstance(completion_details, dict):
+        raise MalformedResponse("usage details are not objects")
+    figures = {
+        "prompt": usage.get("prompt_tokens"),
+        "completion": usage.get("completion_tokens"),
+        "cached": prompt_details.get("cached_tokens") or 0,
+        "reasoning": completion_details.get("reasoning_tokens") or 0,
+    }
+    for name, value in figures.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise MalformedResponse(f"usage {name} tokens is not a non-negative whole number")
+    if figures["cached"] > figures["prompt"] or figures["reasoning"] > figures["completion"]:
+        raise MalformedResponse("usage details exceed their totals")
+    return TokenUsage(figures["prompt"], figures["completion"], figures["cached"], figures["reasoning"])

@@ -69,8 +69,14 @@ class QuotaService:
             terms, state = await self._prepare(tx, account_id)
             return _snapshot(terms, state)
 
-    async def reserve(self, account_id: str, tokens: int, *, request_id: str | None) -> Reservation:
-        """Hold `tokens` of the allowance or raise QuotaExceeded / AccountLocked; never partially."""
+    async def reserve(
+        self, account_id: str, tokens: int, *, request_id: str | None, reservation_id: str | None = None
+    ) -> Reservation:
+        """Hold `tokens` of the allowance or raise QuotaExceeded / AccountLocked; never partially.
+
+        A caller that may be cancelled passes its own `reservation_id`, so it can release the reservation even
+        when the cancellation lands after the commit but before this method returns.
+        """
         now = self._clock.now_ms()
         async with self._db.transaction() as tx:
             terms, state = await self._prepare(tx, account_id)
@@ -78,7 +84,7 @@ class QuotaService:
                 raise AccountLocked(account_id)
             if await tx.fetch_one(_RESERVE, (tokens, now, account_id, tokens, terms.ceiling)) is None:
                 raise QuotaExceeded(_snapshot(terms, state), tokens)
-            reservation = Reservation(new_id("rsv"), account_id, tokens)
+            reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
             await tx.execute(
                 "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -89,6 +95,7 @@ class QuotaService:
     async def settle(self, tx: Transaction, reservation: Reservation, used: int) -> QuotaSnapshot:
         """Charge `used` tokens (the API's figure) and drop the reservation, inside the caller's transaction."""
         now = self._clock.now_ms()
+        used = max(0, used)  # the LLM client refuses negative usage; this keeps the ledger safe regardless
         # Zero when the sweeper already released it: the tokens are then charged but nothing is given back twice.
         held = await _delete_reservation(tx, reservation.id)
         terms, state = await self._prepare(tx, reservation.account_id)

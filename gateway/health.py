@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from core.storage.db import TRANSIENT_ERRORS
 from core.storage.migrations import LATEST_VERSION, current_version
 from gateway.keys import SERVICES
 
@@ -19,7 +20,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     checks = {"database": await services.db.ping()}
-    checks["migrations"] = checks["database"] and await current_version(services.db) >= LATEST_VERSION
+    try:
+        checks["migrations"] = checks["database"] and await current_version(services.db) >= LATEST_VERSION
+    except TRANSIENT_ERRORS:
+        checks["migrations"] = False
     checks["llm_configured"] = services.engine is not None
     # An unset OpenAI key is reported but does not make the service unready: the admin API still works.
     ready = checks["database"] and checks["migrations"]

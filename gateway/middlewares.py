@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from core.errors import GatewayError
+from core.storage.db import TRANSIENT_ERRORS
 from gateway.errors import ApiError, from_domain
 
 log = structlog.get_logger("gateway.http")
@@ -72,6 +73,12 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             413: "the request body is too large",
         }.get(exc.status, exc.reason)
         return ApiError(exc.status, code, message, headers=_kept_headers(exc)).response()
+    except TRANSIENT_ERRORS:
+        # Busy or locked database (another process holds the write lock past busy_timeout): try again soon.
+        log.exception("database_unavailable", method=request.method, path=request.path)
+        return ApiError(
+            503, "service_unavailable", "the database is busy; please retry shortly", headers={"Retry-After": "1"}
+        ).response()
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         return ApiError(500, "internal_error", "something went wrong on our side; it has been logged").response()

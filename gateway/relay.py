@@ -71,6 +71,9 @@ def _render(result: TurnResult) -> dict[str, Any]:
             "cached_tokens": result.usage.cached_tokens,
             "total_tokens": result.usage.total_tokens,
         },
-        "cost_usd": None if result.cost_nanousd is None else format_usd(result.cost_nanousd),
+        # The contract makes cost_usd a decimal string; for a model with no known price it is "0" and
+        # cost_known says so, rather than a null that strict clients would choke on.
+        "cost_usd": format_usd(result.cost_nanousd or 0),
+        "cost_known": result.cost_nanousd is not None,
         "quota": quota_json(result.quota),
     }

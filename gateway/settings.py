@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.secrets import SecretBox, SecretsError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 
@@ -40,6 +42,8 @@ class Settings:
     # Longest inbound message accepted, in characters; longer ones are refused with 400, never silently cut.
     max_message_chars: int = 4000
     max_body_bytes: int = 256 * 1024
+    # Meta documents webhook bodies of up to 3 MB (WhatsApp); a little headroom above that.
+    max_webhook_bytes: int = 4 * 1024 * 1024
     # A reservation older than this belongs to a crashed call and is released by the sweeper.
     reservation_ttl_seconds: int = 300
 
@@ -56,13 +60,19 @@ class Settings:
                 f"ADMIN_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes; "
                 "generate one with: python -m gateway keygen"
             )
+        secrets_key = get("SECRETS_KEY")
+        if secrets_key is not None:
+            try:
+                SecretBox(secrets_key)
+            except SecretsError as exc:
+                raise SettingsError(str(exc)) from None
         log_format = (get("LOG_FORMAT") or defaults.log_format).lower()
         if log_format not in ("json", "console"):
             raise SettingsError("LOG_FORMAT must be 'json' or 'console'")
         log_level = (get("LOG_LEVEL") or defaults.log_level).upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-        return cls(
+        settings = cls(
             host=get("HOST") or defaults.host,
             port=_int(env, "PORT", defaults.port, low=0, high=65535),
             database_url=get("DATABASE_URL") or defaults.database_url,
@@ -73,7 +83,7 @@ class Settings:
             graph_api_base_url=(get("GRAPH_API_BASE_URL") or defaults.graph_api_base_url).rstrip("/"),
             graph_api_version=get("GRAPH_API_VERSION") or defaults.graph_api_version,
             admin_jwt_secret=secret,
-            secrets_key=get("SECRETS_KEY"),
+            secrets_key=secrets_key,
             log_level=log_level,
             log_format=log_format,
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),
@@ -82,8 +92,15 @@ class Settings:
             llm_total_budget=_float(env, "LLM_TOTAL_BUDGET", defaults.llm_total_budget),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", defaults.max_message_chars, low=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, low=1024),
+            max_webhook_bytes=_int(env, "MAX_WEBHOOK_BYTES", defaults.max_webhook_bytes, low=64 * 1024),
             reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),
         )
+        # A turn may call the model twice (once more without history after a context overflow); a reservation
+        # must outlive that, plus one sweep period, or the sweeper would free tokens a live call still holds.
+        floor = 2 * settings.llm_total_budget + 30
+        if settings.reservation_ttl_seconds < floor:
+            raise SettingsError(f"RESERVATION_TTL_SECONDS must be at least 2 x LLM_TOTAL_BUDGET + 30 = {floor:g}")
+        return settings
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int | None = None) -> int:

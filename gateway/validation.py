@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import bad_request
+from gateway.errors import ApiError, bad_request
+from gateway.keys import SETTINGS
 
 # Bounds for fields that do not set their own: list entries and strings inside lists.
 _MAX_LIST_ITEMS = 100
@@ -29,14 +30,28 @@ class Field:
     choices: Sequence[str] | None = None
 
 
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The whole body, or 413 as soon as it passes `limit` bytes (declared or streamed, chunked included)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         raise bad_request("a JSON object body is required")
-    raw = await request.read()
+    raw = await read_limited(request, request.config_dict[SETTINGS].max_body_bytes)
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request("the body is not valid JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise bad_request("the body is not valid JSON (or is nested too deeply)") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
     return body

@@ -23,6 +23,9 @@ import aiosqlite
 Row = Mapping[str, Any]
 Params = Sequence[Any]
 
+# Errors that mean "the database is busy or unreachable right now": answered 503, never 500.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+
 # Wait for another process's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 5000
 
@@ -59,6 +62,13 @@ class Transaction:
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         cursor = await self._conn.execute(sql, params)
+        count = cursor.rowcount
+        await cursor.close()
+        return count
+
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
+        """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
+        cursor = await self._conn.executemany(sql, rows)
         count = cursor.rowcount
         await cursor.close()
         return count
@@ -103,8 +113,10 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._write_lock:
-            await self._writer.execute_fetchall("BEGIN IMMEDIATE")
             try:
+                # Inside the try: if we are cancelled while BEGIN waits for another process's lock, the
+                # statement still completes in aiosqlite's thread, and the rollback queued after it undoes it.
+                await self._writer.execute_fetchall("BEGIN IMMEDIATE")
                 yield Transaction(self._writer)
                 # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
                 await asyncio.shield(self._writer.commit())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from core.storage.db import Database
+from core.storage.db import TRANSIENT_ERRORS, Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +148,99 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        2,
+        "channels, webhook inbox, unrouted deliveries",
+        (
+            # Secrets are Fernet tokens (core/secrets.py), never plaintext.
+            """CREATE TABLE channels (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                bot_id TEXT NOT NULL REFERENCES bots(id),
+                platform TEXT NOT NULL,
+                external_id TEXT NOT NULL,
+                access_token_sealed TEXT NOT NULL,
+                app_secret_sealed TEXT,
+                verify_token_sealed TEXT,
+                status TEXT NOT NULL DEFAULT 'active',
+                status_reason TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                disconnected_at BIGINT)""",
+            # One live channel per Page / Instagram account / phone number; disconnected ones stay for history.
+            """CREATE UNIQUE INDEX channels_live_external ON channels(platform, external_id)
+                WHERE disconnected_at IS NULL""",
+            "CREATE INDEX channels_bot ON channels(bot_id)",
+            # The durable inbox: every event of a verified delivery, committed before the 200.
+            # UNIQUE (channel_id, event_key) is the dedupe that makes Meta's retries harmless.
+            """CREATE TABLE inbox (
+                id TEXT PRIMARY KEY,
+                channel_id TEXT NOT NULL REFERENCES channels(id),
+                event_key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                customer_id TEXT,
+                platform_ts BIGINT NOT NULL,
+                event TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at BIGINT NOT NULL,
+                lease_owner TEXT,
+                lease_expires_at BIGINT,
+                last_error TEXT,
+                reply_text TEXT,
+                reply_parts_sent INTEGER NOT NULL DEFAULT 0,
+                received_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (channel_id, event_key))""",
+            "CREATE INDEX inbox_due ON inbox(state, next_attempt_at)",
+            "CREATE INDEX inbox_conversation ON inbox(channel_id, customer_id, platform_ts)",
+            # Deliveries for pages/numbers we do not serve, and shapes we do not know: kept for inspection.
+            """CREATE TABLE webhook_unrouted (
+                id TEXT PRIMARY KEY,
+                platform TEXT NOT NULL,
+                external_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                event TEXT NOT NULL,
+                received_at BIGINT NOT NULL)""",
+            "CREATE INDEX webhook_unrouted_time ON webhook_unrouted(received_at)",
+            # Messages we sent, so our own echoes are told apart from a human answering in the Page inbox.
+            """CREATE TABLE outbound_messages (
+                channel_id TEXT NOT NULL REFERENCES channels(id),
+                message_id TEXT NOT NULL,
+                inbox_id TEXT,
+                sent_at BIGINT NOT NULL,
+                PRIMARY KEY (channel_id, message_id))""",
+            # Per-conversation state of a channel: human takeover pause, and notices already sent (one polite
+            # over-quota or slow-down message, not one per customer message).
+            """CREATE TABLE conversation_state (
+                channel_id TEXT NOT NULL REFERENCES channels(id),
+                customer_id TEXT NOT NULL,
+                paused_until BIGINT,
+                last_notice TEXT,
+                last_notice_at BIGINT,
+                last_inbound_at BIGINT,
+                PRIMARY KEY (channel_id, customer_id))""",
+            # What a bot answers to a photo, voice note or sticker it cannot read; and how long a human reply
+            # from the Page inbox pauses the bot in that conversation.
+            "ALTER TABLE bots ADD COLUMN media_reply TEXT",
+            "ALTER TABLE bots ADD COLUMN handover_pause_minutes INTEGER NOT NULL DEFAULT 30",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
 async def current_version(db: Database) -> int:
-    await _ensure_table(db)
-    row = await db.fetch_one("SELECT MAX(version) AS v FROM schema_migrations")
+    """Read-only (readiness probes call it): a database with no migrations table is at version 0."""
+    try:
+        row = await db.fetch_one("SELECT MAX(version) AS v FROM schema_migrations")
+    except TRANSIENT_ERRORS:
+        if not await db.ping():
+            raise
+        return 0
     return int(row["v"]) if row is not None and row["v"] is not None else 0
 
 
