@@ -28,6 +28,8 @@ FIELDS = (
     Field("max_reply_tokens", int, min=1, max=32_768),
     Field("memory_tokens", int, min=64, max=1_000_000),
     Field("fallback_message", str, max_length=1000),
+    Field("media_reply", str, nullable=True, max_length=1000),
+    Field("handover_pause_minutes", int, min=0, max=7 * 24 * 60),
 )
 
 
@@ -50,12 +52,12 @@ async def list_bots(request: web.Request) -> web.Response:
 
 @routes.get("/bots/{bot_id}")
 async def get_bot(request: web.Request) -> web.Response:
-    return web.json_response(bot_json(await _visible_bot(request)))
+    return web.json_response(bot_json(await visible_bot(request)))
 
 
 @routes.patch("/bots/{bot_id}")
 async def update_bot(request: web.Request) -> web.Response:
-    bot = await _visible_bot(request)
+    bot = await visible_bot(request)
     require_writer(principal(request))
     body = validate(await read_json(request), FIELDS, partial=True)
     if body.get("model") is not None:
@@ -66,13 +68,15 @@ async def update_bot(request: web.Request) -> web.Response:
 
 @routes.delete("/bots/{bot_id}")
 async def delete_bot(request: web.Request) -> web.Response:
-    bot = await _visible_bot(request)
+    bot = await visible_bot(request)
     require_writer(principal(request))
-    await request.config_dict[SERVICES].bots.delete(bot.id)
+    services = request.config_dict[SERVICES]
+    await services.bots.delete(bot.id)
+    services.directory.invalidate()  # its channels were disconnected with it
     return web.Response(status=204)
 
 
-async def _visible_bot(request: web.Request) -> Bot:
+async def visible_bot(request: web.Request) -> Bot:
     who = principal(request)
     bot = await request.config_dict[SERVICES].bots.get(
         request.match_info["bot_id"], account_id=None if who.is_admin else who.account_id

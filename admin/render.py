@@ -72,6 +72,8 @@ def bot_json(bot: Bot) -> dict[str, Any]:
         "max_reply_tokens": bot.max_reply_tokens,
         "memory_tokens": bot.memory_tokens,
         "fallback_message": bot.fallback_message,
+        "media_reply": bot.media_reply,
+        "handover_pause_minutes": bot.handover_pause_minutes,
         "created_at": _ts(bot.created_at),
         "updated_at": _ts(bot.updated_at),
     }

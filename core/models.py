@@ -69,6 +69,8 @@ class Bot:
     fallback_message: str
     created_at: int
     updated_at: int
+    media_reply: str | None = None  # answer to media the bot cannot read; None: a built-in sentence
+    handover_pause_minutes: int = 30  # a human reply from the Page inbox pauses the bot this long
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from aiohttp import web
 from admin.app import create_admin_app
 from core.clock import Clock, SystemClock
 from core.tokens import TokenCounter
-from gateway import health, relay
+from gateway import health, relay, webhooks
 from gateway.background import TaskRegistry
 from gateway.keys import CLOCK, SERVICES, SETTINGS, TOKENS
 from gateway.middlewares import error_envelope, request_context
@@ -29,7 +29,8 @@ def create_app(
     """The service. `clock` and a preloaded `tokens` counter may be shared in (tests, embedders)."""
     app = web.Application(
         middlewares=[request_context, error_envelope],
-        client_max_size=settings.max_body_bytes,
+        # The largest body any route accepts; each route enforces its own, smaller limit (gateway/validation.py).
+        client_max_size=max(settings.max_body_bytes, settings.max_webhook_bytes),
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
@@ -38,6 +39,7 @@ def create_app(
     app.cleanup_ctx.append(_housekeeping)
     app.add_routes(health.routes)
     app.add_routes(relay.routes)
+    webhooks.add_routes(app)
     app.add_subapp("/api/admin/", create_admin_app())
     return app
 
@@ -58,5 +60,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
             log.warning("stale_reservations_released", count=released)
 
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
+    services.inbox_writer.start()
     yield
+    await services.inbox_writer.stop()
     await tasks.close()

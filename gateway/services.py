@@ -9,16 +9,20 @@ from dataclasses import dataclass
 
 import structlog
 
+from core.channels import ChannelDirectory
 from core.clock import Clock
 from core.engine import ConversationEngine, EngineDeps
 from core.errors import NotConfigured
+from core.inbox import InboxWriter
 from core.llm import LLMClient
 from core.pricing import PriceTable
 from core.quota import QuotaService
 from core.ratelimit import RateLimiter
+from core.secrets import SecretBox
 from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
 from core.storage.bots import BotStore
+from core.storage.channels import ChannelStore
 from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.db import Database
@@ -44,6 +48,9 @@ class Services:
     quota: QuotaService
     tokens: TokenCounter
     prices: PriceTable
+    channels: ChannelStore
+    directory: ChannelDirectory
+    inbox_writer: InboxWriter
     engine: ConversationEngine | None  # None when no OpenAI key is configured
 
     def require_engine(self) -> ConversationEngine:
@@ -76,6 +83,7 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
         conversations = ConversationStore(db, clock)
         usage = UsageStore(db)
         quota = QuotaService(db, clock, reservation_ttl_ms=settings.reservation_ttl_seconds * 1000)
+        channels = ChannelStore(db, clock, SecretBox(settings.secrets_key))
         engine = None
         if settings.openai_api_key:
             llm = LLMClient.create(
@@ -102,6 +110,13 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
             quota=quota,
             tokens=tokens,
             prices=prices,
+            channels=channels,
+            directory=ChannelDirectory(
+                channels,
+                default_app_secret=settings.meta_app_secret,
+                default_verify_token=settings.meta_verify_token,
+            ),
+            inbox_writer=InboxWriter(db, clock),
             engine=engine,
         )
     finally:

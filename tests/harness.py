@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from contextlib import closing
@@ -25,6 +26,9 @@ def make_settings(tmp_path: Path, openai_base_url: str | None, **overrides: Any)
         openai_base_url=openai_base_url or "http://127.0.0.1:9/v1",
         admin_jwt_secret=JWT_SECRET,
         data_dir=PROJECT_DATA,
+        secrets_key=SECRETS_KEY,
+        meta_app_secret=APP_SECRET,
+        meta_verify_token=VERIFY_TOKEN,
         llm_attempt_timeout=2.0,
         llm_total_budget=5.0,
     )
@@ -103,3 +107,24 @@ def db_rows(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[
 def quota_row(settings: Settings, account_id: str) -> sqlite3.Row:
     [row] = db_rows(settings, "SELECT * FROM quota_state WHERE account_id = ?", (account_id,))
     return row
+
+
+APP_SECRET = "meta-app-secret-for-tests"
+VERIFY_TOKEN = "verify-me-please"
+SECRETS_KEY = "pV6p3bO0x8mN3rS0yE2v5Q1aH7kC9dJ4tL6uZ8wX0fY="
+
+
+def signed(body: bytes | str | dict[str, Any], secret: str = APP_SECRET) -> tuple[bytes, dict[str, str]]:
+    """A body and the headers Meta would send with it (signature over the exact bytes)."""
+    from adapters.meta_auth import sign
+
+    raw = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
+    return raw, {"X-Hub-Signature-256": sign(raw, secret), "Content-Type": "application/json"}
+
+
+async def connect_channel(
+    client: TestClient, tenant: Tenant, platform: str, external_id: str, **secrets: str
+) -> dict[str, Any]:
+    body = {"platform": platform, "external_id": external_id, "access_token": f"token-{external_id}", **secrets}
+    response = await client.post(f"/api/admin/bots/{tenant.bot_id}/channels", json=body, headers=auth())
+    return await expect(response, 201)

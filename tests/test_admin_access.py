@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from admin.app import create_admin_app
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, expect, provision, relay
+from tests.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 ROLES = ("admin", "owner", "viewer")
 TARGETS = ("A", "B", "random")
@@ -27,6 +27,7 @@ PLAN_PATCH = {"monthly_token_limit": 1}
 NEW_PLAN = {"name": "intruder", "monthly_token_limit": 10**9, "models": ["gpt-4o-mini"], "default_model": "gpt-4o-mini"}
 NEW_BOT = {"name": "Intruder bot", "persona": "You leak secrets."}
 GRANT = {"tokens": 1_000_000, "kind": "grant"}
+NEW_CHANNEL = {"platform": "messenger", "external_id": "900000001", "access_token": "intruder-token"}
 
 Statuses = tuple[int, int, int]  # for targets A, B, random
 
@@ -72,6 +73,11 @@ ROUTES = (
     Route("GET", "/bots/{bot_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("PATCH", "/bots/{bot_id}", {"persona": "Hijacked."}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),
     Route("DELETE", "/bots/{bot_id}", None, (204, 204, 404), (204, 404, 404), (403, 404, 404)),
+    Route("POST", "/bots/{bot_id}/channels", NEW_CHANNEL, (201, 201, 404), (201, 404, 404), (403, 404, 404)),
+    Route("GET", "/bots/{bot_id}/channels", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
+    Route("GET", "/channels/{channel_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
+    Route("PATCH", "/channels/{channel_id}", {"status": "disabled"}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),
+    Route("DELETE", "/channels/{channel_id}", None, (204, 204, 404), (204, 404, 404), (403, 404, 404)),
 )
 
 
@@ -90,13 +96,20 @@ class World:
     a: Tenant
     b: Tenant
     key_ids: dict[str, str]  # account id -> id of the API key provision() issued
+    channel_ids: dict[str, str]  # account id -> id of the channel connected to its bot
 
     def ids(self, target: str | None) -> dict[str, str]:
         if target in (None, "random"):
             # Well-formed ids (same prefixes as real ones) that exist nowhere, fresh for every call.
             return {
                 name: f"{prefix}_{secrets.token_hex(10)}"
-                for name, prefix in (("plan_id", "pln"), ("account_id", "acc"), ("bot_id", "bot"), ("key_id", "key"))
+                for name, prefix in (
+                    ("plan_id", "pln"),
+                    ("account_id", "acc"),
+                    ("bot_id", "bot"),
+                    ("key_id", "key"),
+                    ("channel_id", "chn"),
+                )
             }
         tenant = self.a if target == "A" else self.b
         return {
@@ -104,6 +117,7 @@ class World:
             "account_id": tenant.account_id,
             "bot_id": tenant.bot_id,
             "key_id": self.key_ids[tenant.account_id],
+            "channel_id": self.channel_ids[tenant.account_id],
         }
 
     def headers(self, role: str) -> dict[str, str]:
@@ -112,11 +126,12 @@ class World:
 
 async def _world(client: TestClient) -> World:
     a, b = await provision(client, name="Alpha"), await provision(client, name="Bravo")
-    key_ids = {}
-    for tenant in (a, b):
+    key_ids, channel_ids = {}, {}
+    for page_id, tenant in (("700000001", a), ("700000002", b)):
         keys = await expect(await client.get(f"/api/admin/accounts/{tenant.account_id}/api-keys", headers=auth()), 200)
         key_ids[tenant.account_id] = keys["api_keys"][0]["id"]
-    return World(a, b, key_ids)
+        channel_ids[tenant.account_id] = (await connect_channel(client, tenant, "messenger", page_id))["id"]
+    return World(a, b, key_ids, channel_ids)
 
 
 async def _tenant_state(client: TestClient, tenant: Tenant) -> dict[str, Any]:
@@ -131,6 +146,9 @@ async def _tenant_state(client: TestClient, tenant: Tenant) -> dict[str, Any]:
         ("plan", f"/api/admin/plans/{tenant.plan_id}"),
     ):
         state[name] = await expect(await client.get(path, headers=auth()), 200)
+    # A deleted bot's channels are gone with it (404), which is itself part of the state to compare.
+    channels = await client.get(f"/api/admin/bots/{tenant.bot_id}/channels", headers=auth())
+    state["channels"] = (channels.status, await channels.json())
     return state
 
 

@@ -14,9 +14,19 @@ from core.storage.updates import set_clause
 
 _COLUMNS = (
     "id, account_id, name, persona, model, temperature, max_reply_tokens, memory_tokens, "
-    "fallback_message, created_at, updated_at"
+    "fallback_message, created_at, updated_at, media_reply, handover_pause_minutes"
 )
-UPDATABLE = ("name", "persona", "model", "temperature", "max_reply_tokens", "memory_tokens", "fallback_message")
+UPDATABLE = (
+    "name",
+    "persona",
+    "model",
+    "temperature",
+    "max_reply_tokens",
+    "memory_tokens",
+    "fallback_message",
+    "media_reply",
+    "handover_pause_minutes",
+)
 
 
 def _bot(row: Row) -> Bot:
@@ -32,6 +42,8 @@ def _bot(row: Row) -> Bot:
         fallback_message=row["fallback_message"],
         created_at=int(row["created_at"]),
         updated_at=int(row["updated_at"]),
+        media_reply=row["media_reply"],
+        handover_pause_minutes=int(row["handover_pause_minutes"]),
     )
 
 
@@ -47,7 +59,7 @@ class BotStore:
                 raise NotFound("account")
             # `seq` orders an account's bots by creation even within one millisecond: the first is the default.
             row = await tx.fetch_one(
-                f"INSERT INTO bots ({_COLUMNS}, seq) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1"
+                f"INSERT INTO bots ({_COLUMNS}, seq) SELECT {', '.join('?' * 13)}, COALESCE(MAX(seq), 0) + 1"
                 f" FROM bots WHERE account_id = ? RETURNING {_COLUMNS}",
                 (
                     new_id("bot"),
@@ -61,6 +73,8 @@ class BotStore:
                     fields["fallback_message"],
                     now,
                     now,
+                    fields.get("media_reply"),
+                    fields.get("handover_pause_minutes", 30),
                     account_id,
                 ),
             )
@@ -104,8 +118,14 @@ class BotStore:
         return _bot(row)
 
     async def delete(self, bot_id: str) -> None:
+        """Hide the bot and disconnect its channels in one commit: no webhook may reach a deleted bot."""
         now = self._clock.now_ms()
-        if not await self._db.execute(
-            "UPDATE bots SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL", (now, now, bot_id)
-        ):
-            raise NotFound("bot")
+        async with self._db.transaction() as tx:
+            if not await tx.execute(
+                "UPDATE bots SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL", (now, now, bot_id)
+            ):
+                raise NotFound("bot")
+            await tx.execute(
+                "UPDATE channels SET disconnected_at = ?, updated_at = ? WHERE bot_id = ? AND disconnected_at IS NULL",
+                (now, now, bot_id),
+            )

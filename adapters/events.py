@@ -1,0 +1,205 @@
+"""Typed inbound events: what every Meta delivery becomes at the adapter edge.
+
+The core never indexes a Meta dict. A parser turns one webhook body into a list of `InboundEvent`s, one per
+element of every `entry[]`, `messaging[]`/`standby[]` and `changes[].value.messages[]/statuses[]/errors[]`.
+Shapes a parser does not recognise become `EventKind.UNKNOWN` events carrying the raw element, so they are
+acknowledged, counted and kept for inspection instead of being dropped or failing the delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Platform(StrEnum):
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+    WHATSAPP = "whatsapp"
+
+
+class EventKind(StrEnum):
+    MESSAGE = "message"  # a customer wrote (text or not): may deserve a reply
+    POSTBACK = "postback"  # a button, ice breaker or Get Started tap: answered like a message with its title
+    REACTION = "reaction"  # a customer reacted to (or un-reacted from) a message
+    READ = "read"  # the customer read up to a point (Messenger watermark, Instagram mid)
+    DELIVERY = "delivery"  # Messenger delivery receipt
+    STATUS = "status"  # WhatsApp status of one of our messages: sent, delivered, read, failed, played
+    ECHO = "echo"  # a message sent from the business side: by us, another app, or a human in the inbox
+    REFERRAL = "referral"  # the customer re-entered a thread through a link or an ad
+    HANDOVER = "handover"  # thread control passed, taken or requested (Messenger handover protocol)
+    DELETED = "deleted"  # the customer deleted or revoked a message
+    EDITED = "edited"  # the customer edited a message (WhatsApp)
+    SYSTEM = "system"  # WhatsApp system message, e.g. the customer changed number
+    ERROR = "error"  # WhatsApp value-level errors (no message, no status)
+    UNSUPPORTED = "unsupported"  # a message type the platform itself cannot show us
+    UNKNOWN = "unknown"  # a shape we do not know: kept raw for inspection, never answered
+
+
+class ContentType(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"  # Messenger/Instagram file, WhatsApp document
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACTS = "contacts"
+    SHARE = "share"  # Instagram share, reel, post
+    STORY_MENTION = "story_mention"
+    BUTTON = "button"  # quick reply, interactive button/list reply, template button
+    ORDER = "order"
+    TEMPLATE = "template"
+    FALLBACK = "fallback"  # Messenger link preview ("fallback" attachment)
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    type: str  # the platform's own attachment/media type name, e.g. "image", "ig_reel", "document"
+    url: str | None = None  # Messenger/Instagram CDN URL (expires; never stored beyond the raw event)
+    media_id: str | None = None  # WhatsApp media id (fetch through Graph)
+    mime_type: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedContact:
+    name: str
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonReply:
+    """A tapped button: quick reply, postback, interactive button/list reply, template button."""
+
+    payload: str | None  # what the business put behind the button (id / payload)
+    title: str | None  # what the customer saw and tapped
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    target_message_id: str | None
+    emoji: str | None
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformError:
+    code: int | None
+    title: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    status: str  # sent | delivered | read | failed | played
+    recipient_id: str | None
+    errors: tuple[PlatformError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Referral:
+    source: str | None
+    type: str | None
+    ref: str | None = None
+    ad_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    platform: Platform
+    kind: EventKind
+    # The business side the event belongs to: Page id, Instagram account id, or WhatsApp phone_number_id.
+    channel_external_id: str
+    # The customer: PSID, IGSID or wa_id. For echoes (sent by the business) it is the recipient customer.
+    customer_id: str | None
+    # Unique per event within the channel, stable across Meta's retries: the dedupe key of the inbox.
+    # mid / wamid for messages; a composite (e.g. "status:<wamid>:<status>") for receipts and statuses.
+    event_key: str
+    message_id: str | None  # the platform's message id (mid / wamid) where there is one
+    timestamp_ms: int  # when the platform says it happened (WhatsApp seconds are converted)
+    content_type: ContentType | None = None
+    text: str | None = None  # message text, or a caption
+    attachments: tuple[Attachment, ...] = ()
+    location: Location | None = None
+    contacts: tuple[SharedContact, ...] = ()
+    button: ButtonReply | None = None
+    reaction: Reaction | None = None
+    status: DeliveryStatus | None = None
+    referral: Referral | None = None
+    reply_to_message_id: str | None = None  # the message this one quotes or replies to
+    app_id: str | None = None  # echoes: the app that sent it (ours, another app, or the Page inbox)
+    customer_name: str | None = None  # WhatsApp profile name, when the platform sends it
+    standby: bool = False  # Messenger/Instagram standby channel: another app owns the thread; never answer
+    errors: tuple[PlatformError, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the element as received
+
+    @property
+    def answerable(self) -> bool:
+        """Does this event deserve a bot reply? Customer messages and button taps, outside standby."""
+        return self.kind in (EventKind.MESSAGE, EventKind.POSTBACK) and not self.standby and bool(self.customer_id)
+
+
+def event_to_json(event: InboundEvent) -> str:
+    """The event as stored in the inbox: plain JSON, so a worker in another process can rebuild it.
+
+    ASCII-escaped on purpose: a lone surrogate (legal in JSON, not text) would otherwise make the database refuse
+    the row, the webhook answer 500, and Meta retry the delivery for days.
+    """
+    return json.dumps(asdict(event), ensure_ascii=True, separators=(",", ":"), default=str)
+
+
+def event_from_json(text: str) -> InboundEvent:
+    data = json.loads(text)
+
+    def many(cls: type, items: Any) -> tuple[Any, ...]:
+        return tuple(cls(**item) for item in items or ())
+
+    def one(cls: type, item: Any) -> Any:
+        return None if item is None else cls(**item)
+
+    status = data.get("status")
+    return InboundEvent(
+        platform=Platform(data["platform"]),
+        kind=EventKind(data["kind"]),
+        channel_external_id=data["channel_external_id"],
+        customer_id=data["customer_id"],
+        event_key=data["event_key"],
+        message_id=data["message_id"],
+        timestamp_ms=data["timestamp_ms"],
+        content_type=None if data.get("content_type") is None else ContentType(data["content_type"]),
+        text=data.get("text"),
+        attachments=many(Attachment, data.get("attachments")),
+        location=one(Location, data.get("location")),
+        contacts=tuple(
+            SharedContact(c["name"], tuple(c.get("phones", ())), tuple(c.get("emails", ())))
+            for c in data.get("contacts") or ()
+        ),
+        button=one(ButtonReply, data.get("button")),
+        reaction=one(Reaction, data.get("reaction")),
+        status=None
+        if status is None
+        else DeliveryStatus(status["status"], status["recipient_id"], many(PlatformError, status.get("errors"))),
+        referral=one(Referral, data.get("referral")),
+        reply_to_message_id=data.get("reply_to_message_id"),
+        app_id=data.get("app_id"),
+        customer_name=data.get("customer_name"),
+        standby=bool(data.get("standby")),
+        errors=many(PlatformError, data.get("errors")),
+        raw=data.get("raw") or {},
+    )

@@ -1,0 +1,66 @@
+"""The Graph API transport: one shared aiohttp session, one small method.
+
+The access token travels in the Authorization header, never in the URL, so it cannot leak into access logs or
+error messages. Failures come back classified (adapters/graph_errors.py), never as raw exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from adapters.graph_errors import GraphAction, GraphFailure, classify
+from adapters.replies import GraphRequest
+
+# A Graph send that takes longer than this is treated as failed and retried; Meta answers in well under a second.
+SEND_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class GraphResult:
+    ok: bool
+    message_id: str | None = None  # Messenger/Instagram `message_id`, WhatsApp `messages[0].id`
+    failure: GraphFailure | None = None
+
+
+class GraphClient:
+    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, version: str) -> None:
+        self._session = session
+        self._root = f"{base_url.rstrip('/')}/{version}"
+
+    async def send(self, request: GraphRequest, access_token: str) -> GraphResult:
+        url = f"{self._root}/{request.path}"
+        headers = {"Authorization": f"Bearer {access_token}"}
+        try:
+            async with self._session.post(
+                url, json=request.body, headers=headers, timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_SECONDS)
+            ) as response:
+                raw = await response.read()
+                if response.status == 200:
+                    return GraphResult(True, _message_id(raw))
+                return GraphResult(False, failure=classify(response.status, raw, dict(response.headers)))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Connection failures and timeouts: the message may or may not have gone out; Graph sends have no
+            # idempotency key, so a retry can duplicate it. That is the documented trade-off (at most the sends
+            # in flight), preferred to losing the reply.
+            message = f"graph transport error: {type(exc).__name__}"
+            return GraphResult(False, failure=GraphFailure(GraphAction.RETRY, None, None, message, None))
+
+
+def _message_id(raw: bytes) -> str | None:
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("message_id"), str):
+        return body["message_id"]
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        found = messages[0].get("id")
+        return found if isinstance(found, str) else None
+    return None

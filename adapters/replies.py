@@ -1,0 +1,109 @@
+"""Rendering a reply as Graph API requests: typing indicators and text messages, per platform.
+
+Sans-I/O: each function returns `GraphRequest`s (a path under `{GRAPH_API_BASE_URL}/{version}/` and a JSON body);
+the transport adds the token, posts them in order and classifies failures with `adapters.graph_errors`.
+Body shapes follow meta-platforms.md §5 (Messenger Send API, Instagram send API, WhatsApp Cloud API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.events import Platform
+from adapters.text_split import (
+    INSTAGRAM_MAX_CHARS,
+    INSTAGRAM_MAX_UTF8_BYTES,
+    MESSENGER_MAX_CHARS,
+    WHATSAPP_MAX_CHARS,
+    split_text,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GraphRequest:
+    """One POST to Graph. `body` is a plain dict so it serialises with `json.dumps`; treat it as read-only."""
+
+    path: str  # relative to {GRAPH_API_BASE_URL}/{version}/, e.g. "<PAGE_ID>/messages"
+    body: Mapping[str, Any]
+
+
+def text_limits(platform: Platform | str) -> dict[str, int]:
+    """The `split_text` keyword limits for a platform's text messages."""
+    match Platform(platform):
+        case Platform.MESSENGER:
+            return {"max_chars": MESSENGER_MAX_CHARS}
+        case Platform.INSTAGRAM:
+            return {"max_chars": INSTAGRAM_MAX_CHARS, "max_utf8_bytes": INSTAGRAM_MAX_UTF8_BYTES}
+        case Platform.WHATSAPP:
+            return {"max_chars": WHATSAPP_MAX_CHARS}
+    raise ValueError(f"unknown platform {platform!r}")  # unreachable: Platform() already refused it
+
+
+def typing_request(
+    platform: Platform | str, channel_external_id: str, customer_id: str | None, inbound_message_id: str | None
+) -> GraphRequest | None:
+    """A "typing…" indicator for the customer, or None when the platform cannot show one for this message.
+
+    Messenger and Instagram take a `typing_on` sender action (cleared by our next message or after 20 s). WhatsApp
+    has no bare typing action: its indicator rides on marking the customer's message as read (cleared by our reply
+    or after 25 s), so it needs the inbound wamid.
+    """
+    path = f"{channel_external_id}/messages"
+    if Platform(platform) is Platform.WHATSAPP:
+        if not inbound_message_id:
+            return None
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": inbound_message_id,
+            "typing_indicator": {"type": "text"},
+        }
+        return GraphRequest(path, body)
+    if not customer_id:
+        return None
+    return GraphRequest(path, {"recipient": {"id": customer_id}, "sender_action": "typing_on"})
+
+
+def text_requests(
+    platform: Platform | str,
+    channel_external_id: str,
+    customer_id: str,
+    text: str,
+    *,
+    reply_to_message_id: str | None = None,
+) -> list[GraphRequest]:
+    """The text as one or more messages, in sending order, each within the platform's text limit.
+
+    `reply_to_message_id` quotes the customer's message on WhatsApp, on the first chunk only: one quote bubble per
+    reply, not one per chunk. Messenger and Instagram replies are not quoted.
+    """
+    platform = Platform(platform)
+    path = f"{channel_external_id}/messages"
+    chunks = split_text(text, **text_limits(platform))
+    if platform is Platform.MESSENGER:
+        # RESPONSE: a reply inside the 24-hour standard messaging window, which is the only kind a bot may send.
+        return [
+            GraphRequest(
+                path, {"recipient": {"id": customer_id}, "messaging_type": "RESPONSE", "message": {"text": chunk}}
+            )
+            for chunk in chunks
+        ]
+    if platform is Platform.INSTAGRAM:
+        return [GraphRequest(path, {"recipient": {"id": customer_id}, "message": {"text": chunk}}) for chunk in chunks]
+    # Without a leading "+", WhatsApp prepends the business number's country code: a misdelivery risk.
+    to = "+" + customer_id.strip().lstrip("+")
+    requests = []
+    for index, chunk in enumerate(chunks):
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"body": chunk, "preview_url": False},
+        }
+        if reply_to_message_id and index == 0:
+            body["context"] = {"message_id": reply_to_message_id}
+        requests.append(GraphRequest(path, body))
+    return requests

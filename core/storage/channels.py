@@ -1,0 +1,178 @@
+"""Channels: a bot's connection to a Facebook Page, an Instagram account or a WhatsApp number.
+
+Access tokens, app secrets and verify tokens are sealed with SECRETS_KEY before they touch the database and
+are only ever opened in memory, by the webhook verifier and the Graph sender. `Channel` carries no secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.clock import Clock
+from core.errors import Conflict, NotFound
+from core.ids import new_id
+from core.secrets import SecretBox
+from core.storage.db import Database, Row
+
+STATUSES = ("active", "needs_reauth", "disabled")
+_COLUMNS = (
+    "id, account_id, bot_id, platform, external_id, access_token_sealed, app_secret_sealed, verify_token_sealed, "
+    "status, status_reason, created_at, updated_at, disconnected_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: str
+    account_id: str
+    bot_id: str
+    platform: str
+    external_id: str
+    status: str  # active | needs_reauth (Graph error 190: sends stop) | disabled
+    status_reason: str | None
+    has_app_secret: bool
+    has_verify_token: bool
+    created_at: int
+    updated_at: int
+    disconnected_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSecrets:
+    """Opened secrets of one channel; repr never shows them."""
+
+    access_token: str = field(repr=False)
+    app_secret: str | None = field(repr=False)
+    verify_token: str | None = field(repr=False)
+
+
+def _channel(row: Row) -> Channel:
+    return Channel(
+        id=row["id"],
+        account_id=row["account_id"],
+        bot_id=row["bot_id"],
+        platform=row["platform"],
+        external_id=row["external_id"],
+        status=row["status"],
+        status_reason=row["status_reason"],
+        has_app_secret=row["app_secret_sealed"] is not None,
+        has_verify_token=row["verify_token_sealed"] is not None,
+        created_at=int(row["created_at"]),
+        updated_at=int(row["updated_at"]),
+        disconnected_at=row["disconnected_at"],
+    )
+
+
+class ChannelStore:
+    def __init__(self, db: Database, clock: Clock, box: SecretBox) -> None:
+        self._db = db
+        self._clock = clock
+        self._box = box
+
+    async def connect(self, account_id: str, bot_id: str, fields: Mapping[str, Any]) -> Channel:
+        sealed = self._seal(fields)  # fails before any write when SECRETS_KEY is missing
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one(
+                "SELECT 1 FROM channels WHERE platform = ? AND external_id = ? AND disconnected_at IS NULL",
+                (fields["platform"], fields["external_id"]),
+            ):
+                raise Conflict(f"this {fields['platform']} id is already connected to a bot; disconnect it first")
+            row = await tx.fetch_one(
+                f"INSERT INTO channels ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', NULL, ?, ?, NULL)"
+                f" RETURNING {_COLUMNS}",
+                (
+                    new_id("chn"),
+                    account_id,
+                    bot_id,
+                    fields["platform"],
+                    fields["external_id"],
+                    sealed["access_token_sealed"],
+                    sealed.get("app_secret_sealed"),
+                    sealed.get("verify_token_sealed"),
+                    now,
+                    now,
+                ),
+            )
+        assert row is not None
+        return _channel(row)
+
+    async def get(self, channel_id: str) -> Channel:
+        row = await self._db.fetch_one(
+            f"SELECT {_COLUMNS} FROM channels WHERE id = ? AND disconnected_at IS NULL", (channel_id,)
+        )
+        if row is None:
+            raise NotFound("channel")
+        return _channel(row)
+
+    async def for_bot(self, bot_id: str) -> list[Channel]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM channels WHERE bot_id = ? AND disconnected_at IS NULL ORDER BY created_at, id",
+            (bot_id,),
+        )
+        return [_channel(r) for r in rows]
+
+    async def live(self) -> list[tuple[Channel, ChannelSecrets]]:
+        """Every connected channel with its opened secrets: what the webhook verifier and router load."""
+        rows = await self._db.fetch_all(f"SELECT {_COLUMNS} FROM channels WHERE disconnected_at IS NULL")
+        return [(_channel(r), self._open(r)) for r in rows]
+
+    async def secrets(self, channel_id: str) -> ChannelSecrets:
+        row = await self._db.fetch_one(f"SELECT {_COLUMNS} FROM channels WHERE id = ?", (channel_id,))
+        if row is None:
+            raise NotFound("channel")
+        return self._open(row)
+
+    async def update(self, channel_id: str, fields: Mapping[str, Any]) -> Channel:
+        """Replace secrets and/or set the status; a new access token clears `needs_reauth`."""
+        values: dict[str, Any] = dict(self._seal(fields))
+        if "status" in fields:
+            values["status"] = fields["status"]
+            values["status_reason"] = "set by an operator"
+        elif "access_token" in fields:
+            values["status"] = "active"
+            values["status_reason"] = None
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        async with self._db.transaction() as tx:
+            row = await tx.fetch_one(
+                f"UPDATE channels SET {assignments}, updated_at = ? WHERE id = ? AND disconnected_at IS NULL"
+                f" RETURNING {_COLUMNS}",
+                (*values.values(), self._clock.now_ms(), channel_id),
+            )
+        if row is None:
+            raise NotFound("channel")
+        return _channel(row)
+
+    async def set_status(self, channel_id: str, status: str, reason: str) -> None:
+        await self._db.execute(
+            "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+            (status, reason, self._clock.now_ms(), channel_id),
+        )
+
+    async def disconnect(self, channel_id: str) -> None:
+        now = self._clock.now_ms()
+        done = await self._db.execute(
+            "UPDATE channels SET disconnected_at = ?, updated_at = ? WHERE id = ? AND disconnected_at IS NULL",
+            (now, now, channel_id),
+        )
+        if not done:
+            raise NotFound("channel")
+
+    def _seal(self, fields: Mapping[str, Any]) -> dict[str, str | None]:
+        sealed: dict[str, str | None] = {}
+        for name in ("access_token", "app_secret", "verify_token"):
+            if name in fields:
+                value = fields[name]
+                sealed[f"{name}_sealed"] = None if value is None else self._box.seal(value)
+        return sealed
+
+    def _open(self, row: Row) -> ChannelSecrets:
+        def opened(column: str) -> str | None:
+            value = row[column]
+            return None if value is None else self._box.open(value)
+
+        token = opened("access_token_sealed")
+        assert token is not None
+        return ChannelSecrets(token, opened("app_secret_sealed"), opened("verify_token_sealed"))
