@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -30,7 +31,7 @@ from core.pricing import PriceTable, to_nanousd
 from core.quota import QuotaService, Reservation
 from core.ratelimit import RateLimiter
 from core.storage.conversations import ConversationStore, NewMessage
-from core.storage.db import Database
+from core.storage.db import Database, Transaction
 from core.storage.plans import PlanStore
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
@@ -46,6 +47,9 @@ class TurnRequest:
     external_user_id: str
     text: str
     request_id: str | None
+    # Runs inside the accounting transaction with the reply text: a channel worker stores the reply there, so
+    # the charge and the reply to send are committed together and a resend never calls the model again.
+    on_commit: Callable[[Transaction, str], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,8 @@ class ConversationEngine:
         async with d.db.transaction() as tx:
             snapshot = await d.quota.settle(tx, reservation, completion.usage.total_tokens)
             await d.conversations.append(tx, contact, messages, request_id=req.request_id)
+            if req.on_commit is not None:
+                await req.on_commit(tx, reply)
             await d.usage.record(
                 self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd),
                 tx=tx,

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import structlog
 
+from adapters.graph_client import GraphClient
+from core.channel_worker import ChannelWorker, WorkerDeps
 from core.channels import ChannelDirectory
 from core.clock import Clock
 from core.engine import ConversationEngine, EngineDeps
@@ -16,6 +19,7 @@ from core.errors import NotConfigured
 from core.inbox import InboxWriter
 from core.llm import LLMClient
 from core.pricing import PriceTable
+from core.queue import InboxQueue
 from core.quota import QuotaService
 from core.ratelimit import RateLimiter
 from core.secrets import SecretBox
@@ -23,6 +27,7 @@ from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
+from core.storage.conversation_state import ConversationStateStore
 from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.db import Database
@@ -30,6 +35,7 @@ from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
+from core.worker_pool import WorkerPool
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.services")
@@ -51,6 +57,8 @@ class Services:
     channels: ChannelStore
     directory: ChannelDirectory
     inbox_writer: InboxWriter
+    queue: InboxQueue
+    workers: WorkerPool
     engine: ConversationEngine | None  # None when no OpenAI key is configured
 
     def require_engine(self) -> ConversationEngine:
@@ -75,6 +83,8 @@ async def open_database(settings: Settings) -> Database:
 async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter) -> AsyncIterator[Services]:
     db = await open_database(settings)
     llm: LLMClient | None = None
+    # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
+    graph_session = aiohttp.ClientSession()
     try:
         # Loading the encodings takes about a second; do it now, off the event loop, not on the first message.
         await asyncio.get_running_loop().run_in_executor(None, tokens.preload)
@@ -98,13 +108,30 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
             )
         else:
             log.warning("openai_not_configured", hint="set OPENAI_API_KEY; relay calls answer 503 until then")
+        accounts = AccountStore(db, clock)
+        bots = BotStore(db, clock)
+        queue = InboxQueue(db, clock, lease_ms=settings.inbox_lease_seconds * 1000)
+        worker = ChannelWorker(
+            WorkerDeps(
+                queue=queue,
+                channels=channels,
+                bots=bots,
+                accounts=accounts,
+                state=ConversationStateStore(db, clock),
+                engine=engine,
+                graph=GraphClient(
+                    graph_session, base_url=settings.graph_api_base_url, version=settings.graph_api_version
+                ),
+                clock=clock,
+            )
+        )
         yield Services(
             db=db,
             plans=plans,
-            accounts=AccountStore(db, clock),
+            accounts=accounts,
             api_keys=ApiKeyStore(db, clock),
             credits=CreditLedger(db, clock),
-            bots=BotStore(db, clock),
+            bots=bots,
             conversations=conversations,
             usage=usage,
             quota=quota,
@@ -117,9 +144,12 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
                 default_verify_token=settings.meta_verify_token,
             ),
             inbox_writer=InboxWriter(db, clock),
+            queue=queue,
+            workers=WorkerPool(queue, worker, concurrency=settings.workers),
             engine=engine,
         )
     finally:
+        await graph_session.close()
         if llm is not None:
             await llm.close()
         await db.close()

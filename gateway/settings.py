@@ -44,6 +44,9 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     # Meta documents webhook bodies of up to 3 MB (WhatsApp); a little headroom above that.
     max_webhook_bytes: int = 4 * 1024 * 1024
+    # Inbox workers in this process (0: ingest only); an event's lease outlives a whole turn and its sends.
+    workers: int = 8
+    inbox_lease_seconds: int = 180
     # A reservation older than this belongs to a crashed call and is released by the sweeper.
     reservation_ttl_seconds: int = 300
 
@@ -92,6 +95,8 @@ class Settings:
             llm_total_budget=_float(env, "LLM_TOTAL_BUDGET", defaults.llm_total_budget),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", defaults.max_message_chars, low=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, low=1024),
+            workers=_int(env, "WORKERS", defaults.workers, low=0, high=256),
+            inbox_lease_seconds=_int(env, "INBOX_LEASE_SECONDS", defaults.inbox_lease_seconds, low=30),
             max_webhook_bytes=_int(env, "MAX_WEBHOOK_BYTES", defaults.max_webhook_bytes, low=64 * 1024),
             reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),
         )
@@ -100,6 +105,9 @@ class Settings:
         floor = 2 * settings.llm_total_budget + 30
         if settings.reservation_ttl_seconds < floor:
             raise SettingsError(f"RESERVATION_TTL_SECONDS must be at least 2 x LLM_TOTAL_BUDGET + 30 = {floor:g}")
+        if settings.inbox_lease_seconds < floor:
+            # A lease shorter than a turn would let a second worker answer the same message.
+            raise SettingsError(f"INBOX_LEASE_SECONDS must be at least 2 x LLM_TOTAL_BUDGET + 30 = {floor:g}")
         return settings
 
 

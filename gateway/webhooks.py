@@ -78,6 +78,8 @@ async def receive(request: web.Request) -> web.Response:
             for event in parse(payload):
                 await _route(services, event, secret, rows, unrouted)
     result = await services.inbox_writer.write(rows, unrouted)
+    if result.stored:
+        services.workers.wake()
     log.info(
         "webhook_received",
         path=request.path,

@@ -29,6 +29,8 @@ def make_settings(tmp_path: Path, openai_base_url: str | None, **overrides: Any)
         secrets_key=SECRETS_KEY,
         meta_app_secret=APP_SECRET,
         meta_verify_token=VERIFY_TOKEN,
+        workers=0,  # tests that answer customers turn workers on, with a fake Graph server
+        graph_api_base_url="http://127.0.0.1:9",
         llm_attempt_timeout=2.0,
         llm_total_budget=5.0,
     )

@@ -1,0 +1,248 @@
+"""Answering one inbox event: from a customer's message to the reply delivered through the Graph API.
+
+The order matters:
+  1. echoes        - a message from the business side that we did not send means a human answered: pause.
+  2. gates         - disconnected or re-authorisation-needed channels, paused conversations: no reply.
+  3. reply text    - stored with its charge in one commit (engine on_commit), so a resend never calls the model
+                     again; media we cannot read get the bot's short media answer without a model call.
+  4. send          - typing indicator, then the parts; each part sent is recorded, so a retry resumes after it.
+Failures: the model -> retry with backoff, then the bot's fallback message once (dead letter); quota or rate limit
+-> one polite notice per window; Graph throttling -> retry; error 190 -> the channel needs re-authorisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import regex
+import structlog
+
+from adapters.events import ContentType, EventKind, InboundEvent, event_from_json
+from adapters.graph_client import GraphClient
+from adapters.graph_errors import GraphAction
+from adapters.replies import text_requests, typing_request
+from core.clock import Clock
+from core.engine import ConversationEngine, TurnRequest
+from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited
+from core.queue import InboxItem, InboxQueue
+from core.storage.accounts import AccountStore
+from core.storage.bots import BotStore
+from core.storage.channels import Channel, ChannelStore
+from core.storage.conversation_state import ConversationStateStore
+
+log = structlog.get_logger("core.channel_worker")
+
+DEFAULT_MEDIA_REPLY = "Thanks! I can only read text messages for now. Could you tell me in words what you need?"
+QUOTA_NOTICE = "Sorry, we can't answer right now. The business has been notified and will get back to you."
+RATE_NOTICE = "You're sending messages faster than I can answer. Please wait a moment, then send your question again."
+NOTICE_WINDOW_MS = {"quota": 24 * 3600 * 1000, "rate": 60 * 1000}
+MAX_ATTEMPTS = 5  # then the event is a dead letter and the customer gets the bot's fallback message once
+_BACKOFF_MS = (1_000, 5_000, 15_000, 60_000, 120_000)
+_SILENT = frozenset({GraphAction.WINDOW_CLOSED, GraphAction.RECIPIENT_UNAVAILABLE, GraphAction.THREAD_OWNED_ELSEWHERE})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDeps:
+    queue: InboxQueue
+    channels: ChannelStore
+    bots: BotStore
+    accounts: AccountStore
+    state: ConversationStateStore
+    engine: ConversationEngine | None
+    graph: GraphClient
+    clock: Clock
+
+
+class ChannelWorker:
+    def __init__(self, deps: WorkerDeps) -> None:
+        self._d = deps
+
+    async def process(self, item: InboxItem) -> None:
+        bound = log.bind(inbox_id=item.id, channel_id=item.channel_id, kind=item.kind, attempt=item.attempts)
+        try:
+            await self._process(item)
+        except Exception as exc:
+            # A poison event (a bug, bad data): retried with backoff, then dead-lettered with the fallback.
+            bound.exception("inbox_event_failed")
+            await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
+
+    async def _process(self, item: InboxItem) -> None:
+        d = self._d
+        event = event_from_json(item.event_json)
+        try:
+            channel = await d.channels.get(item.channel_id)
+        except NotFound:
+            await d.queue.finish(item.id, "skipped", "channel disconnected")
+            return
+        if event.kind is EventKind.ECHO:
+            await self._echo(item, channel, event)
+            return
+        if channel.status != "active":
+            await d.queue.finish(item.id, "skipped", f"channel {channel.status}")
+            return
+        customer = event.customer_id or ""
+        paused = await d.state.paused_until(channel.id, customer)
+        if item.reply_text is None and paused is not None and paused > d.clock.now_ms():
+            await d.queue.finish(item.id, "skipped", "a human is answering this conversation")
+            return
+        reply = item.reply_text
+        if reply is None:
+            await self._typing(channel, event)
+            reply = await self._reply(item, channel, event)
+            if reply is None:
+                return  # _reply finished or rescheduled the item itself
+        await self._send(item, channel, event, reply, final_state="done")
+
+    async def _echo(self, item: InboxItem, channel: Channel, event: InboundEvent) -> None:
+        d = self._d
+        if event.message_id and not await d.state.is_ours(channel.id, event.message_id) and event.customer_id:
+            bot = await d.bots.get(channel.bot_id)
+            until = d.clock.now_ms() + bot.handover_pause_minutes * 60_000
+            await d.state.pause(channel.id, event.customer_id, until)
+            log.info("human_takeover", channel_id=channel.id, minutes=bot.handover_pause_minutes)
+        await d.queue.finish(item.id, "done")
+
+    async def _reply(self, item: InboxItem, channel: Channel, event: InboundEvent) -> str | None:
+        d = self._d
+        bot = await d.bots.get(channel.bot_id)
+        prompt = model_input(event)
+        if prompt is None:
+            return bot.media_reply or DEFAULT_MEDIA_REPLY
+        if d.engine is None:
+            await self._retry(item, "OPENAI_API_KEY is not set")
+            return None
+        account = await d.accounts.get(channel.account_id)
+
+        async def keep(tx, reply: str) -> None:  # type: ignore[no-untyped-def]
+            await d.queue.store_reply(tx, item.id, reply)
+
+        try:
+            result = await d.engine.handle(
+                TurnRequest(account, bot, channel.platform, event.customer_id or "", prompt, item.id, on_commit=keep)
+            )
+        except QuotaExceeded:
+            return await self._notice(item, channel, event, "quota", QUOTA_NOTICE)
+        except RateLimited:
+            return await self._notice(item, channel, event, "rate", RATE_NOTICE)
+        except AccountLocked:
+            await d.queue.finish(item.id, "skipped", "account locked")
+            return None
+        except GatewayError as exc:
+            await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
+            return None
+        return result.reply
+
+    async def _notice(self, item: InboxItem, channel: Channel, event: InboundEvent, kind: str, text: str) -> None:
+        """Send one polite notice per window; later messages in the window are recorded, not answered."""
+        d = self._d
+        if await d.state.claim_notice(channel.id, event.customer_id or "", kind, NOTICE_WINDOW_MS[kind]):
+            await self._send(item, channel, event, text, final_state="done", note=f"{kind} notice")
+        else:
+            await d.queue.finish(item.id, "skipped", f"{kind} notice already sent")
+
+    async def _typing(self, channel: Channel, event: InboundEvent) -> None:
+        request = typing_request(channel.platform, channel.external_id, event.customer_id, event.message_id)
+        if request is not None:  # best effort: a failed typing indicator must not delay the answer
+            secrets = await self._d.channels.secrets(channel.id)
+            await self._d.graph.send(request, secrets.access_token)
+
+    async def _send(
+        self, item: InboxItem, channel: Channel, event: InboundEvent, text: str, *, final_state: str, note=None
+    ) -> None:
+        d = self._d
+        reply_to = event.message_id if channel.platform == "whatsapp" else None
+        parts = text_requests(
+            channel.platform, channel.external_id, event.customer_id, text, reply_to_message_id=reply_to
+        )
+        token = (await d.channels.secrets(channel.id)).access_token
+        for index in range(item.reply_parts_sent, len(parts)):
+            result = await d.graph.send(parts[index], token)
+            if result.ok:
+                if result.message_id:
+                    await d.state.record_outbound(channel.id, result.message_id, item.id)
+                await d.queue.parts_sent(item.id, index + 1)
+                continue
+            failure = result.failure
+            assert failure is not None
+            if failure.action is GraphAction.REAUTHORIZE:
+                await d.channels.set_status(
+                    channel.id, "needs_reauth", f"Graph error {failure.code}: {failure.message}"
+                )
+                log.error("channel_needs_reauthorisation", channel_id=channel.id, code=failure.code, alert=True)
+                await d.queue.finish(item.id, "dead", "channel needs re-authorisation")
+            elif failure.action is GraphAction.RETRY and item.attempts < MAX_ATTEMPTS:
+                delay = int(failure.retry_after * 1000) if failure.retry_after else _backoff(item.attempts)
+                await d.queue.retry_later(item.id, delay, f"graph {failure.code}: {failure.message}")
+            elif failure.action in _SILENT:
+                # Outside the 24-hour window, blocked, or another app owns the thread: recorded, not retried.
+                await d.queue.finish(item.id, "undeliverable", f"graph {failure.code}: {failure.message}")
+            else:
+                await d.queue.finish(item.id, "dead", f"graph {failure.code}: {failure.message}")
+            log.warning("graph_send_failed", channel_id=channel.id, code=failure.code, action=failure.action)
+            return
+        await d.queue.finish(item.id, final_state, note)
+
+    async def _retry(self, item: InboxItem, error: str) -> None:
+        if item.attempts < MAX_ATTEMPTS:
+            await self._d.queue.retry_later(item.id, _backoff(item.attempts), error)
+        else:
+            await self._failed(item, error)
+
+    async def _failed(self, item: InboxItem, error: str) -> None:
+        """Retry while attempts remain; then dead-letter and send the bot's fallback message, once."""
+        d = self._d
+        if item.attempts < MAX_ATTEMPTS:
+            await d.queue.retry_later(item.id, _backoff(item.attempts), error)
+            return
+        log.error("inbox_dead_letter", inbox_id=item.id, channel_id=item.channel_id, error=error, alert=True)
+        try:
+            channel = await d.channels.get(item.channel_id)
+            event = event_from_json(item.event_json)
+            if channel.status == "active" and event.customer_id and item.reply_text is None:
+                bot = await d.bots.get(channel.bot_id)
+                await self._send(item, channel, event, bot.fallback_message, final_state="dead", note=error)
+                return
+        except Exception:
+            log.exception("fallback_failed", inbox_id=item.id)
+        await d.queue.finish(item.id, "dead", error)
+
+
+def model_input(event: InboundEvent, max_chars: int = 4000) -> str | None:
+    """What the model is told the customer sent, or None for media it cannot read (answered without it)."""
+    described = _describe(event)
+    return None if described is None else clean_text(described, max_chars)
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Storable, bounded text: lone surrogates replaced, cut on a grapheme boundary at `max_chars`."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) <= max_chars:
+        return text
+    kept, size = [], 0
+    for grapheme in regex.findall(r"\X", text):
+        if size + len(grapheme) > max_chars:
+            break
+        kept.append(grapheme)
+        size += len(grapheme)
+    return "".join(kept)
+
+
+def _describe(event: InboundEvent) -> str | None:
+    if event.button is not None:
+        return event.button.title or event.button.payload or None
+    if event.location is not None:
+        place = ", ".join(p for p in (event.location.name, event.location.address) if p)
+        where = f"{place} " if place else ""
+        return f"[The customer shared a location: {where}({event.location.latitude}, {event.location.longitude})]"
+    if event.contacts:
+        shared = "; ".join(f"{c.name} {' '.join(c.phones)}".strip() for c in event.contacts)
+        return f"[The customer shared a contact: {shared}]"
+    if event.content_type in (ContentType.TEXT, ContentType.FALLBACK, None) and event.text:
+        return event.text
+    if event.text:  # media with a caption: the caption is what the customer is saying
+        return f"[The customer sent a {event.content_type or 'message'} with the caption:] {event.text}"
+    return None
+
+
+def _backoff(attempts: int) -> int:
+    return _BACKOFF_MS[min(max(attempts, 1), len(_BACKOFF_MS)) - 1]

@@ -1,0 +1,295 @@
+"""Customers on Meta channels get answered: signed webhook -> inbox -> worker -> OpenAI -> Graph, for real."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.settings import Settings
+from tests.conftest import MakeClient
+from tests.fakes.graph_server import FakeGraph, GraphFault
+from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.harness import Tenant, auth, connect_channel, db_rows, expect, provision, quota_row, signed
+
+PHONE_ID = "106540352242922"
+PAGE_ID = "1122334455"
+WA_USER = "16505551234"
+PSID = "2900000000000001"
+
+
+def wa_message(wamid: str, content: dict[str, Any], *, wa_id: str = WA_USER, ts: int = 1_749_854_575) -> dict:
+    message = {"from": wa_id, "id": wamid, "timestamp": str(ts), **content}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_ID},
+        "contacts": [{"profile": {"name": "Sheena"}, "wa_id": wa_id}],
+        "messages": [message],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def wa_text(wamid: str, text: str, **kwargs: Any) -> dict:
+    return wa_message(wamid, {"type": "text", "text": {"body": text}}, **kwargs)
+
+
+def fb_event(
+    event: dict[str, Any], *, sender: str = PSID, recipient: str = PAGE_ID, ts: int = 1_700_000_000_000
+) -> dict:
+    messaging = {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": ts, **event}
+    return {"object": "page", "entry": [{"id": PAGE_ID, "time": ts, "messaging": [messaging]}]}
+
+
+def fb_text(mid: str, text: str, **kwargs: Any) -> dict:
+    return fb_event({"message": {"mid": mid, "text": text}}, **kwargs)
+
+
+@pytest.fixture
+def fake_graph() -> FakeGraph:
+    return FakeGraph()
+
+
+@pytest.fixture
+async def live(
+    make_client: MakeClient, settings: Settings, aiohttp_server: Any, fake_graph: FakeGraph, monkeypatch: Any
+) -> tuple[TestClient, Tenant, Settings]:
+    # Retries in seconds, not minutes, so the dead-letter path runs inside a test.
+    monkeypatch.setattr("core.channel_worker._BACKOFF_MS", (20, 20, 20, 20, 20))
+    server = await aiohttp_server(fake_graph.app)
+    settings = replace(settings, workers=4, graph_api_base_url=str(server.make_url("")).rstrip("/"))
+    client = await make_client(settings)
+    tenant = await provision(client, bot={"fallback_message": "Sorry, try again later."})
+    await connect_channel(client, tenant, "whatsapp", PHONE_ID)
+    await connect_channel(client, tenant, "messenger", PAGE_ID)
+    return client, tenant, settings
+
+
+async def deliver(client: TestClient, path: str, body: Any) -> None:
+    raw, headers = signed(body)
+    await expect(await client.post(path, data=raw, headers=headers), 200)
+
+
+async def settled(settings: Settings, within: float = 15.0) -> list[Any]:
+    """Wait until no inbox event is pending; return the inbox."""
+    deadline = time.monotonic() + within
+    while True:
+        rows = db_rows(settings, "SELECT * FROM inbox ORDER BY platform_ts, received_at")
+        if rows and all(r["state"] != "pending" for r in rows):
+            return rows
+        assert time.monotonic() < deadline, [(r["event_key"], r["state"], r["last_error"]) for r in rows]
+        await asyncio.sleep(0.05)
+
+
+async def test_whatsapp_text_is_answered_in_context_and_charged(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.1", "Do you deliver on Sundays?"))
+    [row] = await settled(settings)
+    assert row["state"] == "done"
+    [call] = fake_openai.calls
+    assert call.messages[-1] == {"role": "user", "content": "Do you deliver on Sundays?"}
+    kinds = [(r.kind, r.body.get("status"), r.body.get("typing_indicator")) for r in fake_graph.requests]
+    assert kinds[0][1:] == ("read", {"type": "text"})  # marked read with the typing indicator, first
+    [text] = [r for r in fake_graph.requests if r.kind == "text"]
+    assert text.body["to"] == "+" + WA_USER
+    assert text.body["context"] == {"message_id": "wamid.1"}
+    assert text.body["text"]["body"] == "You said: Do you deliver on Sundays?"
+    assert text.token == f"token-{PHONE_ID}"
+    assert quota_row(settings, tenant.account_id)["used_tokens"] == call.usage["total_tokens"]
+    assert row["reply_text"] == "You said: Do you deliver on Sundays?"
+
+
+async def test_messenger_gets_typing_then_a_response_split_under_2000_chars(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"max_reply_tokens": 2000}, headers=auth())
+    fake_openai.reply_with(lambda body: "Our menu is long. " * 200)  # 3,600 characters
+    await deliver(client, "/webhooks/messenger", fb_text("m_1", "menu?"))
+    await settled(settings)
+    assert fake_graph.requests[0].body == {"recipient": {"id": PSID}, "sender_action": "typing_on"}
+    texts = fake_graph.texts_to(PSID)
+    assert len(texts) == 2 and all(len(t) < 2000 for t in texts)
+    assert " ".join(texts) == ("Our menu is long. " * 200).strip()
+    assert all(r.body.get("messaging_type") == "RESPONSE" for r in fake_graph.requests if r.kind == "text")
+
+
+async def test_1000_deliveries_of_100_messages_give_100_calls_and_100_replies(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    bodies = [wa_text(f"wamid.{n % 100}", f"question {n % 100}", wa_id=f"1555000{n % 100:04d}") for n in range(1000)]
+    random.Random(7).shuffle(bodies)
+    semaphore = asyncio.Semaphore(50)
+
+    async def one(body: dict) -> None:
+        async with semaphore:
+            await deliver(client, "/webhooks/whatsapp", body)
+
+    await asyncio.gather(*(one(b) for b in bodies))
+    rows = await settled(settings, within=60)
+    assert len(rows) == 100 and {r["state"] for r in rows} == {"done"}
+    assert len(fake_openai.calls) == 100
+    sent = [t for _, t in fake_graph.sent_texts()]
+    assert len(sent) == 100 and len(set(sent)) == 100
+
+
+async def test_each_conversation_is_answered_one_at_a_time_in_platform_order(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    fake_openai.latency = 0.02
+    bodies = [
+        wa_text(f"wamid.{c}.{n}", f"c{c} m{n}", wa_id=f"1666000000{c}", ts=1_749_854_575 + n)
+        for c in range(4)
+        for n in range(5)
+    ]
+    random.Random(3).shuffle(bodies)
+    # Delivered in one batch per conversation order-scrambled, and concurrently: the worker must still order them.
+    await asyncio.gather(*(deliver(client, "/webhooks/whatsapp", b) for b in bodies))
+    await settled(settings, within=30)
+    by_customer: dict[str, list[Any]] = {}
+    for call in fake_openai.calls:
+        by_customer.setdefault(call.messages[-1]["content"].split()[0], []).append(call)
+    assert len(by_customer) == 4
+    for customer, calls in by_customer.items():
+        assert [c.messages[-1]["content"] for c in calls] == [f"{customer} m{n}" for n in range(5)]
+        for earlier, later in itertools.pairwise(calls):
+            assert earlier.ended_at is not None and earlier.ended_at <= later.started_at  # never two at once
+
+
+async def test_media_gets_the_bots_short_answer_without_a_model_call(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    await client.patch(
+        f"/api/admin/bots/{tenant.bot_id}",
+        json={"media_reply": "Nice picture! Please type your question."},
+        headers=auth(),
+    )
+    image = {"type": "image", "image": {"id": "MEDIA1", "mime_type": "image/jpeg", "sha256": "x"}}
+    await deliver(client, "/webhooks/whatsapp", wa_message("wamid.img", image))
+    await settled(settings)
+    assert fake_openai.calls == []
+    assert fake_graph.texts_to(WA_USER) == ["Nice picture! Please type your question."]
+
+
+async def test_a_shared_location_is_described_to_the_model(live: Any, fake_openai: FakeOpenAI) -> None:
+    client, _, settings = live
+    location = {"type": "location", "location": {"latitude": 52.52, "longitude": 13.405, "name": "Alexanderplatz"}}
+    await deliver(client, "/webhooks/whatsapp", wa_message("wamid.loc", location))
+    await settled(settings)
+    prompt = fake_openai.calls[0].messages[-1]["content"]
+    assert "location" in prompt and "Alexanderplatz" in prompt and "52.52" in prompt
+
+
+async def test_a_human_replying_from_the_inbox_pauses_the_bot(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=1_700_000_000_000))
+    await settled(settings)
+    # Our own reply comes back as an echo: it must not pause anything.
+    [ours] = [r for r in fake_graph.requests if r.kind == "text"]
+    echo = {"message": {"mid": ours.response["message_id"], "is_echo": True, "app_id": 111, "text": "You said: hello"}}
+    await deliver(client, "/webhooks/messenger", fb_event(echo, sender=PAGE_ID, recipient=PSID, ts=1_700_000_001_000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_2", "still there?", ts=1_700_000_002_000))
+    await settled(settings)
+    assert len(fake_openai.calls) == 2
+    # A person answers from the Page inbox: the bot steps back for this conversation.
+    human = {"message": {"mid": "m_human", "is_echo": True, "app_id": 263902037430900, "text": "Hi, Anna here"}}
+    await deliver(client, "/webhooks/messenger", fb_event(human, sender=PAGE_ID, recipient=PSID, ts=1_700_000_003_000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_3", "thanks Anna", ts=1_700_000_004_000))
+    rows = await settled(settings)
+    assert len(fake_openai.calls) == 2
+    assert {r["event_key"]: r["state"] for r in rows}["m_3"] == "skipped"
+
+
+async def test_over_quota_customers_get_one_polite_message(
+    make_client: MakeClient, live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    tenant = await provision(client, name="Tiny", plan={"monthly_token_limit": 10})
+    await connect_channel(client, tenant, "messenger", "5550001")
+    for n in range(3):
+        await deliver(
+            client, "/webhooks/messenger", fb_text(f"q_{n}", "hi", recipient="5550001", ts=1_700_000_000_000 + n)
+        )
+    await settled(settings)
+    assert fake_openai.calls == []
+    texts = fake_graph.texts_to(PSID)
+    assert len(texts) == 1 and "can't answer right now" in texts[0]
+
+
+async def test_graph_190_marks_the_channel_for_reauthorisation_and_stops_sends(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    fake_graph.fail_text_sends_with(GraphFault(190, 463))
+    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=1_700_000_000_000))
+    await settled(settings)
+    [channel] = db_rows(settings, "SELECT status, status_reason FROM channels WHERE external_id = ?", (PAGE_ID,))
+    assert channel["status"] == "needs_reauth"
+    await deliver(client, "/webhooks/messenger", fb_text("m_2", "hello?", ts=1_700_000_001_000))
+    rows = await settled(settings)
+    assert [r["state"] for r in rows] == ["dead", "skipped"]
+    assert len(fake_openai.calls) == 1  # no model call for a channel that cannot answer
+    assert len([r for r in fake_graph.requests if r.kind == "text"]) == 1
+
+
+async def test_outside_the_24_hour_window_is_recorded_not_retried(live: Any, fake_graph: FakeGraph) -> None:
+    client, _, settings = live
+    fake_graph.fail_text_sends_with(GraphFault(131047))
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.old", "hello"))
+    [row] = await settled(settings)
+    assert row["state"] == "undeliverable" and "131047" in row["last_error"]
+    assert len([r for r in fake_graph.requests if r.kind == "text"]) == 1
+
+
+async def test_graph_throttling_is_retried_without_calling_the_model_again(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    fake_graph.fail_text_sends_with(GraphFault(4), GraphFault(613))
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t", "hello"))
+    [row] = await settled(settings)
+    assert row["state"] == "done"
+    assert len(fake_openai.calls) == 1  # the stored reply was resent, never regenerated
+    assert fake_graph.texts_to(WA_USER) == ["You said: hello"]
+
+
+async def test_a_model_outage_ends_in_one_fallback_message(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    fake_openai.failure_rate = 1.0
+    fake_openai.random_faults = [Fault.server_error()]
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.x", "hello"))
+    [row] = await settled(settings, within=30)
+    assert row["state"] == "dead" and row["attempts"] == 5
+    assert fake_graph.texts_to(WA_USER) == ["Sorry, try again later."]
+    assert quota_row(settings, tenant.account_id)["used_tokens"] == 0
+
+
+async def test_statuses_and_reactions_are_recorded_not_answered(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    reaction = {"type": "reaction", "reaction": {"message_id": "wamid.ours", "emoji": "👍"}}
+    await deliver(client, "/webhooks/whatsapp", wa_message("wamid.r", reaction))
+    [row] = db_rows(settings, "SELECT state, kind FROM inbox")
+    assert (row["kind"], row["state"]) == ("reaction", "recorded")
+    await asyncio.sleep(0.3)
+    assert fake_openai.calls == [] and fake_graph.requests == []
+    assert json.loads(db_rows(settings, "SELECT event FROM inbox")[0]["event"])["reaction"]["emoji"] == "👍"
