@@ -112,3 +112,13 @@ class InboxQueue:
     async def depth(self) -> int:
         row = await self._db.fetch_one("SELECT COUNT(*) AS n FROM inbox WHERE state = 'pending'")
         return int(row["n"]) if row else 0
+
+    async def purge(self, *, older_than_ms: int) -> int:
+        """Drop finished events received before the cutoff; pending ones are never purged.
+
+        The cutoff must stay beyond Meta's retry horizon (7 days for WhatsApp): an event's row is what
+        recognises a late retry of it as a duplicate.
+        """
+        return await self._db.execute(
+            "DELETE FROM inbox WHERE state <> 'pending' AND received_at < ?", (self._clock.now_ms() - older_than_ms,)
+        )

@@ -10,7 +10,7 @@ from aiohttp import web
 from admin.app import create_admin_app
 from core.clock import Clock, SystemClock
 from core.tokens import TokenCounter
-from gateway import health, relay, webhooks
+from gateway import data_deletion, health, relay, webhooks
 from gateway.background import TaskRegistry
 from gateway.keys import CLOCK, SERVICES, SETTINGS, TOKENS
 from gateway.middlewares import error_envelope, request_context
@@ -21,6 +21,9 @@ log = structlog.get_logger("gateway.app")
 
 # Reservations older than the TTL belong to a crashed call; look for them this often.
 SWEEP_INTERVAL_SECONDS = 30.0
+# Finished inbox events are kept this long: beyond Meta's 7-day retry horizon, so a late retry is still a duplicate.
+INBOX_RETENTION_MS = 10 * 24 * 3600 * 1000
+PURGE_INTERVAL_SECONDS = 3600.0
 
 
 def create_app(
@@ -40,6 +43,7 @@ def create_app(
     app.add_routes(health.routes)
     app.add_routes(relay.routes)
     webhooks.add_routes(app)
+    app.add_routes(data_deletion.routes)
     app.add_subapp("/api/admin/", create_admin_app())
     return app
 
@@ -59,7 +63,13 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         if released:
             log.warning("stale_reservations_released", count=released)
 
+    async def purge() -> None:
+        purged = await services.queue.purge(older_than_ms=INBOX_RETENTION_MS)
+        if purged:
+            log.info("inbox_purged", count=purged)
+
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
+    tasks.every(PURGE_INTERVAL_SECONDS, "inbox-purger", purge)
     services.inbox_writer.start()
     services.workers.start()
     yield

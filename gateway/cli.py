@@ -16,6 +16,7 @@ from aiohttp import web
 
 from admin.tokens import ROLES, mint_token
 from core.clock import SystemClock
+from core.secrets import SecretBox, SecretsError
 from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
 from core.storage.bots import BotStore
@@ -33,7 +34,7 @@ def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout) 
     try:
         settings = Settings.from_env(env)
         return int(args.run(args, settings, out) or 0)
-    except (SettingsError, DatabaseURLError, ValueError) as exc:
+    except (SettingsError, DatabaseURLError, SecretsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -54,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         run=_keygen
     )
     sub.add_parser("seed", help="load the seed plans from data/plans.json").set_defaults(run=_seed)
+    sub.add_parser(
+        "rotate-secrets", help="re-encrypt channel secrets under the first key of SECRETS_KEY (key rotation)"
+    ).set_defaults(run=_rotate_secrets)
     sub.add_parser("demo", help="seed plans, create a demo account, bot and API key, print a curl").set_defaults(
         run=_demo
     )
@@ -100,6 +104,33 @@ def _token(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def _keygen(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     # The Fernet key format: 32 random bytes, urlsafe base64.
     print(base64.urlsafe_b64encode(os.urandom(32)).decode(), file=out)
+    return 0
+
+
+def _rotate_secrets(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    """Put the new key first in SECRETS_KEY (comma-separated), run this, then drop the old key."""
+    box = SecretBox(settings.secrets_key)
+    if not box.configured:
+        raise SettingsError("SECRETS_KEY is not set")
+
+    async def run() -> int:
+        db = await open_database(settings)
+        try:
+            async with db.transaction() as tx:
+                rows = await tx.fetch_all(
+                    "SELECT id, access_token_sealed, app_secret_sealed, verify_token_sealed FROM channels"
+                )
+                for row in rows:
+                    await tx.execute(
+                        "UPDATE channels SET access_token_sealed = ?, app_secret_sealed = ?, verify_token_sealed = ?"
+                        " WHERE id = ?",
+                        (*(None if row[c] is None else box.reseal(row[c]) for c in list(row.keys())[1:]), row["id"]),
+                    )
+            return len(rows)
+        finally:
+            await db.close()
+
+    print(f"re-encrypted the secrets of {asyncio.run(run())} channel(s) under the first SECRETS_KEY", file=out)
     return 0
 
 

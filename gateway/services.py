@@ -31,6 +31,7 @@ from core.storage.conversation_state import ConversationStateStore
 from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.db import Database
+from core.storage.erasure import Eraser
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
 from core.storage.usage import UsageStore
@@ -59,6 +60,7 @@ class Services:
     inbox_writer: InboxWriter
     queue: InboxQueue
     workers: WorkerPool
+    eraser: Eraser
     engine: ConversationEngine | None  # None when no OpenAI key is configured
 
     def require_engine(self) -> ConversationEngine:
@@ -146,6 +148,7 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
             inbox_writer=InboxWriter(db, clock),
             queue=queue,
             workers=WorkerPool(queue, worker, concurrency=settings.workers),
+            eraser=Eraser(db, clock),
             engine=engine,
         )
     finally:

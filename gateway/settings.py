@@ -32,6 +32,8 @@ class Settings:
     graph_api_version: str = "v25.0"
     admin_jwt_secret: str | None = field(default=None, repr=False)
     secrets_key: str | None = field(default=None, repr=False)
+    # Where Meta reaches this service (used for the data deletion status URL); derived from the request if unset.
+    public_base_url: str | None = None
     log_level: str = "INFO"
     log_format: str = "json"
     data_dir: Path = DEFAULT_DATA_DIR
@@ -87,6 +89,7 @@ class Settings:
             graph_api_version=get("GRAPH_API_VERSION") or defaults.graph_api_version,
             admin_jwt_secret=secret,
             secrets_key=secrets_key,
+            public_base_url=get("PUBLIC_BASE_URL"),
             log_level=log_level,
             log_format=log_format,
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),

@@ -293,3 +293,34 @@ async def test_statuses_and_reactions_are_recorded_not_answered(
     await asyncio.sleep(0.3)
     assert fake_openai.calls == [] and fake_graph.requests == []
     assert json.loads(db_rows(settings, "SELECT event FROM inbox")[0]["event"])["reaction"]["emoji"] == "👍"
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_conversation_moves_on(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph, monkeypatch: Any
+) -> None:
+    """An event that makes the worker raise is retried 5 times, then answered once with the fallback; the
+    messages after it in the same conversation are still answered, in order."""
+    import core.channel_worker
+
+    real = core.channel_worker.model_input
+
+    def explode(event: Any, max_chars: int = 4000) -> str | None:
+        if event.text == "POISON":
+            raise RuntimeError("cannot handle this event")
+        return real(event, max_chars)
+
+    monkeypatch.setattr(core.channel_worker, "model_input", explode)
+    client, _, settings = live
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.p", "POISON", ts=1_749_854_575))
+    for n in range(3):
+        await deliver(client, "/webhooks/whatsapp", wa_text(f"wamid.n{n}", f"normal {n}", ts=1_749_854_576 + n))
+    rows = await settled(settings, within=30)
+    states = {r["event_key"]: (r["state"], r["attempts"]) for r in rows}
+    assert states["wamid.p"] == ("dead", 5)
+    assert all(states[f"wamid.n{n}"][0] == "done" for n in range(3))
+    assert fake_graph.texts_to(WA_USER) == [
+        "Sorry, try again later.",
+        "You said: normal 0",
+        "You said: normal 1",
+        "You said: normal 2",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from pathlib import Path
@@ -133,3 +134,29 @@ def test_python_m_gateway_serves_with_migrations_applied(tmp_path: Path) -> None
         output = proc.communicate(timeout=20)[0].decode()
     assert proc.returncode == 0
     assert '"event": "migrations_applied"' in output  # JSON logs by default
+
+
+async def test_rotate_secrets_re_encrypts_under_the_new_key(tmp_path: Path) -> None:
+    from core.clock import SystemClock
+    from core.secrets import SecretBox
+    from core.storage.channels import ChannelStore
+    from core.storage.db import Database
+    from tests.harness import SECRETS_KEY
+
+    new_key = base64.urlsafe_b64encode(b"n" * 32).decode()
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "DATA_DIR": str(PROJECT_DATA)}
+    assert (await asyncio.to_thread(run, ["demo"], env))[0] == 0
+    db = await Database.open(env["DATABASE_URL"])
+    [bot] = db_rows(Settings.from_env(env), "SELECT id, account_id FROM bots")
+    old = ChannelStore(db, SystemClock(), SecretBox(SECRETS_KEY))
+    channel = await old.connect(
+        bot["account_id"], bot["id"], {"platform": "whatsapp", "external_id": "1", "access_token": "tok"}
+    )
+    await db.close()
+
+    code, out = await asyncio.to_thread(run, ["rotate-secrets"], {**env, "SECRETS_KEY": f"{new_key},{SECRETS_KEY}"})
+    assert code == 0 and "1 channel" in out
+    db = await Database.open(env["DATABASE_URL"])
+    only_new = ChannelStore(db, SystemClock(), SecretBox(new_key))
+    assert (await only_new.secrets(channel.id)).access_token == "tok"
+    await db.close()

@@ -230,3 +230,30 @@ async def test_bodies_over_the_webhook_limit_are_413(client: TestClient, tenant:
     fine = whatsapp_text("wamid.F2", "y" * (3 * 1000 * 1000))
     await expect(await post(client, "/webhooks/whatsapp", fine), 200)
     assert [r["event_key"] for r in inbox(settings)] == ["wamid.F2"]
+
+
+async def test_finished_events_are_purged_after_the_retry_horizon_only(make_client: Any, settings: Settings) -> None:
+    from gateway.app import INBOX_RETENTION_MS
+    from gateway.keys import SERVICES
+
+    class Clock:
+        now = 1_800_000_000_000
+
+        def now_ms(self) -> int:
+            return self.now
+
+    clock = Clock()
+    client = await make_client(settings, clock=clock)
+    tenant = await provision(client)
+    await connect_channel(client, tenant, "whatsapp", PHONE_ID)
+    await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
+    await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.open")), 200)
+    queue = client.server.app[SERVICES].queue
+    await queue.finish(inbox(settings)[0]["id"], "done")
+    clock.now += 8 * 24 * 3600 * 1000  # Meta may still retry a WhatsApp delivery for 7 days: nothing goes yet
+    assert await queue.purge(older_than_ms=INBOX_RETENTION_MS) == 0
+    await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
+    assert len(inbox(settings)) == 2  # the late retry is still a duplicate
+    clock.now += 3 * 24 * 3600 * 1000
+    assert await queue.purge(older_than_ms=INBOX_RETENTION_MS) == 1
+    assert [r["event_key"] for r in inbox(settings)] == ["wamid.open"]  # pending work is never purged

@@ -224,6 +224,13 @@ MIGRATIONS += (
                 PRIMARY KEY (channel_id, customer_id))""",
             # What a bot answers to a photo, voice note or sticker it cannot read; and how long a human reply
             # from the Page inbox pauses the bot in that conversation.
+            # Meta data deletion callbacks: the confirmation code Meta shows the user, and what was erased.
+            """CREATE TABLE data_deletion_requests (
+                confirmation_code TEXT PRIMARY KEY,
+                status TEXT NOT NULL,
+                records_erased BIGINT NOT NULL DEFAULT 0,
+                requested_at BIGINT NOT NULL,
+                completed_at BIGINT)""",
             "ALTER TABLE bots ADD COLUMN media_reply TEXT",
             "ALTER TABLE bots ADD COLUMN handover_pause_minutes INTEGER NOT NULL DEFAULT 30",
         ),

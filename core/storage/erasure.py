@@ -1,0 +1,82 @@
+"""Erasing an end customer's data: what a data deletion request (Meta's callback, or an operator) removes.
+
+Removed: the contact rows, their conversation messages, per-conversation state, and unrouted deliveries that
+mention the id. Inbox rows are scrubbed rather than deleted: their event key (the platform message id, not a
+personal datum) stays so that a late retry of an old delivery is still recognised as a duplicate and never
+answered again. Usage records keep their token and cost figures for billing but lose the link to the contact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.clock import Clock
+from core.storage.db import Database, Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    contacts: int
+    messages: int
+    inbox_events: int
+    unrouted: int
+
+    @property
+    def total(self) -> int:
+        return self.contacts + self.messages + self.inbox_events + self.unrouted
+
+
+class Eraser:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def erase_customer(self, external_id: str, *, account_id: str | None = None) -> ErasureReport:
+        """Everything stored about the customer `external_id` (PSID, IGSID, wa_id or relay user id).
+
+        With `account_id`, only within that account (an owner erasing one of their customers).
+        """
+        async with self._db.transaction() as tx:
+            contact_ids = await _contacts(tx, external_id, account_id)
+            messages = 0
+            for contact_id in contact_ids:
+                messages += await tx.execute("DELETE FROM messages WHERE contact_id = ?", (contact_id,))
+                await tx.execute("UPDATE usage_records SET contact_id = NULL WHERE contact_id = ?", (contact_id,))
+                await tx.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
+            channel_filter, params = _channels(account_id)
+            inbox = await tx.execute(
+                "UPDATE inbox SET event = '{}', customer_id = NULL, reply_text = NULL, last_error = NULL,"
+                f" state = CASE WHEN state = 'pending' THEN 'erased' ELSE state END, updated_at = ?"
+                f" WHERE customer_id = ?{channel_filter}",
+                (self._clock.now_ms(), external_id, *params),
+            )
+            await tx.execute(
+                f"DELETE FROM conversation_state WHERE customer_id = ?{channel_filter}", (external_id, *params)
+            )
+            unrouted = 0
+            if account_id is None:  # unrouted deliveries belong to no account: only a platform-wide erasure
+                unrouted = await tx.execute(
+                    "DELETE FROM webhook_unrouted WHERE event LIKE ? ESCAPE '!'", (f"%{_like_literal(external_id)}%",)
+                )
+        return ErasureReport(len(contact_ids), messages, inbox, unrouted)
+
+
+async def _contacts(tx: Transaction, external_id: str, account_id: str | None) -> list[str]:
+    if account_id is None:
+        rows = await tx.fetch_all("SELECT id FROM contacts WHERE external_id = ?", (external_id,))
+    else:
+        rows = await tx.fetch_all(
+            "SELECT id FROM contacts WHERE external_id = ? AND account_id = ?", (external_id, account_id)
+        )
+    return [row["id"] for row in rows]
+
+
+def _channels(account_id: str | None) -> tuple[str, tuple[str, ...]]:
+    if account_id is None:
+        return "", ()
+    return " AND channel_id IN (SELECT id FROM channels WHERE account_id = ?)", (account_id,)
+
+
+def _like_literal(value: str) -> str:
+    """`value` matched literally by LIKE ... ESCAPE '!' (both SQLite and PostgreSQL)."""
+    return value.replace("!", "!!").replace("%", "!%").replace("_", "!_")

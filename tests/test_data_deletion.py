@@ -1,0 +1,124 @@
+"""Meta's data deletion callback: signed requests, confirmation codes, the status page, and what is erased."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from adapters.signed_request import encode_signed_request
+from gateway.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import APP_SECRET, connect_channel, db_rows, expect, provision, signed
+
+PATH = "/webhooks/meta/data-deletion"
+PAGE_ID = "1122334455"
+PSID = "2900000000000077"
+
+
+def request_body(user_id: str = PSID, *, secret: str = APP_SECRET, padded: bool = False, **extra: Any) -> dict:
+    payload = {"algorithm": "HMAC-SHA256", "expires": int(time.time()) + 3600, "issued_at": int(time.time())}
+    payload.update({"user_id": user_id, **extra})
+    return {"signed_request": encode_signed_request(payload, secret, padded=padded)}
+
+
+async def customer_with_history(client: TestClient, settings: Settings) -> None:
+    """A Messenger customer who talked to the bot, plus the same person's relay conversation."""
+    tenant = await provision(client)
+    await connect_channel(client, tenant, "messenger", PAGE_ID)
+    body = {
+        "object": "page",
+        "entry": [
+            {
+                "id": PAGE_ID,
+                "time": 1,
+                "messaging": [
+                    {
+                        "sender": {"id": PSID},
+                        "recipient": {"id": PAGE_ID},
+                        "timestamp": 1,
+                        "message": {"mid": "m_secret", "text": "my address is 1 Main St"},
+                    }
+                ],
+            }
+        ],
+    }
+    raw, headers = signed(body)
+    await expect(await client.post("/webhooks/messenger", data=raw, headers=headers), 200)
+    await expect(
+        await client.post(
+            "/api/messages/relay",
+            json={"user_id": PSID, "message": "my address is 1 Main St"},
+            headers=tenant.key_header,
+        ),
+        200,
+    )
+
+
+def rows_mentioning(settings: Settings, needle: str) -> list[str]:
+    """A schema-wide scan: every table, every text column."""
+    hits = []
+    for table in db_rows(settings, "SELECT name FROM sqlite_master WHERE type = 'table'"):
+        for row in db_rows(settings, f"SELECT * FROM {table['name']}"):
+            if any(isinstance(value, str) and needle in value for value in tuple(row)):
+                hits.append(table["name"])
+    return hits
+
+
+@pytest.mark.parametrize("padded", [False, True])
+async def test_a_valid_request_erases_the_user_and_returns_a_status_url(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI, padded: bool
+) -> None:
+    await customer_with_history(client, settings)
+    assert rows_mentioning(settings, PSID) and rows_mentioning(settings, "1 Main St")
+    answer = await expect(await client.post(PATH, data=request_body(padded=padded)), 200)
+    code = answer["confirmation_code"]
+    assert answer["url"].endswith(f"{PATH}/{code}")
+    assert rows_mentioning(settings, PSID) == [] and rows_mentioning(settings, "1 Main St") == []
+    # The inbox still knows the delivery's id, so a late retry of it is a duplicate, never answered again.
+    assert [r["event_key"] for r in db_rows(settings, "SELECT event_key FROM inbox")] == ["m_secret"]
+    # Usage is kept for billing, without the link to the person.
+    assert all(r["contact_id"] is None for r in db_rows(settings, "SELECT contact_id FROM usage_records"))
+    page = await client.get(urlsplit(answer["url"]).path)
+    assert page.status == 200 and page.content_type == "text/html"
+    text = await page.text()
+    assert code in text and "completed" in text
+
+
+async def test_repeating_the_request_gives_the_same_code(client: TestClient, settings: Settings) -> None:
+    first = await expect(await client.post(PATH, data=request_body()), 200)
+    second = await expect(await client.post(PATH, data=request_body()), 200)
+    assert first["confirmation_code"] == second["confirmation_code"]
+    other = await expect(await client.post(PATH, data=request_body("another-user")), 200)
+    assert other["confirmation_code"] != first["confirmation_code"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        request_body(secret="not-our-app"),
+        {"signed_request": encode_signed_request({"algorithm": "HMAC-SHA1", "user_id": PSID}, APP_SECRET)},
+        {"signed_request": encode_signed_request({"algorithm": "HMAC-SHA256"}, APP_SECRET)},
+        {"signed_request": "no-dot-here"},
+        {"signed_request": "@@@.###"},
+        {"signed_request": "abc.bm90IGpzb24"},
+        {},
+    ],
+    ids=["wrong-secret", "sha1", "no-user", "no-dot", "not-base64", "not-json", "missing"],
+)
+async def test_invalid_requests_are_400_and_erase_nothing(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI, data: dict[str, str]
+) -> None:
+    await customer_with_history(client, settings)
+    before = rows_mentioning(settings, PSID)
+    response = await client.post(PATH, data=data)
+    assert (await expect(response, 400))["error"]["code"] == "bad_request"
+    assert rows_mentioning(settings, PSID) == before
+    assert db_rows(settings, "SELECT * FROM data_deletion_requests") == []
+
+
+async def test_an_unknown_code_is_404(client: TestClient) -> None:
+    await expect(await client.get(f"{PATH}/0123456789abcdef0123"), 404)
