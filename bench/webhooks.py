@@ -1,0 +1,823 @@
+"""Webhook benchmark: signed WhatsApp deliveries acknowledged (durably), ack latency while workers are busy,
+and messages answered end to end, each next to a floor measured in the same run.
+
+    python -m bench.webhooks                              # defaults: about a minute on 2 cores
+    python -m bench.webhooks --deliveries 10000 --concurrency 64 --rate 1500 --seconds 5
+    python -m bench.webhooks --profile                    # plus the ingest run's hotspots under cProfile
+
+Phases, each on its own temp SQLite file (WAL, synchronous=FULL) and its own random 127.0.0.1 ports:
+  1. floor: a bare aiohttp handler that reads the raw body, checks X-Hub-Signature-256 with hmac.compare_digest,
+     parses the JSON and inserts one row per message, one commit (one fsync) per request: the naive durable
+     handler. Closed loop: --deliveries signed deliveries (one text message each, distinct wamids) by
+     --concurrency senders.
+  2. gateway ingest: the real app (`create_app`, Settings(workers=0)), a tenant and a WhatsApp channel made
+     through the admin API, the same load. Target: at least 0.6 x the floor's deliveries/s. Phases 1 and 2
+     alternate for --rounds rounds (fresh databases each time) and are pooled, so drift in the machine's load
+     falls on both alike.
+  3. ack under load: the app with --workers workers answering through a fake OpenAI with --model-latency and a
+     fake Graph, while an open-loop generator offers --rate deliveries/s for --seconds (sends are scheduled at
+     fixed intervals whatever the answers do). Target: ack p99 under 10 ms at 1,000/s offered.
+  4. end to end: zero-latency fakes, --messages deliveries posted, timed until the fake Graph has received that
+     many text replies.
+
+The load generator runs in a separate process (spawn), so on a 2-core machine it has a core of its own and the
+servers have the other; the gateway, the fakes and the floor share the main process's event loop, as they would
+share one core in production. Ack latency is measured by the generator: request start to response read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import cProfile
+import hashlib
+import hmac
+import json
+import math
+import multiprocessing
+import os
+import pstats
+import queue
+import secrets
+import sqlite3
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosqlite
+from aiohttp import web
+
+from adapters.meta_auth import SIGNATURE_HEADER, sign
+from admin.tokens import mint_token
+from core.tokens import TokenCounter
+from gateway.app import create_app
+from gateway.keys import SERVICES
+from gateway.logging import configure_logging
+from gateway.settings import Settings
+from tests.fakes.graph_server import FakeGraph, GraphCall
+from tests.fakes.openai_server import FakeOpenAI
+
+HOST = "127.0.0.1"
+PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
+WEBHOOK_PATH = "/webhooks/whatsapp"
+PHONE_NUMBER_ID = "106540352242922"
+MESSAGES = (
+    "Hi! Are you open on Sunday?",
+    "Do you have oat milk?",
+    "How much is a large cappuccino?",
+    "Can I book a table for four people tomorrow at noon?",
+    "Is there wifi in the shop?",
+    "Do you sell gift cards?",
+    "What cakes do you have today?",
+    "Can I bring my dog inside?",
+)
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
+ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=30)
+PROCESS_START_TIMEOUT = 60.0  # spawn + imports + warm-up of the generator process
+GO_TIMEOUT = 60.0  # how long a ready generator waits for the signal to start
+E2E_TIMEOUT = 120.0  # longest wait for the end-to-end replies
+OPEN_LOOP_CONNECTIONS = 256  # open loop: requests in flight are not bounded by a sender count
+ACK_P99_TARGET_MS = 10.0
+INGEST_RATIO_TARGET = 0.6
+SHOW_FAILURES = 5
+
+
+# ---- the load generator (runs in its own process) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    url: str
+    secret: str
+    tag: str  # makes every wamid of a phase distinct from every other phase's
+    count: int  # measured deliveries
+    warmup: int  # unmeasured deliveries first, at `concurrency`
+    concurrency: int  # closed loop: senders; open loop: warm-up senders only
+    customers: int  # distinct WhatsApp users the deliveries come from
+    rate: float | None = None  # deliveries/s offered: open loop; None: closed loop
+
+
+@dataclass(slots=True)
+class LoadResult:
+    sent: int = 0
+    latencies_ms: list[float] = field(default_factory=list)  # acknowledged (200) deliveries only
+    failures: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0  # first send to last answer
+    send_span: float = 0.0  # first send to last send (open loop: what the offered rate is measured over)
+    max_lateness_ms: float = 0.0  # open loop: how far behind its schedule a send started, at worst
+    cpu_seconds: float = 0.0  # the generator process's own CPU time while measuring
+
+    @property
+    def acked(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def throughput(self) -> float:
+        return self.acked / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def offered_rate(self) -> float:
+        return (self.sent - 1) / self.send_span if self.send_span > 0 else float("nan")
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else float("nan")
+
+
+def whatsapp_text(i: int, tag: str, customers: int, now: int) -> dict[str, Any]:
+    """One WhatsApp Cloud API delivery carrying one text message, as Meta sends it."""
+    wa_id = f"1555{i % customers:07d}"
+    message = {
+        "from": wa_id,
+        "id": f"wamid.HBgL{tag}{i:010d}FQIAEhgUM0VCMDRBRjYwMjc1QTk5QUY2NDgA",
+        "timestamp": str(now),
+        "type": "text",
+        "text": {"body": f"{MESSAGES[i % len(MESSAGES)]} (#{i})"},
+    }
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+        "contacts": [{"profile": {"name": f"Customer {i % customers}"}, "wa_id": wa_id}],
+        "messages": [message],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def signed_bodies(spec: LoadSpec) -> list[tuple[bytes, dict[str, str]]]:
+    now = int(time.time())
+    bodies = []
+    for i in range(spec.warmup + spec.count):
+        raw = json.dumps(whatsapp_text(i, spec.tag, spec.customers, now), separators=(",", ":")).encode()
+        bodies.append((raw, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(raw, spec.secret)}))
+    return bodies
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: tuple[bytes, dict[str, str]]) -> str:
+    """ "" when the delivery was acknowledged with a 200, else a short description of the failure."""
+    raw, headers = body
+    try:
+        async with session.post(url, data=raw, headers=headers) as resp:
+            text = await resp.read()
+            return "" if resp.status == 200 else f"{resp.status} {text[:120].decode(errors='replace')}"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"[:160]
+
+
+async def _closed_loop(
+    session: aiohttp.ClientSession, url: str, bodies: Sequence[tuple[bytes, dict[str, str]]], concurrency: int
+) -> LoadResult:
+    result = LoadResult(sent=len(bodies))
+    next_index = 0
+
+    async def sender() -> None:
+        nonlocal next_index
+        while next_index < len(bodies):  # bounded: every delivery is taken exactly once
+            body = bodies[next_index]
+            next_index += 1
+            started = time.perf_counter()
+            failure = await _post(session, url, body)
+            if failure:
+                result.failures[failure] += 1
+            else:
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, len(bodies))):
+            group.create_task(sender())
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+async def _open_loop(
+    session: aiohttp.ClientSession, url: str, bodies: Sequence[tuple[bytes, dict[str, str]]], rate: float
+) -> LoadResult:
+    """Send delivery k at start + k / rate whatever happened to the earlier ones (no coordinated omission)."""
+    result = LoadResult(sent=len(bodies))
+    first_send = last_send = last_answer = 0.0
+
+    async def one(body: tuple[bytes, dict[str, str]], due: float) -> None:
+        nonlocal first_send, last_send, last_answer
+        started = time.perf_counter()
+        first_send = first_send or started
+        last_send = max(last_send, started)
+        result.max_lateness_ms = max(result.max_lateness_ms, (started - due) * 1000)
+        failure = await _post(session, url, body)
+        answered = time.perf_counter()
+        last_answer = max(last_answer, answered)
+        if failure:
+            result.failures[failure] += 1
+        else:
+            result.latencies_ms.append((answered - started) * 1000)
+
+    start = time.perf_counter() + 0.01
+    async with asyncio.TaskGroup() as group:
+        for k, body in enumerate(bodies):
+            due = start + k / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            group.create_task(one(body, due))
+    result.elapsed = last_answer - first_send
+    result.send_span = last_send - first_send
+    return result
+
+
+async def _generate(spec: LoadSpec, results: Any, go: Any) -> None:
+    bodies = signed_bodies(spec)
+    warmup, measured = bodies[: spec.warmup], bodies[spec.warmup :]
+    limit = OPEN_LOOP_CONNECTIONS if spec.rate else spec.concurrency
+    connector = aiohttp.TCPConnector(limit=limit)
+    async with aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT) as session:
+        if warmup:
+            failed = (await _closed_loop(session, spec.url, warmup, spec.concurrency)).failures
+            if failed:
+                raise RuntimeError(f"warm-up deliveries failed: {failed.most_common(SHOW_FAILURES)}")
+        results.put(("ready", None))
+        if not await asyncio.to_thread(go.wait, GO_TIMEOUT):
+            raise RuntimeError("the benchmark never said go")
+        cpu = time.process_time()
+        if spec.rate:
+            result = await _open_loop(session, spec.url, measured, spec.rate)
+        else:
+            result = await _closed_loop(session, spec.url, measured, spec.concurrency)
+        result.cpu_seconds = time.process_time() - cpu
+    results.put(("done", result))
+
+
+def generator_process(spec: LoadSpec, results: Any, go: Any) -> None:
+    """The child process's entry point: results and errors go back through `results`, never raised."""
+    try:
+        asyncio.run(_generate(spec, results, go))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+class Generator:
+    """A load generator process: `async with Generator(spec) as gen:` waits until it is warmed up and ready;
+    `gen.go()` starts the measured run; `await gen.result()` returns its LoadResult."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._results = context.Queue()
+        self._go = context.Event()
+        self._process = context.Process(target=generator_process, args=(spec, self._results, self._go), daemon=True)
+
+    async def __aenter__(self) -> Generator:
+        self._process.start()
+        await self._expect("ready", PROCESS_START_TIMEOUT)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._go.set()  # a generator still waiting to start ends at once (its wait returns, it reports, exits)
+        await asyncio.to_thread(self._process.join, 10.0)
+        if self._process.is_alive():
+            self._process.terminate()
+            await asyncio.to_thread(self._process.join, 5.0)
+        self._results.close()
+        self._results.join_thread()
+
+    def go(self) -> float:
+        started = time.perf_counter()
+        self._go.set()
+        return started
+
+    async def result(self, within: float) -> LoadResult:
+        result = await self._expect("done", within)
+        assert isinstance(result, LoadResult)
+        return result
+
+    async def _expect(self, kind: str, within: float) -> Any:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                got, payload = await asyncio.to_thread(self._results.get, True, 0.5)
+            except queue.Empty:
+                if not self._process.is_alive() and self._results.empty():
+                    raise RuntimeError(f"the load generator exited with code {self._process.exitcode}") from None
+                continue
+            if got == "error":
+                raise RuntimeError(f"the load generator failed:\n{payload}")
+            if got != kind:
+                raise RuntimeError(f"the load generator said {got!r}, expected {kind!r}")
+            return payload
+        raise RuntimeError(f"no {kind!r} from the load generator within {within:g} s")
+
+
+# ---- what each phase measured --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Phase:
+    name: str
+    load: LoadResult
+    stored: int  # rows (messages) found in the database afterwards, or replies received for end to end
+    server_cpu: float  # CPU seconds of this (server) process, all threads, while measured
+    throughput: float  # deliveries acknowledged/s, or messages answered/s end to end
+    commits: int = 0
+    deliveries: int = 0  # delivered to the InboxWriter while measured
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def per_commit(self) -> float:
+        return self.deliveries / self.commits if self.commits else float("nan")
+
+
+def count_rows(path: Path, sql: str) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+async def measure(spec: LoadSpec, within: float) -> tuple[LoadResult, float]:
+    """Run one generator; returns its result and this process's CPU seconds over the measured run."""
+    async with Generator(spec) as generator:
+        cpu = time.process_time()
+        generator.go()
+        load = await generator.result(within)
+        return load, time.process_time() - cpu
+
+
+# ---- phase 1: the floor --------------------------------------------------------------------------------------
+
+_FLOOR_SCHEMA = """CREATE TABLE messages (
+    phone_number_id TEXT NOT NULL, wamid TEXT NOT NULL, sender TEXT NOT NULL, platform_ts INTEGER NOT NULL,
+    message TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY (phone_number_id, wamid))"""
+_FLOOR_INSERT = "INSERT INTO messages (phone_number_id, wamid, sender, platform_ts, message, received_at) VALUES "
+_FLOOR_ROW = "(?, ?, ?, ?, ?, ?)"
+
+
+def floor_app(db: aiosqlite.Connection, secret: bytes) -> web.Application:
+    """The naive durable handler: verify, parse, insert, commit, answer; nothing shared between requests."""
+
+    async def receive(request: web.Request) -> web.Response:
+        raw = await request.read()
+        expected = "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected.encode(), request.headers.get(SIGNATURE_HEADER, "").encode()):
+            return web.json_response({"error": "bad signature"}, status=401)
+        payload = json.loads(raw)
+        now = int(time.time() * 1000)
+        params: list[Any] = []
+        for entry in payload.get("entry", ()):
+            for change in entry.get("changes", ()):
+                value = change.get("value", {})
+                phone = value.get("metadata", {}).get("phone_number_id", "")
+                for message in value.get("messages", ()):
+                    params += (phone, message["id"], message["from"], int(message["timestamp"]) * 1000)
+                    params += (json.dumps(message), now)
+        rows = len(params) // 6
+        if rows:
+            # One statement in autocommit mode: one transaction, one fsync (synchronous=FULL) per request.
+            # Only placeholders are joined into the SQL; every value is bound.
+            sql = _FLOOR_INSERT + ", ".join([_FLOOR_ROW] * rows) + " ON CONFLICT DO NOTHING"
+            await db.execute(sql, params)
+        return web.json_response({"stored": rows})
+
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post(WEBHOOK_PATH, receive)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[tuple[str, web.Application]]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        yield f"http://{HOST}:{runner.addresses[0][1]}", app
+    finally:
+        await runner.cleanup()
+
+
+async def floor_phase(args: argparse.Namespace, tmp: Path, secret: str, round_no: int) -> Phase:
+    path = tmp / f"floor{round_no}.db"
+    db = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        await db.execute_fetchall("PRAGMA journal_mode=WAL")
+        await db.execute_fetchall("PRAGMA synchronous=FULL")
+        await db.execute(_FLOOR_SCHEMA)
+        async with serving(floor_app(db, secret.encode())) as (base, _):
+            tag, url = f"FLR{round_no}", base + WEBHOOK_PATH
+            spec = LoadSpec(url, secret, tag, args.deliveries, args.warmup, args.concurrency, args.customers)
+            load, cpu = await measure(spec, within=600)
+    finally:
+        await db.close()
+    stored = count_rows(path, "SELECT COUNT(*) FROM messages") - args.warmup
+    return Phase("floor (bare handler)", load, stored, cpu, load.throughput)
+
+
+# ---- the gateway ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """What every gateway phase shares: secrets, the preloaded token counter and the temp directory."""
+
+    tmp: Path
+    app_secret: str
+    jwt_secret: str
+    secrets_key: str
+    tokens: TokenCounter
+
+
+def gateway_settings(env: Env, name: str, *, workers: int, openai_base: str, graph_base: str) -> Settings:
+    return Settings(
+        host=HOST,
+        port=0,
+        database_url=f"sqlite:///{env.tmp / name}",
+        openai_api_key="sk-bench",
+        openai_base_url=openai_base,
+        meta_app_secret=env.app_secret,
+        meta_verify_token=secrets.token_urlsafe(16),
+        graph_api_base_url=graph_base,
+        admin_jwt_secret=env.jwt_secret,
+        secrets_key=env.secrets_key,
+        data_dir=PROJECT_DATA,
+        log_level="WARNING",
+        log_format="console",
+        workers=workers,
+    )
+
+
+async def provision(base: str, env: Env) -> None:
+    """A plan, an account, a bot and a WhatsApp channel, made through the admin HTTP API like an operator would."""
+    token = mint_token(env.jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(timeout=ADMIN_TIMEOUT) as session:
+
+        async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            async with session.post(f"{base}/api/admin{path}", json=body, headers=headers) as resp:
+                answer = await resp.json()
+                if resp.status != 201:
+                    raise RuntimeError(f"POST /api/admin{path} answered {resp.status}: {answer}")
+                return answer
+
+        plan = await post(
+            "/plans",
+            {
+                "name": "bench",
+                "monthly_token_limit": 10**11,
+                "models": ["gpt-4o-mini"],
+                "default_model": "gpt-4o-mini",
+                "messages_per_minute": None,
+            },
+        )
+        account = await post("/accounts", {"name": "Bench coffee", "plan_id": plan["id"]})
+        bot = await post(
+            f"/accounts/{account['id']}/bots",
+            {"name": "Bench bot", "persona": "You are the assistant of a small coffee shop. Answer briefly."},
+        )
+        channel = {"platform": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": "bench-access-token"}
+        await post(f"/bots/{bot['id']}/channels", channel)
+
+
+async def gateway_phase(
+    args: argparse.Namespace,
+    env: Env,
+    name: str,
+    *,
+    db_name: str,
+    workers: int,
+    openai_base: str,
+    graph_base: str,
+    spec_for: Callable[[str], LoadSpec],
+    during: Callable[[], Any] | None = None,
+    profile: cProfile.Profile | None = None,
+) -> Phase:
+    settings = gateway_settings(env, db_name, workers=workers, openai_base=openai_base, graph_base=graph_base)
+    async with serving(create_app(settings, tokens=env.tokens)) as (base, app):
+        await provision(base, env)
+        writer = app[SERVICES].inbox_writer
+        spec = spec_for(base + WEBHOOK_PATH)
+        async with Generator(spec) as generator:
+            commits, deliveries, cpu = writer.commits, writer.deliveries, time.process_time()
+            if profile is not None:
+                profile.enable()
+            generator.go()
+            try:
+                if during is not None:
+                    await during()
+                load = await generator.result(within=600)
+            finally:
+                if profile is not None:
+                    profile.disable()
+            cpu = time.process_time() - cpu
+            commits, deliveries = writer.commits - commits, writer.deliveries - deliveries
+    stored = count_rows(env.tmp / db_name, "SELECT COUNT(*) FROM inbox") - spec.warmup
+    return Phase(name, load, stored, cpu, load.throughput, commits, deliveries)
+
+
+def closed_spec(args: argparse.Namespace, env: Env, tag: str, count: int, warmup: int) -> Callable[[str], LoadSpec]:
+    return lambda url: LoadSpec(url, env.app_secret, tag, count, warmup, args.concurrency, args.customers)
+
+
+async def ingest_phase(args: argparse.Namespace, env: Env, round_no: int, profile: cProfile.Profile | None) -> Phase:
+    return await gateway_phase(
+        args,
+        env,
+        "gateway ingest (workers=0)",
+        db_name=f"ingest{round_no}.db",
+        workers=0,
+        openai_base="http://127.0.0.1:9/v1",  # never called: no workers
+        graph_base="http://127.0.0.1:9",
+        spec_for=closed_spec(args, env, f"ING{round_no}", args.deliveries, args.warmup),
+        profile=profile,
+    )
+
+
+def pooled(rounds: Sequence[Phase]) -> Phase:
+    """Several runs of one phase as one: counts and times added up, latencies pooled."""
+    load = LoadResult(
+        sent=sum(p.load.sent for p in rounds),
+        latencies_ms=[ms for p in rounds for ms in p.load.latencies_ms],
+        failures=sum((p.load.failures for p in rounds), Counter()),
+        elapsed=sum(p.load.elapsed for p in rounds),
+        cpu_seconds=sum(p.load.cpu_seconds for p in rounds),
+    )
+    return Phase(
+        rounds[0].name,
+        load,
+        stored=sum(p.stored for p in rounds),
+        server_cpu=sum(p.server_cpu for p in rounds),
+        throughput=load.throughput,
+        commits=sum(p.commits for p in rounds),
+        deliveries=sum(p.deliveries for p in rounds),
+    )
+
+
+async def floor_and_ingest(args: argparse.Namespace, env: Env) -> tuple[Phase, Phase]:
+    """The floor and the gateway's ingest, alternated for --rounds rounds so that drift in the machine's load
+    (other processes, CPU frequency) falls on both alike; the rounds are pooled, and their ratios shown."""
+    floors, ingests = [], []
+    profile = cProfile.Profile() if args.profile else None
+    for round_no in range(1, args.rounds + 1):
+        print(f"floor, round {round_no} ...", flush=True)
+        floors.append(await floor_phase(args, env.tmp, env.app_secret, round_no))
+        print(f"gateway ingest, round {round_no} ...", flush=True)
+        ingests.append(await ingest_phase(args, env, round_no, profile))
+    if profile is not None:
+        print("\ncProfile of the gateway process's event loop thread during the ingest runs (by own time):")
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(args.profile_lines)
+    floor, ingest = pooled(floors), pooled(ingests)
+    if args.rounds > 1:
+        ratios = ", ".join(f"{i.throughput / f.throughput:.3f}" for f, i in zip(floors, ingests, strict=True))
+        rates = ", ".join(f"{f.throughput:.0f}/{i.throughput:.0f}" for f, i in zip(floors, ingests, strict=True))
+        ingest.notes.append(f"per round deliveries/s floor/gateway {rates}; ratio {ratios}")
+    return floor, ingest
+
+
+async def busy_phase(args: argparse.Namespace, env: Env) -> Phase:
+    openai, graph = FakeOpenAI(latency=args.model_latency), FakeGraph()
+    count = max(1, round(args.rate * args.seconds))
+    async with openai.serve(HOST, 0) as openai_base, graph.serve(HOST, 0) as graph_base:
+        answered_before = 0
+
+        async def mark() -> None:
+            nonlocal answered_before
+            answered_before = len(graph.sent_texts())
+
+        phase = await gateway_phase(
+            args,
+            env,
+            f"ack @{args.rate:g}/s offered (workers={args.workers})",
+            db_name="busy.db",
+            workers=args.workers,
+            openai_base=openai_base,
+            graph_base=graph_base,
+            spec_for=lambda url: LoadSpec(
+                url, env.app_secret, "BSY", count, args.warmup, args.concurrency, args.customers, rate=args.rate
+            ),
+            during=mark,
+        )
+        answered = len(graph.sent_texts()) - answered_before
+    load = phase.load
+    pending = "SELECT COUNT(*) FROM inbox WHERE state = 'pending'"
+    phase.notes.append(
+        f"offered {load.offered_rate:.0f}/s of {args.rate:g}/s requested over {load.send_span:.2f} s "
+        f"({load.sent} deliveries; a send started up to {load.max_lateness_ms:.1f} ms behind schedule)"
+    )
+    if load.offered_rate < 0.95 * args.rate:
+        phase.notes.append(
+            "the generator did not keep up with the requested rate on this machine: "
+            "the figures are for the rate it achieved"
+        )
+    phase.notes.append(
+        f"workers busy meanwhile: {answered} replies sent during the run (model latency "
+        f"{args.model_latency * 1000:g} ms, {args.workers} workers: at most "
+        f"{args.workers / args.model_latency if args.model_latency else float('inf'):.0f}/s), "
+        f"{count_rows(env.tmp / 'busy.db', pending)} still pending at the end"
+    )
+    return phase
+
+
+class ReplyCounter:
+    """Text replies the fake Graph has answered 200, counted incrementally: a full scan of its request log every
+    few milliseconds would cost the server process more than the replies themselves."""
+
+    def __init__(self, graph: FakeGraph) -> None:
+        self._graph = graph
+        self._settled = 0  # requests[:settled] have all ended
+        self._settled_replies = 0
+
+    @staticmethod
+    def _is_reply(call: GraphCall) -> bool:
+        return call.ok and call.kind == "text" and bool(call.recipient) and bool(call.text)
+
+    def count(self) -> int:
+        requests = self._graph.requests
+        while self._settled < len(requests) and requests[self._settled].ended_at is not None:
+            self._settled_replies += self._is_reply(requests[self._settled])
+            self._settled += 1
+        return self._settled_replies + sum(self._is_reply(call) for call in requests[self._settled :])
+
+
+async def e2e_phase(args: argparse.Namespace, env: Env) -> Phase:
+    openai, graph = FakeOpenAI(), FakeGraph()
+    async with openai.serve(HOST, 0) as openai_base, graph.serve(HOST, 0) as graph_base:
+        answered_at: float | None = None
+
+        async def wait_for_replies() -> None:
+            nonlocal answered_at
+            started, replies = time.perf_counter(), ReplyCounter(graph)
+            while time.perf_counter() - started < E2E_TIMEOUT:
+                if replies.count() >= args.messages:
+                    answered_at = time.perf_counter() - started
+                    return
+                await asyncio.sleep(0.01)
+
+        phase = await gateway_phase(
+            args,
+            env,
+            f"end to end (workers={args.workers})",
+            db_name="e2e.db",
+            workers=args.workers,
+            openai_base=openai_base,
+            graph_base=graph_base,
+            spec_for=closed_spec(args, env, "E2E", args.messages, 0),
+            during=wait_for_replies,
+        )
+        replies = len(graph.sent_texts())
+        calls = len(openai.calls)
+    phase.stored = replies
+    if answered_at is None:
+        phase.throughput = float("nan")
+        phase.notes.append(f"only {replies} of {args.messages} replies within {E2E_TIMEOUT:g} s")
+    else:
+        phase.throughput = args.messages / answered_at
+        phase.notes.append(
+            f"{args.messages} deliveries posted in {phase.load.elapsed:.2f} s, all {replies} replies received "
+            f"{answered_at:.2f} s after the first post; {calls} OpenAI calls"
+        )
+    return phase
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, floor: Phase, phases: Sequence[Phase]) -> int:
+    print(
+        f"\nwebhooks benchmark: signed WhatsApp deliveries, one text message each, from {args.customers} customers; "
+        f"closed loop {args.rounds} x {args.deliveries} deliveries at concurrency {args.concurrency} "
+        f"({args.warmup} warm-up excluded each time); open loop {args.rate:g}/s for {args.seconds:g} s; "
+        f"end to end {args.messages} messages; load generator in its own process, {os.cpu_count()} CPUs"
+    )
+    columns = (
+        ("sent", 6),
+        ("acked", 6),
+        ("stored", 6),
+        ("rate/s", 8),
+        ("x floor", 7),
+        ("p50 ms", 7),
+        ("p99 ms", 7),
+        ("max ms", 7),
+        ("srv us/d", 8),
+        ("gen cpu", 7),
+    )
+    header = f"{'':<34} " + " ".join(f"{title:>{width}}" for title, width in columns)
+    print(header)
+    print("-" * len(header))
+    failed = 0
+    for phase in (floor, *phases):
+        load = phase.load
+        failed += sum(load.failures.values())
+        ratio = phase.throughput / floor.throughput if floor.throughput else float("nan")
+        per_delivery_us = phase.server_cpu / load.sent * 1e6 if load.sent else float("nan")
+        gen_cpu = load.cpu_seconds / load.elapsed if load.elapsed else float("nan")
+        print(
+            f"{phase.name:<34} {load.sent:>6} {load.acked:>6} {phase.stored:>6} {phase.throughput:>8.1f} "
+            f"{ratio:>7.3f} {load.pct(50):>7.2f} {load.pct(99):>7.2f} {max(load.latencies_ms, default=0):>7.2f} "
+            f"{per_delivery_us:>8.0f} {gen_cpu:>7.0%}"
+        )
+    print(
+        "rate/s: deliveries acknowledged per second (end to end: messages answered per second); stored: rows in the "
+        "database (end to end: replies at the fake Graph); p50/p99/max: ack latency seen by the generator; "
+        "srv us/d: CPU of the server process (all threads) per delivery; gen cpu: the generator process's CPU use"
+    )
+    ingest, busy, e2e = phases
+    print()
+    for phase in phases:
+        print(
+            f"{phase.name}: group commit {phase.deliveries} deliveries in {phase.commits} commits = "
+            f"{phase.per_commit:.1f} deliveries per commit"
+        )
+    for phase in phases:
+        for note in phase.notes:
+            print(f"{phase.name}: {note}")
+    ratio = ingest.throughput / floor.throughput if floor.throughput else float("nan")
+    verdict = "met" if ratio >= INGEST_RATIO_TARGET else "MISSED"
+    print(f"\ntarget ingest >= {INGEST_RATIO_TARGET:g} x floor: {ratio:.3f} ({verdict})")
+    p99 = busy.load.pct(99)
+    verdict = "met" if p99 < ACK_P99_TARGET_MS and busy.load.acked == busy.load.sent else "MISSED"
+    print(
+        f"target ack p99 < {ACK_P99_TARGET_MS:g} ms at {args.rate:g}/s offered with busy workers: "
+        f"{p99:.2f} ms, {busy.load.acked}/{busy.load.sent} acknowledged ({verdict})"
+    )
+    print(f"end to end: {e2e.throughput:.1f} messages answered/s = {e2e.throughput / floor.throughput:.3f} x floor")
+    for phase in (floor, *phases):
+        for failure, count in phase.load.failures.most_common(SHOW_FAILURES):
+            print(f"  {phase.name}: {count} x {failure}")
+    return 1 if failed else 0
+
+
+# ---- entry point -----------------------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> int:
+    tokens = TokenCounter(PROJECT_DATA / "tokenizers")
+    await asyncio.get_running_loop().run_in_executor(None, tokens.preload)
+    with tempfile.TemporaryDirectory(prefix="nexus-bench-webhooks-") as tmp:
+        env = Env(
+            tmp=Path(tmp),
+            app_secret=secrets.token_hex(16),
+            jwt_secret=secrets.token_urlsafe(48),
+            secrets_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            tokens=tokens,
+        )
+        floor, ingest = await floor_and_ingest(args, env)
+        print("ack latency under an offered rate ...", flush=True)
+        busy = await busy_phase(args, env)
+        print("end to end ...", flush=True)
+        e2e = await e2e_phase(args, env)
+    return report(args, floor, [ingest, busy, e2e])
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.split("\n\n")[0])
+
+    def positive(kind: type, high: float) -> Callable[[str], Any]:
+        def convert(raw: str) -> Any:
+            value = kind(raw)
+            if not 0 < value <= high:
+                raise argparse.ArgumentTypeError(f"must be above 0 and at most {high:g}, got {raw}")
+            return value
+
+        return convert
+
+    def latency(raw: str) -> float:
+        value = float(raw)
+        if not 0 <= value <= 2:
+            raise argparse.ArgumentTypeError(f"must be between 0 and 2 seconds, got {raw}")
+        return value
+
+    add = parser.add_argument
+    add("--deliveries", type=positive(int, 200_000), default=10_000, help="closed-loop deliveries per round (10000)")
+    add("--concurrency", type=positive(int, 1000), default=32, help="closed-loop senders (32)")
+    add("--rate", type=positive(float, 20_000), default=1000.0, help="open-loop deliveries/s offered (1000)")
+    add("--seconds", type=positive(float, 60), default=5.0, help="open-loop duration in seconds (5)")
+    add("--rounds", type=positive(int, 20), default=2, help="floor/ingest rounds, alternated and pooled (2)")
+    add("--workers", type=positive(int, 256), default=8, help="inbox workers when answering (8)")
+    add("--model-latency", type=latency, default=0.05, help="fake OpenAI latency while acks are timed (0.05 s)")
+    add("--messages", type=positive(int, 100_000), default=2000, help="end-to-end messages to answer (2000)")
+    add("--customers", type=positive(int, 10**6), default=1000, help="distinct WhatsApp users (1000)")
+    add("--warmup", type=int, default=500, help="unmeasured deliveries before each measured run (500)")
+    add("--profile", action="store_true", help="print cProfile hotspots of the gateway during the ingest run")
+    add("--profile-lines", type=positive(int, 500), default=30, help="hotspot lines printed with --profile (30)")
+    args = parser.parse_args(argv)
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
+    if args.rate * args.seconds > 200_000:
+        parser.error("--rate x --seconds must stay at or below 200,000 deliveries")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    configure_logging("WARNING", "console")
+    return asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
