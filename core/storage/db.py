@@ -20,6 +20,8 @@ from typing import Any
 
 import aiosqlite
 
+from core.storage.write_lock import WriteLock
+
 Row = Mapping[str, Any]
 Params = Sequence[Any]
 
@@ -87,7 +89,7 @@ class Database:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
         self._writer = writer
         self._reader = reader
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriteLock()
         self.path = path
 
     @classmethod
@@ -106,13 +108,14 @@ class Database:
         return cls(writer, reader, parsed.path)
 
     async def close(self) -> None:
-        async with self._write_lock:
+        async with self._write_lock.hold():
             await self._reader.close()
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self._write_lock:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[Transaction]:
+        """One write transaction. `urgent` ones (webhook acknowledgements) are let in before ordinary ones."""
+        async with self._write_lock.hold(urgent=urgent):
             try:
                 # Inside the try: if we are cancelled while BEGIN waits for another process's lock, the
                 # statement still completes in aiosqlite's thread, and the rollback queued after it undoes it.

@@ -193,8 +193,11 @@ MIGRATIONS += (
                 received_at BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL,
                 UNIQUE (channel_id, event_key))""",
-            "CREATE INDEX inbox_due ON inbox(state, next_attempt_at)",
-            "CREATE INDEX inbox_conversation ON inbox(channel_id, customer_id, platform_ts)",
+            # Partial indexes over pending events only: they stay small however much history accumulates, and
+            # make the worker's claim (core/queue.py) a short index walk instead of a sort of the backlog.
+            "CREATE INDEX inbox_pending ON inbox(platform_ts, received_at, id) WHERE state = 'pending'",
+            """CREATE INDEX inbox_pending_conversation ON inbox(channel_id, customer_id, platform_ts)
+                WHERE state = 'pending'""",
             # Deliveries for pages/numbers we do not serve, and shapes we do not know: kept for inspection.
             """CREATE TABLE webhook_unrouted (
                 id TEXT PRIMARY KEY,
