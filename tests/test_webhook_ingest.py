@@ -249,7 +249,8 @@ async def test_finished_events_are_purged_after_the_retry_horizon_only(make_clie
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.open")), 200)
     queue = client.server.app[SERVICES].queue
-    await queue.finish(inbox(settings)[0]["id"], "done")
+    [old] = [row for row in inbox(settings) if row["event_key"] == "wamid.old"]
+    await queue.finish(old["id"], "done")
     clock.now += 8 * 24 * 3600 * 1000  # Meta may still retry a WhatsApp delivery for 7 days: nothing goes yet
     assert await queue.purge(older_than_ms=INBOX_RETENTION_MS) == 0
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
