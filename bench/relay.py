@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from admin.tokens import mint_token
-from gateway.app import create_app
+from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -168,7 +168,9 @@ async def bench(args: argparse.Namespace) -> int:
                 log_level="WARNING",
                 log_format="console",
             )
-            runner = web.AppRunner(create_app(settings), access_log=None)
+            gateway = create_app(settings)
+            freeze_gc_after_startup(gateway)  # as `python -m gateway` does
+            runner = web.AppRunner(gateway, access_log=None)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, HOST, 0)

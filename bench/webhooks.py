@@ -4,6 +4,7 @@ and messages answered end to end, each next to a floor measured in the same run.
     python -m bench.webhooks                              # defaults: about a minute on 2 cores
     python -m bench.webhooks --deliveries 10000 --concurrency 64 --rate 1500 --seconds 5
     python -m bench.webhooks --profile                    # plus the ingest run's hotspots under cProfile
+    python -m bench.webhooks --profile-ack                # plus the ack run's hotspots (by cumulative and own time)
 
 Phases, each on its own temp SQLite file (WAL, synchronous=FULL) and its own random 127.0.0.1 ports:
   1. floor: a bare aiohttp handler that reads the raw body, checks X-Hub-Signature-256 with hmac.compare_digest,
@@ -20,9 +21,11 @@ Phases, each on its own temp SQLite file (WAL, synchronous=FULL) and its own ran
   4. end to end: zero-latency fakes, --messages deliveries posted, timed until the fake Graph has received that
      many text replies.
 
-The load generator runs in a separate process (spawn), so on a 2-core machine it has a core of its own and the
-servers have the other; the gateway, the fakes and the floor share the main process's event loop, as they would
-share one core in production. Ack latency is measured by the generator: request start to response read.
+The load generator runs in a separate process (spawn), and so do the fake OpenAI and the fake Graph (phases 3 and
+4, `bench.fakes_process`): they are not part of the system under test, and in the main process their CPU and their
+callbacks would show up as gateway event-loop lag and as server CPU per delivery. The gateway and the floor run in
+the main process's event loop, as they would on one core in production. Ack latency is measured by the generator:
+request start to response read.
 """
 
 from __future__ import annotations
@@ -59,13 +62,12 @@ from aiohttp import web
 
 from adapters.meta_auth import SIGNATURE_HEADER, sign
 from admin.tokens import mint_token
+from bench.fakes_process import FakesProcess, FakesStats
 from core.tokens import TokenCounter
-from gateway.app import create_app
+from gateway.app import create_app, freeze_gc_after_startup
 from gateway.keys import SERVICES
 from gateway.logging import configure_logging
 from gateway.settings import Settings
-from tests.fakes.graph_server import FakeGraph, GraphCall
-from tests.fakes.openai_server import FakeOpenAI
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -498,7 +500,9 @@ async def gateway_phase(
     profile: cProfile.Profile | None = None,
 ) -> Phase:
     settings = gateway_settings(env, db_name, workers=workers, openai_base=openai_base, graph_base=graph_base)
-    async with serving(create_app(settings, tokens=env.tokens)) as (base, app):
+    gateway = create_app(settings, tokens=env.tokens)
+    freeze_gc_after_startup(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
+    async with serving(gateway) as (base, app):
         await provision(base, env)
         writer = app[SERVICES].inbox_writer
         spec = spec_for(base + WEBHOOK_PATH)
@@ -579,15 +583,25 @@ async def floor_and_ingest(args: argparse.Namespace, env: Env) -> tuple[Phase, P
     return floor, ingest
 
 
+def fakes_note(stats: FakesStats | None, sent: int) -> str:
+    if stats is None:
+        return "fakes process: no final report (it did not stop cleanly)"
+    return (
+        f"fakes process (not in srv us/d): {stats.cpu_seconds:.2f} CPU s from start to stop, warm-up included "
+        f"(= {stats.cpu_seconds / sent * 1e6 if sent else float('nan'):.0f} us per measured delivery); "
+        f"{stats.openai_calls} OpenAI calls, {stats.graph_requests} Graph requests"
+    )
+
+
 async def busy_phase(args: argparse.Namespace, env: Env) -> Phase:
-    openai, graph = FakeOpenAI(latency=args.model_latency), FakeGraph()
     count = max(1, round(args.rate * args.seconds))
-    async with openai.serve(HOST, 0) as openai_base, graph.serve(HOST, 0) as graph_base:
+    profile = cProfile.Profile() if args.profile_ack else None
+    async with FakesProcess(model_latency=args.model_latency) as fakes:
         answered_before = 0
 
         async def mark() -> None:
             nonlocal answered_before
-            answered_before = len(graph.sent_texts())
+            answered_before = fakes.replies
 
         phase = await gateway_phase(
             args,
@@ -595,14 +609,19 @@ async def busy_phase(args: argparse.Namespace, env: Env) -> Phase:
             f"ack @{args.rate:g}/s offered (workers={args.workers})",
             db_name="busy.db",
             workers=args.workers,
-            openai_base=openai_base,
-            graph_base=graph_base,
+            openai_base=fakes.openai_base,
+            graph_base=fakes.graph_base,
             spec_for=lambda url: LoadSpec(
                 url, env.app_secret, "BSY", count, args.warmup, args.concurrency, args.customers, rate=args.rate
             ),
             during=mark,
+            profile=profile,
         )
-        answered = len(graph.sent_texts()) - answered_before
+        answered = fakes.replies - answered_before
+    if profile is not None:
+        for key, title in (("cumulative", "cumulative time"), ("tottime", "own time")):
+            print(f"\ncProfile of the gateway process's event loop thread during the ack run (by {title}):")
+            pstats.Stats(profile, stream=sys.stdout).sort_stats(key).print_stats(args.profile_lines)
     load = phase.load
     pending = "SELECT COUNT(*) FROM inbox WHERE state = 'pending'"
     phase.notes.append(
@@ -620,40 +639,19 @@ async def busy_phase(args: argparse.Namespace, env: Env) -> Phase:
         f"{args.workers / args.model_latency if args.model_latency else float('inf'):.0f}/s), "
         f"{count_rows(env.tmp / 'busy.db', pending)} still pending at the end"
     )
+    phase.notes.append(fakes_note(fakes.stats, load.sent))
     return phase
 
 
-class ReplyCounter:
-    """Text replies the fake Graph has answered 200, counted incrementally: a full scan of its request log every
-    few milliseconds would cost the server process more than the replies themselves."""
-
-    def __init__(self, graph: FakeGraph) -> None:
-        self._graph = graph
-        self._settled = 0  # requests[:settled] have all ended
-        self._settled_replies = 0
-
-    @staticmethod
-    def _is_reply(call: GraphCall) -> bool:
-        return call.ok and call.kind == "text" and bool(call.recipient) and bool(call.text)
-
-    def count(self) -> int:
-        requests = self._graph.requests
-        while self._settled < len(requests) and requests[self._settled].ended_at is not None:
-            self._settled_replies += self._is_reply(requests[self._settled])
-            self._settled += 1
-        return self._settled_replies + sum(self._is_reply(call) for call in requests[self._settled :])
-
-
 async def e2e_phase(args: argparse.Namespace, env: Env) -> Phase:
-    openai, graph = FakeOpenAI(), FakeGraph()
-    async with openai.serve(HOST, 0) as openai_base, graph.serve(HOST, 0) as graph_base:
+    async with FakesProcess() as fakes:
         answered_at: float | None = None
 
         async def wait_for_replies() -> None:
             nonlocal answered_at
-            started, replies = time.perf_counter(), ReplyCounter(graph)
+            started = time.perf_counter()
             while time.perf_counter() - started < E2E_TIMEOUT:
-                if replies.count() >= args.messages:
+                if fakes.replies >= args.messages:
                     answered_at = time.perf_counter() - started
                     return
                 await asyncio.sleep(0.01)
@@ -664,13 +662,14 @@ async def e2e_phase(args: argparse.Namespace, env: Env) -> Phase:
             f"end to end (workers={args.workers})",
             db_name="e2e.db",
             workers=args.workers,
-            openai_base=openai_base,
-            graph_base=graph_base,
+            openai_base=fakes.openai_base,
+            graph_base=fakes.graph_base,
             spec_for=closed_spec(args, env, "E2E", args.messages, 0),
             during=wait_for_replies,
         )
-        replies = len(graph.sent_texts())
-        calls = len(openai.calls)
+    stats = fakes.stats
+    replies = stats.replies if stats is not None else fakes.replies
+    calls = stats.openai_calls if stats is not None else "?"
     phase.stored = replies
     if answered_at is None:
         phase.throughput = float("nan")
@@ -681,6 +680,7 @@ async def e2e_phase(args: argparse.Namespace, env: Env) -> Phase:
             f"{args.messages} deliveries posted in {phase.load.elapsed:.2f} s, all {replies} replies received "
             f"{answered_at:.2f} s after the first post; {calls} OpenAI calls"
         )
+    phase.notes.append(fakes_note(stats, phase.load.sent))
     return phase
 
 
@@ -693,6 +693,10 @@ def report(args: argparse.Namespace, floor: Phase, phases: Sequence[Phase]) -> i
         f"closed loop {args.rounds} x {args.deliveries} deliveries at concurrency {args.concurrency} "
         f"({args.warmup} warm-up excluded each time); open loop {args.rate:g}/s for {args.seconds:g} s; "
         f"end to end {args.messages} messages; load generator in its own process, {os.cpu_count()} CPUs"
+    )
+    print(
+        "fake OpenAI and fake Graph (ack and end-to-end phases): in their own process (spawn), not in the server "
+        "process; the floor and the gateway run in the main process"
     )
     columns = (
         ("sent", 6),
@@ -804,7 +808,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--customers", type=positive(int, 10**6), default=1000, help="distinct WhatsApp users (1000)")
     add("--warmup", type=int, default=500, help="unmeasured deliveries before each measured run (500)")
     add("--profile", action="store_true", help="print cProfile hotspots of the gateway during the ingest run")
-    add("--profile-lines", type=positive(int, 500), default=30, help="hotspot lines printed with --profile (30)")
+    add("--profile-ack", action="store_true", help="print cProfile hotspots of the gateway during the ack run")
+    add("--profile-lines", type=positive(int, 500), default=30, help="hotspot lines printed per profile (30)")
     args = parser.parse_args(argv)
     if args.warmup < 0:
         parser.error("--warmup must be 0 or more")

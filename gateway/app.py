@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import structlog
@@ -46,6 +47,18 @@ def create_app(
     app.add_routes(data_deletion.routes)
     app.add_subapp("/api/admin/", create_admin_app())
     return app
+
+
+def freeze_gc_after_startup(app: web.Application) -> None:
+    """For a serving process: once startup has imported and loaded everything, move those objects out of the
+    garbage collector's reach (gc.freeze). Otherwise each full collection walks them again: 20-40 ms pauses
+    that show up as webhook acknowledgement latency. Not for tests, which build many apps in one process."""
+
+    async def freeze(_: web.Application) -> None:
+        gc.collect()
+        gc.freeze()
+
+    app.on_startup.append(freeze)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

@@ -23,7 +23,7 @@ from core.storage.bots import BotStore
 from core.storage.db import Database, DatabaseURLError
 from core.storage.migrations import apply_migrations, current_version
 from core.storage.plans import PlanStore
-from gateway.app import create_app
+from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.services import open_database
 from gateway.settings import Settings, SettingsError
@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     configure_logging(settings.log_level, settings.log_format)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
+    app = create_app(settings)
+    freeze_gc_after_startup(app)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
     return 0
 
 
