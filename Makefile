@@ -25,6 +25,7 @@ test: install lint
 
 bench: install
 	$(PY) -m bench.relay
+	$(PY) -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) *.egg-info
