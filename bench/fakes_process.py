@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import queue
 import time
 import traceback
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.common import expect_message
 from tests.fakes.graph_server import FakeGraph, GraphCall
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -155,17 +155,4 @@ class FakesProcess:
         self._results.join_thread()
 
     async def _expect(self, kind: str, within: float) -> Any:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                got, payload = await asyncio.to_thread(self._results.get, True, 0.5)
-            except queue.Empty:
-                if not self._process.is_alive() and self._results.empty():
-                    raise RuntimeError(f"the fakes process exited with code {self._process.exitcode}") from None
-                continue
-            if got == "error":
-                raise RuntimeError(f"the fakes process failed:\n{payload}")
-            if got != kind:
-                raise RuntimeError(f"the fakes process said {got!r}, expected {kind!r}")
-            return payload
-        raise RuntimeError(f"no {kind!r} from the fakes process within {within:g} s")
+        return await expect_message(self._results, self._process, "fakes process", kind, within)

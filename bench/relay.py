@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from admin.tokens import mint_token
+from bench.common import provision
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.settings import Settings
@@ -39,7 +40,6 @@ from tests.fakes.openai_server import FakeOpenAI
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
-PERSONA = "You are the friendly assistant of a small coffee shop. Answer briefly and politely."
 MESSAGES = (
     "Hi! Are you open on Sunday?",
     "Do you have oat milk?",
@@ -120,33 +120,6 @@ async def run_load(name: str, send: Send, *, requests: int, concurrency: int, wa
         return result
 
 
-async def provision(session: aiohttp.ClientSession, base: str, admin_token: str) -> dict[str, str]:
-    """A plan, an account, a bot and an API key, made through the admin HTTP API like an operator would."""
-    headers = {"Authorization": f"Bearer {admin_token}"}
-
-    async def post(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        async with session.post(f"{base}/api/admin{path}", json=body, headers=headers) as resp:
-            answer = await resp.json()
-            if resp.status != 201:
-                raise RuntimeError(f"POST /api/admin{path} answered {resp.status}: {answer}")
-            return answer
-
-    plan = await post(
-        "/plans",
-        {
-            "name": "bench",
-            "monthly_token_limit": 10**11,
-            "models": ["gpt-4o-mini"],
-            "default_model": "gpt-4o-mini",
-            "messages_per_minute": None,
-        },
-    )
-    account = await post("/accounts", {"name": "Bench coffee", "plan_id": plan["id"]})
-    bot = await post(f"/accounts/{account['id']}/bots", {"name": "Bench bot", "persona": PERSONA})
-    key = await post(f"/accounts/{account['id']}/api-keys", {"name": "bench"})
-    return {"bot_id": bot["id"], "api_key": key["key"], "memory_tokens": str(bot["memory_tokens"])}
-
-
 async def read_failure(resp: aiohttp.ClientResponse) -> str:
     text = await resp.text()
     return text[:200]
@@ -191,7 +164,7 @@ async def measure(
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
         tenant = await provision(session, gateway_base, admin_token)
         # One probe relay call shows the exact body the gateway sends upstream; the baseline sends the same shape.
-        relay_headers = {"Authorization": f"Bearer {tenant['api_key']}"}
+        relay_headers = {"Authorization": f"Bearer {tenant.api_key}"}
         probe = {"user_id": "probe", "message": message(0)}
         async with session.post(f"{gateway_base}/api/messages/relay", json=probe, headers=relay_headers) as resp:
             if resp.status != 200:
@@ -231,7 +204,7 @@ async def measure(
     print(
         f"upstream calls per relay request: {upstream_calls / (warmup + args.requests):.2f}; "
         f"history messages sent in the last {len(history)} prompts: "
-        f"{min(history, default=0)}-{max(history, default=0)} (bot memory budget {tenant['memory_tokens']} tokens)"
+        f"{min(history, default=0)}-{max(history, default=0)} (bot memory budget {tenant.memory_tokens} tokens)"
     )
     failed = 0
     for result in (baseline, gateway):

@@ -42,7 +42,6 @@ import math
 import multiprocessing
 import os
 import pstats
-import queue
 import secrets
 import sqlite3
 import sys
@@ -62,6 +61,7 @@ from aiohttp import web
 
 from adapters.meta_auth import SIGNATURE_HEADER, sign
 from admin.tokens import mint_token
+from bench.common import admin_post, expect_message, provision
 from bench.fakes_process import FakesProcess, FakesStats
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
@@ -303,20 +303,7 @@ class Generator:
         return result
 
     async def _expect(self, kind: str, within: float) -> Any:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            try:
-                got, payload = await asyncio.to_thread(self._results.get, True, 0.5)
-            except queue.Empty:
-                if not self._process.is_alive() and self._results.empty():
-                    raise RuntimeError(f"the load generator exited with code {self._process.exitcode}") from None
-                continue
-            if got == "error":
-                raise RuntimeError(f"the load generator failed:\n{payload}")
-            if got != kind:
-                raise RuntimeError(f"the load generator said {got!r}, expected {kind!r}")
-            return payload
-        raise RuntimeError(f"no {kind!r} from the load generator within {within:g} s")
+        return await expect_message(self._results, self._process, "load generator", kind, within)
 
 
 # ---- what each phase measured --------------------------------------------------------------------------------
@@ -454,36 +441,13 @@ def gateway_settings(env: Env, name: str, *, workers: int, openai_base: str, gra
     )
 
 
-async def provision(base: str, env: Env) -> None:
-    """A plan, an account, a bot and a WhatsApp channel, made through the admin HTTP API like an operator would."""
+async def provision_with_channel(base: str, env: Env) -> None:
+    """The shared bench tenant plus a WhatsApp channel, made through the admin HTTP API."""
     token = mint_token(env.jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
-    headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession(timeout=ADMIN_TIMEOUT) as session:
-
-        async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            async with session.post(f"{base}/api/admin{path}", json=body, headers=headers) as resp:
-                answer = await resp.json()
-                if resp.status != 201:
-                    raise RuntimeError(f"POST /api/admin{path} answered {resp.status}: {answer}")
-                return answer
-
-        plan = await post(
-            "/plans",
-            {
-                "name": "bench",
-                "monthly_token_limit": 10**11,
-                "models": ["gpt-4o-mini"],
-                "default_model": "gpt-4o-mini",
-                "messages_per_minute": None,
-            },
-        )
-        account = await post("/accounts", {"name": "Bench coffee", "plan_id": plan["id"]})
-        bot = await post(
-            f"/accounts/{account['id']}/bots",
-            {"name": "Bench bot", "persona": "You are the assistant of a small coffee shop. Answer briefly."},
-        )
+        tenant = await provision(session, base, token)
         channel = {"platform": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": "bench-access-token"}
-        await post(f"/bots/{bot['id']}/channels", channel)
+        await admin_post(session, base, token, f"/bots/{tenant.bot_id}/channels", channel)
 
 
 async def gateway_phase(
@@ -503,7 +467,7 @@ async def gateway_phase(
     gateway = create_app(settings, tokens=env.tokens)
     freeze_gc_after_startup(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
     async with serving(gateway) as (base, app):
-        await provision(base, env)
+        await provision_with_channel(base, env)
         writer = app[SERVICES].inbox_writer
         spec = spec_for(base + WEBHOOK_PATH)
         async with Generator(spec) as generator:
