@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from admin.auth import principal, require_writer
+from admin.auth import principal, require_admin, require_writer
 from admin.bots import visible_bot
 from core.clock import iso_utc
 from core.errors import NotFound
@@ -55,7 +55,9 @@ def channel_json(channel: Channel) -> dict[str, Any]:
 @routes.post("/bots/{bot_id}/channels")
 async def connect_channel(request: web.Request) -> web.Response:
     bot = await visible_bot(request)
-    require_writer(principal(request))
+    # Operator-only: nothing yet proves that the token controls `external_id`, so a tenant could otherwise claim
+    # another business's Page or number and receive its customers' messages.
+    require_admin(principal(request))
     body = validate(await read_json(request), _CREATE)
     if not body["external_id"].isdigit():
         raise ApiError(400, "bad_request", "'external_id' must be the numeric Page, Instagram or phone number id")

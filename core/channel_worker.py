@@ -12,6 +12,8 @@ Failures: the model -> retry with backoff, then the bot's fallback message once 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import regex
@@ -24,7 +26,7 @@ from adapters.replies import text_requests, typing_request
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
 from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited
-from core.queue import InboxItem, InboxQueue
+from core.queue import InboxItem, InboxQueue, LeaseLost
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
 from core.storage.channels import Channel, ChannelStore
@@ -36,6 +38,9 @@ DEFAULT_MEDIA_REPLY = "Thanks! I can only read text messages for now. Could you 
 QUOTA_NOTICE = "Sorry, we can't answer right now. The business has been notified and will get back to you."
 RATE_NOTICE = "You're sending messages faster than I can answer. Please wait a moment, then send your question again."
 NOTICE_WINDOW_MS = {"quota": 24 * 3600 * 1000, "rate": 60 * 1000}
+MAX_RETRY_DELAY_MS = 10 * 60 * 1000
+# Meta refuses free-form replies 24 h after the customer's message; past this age the model is not called.
+REPLY_WINDOW_MS = 23 * 3600 * 1000 + 45 * 60 * 1000
 MAX_ATTEMPTS = 5  # then the event is a dead letter and the customer gets the bot's fallback message once
 _BACKOFF_MS = (1_000, 5_000, 15_000, 60_000, 120_000)
 _SILENT = frozenset({GraphAction.WINDOW_CLOSED, GraphAction.RECIPIENT_UNAVAILABLE, GraphAction.THREAD_OWNED_ELSEWHERE})
@@ -51,6 +56,7 @@ class WorkerDeps:
     engine: ConversationEngine | None
     graph: GraphClient
     clock: Clock
+    lease_seconds: float
 
 
 class ChannelWorker:
@@ -59,12 +65,27 @@ class ChannelWorker:
 
     async def process(self, item: InboxItem) -> None:
         bound = log.bind(inbox_id=item.id, channel_id=item.channel_id, kind=item.kind, attempt=item.attempts)
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(item))
         try:
             await self._process(item)
+        except LeaseLost:
+            # Our lease ran out and another worker has the event: it answers; we touch nothing more.
+            bound.warning("inbox_lease_lost")
         except Exception as exc:
             # A poison event (a bug, bad data): retried with backoff, then dead-lettered with the fallback.
             bound.exception("inbox_event_failed")
-            await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
+            with contextlib.suppress(LeaseLost):
+                await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, item: InboxItem) -> None:
+        """Keep the lease alive while the turn runs, so a slow model or slow sends never hand it to a second
+        worker; renewed at a third of the lease, so two missed beats still leave time."""
+        while True:
+            await asyncio.sleep(self._d.lease_seconds / 3)
+            if not await self._d.queue.extend(item):
+                return
 
     async def _process(self, item: InboxItem) -> None:
         d = self._d
@@ -72,20 +93,24 @@ class ChannelWorker:
         try:
             channel = await d.channels.get(item.channel_id)
         except NotFound:
-            await d.queue.finish(item.id, "skipped", "channel disconnected")
+            await d.queue.finish(item, "skipped", "channel disconnected")
             return
         if event.kind is EventKind.ECHO:
             await self._echo(item, channel, event)
             return
         if channel.status != "active":
-            await d.queue.finish(item.id, "skipped", f"channel {channel.status}")
+            await d.queue.finish(item, "skipped", f"channel {channel.status}")
             return
         customer = event.customer_id or ""
         paused = await d.state.paused_until(channel.id, customer)
         if item.reply_text is None and paused is not None and paused > d.clock.now_ms():
-            await d.queue.finish(item.id, "skipped", "a human is answering this conversation")
+            await d.queue.finish(item, "skipped", "a human is answering this conversation")
             return
         reply = item.reply_text
+        if reply is None and d.clock.now_ms() - event.timestamp_ms > REPLY_WINDOW_MS:
+            # Delivered or retried too late: Meta would refuse the reply, so nothing is generated or billed.
+            await d.queue.finish(item, "undeliverable", "older than the 24-hour reply window")
+            return
         if reply is None:
             await self._typing(channel, event)
             reply = await self._reply(item, channel, event)
@@ -100,7 +125,7 @@ class ChannelWorker:
             until = d.clock.now_ms() + bot.handover_pause_minutes * 60_000
             await d.state.pause(channel.id, event.customer_id, until)
             log.info("human_takeover", channel_id=channel.id, minutes=bot.handover_pause_minutes)
-        await d.queue.finish(item.id, "done")
+        await d.queue.finish(item, "done")
 
     async def _reply(self, item: InboxItem, channel: Channel, event: InboundEvent) -> str | None:
         d = self._d
@@ -114,7 +139,7 @@ class ChannelWorker:
         account = await d.accounts.get(channel.account_id)
 
         async def keep(tx, reply: str) -> None:  # type: ignore[no-untyped-def]
-            await d.queue.store_reply(tx, item.id, reply)
+            await d.queue.store_reply(tx, item, reply)
 
         try:
             result = await d.engine.handle(
@@ -125,7 +150,7 @@ class ChannelWorker:
         except RateLimited:
             return await self._notice(item, channel, event, "rate", RATE_NOTICE)
         except AccountLocked:
-            await d.queue.finish(item.id, "skipped", "account locked")
+            await d.queue.finish(item, "skipped", "account locked")
             return None
         except GatewayError as exc:
             await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
@@ -138,7 +163,7 @@ class ChannelWorker:
         if await d.state.claim_notice(channel.id, event.customer_id or "", kind, NOTICE_WINDOW_MS[kind]):
             await self._send(item, channel, event, text, final_state="done", note=f"{kind} notice")
         else:
-            await d.queue.finish(item.id, "skipped", f"{kind} notice already sent")
+            await d.queue.finish(item, "skipped", f"{kind} notice already sent")
 
     async def _typing(self, channel: Channel, event: InboundEvent) -> None:
         request = typing_request(channel.platform, channel.external_id, event.customer_id, event.message_id)
@@ -160,7 +185,7 @@ class ChannelWorker:
             if result.ok:
                 if result.message_id:
                     await d.state.record_outbound(channel.id, result.message_id, item.id)
-                await d.queue.parts_sent(item.id, index + 1)
+                await d.queue.parts_sent(item, index + 1)
                 continue
             failure = result.failure
             assert failure is not None
@@ -169,22 +194,24 @@ class ChannelWorker:
                     channel.id, "needs_reauth", f"Graph error {failure.code}: {failure.message}"
                 )
                 log.error("channel_needs_reauthorisation", channel_id=channel.id, code=failure.code, alert=True)
-                await d.queue.finish(item.id, "dead", "channel needs re-authorisation")
+                await d.queue.finish(item, "dead", "channel needs re-authorisation")
             elif failure.action is GraphAction.RETRY and item.attempts < MAX_ATTEMPTS:
-                delay = int(failure.retry_after * 1000) if failure.retry_after else _backoff(item.attempts)
-                await d.queue.retry_later(item.id, delay, f"graph {failure.code}: {failure.message}")
+                # Capped: a conversation must not wait hours (its later messages queue behind it).
+                delay = min(int(failure.retry_after * 1000), MAX_RETRY_DELAY_MS) if failure.retry_after else None
+                delay = delay or _backoff(item.attempts)
+                await d.queue.retry_later(item, delay, f"graph {failure.code}: {failure.message}")
             elif failure.action in _SILENT:
                 # Outside the 24-hour window, blocked, or another app owns the thread: recorded, not retried.
-                await d.queue.finish(item.id, "undeliverable", f"graph {failure.code}: {failure.message}")
+                await d.queue.finish(item, "undeliverable", f"graph {failure.code}: {failure.message}")
             else:
-                await d.queue.finish(item.id, "dead", f"graph {failure.code}: {failure.message}")
+                await d.queue.finish(item, "dead", f"graph {failure.code}: {failure.message}")
             log.warning("graph_send_failed", channel_id=channel.id, code=failure.code, action=failure.action)
             return
-        await d.queue.finish(item.id, final_state, note)
+        await d.queue.finish(item, final_state, note)
 
     async def _retry(self, item: InboxItem, error: str) -> None:
         if item.attempts < MAX_ATTEMPTS:
-            await self._d.queue.retry_later(item.id, _backoff(item.attempts), error)
+            await self._d.queue.retry_later(item, _backoff(item.attempts), error)
         else:
             await self._failed(item, error)
 
@@ -192,7 +219,7 @@ class ChannelWorker:
         """Retry while attempts remain; then dead-letter and send the bot's fallback message, once."""
         d = self._d
         if item.attempts < MAX_ATTEMPTS:
-            await d.queue.retry_later(item.id, _backoff(item.attempts), error)
+            await d.queue.retry_later(item, _backoff(item.attempts), error)
             return
         log.error("inbox_dead_letter", inbox_id=item.id, channel_id=item.channel_id, error=error, alert=True)
         try:
@@ -204,7 +231,7 @@ class ChannelWorker:
                 return
         except Exception:
             log.exception("fallback_failed", inbox_id=item.id)
-        await d.queue.finish(item.id, "dead", error)
+        await d.queue.finish(item, "dead", error)
 
 
 def model_input(event: InboundEvent, max_chars: int = 4000) -> str | None:

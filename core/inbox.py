@@ -26,7 +26,7 @@ MAX_BATCH_DELIVERIES = 256
 _ID_CHUNK = 500
 
 _INSERT_EVENT = """INSERT INTO inbox (id, channel_id, event_key, kind, customer_id, platform_ts, event, state,
-    next_attempt_at, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    arrival, next_attempt_at, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (channel_id, event_key) DO NOTHING"""
 _INSERT_UNROUTED = """INSERT INTO webhook_unrouted (id, platform, external_id, kind, reason, event, received_at)
     VALUES (?, ?, ?, ?, ?, ?, ?)"""
@@ -74,6 +74,7 @@ class InboxWriter:
         self._clock = clock
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._arrival = 0  # strictly increasing: orders events with equal platform timestamps as they arrived
         self.commits = 0  # how many transactions carried how many deliveries: for benchmarks
         self.deliveries = 0
 
@@ -105,15 +106,27 @@ class InboxWriter:
                 batch.append(self._queue.get_nowait())
             try:
                 results = await self._commit(batch)
-            except Exception as exc:
-                log.exception("inbox_commit_failed", deliveries=len(batch))
+            except Exception:
+                if len(batch) == 1:
+                    log.exception("inbox_commit_failed")
+                    _settle(batch[0], error=True)
+                    continue
+                # One bad delivery must not fail the others it shared a commit with: commit them one by one.
                 for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_exception(exc)
+                    try:
+                        [result] = await self._commit([pending])
+                    except Exception:
+                        log.exception("inbox_commit_failed")
+                        _settle(pending, error=True)
+                    else:
+                        _settle(pending, result)
                 continue
             for pending, result in zip(batch, results, strict=True):
-                if not pending.done.done():
-                    pending.done.set_result(result)
+                _settle(pending, result)
+
+    def _next_arrival(self, now_ms: int) -> int:
+        self._arrival = max(self._arrival + 1, now_ms * 1000)
+        return self._arrival
 
     async def _commit(self, batch: list[_Pending]) -> list[WriteResult]:
         """One transaction, one INSERT statement for every event of the batch: a round trip to the database
@@ -125,7 +138,7 @@ class InboxWriter:
             if rows:
                 await tx.execute_many(
                     _INSERT_EVENT,
-                    [(*_event_values(r), now, now, now) for r in rows],
+                    [(*_event_values(r), self._next_arrival(now), now, now, now) for r in rows],
                 )
             if unrouted:
                 await tx.execute_many(
@@ -141,6 +154,15 @@ class InboxWriter:
             stored = sum(1 for r in pending.rows if r.id in stored_ids)
             results.append(WriteResult(stored, len(pending.rows) - stored, len(pending.unrouted)))
         return results
+
+
+def _settle(pending: _Pending, result: WriteResult | None = None, *, error: bool = False) -> None:
+    if pending.done.done():
+        return
+    if error or result is None:
+        pending.done.set_exception(RuntimeError("the inbox could not store this delivery"))
+    else:
+        pending.done.set_result(result)
 
 
 def _event_values(r: InboxRow) -> tuple[object, ...]:

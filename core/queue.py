@@ -2,8 +2,10 @@
 
 An event is claimable when it is pending, due, not under a live lease, and no earlier pending event of the same
 conversation (channel + customer) exists: so a conversation's events are handled strictly one after another in
-the platform's timestamp order, and one waiting in retry backoff holds back the ones after it. Leases expire:
-work held by a process that died is claimed again by the next worker once its lease runs out.
+the platform's timestamp order (WhatsApp's are whole seconds: ties go by arrival, the order Meta listed them),
+and one waiting in retry backoff holds back the ones after it. Leases expire: work held by a process that died
+is claimed again by the next worker once its lease runs out, and every state change is fenced by the lease,
+so a worker that lost its lease cannot finish or reschedule an event another worker now holds.
 """
 
 from __future__ import annotations
@@ -18,19 +20,22 @@ _CLAIMABLE = """SELECT i.id FROM inbox i
       AND NOT EXISTS (
         SELECT 1 FROM inbox j
         WHERE j.channel_id = i.channel_id AND j.customer_id = i.customer_id AND j.state = 'pending'
-          AND (j.platform_ts < i.platform_ts
-               OR (j.platform_ts = i.platform_ts AND (j.received_at < i.received_at
-                   OR (j.received_at = i.received_at AND j.id < i.id)))))
-    ORDER BY i.platform_ts, i.received_at, i.id
+          AND (j.platform_ts < i.platform_ts OR (j.platform_ts = i.platform_ts AND j.arrival < i.arrival)))
+    ORDER BY i.platform_ts, i.arrival
     LIMIT ?"""
 
 _ITEM = """SELECT id, channel_id, event_key, kind, customer_id, platform_ts, event, attempts, reply_text,
     reply_parts_sent FROM inbox WHERE id = ?"""
 
 
+class LeaseLost(Exception):
+    """This worker's lease on the event expired and another worker took it: stop, change nothing."""
+
+
 @dataclass(frozen=True, slots=True)
 class InboxItem:
     id: str
+    owner: str  # the lease holder (this worker) and attempts fence every change: see _FENCE
     channel_id: str
     event_key: str
     kind: str
@@ -42,9 +47,17 @@ class InboxItem:
     reply_parts_sent: int
 
 
-def _item(row: Row) -> InboxItem:
+_FENCE = " AND lease_owner = ? AND attempts = ?"
+
+
+def _fence(item: InboxItem) -> tuple[str, int]:
+    return (item.owner, item.attempts)
+
+
+def _item(row: Row, owner: str) -> InboxItem:
     return InboxItem(
         id=row["id"],
+        owner=owner,
         channel_id=row["channel_id"],
         event_key=row["event_key"],
         kind=row["kind"],
@@ -78,36 +91,55 @@ class InboxQueue:
                 if updated is not None:
                     item = await tx.fetch_one(_ITEM, (row["id"],))
                     assert item is not None
-                    claimed.append(_item(item))
+                    claimed.append(_item(item, owner))
         return claimed
 
-    async def store_reply(self, tx: Transaction, item_id: str, text: str) -> None:
-        """Inside the turn's accounting transaction: the reply is saved with its charge, before any send."""
-        await tx.execute(
-            "UPDATE inbox SET reply_text = ?, updated_at = ? WHERE id = ?", (text, self._clock.now_ms(), item_id)
+    async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> None:
+        """Inside the turn's accounting transaction: the reply is saved with its charge, before any send.
+
+        Raises LeaseLost (rolling back the charge too) if another worker holds the event now."""
+        changed = await tx.execute(
+            "UPDATE inbox SET reply_text = ?, updated_at = ? WHERE id = ?" + _FENCE,
+            (text, self._clock.now_ms(), item.id, *_fence(item)),
+        )
+        if not changed:
+            raise LeaseLost(item.id)
+
+    async def extend(self, item: InboxItem) -> bool:
+        """Renew the lease of an event still being worked on (a long reply, slow sends)."""
+        now = self._clock.now_ms()
+        changed = await self._db.execute(
+            "UPDATE inbox SET lease_expires_at = ? WHERE id = ? AND state = 'pending'" + _FENCE,
+            (now + self._lease_ms, item.id, *_fence(item)),
+        )
+        return bool(changed)
+
+    async def parts_sent(self, item: InboxItem, count: int) -> None:
+        await self._fenced(
+            item, "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?", (count, self._clock.now_ms())
         )
 
-    async def parts_sent(self, item_id: str, count: int) -> None:
-        await self._db.execute(
-            "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?",
-            (count, self._clock.now_ms(), item_id),
-        )
-
-    async def finish(self, item_id: str, state: str, note: str | None = None) -> None:
-        """done | skipped | dead: the event leaves the queue and releases its conversation."""
-        await self._db.execute(
+    async def finish(self, item: InboxItem, state: str, note: str | None = None) -> None:
+        """done | skipped | dead | undeliverable: the event leaves the queue and releases its conversation."""
+        await self._fenced(
+            item,
             "UPDATE inbox SET state = ?, last_error = COALESCE(?, last_error), lease_owner = NULL,"
             " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-            (state, note, self._clock.now_ms(), item_id),
+            (state, note, self._clock.now_ms()),
         )
 
-    async def retry_later(self, item_id: str, delay_ms: int, error: str) -> None:
+    async def retry_later(self, item: InboxItem, delay_ms: int, error: str) -> None:
         now = self._clock.now_ms()
-        await self._db.execute(
+        await self._fenced(
+            item,
             "UPDATE inbox SET next_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = ? WHERE id = ?",
-            (now + delay_ms, error, now, item_id),
+            (now + delay_ms, error, now),
         )
+
+    async def _fenced(self, item: InboxItem, sql: str, params: tuple[object, ...]) -> None:
+        if not await self._db.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
+            raise LeaseLost(item.id)
 
     async def depth(self) -> int:
         row = await self._db.fetch_one("SELECT COUNT(*) AS n FROM inbox WHERE state = 'pending'")

@@ -35,15 +35,20 @@ async def request_deletion(request: web.Request) -> web.Response:
     values = form.get("signed_request") or []
     if len(values) != 1:
         raise ApiError(400, "bad_request", "a form field signed_request is required")
+    app_secret = request.app[SETTINGS].meta_app_secret
+    if not app_secret:
+        raise ApiError(503, "not_configured", "META_APP_SECRET is not set, so deletion requests cannot be verified")
     try:
-        signed = parse_signed_request(values[0], await services.directory.signing_secrets())
+        # Only the operator's app secret: a channel's own secret is supplied by a tenant, and must never be
+        # able to order the erasure of other businesses' customers.
+        signed = parse_signed_request(values[0], [app_secret])
     except SignedRequestError as exc:
         log.warning("data_deletion_refused", reason=str(exc))
         raise ApiError(400, "bad_request", str(exc)) from None
     code = hmac.new(signed.secret.encode(), b"data-deletion:" + signed.user_id.encode(), hashlib.sha256).hexdigest()[
         :20
     ]
-    report = await services.eraser.erase_customer(signed.user_id)
+    report = await services.eraser.erase_customer(signed.user_id, meta_only=True)
     now = request.app[CLOCK].now_ms()
     await services.db.execute(
         "INSERT INTO data_deletion_requests (confirmation_code, status, records_erased, requested_at, completed_at)"

@@ -125,6 +125,7 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
                     graph_session, base_url=settings.graph_api_base_url, version=settings.graph_api_version
                 ),
                 clock=clock,
+                lease_seconds=settings.inbox_lease_seconds,
             )
         )
         yield Services(

@@ -70,10 +70,11 @@ async def receive(request: web.Request) -> web.Response:
         unrouted.append(_unrouted("unknown", "", "unknown", "malformed_json", _raw_excerpt(raw)))
         payload = None
     if payload is not None:
-        parse = PARSERS.get(payload.get("object")) if isinstance(payload, dict) else None
+        kind = payload.get("object") if isinstance(payload, dict) else None
+        parse = PARSERS.get(kind) if isinstance(kind, str) else None
         if parse is None:
-            kind = str(payload.get("object")) if isinstance(payload, dict) else "unknown"
-            unrouted.append(_unrouted(kind, "", "unknown", "unknown_object", json.dumps(payload)[:100_000]))
+            platform = _text(str(kind)[:64]) if kind is not None else "unknown"
+            unrouted.append(_unrouted(platform, "", "unknown", "unknown_object", json.dumps(payload)[:100_000]))
         else:
             for event in parse(payload):
                 await _route(services, event, secret, rows, unrouted)
@@ -100,9 +101,9 @@ async def _route(services: Any, event: InboundEvent, secret: str, rows: list[Inb
                 InboxRow(
                     id=new_id("evt"),
                     channel_id=channel.id,
-                    event_key=event.event_key,
+                    event_key=_text(event.event_key),
                     kind=event.kind.value,
-                    customer_id=event.customer_id,
+                    customer_id=None if event.customer_id is None else _text(event.customer_id),
                     platform_ts=event.timestamp_ms,
                     event_json=event_to_json(event),
                     state="pending" if event.kind in _WORKER_KINDS and not event.standby else "recorded",
@@ -110,8 +111,15 @@ async def _route(services: Any, event: InboundEvent, secret: str, rows: list[Inb
             )
             return
     unrouted.append(
-        _unrouted(event.platform.value, event.channel_external_id, event.kind.value, reason, event_to_json(event))
+        _unrouted(
+            event.platform.value, _text(event.channel_external_id), event.kind.value, reason, event_to_json(event)
+        )
     )
+
+
+def _text(value: str) -> str:
+    """Ids as the database can store them: a lone surrogate (legal in JSON) would make the commit fail."""
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _unrouted(platform: str, external_id: str, kind: str, reason: str, event_json: str) -> UnroutedRow:

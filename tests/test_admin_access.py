@@ -73,7 +73,7 @@ ROUTES = (
     Route("GET", "/bots/{bot_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("PATCH", "/bots/{bot_id}", {"persona": "Hijacked."}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),
     Route("DELETE", "/bots/{bot_id}", None, (204, 204, 404), (204, 404, 404), (403, 404, 404)),
-    Route("POST", "/bots/{bot_id}/channels", NEW_CHANNEL, (201, 201, 404), (201, 404, 404), (403, 404, 404)),
+    Route("POST", "/bots/{bot_id}/channels", NEW_CHANNEL, (201, 201, 404), (403, 404, 404), (403, 404, 404)),
     Route("GET", "/bots/{bot_id}/channels", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("GET", "/channels/{channel_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("PATCH", "/channels/{channel_id}", {"status": "disabled"}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),

@@ -23,9 +23,12 @@ PHONE_ID = "106540352242922"
 PAGE_ID = "1122334455"
 WA_USER = "16505551234"
 PSID = "2900000000000001"
+# Deliveries are recent, as real ones are: older than 24 hours the gateway no longer answers.
+NOW_S = int(time.time()) - 60
+NOW_MS = NOW_S * 1000
 
 
-def wa_message(wamid: str, content: dict[str, Any], *, wa_id: str = WA_USER, ts: int = 1_749_854_575) -> dict:
+def wa_message(wamid: str, content: dict[str, Any], *, wa_id: str = WA_USER, ts: int = NOW_S) -> dict:
     message = {"from": wa_id, "id": wamid, "timestamp": str(ts), **content}
     value = {
         "messaging_product": "whatsapp",
@@ -43,9 +46,7 @@ def wa_text(wamid: str, text: str, **kwargs: Any) -> dict:
     return wa_message(wamid, {"type": "text", "text": {"body": text}}, **kwargs)
 
 
-def fb_event(
-    event: dict[str, Any], *, sender: str = PSID, recipient: str = PAGE_ID, ts: int = 1_700_000_000_000
-) -> dict:
+def fb_event(event: dict[str, Any], *, sender: str = PSID, recipient: str = PAGE_ID, ts: int = NOW_MS) -> dict:
     messaging = {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": ts, **event}
     return {"object": "page", "entry": [{"id": PAGE_ID, "time": ts, "messaging": [messaging]}]}
 
@@ -151,7 +152,7 @@ async def test_each_conversation_is_answered_one_at_a_time_in_platform_order(
     client, _, settings = live
     fake_openai.latency = 0.02
     bodies = [
-        wa_text(f"wamid.{c}.{n}", f"c{c} m{n}", wa_id=f"1666000000{c}", ts=1_749_854_575 + n)
+        wa_text(f"wamid.{c}.{n}", f"c{c} m{n}", wa_id=f"1666000000{c}", ts=NOW_S + n)
         for c in range(4)
         for n in range(5)
     ]
@@ -198,19 +199,19 @@ async def test_a_human_replying_from_the_inbox_pauses_the_bot(
     live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:
     client, _, settings = live
-    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=1_700_000_000_000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=NOW_MS))
     await settled(settings)
     # Our own reply comes back as an echo: it must not pause anything.
     [ours] = [r for r in fake_graph.requests if r.kind == "text"]
     echo = {"message": {"mid": ours.response["message_id"], "is_echo": True, "app_id": 111, "text": "You said: hello"}}
-    await deliver(client, "/webhooks/messenger", fb_event(echo, sender=PAGE_ID, recipient=PSID, ts=1_700_000_001_000))
-    await deliver(client, "/webhooks/messenger", fb_text("m_2", "still there?", ts=1_700_000_002_000))
+    await deliver(client, "/webhooks/messenger", fb_event(echo, sender=PAGE_ID, recipient=PSID, ts=NOW_MS + 1000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_2", "still there?", ts=NOW_MS + 2000))
     await settled(settings)
     assert len(fake_openai.calls) == 2
     # A person answers from the Page inbox: the bot steps back for this conversation.
     human = {"message": {"mid": "m_human", "is_echo": True, "app_id": 263902037430900, "text": "Hi, Anna here"}}
-    await deliver(client, "/webhooks/messenger", fb_event(human, sender=PAGE_ID, recipient=PSID, ts=1_700_000_003_000))
-    await deliver(client, "/webhooks/messenger", fb_text("m_3", "thanks Anna", ts=1_700_000_004_000))
+    await deliver(client, "/webhooks/messenger", fb_event(human, sender=PAGE_ID, recipient=PSID, ts=NOW_MS + 3000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_3", "thanks Anna", ts=NOW_MS + 4000))
     rows = await settled(settings)
     assert len(fake_openai.calls) == 2
     assert {r["event_key"]: r["state"] for r in rows}["m_3"] == "skipped"
@@ -223,9 +224,7 @@ async def test_over_quota_customers_get_one_polite_message(
     tenant = await provision(client, name="Tiny", plan={"monthly_token_limit": 10})
     await connect_channel(client, tenant, "messenger", "5550001")
     for n in range(3):
-        await deliver(
-            client, "/webhooks/messenger", fb_text(f"q_{n}", "hi", recipient="5550001", ts=1_700_000_000_000 + n)
-        )
+        await deliver(client, "/webhooks/messenger", fb_text(f"q_{n}", "hi", recipient="5550001", ts=NOW_MS + n))
     await settled(settings)
     assert fake_openai.calls == []
     texts = fake_graph.texts_to(PSID)
@@ -237,11 +236,11 @@ async def test_graph_190_marks_the_channel_for_reauthorisation_and_stops_sends(
 ) -> None:
     client, _, settings = live
     fake_graph.fail_text_sends_with(GraphFault(190, 463))
-    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=1_700_000_000_000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=NOW_MS))
     await settled(settings)
     [channel] = db_rows(settings, "SELECT status, status_reason FROM channels WHERE external_id = ?", (PAGE_ID,))
     assert channel["status"] == "needs_reauth"
-    await deliver(client, "/webhooks/messenger", fb_text("m_2", "hello?", ts=1_700_000_001_000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_2", "hello?", ts=NOW_MS + 1000))
     rows = await settled(settings)
     assert [r["state"] for r in rows] == ["dead", "skipped"]
     assert len(fake_openai.calls) == 1  # no model call for a channel that cannot answer
@@ -311,9 +310,9 @@ async def test_a_poison_message_is_dead_lettered_and_the_conversation_moves_on(
 
     monkeypatch.setattr(core.channel_worker, "model_input", explode)
     client, _, settings = live
-    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.p", "POISON", ts=1_749_854_575))
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.p", "POISON", ts=NOW_S))
     for n in range(3):
-        await deliver(client, "/webhooks/whatsapp", wa_text(f"wamid.n{n}", f"normal {n}", ts=1_749_854_576 + n))
+        await deliver(client, "/webhooks/whatsapp", wa_text(f"wamid.n{n}", f"normal {n}", ts=(NOW_S + 1) + n))
     rows = await settled(settings, within=30)
     states = {r["event_key"]: (r["state"], r["attempts"]) for r in rows}
     assert states["wamid.p"] == ("dead", 5)
@@ -324,3 +323,17 @@ async def test_a_poison_message_is_dead_lettered_and_the_conversation_moves_on(
         "You said: normal 1",
         "You said: normal 2",
     ]
+
+
+async def test_messages_of_the_same_second_are_answered_in_the_order_meta_listed_them(
+    live: Any, fake_openai: FakeOpenAI
+) -> None:
+    """Regression: WhatsApp timestamps are whole seconds, and ties used to be broken by random ids."""
+    client, _, settings = live
+    body = wa_text("wamid.same.0", "same second 0")
+    messages = body["entry"][0]["changes"][0]["value"]["messages"]
+    for n in range(1, 6):
+        messages.append({**messages[0], "id": f"wamid.same.{n}", "text": {"body": f"same second {n}"}})
+    await deliver(client, "/webhooks/whatsapp", body)
+    await settled(settings)
+    assert [c.messages[-1]["content"] for c in fake_openai.calls] == [f"same second {n}" for n in range(6)]

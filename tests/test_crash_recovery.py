@@ -85,7 +85,7 @@ def wa_text(customer: int, n: int) -> dict[str, Any]:
     message = {
         "from": wa_id(customer),
         "id": wamid(customer, n),
-        "timestamp": str(1_749_854_575 + n),
+        "timestamp": str(int(time.time()) - 60 + n),
         "type": "text",
         "text": {"body": question(customer, n)},
     }

@@ -26,7 +26,7 @@ def request_body(user_id: str = PSID, *, secret: str = APP_SECRET, padded: bool 
 
 
 async def customer_with_history(client: TestClient, settings: Settings) -> None:
-    """A Messenger customer who talked to the bot, plus the same person's relay conversation."""
+    """A Messenger customer who talked to the bot, plus a relay user of the business with the same id."""
     tenant = await provision(client)
     await connect_channel(client, tenant, "messenger", PAGE_ID)
     body = {
@@ -51,7 +51,7 @@ async def customer_with_history(client: TestClient, settings: Settings) -> None:
     await expect(
         await client.post(
             "/api/messages/relay",
-            json={"user_id": PSID, "message": "my address is 1 Main St"},
+            json={"user_id": PSID, "message": "an app user of the business who happens to share the id"},
             headers=tenant.key_header,
         ),
         200,
@@ -77,11 +77,14 @@ async def test_a_valid_request_erases_the_user_and_returns_a_status_url(
     answer = await expect(await client.post(PATH, data=request_body(padded=padded)), 200)
     code = answer["confirmation_code"]
     assert answer["url"].endswith(f"{PATH}/{code}")
-    assert rows_mentioning(settings, PSID) == [] and rows_mentioning(settings, "1 Main St") == []
+    assert rows_mentioning(settings, "1 Main St") == []
+    # Only Meta customers: the business's own relay user with the same-looking id is not Meta's to erase.
+    assert rows_mentioning(settings, PSID) == ["contacts"]
+    assert db_rows(settings, "SELECT platform FROM contacts")[0]["platform"] == "relay"
     # The inbox still knows the delivery's id, so a late retry of it is a duplicate, never answered again.
     assert [r["event_key"] for r in db_rows(settings, "SELECT event_key FROM inbox")] == ["m_secret"]
-    # Usage is kept for billing, without the link to the person.
-    assert all(r["contact_id"] is None for r in db_rows(settings, "SELECT contact_id FROM usage_records"))
+    # Usage rows are kept for billing (here the relay user's, still linked to that untouched contact).
+    assert len(db_rows(settings, "SELECT id FROM usage_records")) == 1
     page = await client.get(urlsplit(answer["url"]).path)
     assert page.status == 200 and page.content_type == "text/html"
     text = await page.text()
@@ -122,3 +125,13 @@ async def test_invalid_requests_are_400_and_erase_nothing(
 
 async def test_an_unknown_code_is_404(client: TestClient) -> None:
     await expect(await client.get(f"{PATH}/0123456789abcdef0123"), 404)
+
+
+async def test_a_channel_app_secret_cannot_order_an_erasure(client: TestClient, settings: Settings) -> None:
+    """Regression: a tenant-chosen channel app secret used to verify deletion requests for everyone's customers."""
+    await customer_with_history(client, settings)
+    tenant = await provision(client, name="Attacker")
+    await connect_channel(client, tenant, "messenger", "9999", app_secret="attacker-chosen")
+    response = await client.post(PATH, data=request_body(secret="attacker-chosen"))
+    await expect(response, 400)
+    assert rows_mentioning(settings, "1 Main St") == ["inbox"]  # the victim's message is untouched

@@ -249,8 +249,8 @@ async def test_finished_events_are_purged_after_the_retry_horizon_only(make_clie
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.open")), 200)
     queue = client.server.app[SERVICES].queue
-    [old] = [row for row in inbox(settings) if row["event_key"] == "wamid.old"]
-    await queue.finish(old["id"], "done")
+    [claimed] = [i for i in await queue.claim("test-worker", 10) if i.event_key == "wamid.old"]
+    await queue.finish(claimed, "done")
     clock.now += 8 * 24 * 3600 * 1000  # Meta may still retry a WhatsApp delivery for 7 days: nothing goes yet
     assert await queue.purge(older_than_ms=INBOX_RETENTION_MS) == 0
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
@@ -258,3 +258,15 @@ async def test_finished_events_are_purged_after_the_retry_horizon_only(make_clie
     clock.now += 3 * 24 * 3600 * 1000
     assert await queue.purge(older_than_ms=INBOX_RETENTION_MS) == 1
     assert [r["event_key"] for r in inbox(settings)] == ["wamid.open"]  # pending work is never purged
+
+
+async def test_odd_but_signed_bodies_never_answer_5xx(client: TestClient, tenant: Tenant, settings: Settings) -> None:
+    """Regression: a list as `object` raised TypeError (500); a lone surrogate in an id failed the commit for
+    every delivery in the same batch."""
+    await expect(await post(client, "/webhooks/whatsapp", {"object": ["page"], "entry": []}), 200)
+    surrogate_page = json.dumps(messenger_text("m_s", page_id=PAGE_ID)).replace("2900000000000001", "29\\ud800")
+    bodies = [surrogate_page.encode()] + [json.dumps(whatsapp_text(f"wamid.S{n}")).encode() for n in range(5)]
+    responses = await asyncio.gather(*(post(client, "/webhooks/messenger", raw) for raw in bodies))
+    assert [r.status for r in responses] == [200] * 6
+    keys = sorted(r["event_key"] for r in inbox(settings))
+    assert keys == ["m_s"] + [f"wamid.S{n}" for n in range(5)]

@@ -31,13 +31,15 @@ class Eraser:
         self._db = db
         self._clock = clock
 
-    async def erase_customer(self, external_id: str, *, account_id: str | None = None) -> ErasureReport:
+    async def erase_customer(
+        self, external_id: str, *, account_id: str | None = None, meta_only: bool = False
+    ) -> ErasureReport:
         """Everything stored about the customer `external_id` (PSID, IGSID, wa_id or relay user id).
 
         With `account_id`, only within that account (an owner erasing one of their customers).
         """
         async with self._db.transaction() as tx:
-            contact_ids = await _contacts(tx, external_id, account_id)
+            contact_ids = await _contacts(tx, external_id, account_id, meta_only)
             messages = 0
             for contact_id in contact_ids:
                 messages += await tx.execute("DELETE FROM messages WHERE contact_id = ?", (contact_id,))
@@ -56,13 +58,21 @@ class Eraser:
             unrouted = 0
             if account_id is None:  # unrouted deliveries belong to no account: only a platform-wide erasure
                 unrouted = await tx.execute(
-                    "DELETE FROM webhook_unrouted WHERE event LIKE ? ESCAPE '!'", (f"%{_like_literal(external_id)}%",)
+                    "DELETE FROM webhook_unrouted WHERE event LIKE ? ESCAPE '!'",
+                    # As a whole JSON string value only: "1" must not match every event containing a 1.
+                    (f'%"{_like_literal(external_id)}"%',),
                 )
         return ErasureReport(len(contact_ids), messages, inbox, unrouted)
 
 
-async def _contacts(tx: Transaction, external_id: str, account_id: str | None) -> list[str]:
-    if account_id is None:
+async def _contacts(tx: Transaction, external_id: str, account_id: str | None, meta_only: bool) -> list[str]:
+    if meta_only:
+        # A Meta user id says nothing about a business's own relay user ids, which merely could look the same.
+        rows = await tx.fetch_all(
+            "SELECT id FROM contacts WHERE external_id = ? AND platform IN ('messenger', 'instagram', 'whatsapp')",
+            (external_id,),
+        )
+    elif account_id is None:
         rows = await tx.fetch_all("SELECT id FROM contacts WHERE external_id = ?", (external_id,))
     else:
         rows = await tx.fetch_all(

@@ -181,6 +181,7 @@ MIGRATIONS += (
                 kind TEXT NOT NULL,
                 customer_id TEXT,
                 platform_ts BIGINT NOT NULL,
+                arrival BIGINT NOT NULL,
                 event TEXT NOT NULL,
                 state TEXT NOT NULL,
                 attempts INTEGER NOT NULL DEFAULT 0,
@@ -195,7 +196,7 @@ MIGRATIONS += (
                 UNIQUE (channel_id, event_key))""",
             # Partial indexes over pending events only: they stay small however much history accumulates, and
             # make the worker's claim (core/queue.py) a short index walk instead of a sort of the backlog.
-            "CREATE INDEX inbox_pending ON inbox(platform_ts, received_at, id) WHERE state = 'pending'",
+            "CREATE INDEX inbox_pending ON inbox(platform_ts, arrival) WHERE state = 'pending'",
             """CREATE INDEX inbox_pending_conversation ON inbox(channel_id, customer_id, platform_ts)
                 WHERE state = 'pending'""",
             # Deliveries for pages/numbers we do not serve, and shapes we do not know: kept for inspection.

@@ -40,7 +40,9 @@ class WriteLock:
             if waiter.done() and not waiter.cancelled():
                 self._release()  # the lock was handed to us just as we were cancelled: pass it on
             else:
-                (self._urgent if urgent else self._ordinary).remove(waiter)
+                queue = self._urgent if urgent else self._ordinary
+                if waiter in queue:  # _release may already have popped it (cancelled in the same tick)
+                    queue.remove(waiter)
             raise
 
     def _release(self) -> None:

@@ -1,0 +1,40 @@
+"""The inbox queue's leases: a worker that lost its lease cannot change an event another worker now holds."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from core.queue import LeaseLost
+from gateway.keys import SERVICES
+from gateway.settings import Settings
+from tests.harness import connect_channel, db_rows, expect, provision, signed
+from tests.test_webhook_ingest import PHONE_ID, whatsapp_text
+
+
+async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settings) -> None:
+    tenant = await provision(client)
+    await connect_channel(client, tenant, "whatsapp", PHONE_ID)
+    raw, headers = signed(whatsapp_text("wamid.lease"))
+    await expect(await client.post("/webhooks/whatsapp", data=raw, headers=headers), 200)
+    queue = client.server.app[SERVICES].queue
+
+    [stale] = await queue.claim("worker-a", 5)
+    assert await queue.claim("worker-b", 5) == []  # one holder at a time
+    path = settings.database_url.removeprefix("sqlite:///")
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE inbox SET lease_expires_at = 0")  # worker A stalled past its lease
+    [fresh] = await queue.claim("worker-b", 5)
+    assert fresh.attempts == stale.attempts + 1
+
+    assert await queue.extend(stale) is False
+    for late_write in (queue.finish(stale, "done"), queue.retry_later(stale, 1000, "x"), queue.parts_sent(stale, 1)):
+        with pytest.raises(LeaseLost):
+            await late_write
+    assert await queue.extend(fresh) is True
+    await queue.finish(fresh, "done")
+    [row] = db_rows(settings, "SELECT state, lease_owner FROM inbox")
+    assert (row["state"], row["lease_owner"]) == ("done", None)
