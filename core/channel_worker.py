@@ -37,7 +37,7 @@ log = structlog.get_logger("core.channel_worker")
 DEFAULT_MEDIA_REPLY = "Thanks! I can only read text messages for now. Could you tell me in words what you need?"
 QUOTA_NOTICE = "Sorry, we can't answer right now. The business has been notified and will get back to you."
 RATE_NOTICE = "You're sending messages faster than I can answer. Please wait a moment, then send your question again."
-NOTICE_WINDOW_MS = {"quota": 24 * 3600 * 1000, "rate": 60 * 1000}
+NOTICE_WINDOW_MS = {"quota": 24 * 3600 * 1000, "rate": 60 * 1000, "media": 60 * 1000}
 MAX_RETRY_DELAY_MS = 10 * 60 * 1000
 # Meta refuses free-form replies 24 h after the customer's message; past this age the model is not called.
 REPLY_WINDOW_MS = 23 * 3600 * 1000 + 45 * 60 * 1000
@@ -132,7 +132,11 @@ class ChannelWorker:
         bot = await d.bots.get(channel.bot_id)
         prompt = model_input(event)
         if prompt is None:
-            return bot.media_reply or DEFAULT_MEDIA_REPLY
+            # One answer per window: an album of ten photos must not get ten identical replies.
+            if await d.state.claim_notice(channel.id, event.customer_id or "", "media", NOTICE_WINDOW_MS["media"]):
+                return bot.media_reply or DEFAULT_MEDIA_REPLY
+            await d.queue.finish(item, "skipped", "media answer already sent")
+            return None
         if d.engine is None:
             await self._retry(item, "OPENAI_API_KEY is not set")
             return None

@@ -3,9 +3,10 @@
 An event is claimable when it is pending, due, not under a live lease, and no earlier pending event of the same
 conversation (channel + customer) exists: so a conversation's events are handled strictly one after another in
 the platform's timestamp order (WhatsApp's are whole seconds: ties go by arrival, the order Meta listed them),
-and one waiting in retry backoff holds back the ones after it. Leases expire: work held by a process that died
-is claimed again by the next worker once its lease runs out, and every state change is fenced by the lease,
-so a worker that lost its lease cannot finish or reschedule an event another worker now holds.
+and one waiting in retry backoff holds back the ones after it. Echoes (the business side speaking) skip the
+line: a human taking over must pause the bot at once, not after the backlog. Leases expire: work held by a
+process that died is claimed again by the next worker once its lease runs out, and every state change is fenced
+by the lease, so a worker that lost its lease cannot finish or reschedule an event another worker now holds.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from core.storage.db import Database, Row, Transaction
 
 _CLAIMABLE = """SELECT i.id FROM inbox i
     WHERE i.state = 'pending' AND i.next_attempt_at <= ? AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= ?)
-      AND NOT EXISTS (
+      AND (i.kind = 'echo' OR NOT EXISTS (
         SELECT 1 FROM inbox j
         WHERE j.channel_id = i.channel_id AND j.customer_id = i.customer_id AND j.state = 'pending'
-          AND (j.platform_ts < i.platform_ts OR (j.platform_ts = i.platform_ts AND j.arrival < i.arrival)))
+          AND j.kind <> 'echo'
+          AND (j.platform_ts < i.platform_ts OR (j.platform_ts = i.platform_ts AND j.arrival < i.arrival))))
     ORDER BY i.platform_ts, i.arrival
     LIMIT ?"""
 
@@ -151,6 +153,11 @@ class InboxQueue:
         The cutoff must stay beyond Meta's retry horizon (7 days for WhatsApp): an event's row is what
         recognises a late retry of it as a duplicate.
         """
-        return await self._db.execute(
-            "DELETE FROM inbox WHERE state <> 'pending' AND received_at < ?", (self._clock.now_ms() - older_than_ms,)
-        )
+        cutoff = self._clock.now_ms() - older_than_ms
+        async with self._db.transaction() as tx:
+            purged = await tx.execute("DELETE FROM inbox WHERE state <> 'pending' AND received_at < ?", (cutoff,))
+            # Our own sent ids only matter while their echoes can still arrive; unrouted deliveries are kept
+            # for inspection over the same horizon.
+            await tx.execute("DELETE FROM outbound_messages WHERE sent_at < ?", (cutoff,))
+            await tx.execute("DELETE FROM webhook_unrouted WHERE received_at < ?", (cutoff,))
+        return purged

@@ -33,8 +33,9 @@ PARSERS: Mapping[str, Callable[[Mapping[str, Any]], list[InboundEvent]]] = {
     "instagram": instagram.parse,
     "whatsapp_business_account": whatsapp.parse,
 }
-# Events the worker acts on: customer messages to answer, and echoes (a human answering pauses the bot).
-_WORKER_KINDS = frozenset({EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO})
+# Events the worker acts on: customer messages to answer (unsupported ones get the short media answer), and
+# echoes (a human answering pauses the bot).
+_WORKER_KINDS = frozenset({EventKind.MESSAGE, EventKind.POSTBACK, EventKind.ECHO, EventKind.UNSUPPORTED})
 PATHS = (
     "/webhooks/messenger",
     "/webhooks/instagram",

@@ -337,3 +337,17 @@ async def test_messages_of_the_same_second_are_answered_in_the_order_meta_listed
     await deliver(client, "/webhooks/whatsapp", body)
     await settled(settings)
     assert [c.messages[-1]["content"] for c in fake_openai.calls] == [f"same second {n}" for n in range(6)]
+
+
+async def test_an_album_of_photos_gets_one_media_answer(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    """Regression: each photo of an album got its own identical reply."""
+    client, _, settings = live
+    for n in range(4):
+        image = {"type": "image", "image": {"id": f"MEDIA{n}", "mime_type": "image/jpeg", "sha256": "x"}}
+        await deliver(client, "/webhooks/whatsapp", wa_message(f"wamid.album{n}", image, ts=NOW_S + n))
+    rows = await settled(settings)
+    assert len(fake_graph.texts_to(WA_USER)) == 1
+    assert [r["state"] for r in rows] == ["done", "skipped", "skipped", "skipped"]
+    assert fake_openai.calls == []

@@ -209,6 +209,9 @@ MIGRATIONS += (
                 event TEXT NOT NULL,
                 received_at BIGINT NOT NULL)""",
             "CREATE INDEX webhook_unrouted_time ON webhook_unrouted(received_at)",
+            # Erasure looks people up by their platform id across these tables.
+            "CREATE INDEX inbox_customer ON inbox(customer_id)",
+            "CREATE INDEX contacts_external ON contacts(external_id)",
             # Messages we sent, so our own echoes are told apart from a human answering in the Page inbox.
             """CREATE TABLE outbound_messages (
                 channel_id TEXT NOT NULL REFERENCES channels(id),
@@ -237,6 +240,8 @@ MIGRATIONS += (
                 completed_at BIGINT)""",
             "ALTER TABLE bots ADD COLUMN media_reply TEXT",
             "ALTER TABLE bots ADD COLUMN handover_pause_minutes INTEGER NOT NULL DEFAULT 30",
+            "CREATE INDEX conversation_state_customer ON conversation_state(customer_id)",
+            "CREATE INDEX outbound_messages_time ON outbound_messages(sent_at)",
         ),
     ),
 )
