@@ -27,6 +27,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from tests.fakes.openai_faults import abort_connection
+from tests.fakes.serving import serve_app
 
 __all__ = ["THROTTLE_CODES", "CallKind", "FakeGraph", "GraphCall", "GraphFault", "is_text_send"]
 
@@ -221,14 +222,8 @@ class FakeGraph:
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Run on a real socket (port 0 = random); yields the base URL without a version."""
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=5.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            yield f"http://{host}:{runner.addresses[0][1]}"
-        finally:
-            await runner.cleanup()
+        async with serve_app(self._app, host, port) as url:
+            yield url
 
     # ---- lifecycle and helpers -------------------------------------------------------------------
     async def _on_startup(self, app: web.Application) -> None:

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from tests.fakes import openai_faults as errs
 from tests.fakes.openai_faults import Fault, FaultKind, is_reasoning_model
+from tests.fakes.serving import serve_app
 
 __all__ = ["FakeOpenAI", "Fault", "FaultKind", "RecordedCall", "is_reasoning_model"]
 
@@ -143,14 +144,8 @@ class FakeOpenAI:
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
         """Run on a real socket (port 0 = random); yields the base URL ending in /v1."""
-        runner = web.AppRunner(self._app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            yield f"http://{host}:{runner.addresses[0][1]}/v1"
-        finally:
-            await runner.cleanup()
+        async with serve_app(self._app, host, port, suffix="/v1", handler_cancellation=True) as url:
+            yield url
 
     # ---- lifecycle --------------------------------------------------------------------------------
     async def _on_startup(self, app: web.Application) -> None:
