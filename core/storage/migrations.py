@@ -246,6 +246,66 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "reporting: feedback, audit trail, activity feed, channel delivery marks, reporting indexes",
+        (
+            # One rating per bot reply (a later rating of the same reply replaces the earlier one).
+            """CREATE TABLE feedback (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                bot_id TEXT NOT NULL,
+                contact_id TEXT NOT NULL,
+                message_id TEXT NOT NULL UNIQUE,
+                rating TEXT NOT NULL,
+                comment TEXT,
+                created_by TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            "CREATE INDEX feedback_account_time ON feedback(account_id, created_at)",
+            # Every admin mutation: who (token subject and role), what (method, route, target), when, outcome.
+            # account_id is the account the mutation touched, NULL for platform-wide ones (plans).
+            """CREATE TABLE audit_log (
+                id TEXT PRIMARY KEY,
+                actor TEXT NOT NULL,
+                actor_role TEXT NOT NULL,
+                account_id TEXT,
+                action TEXT NOT NULL,
+                method TEXT NOT NULL,
+                path TEXT NOT NULL,
+                target_type TEXT,
+                target_id TEXT,
+                status INTEGER NOT NULL,
+                request_id TEXT,
+                detail TEXT,
+                created_at BIGINT NOT NULL)""",
+            "CREATE INDEX audit_log_time ON audit_log(created_at, id)",
+            "CREATE INDEX audit_log_account_time ON audit_log(account_id, created_at, id)",
+            # What happened to an account, for the dashboard feed: conversations started, quota warnings,
+            # channel errors, human takeovers, admin actions. Append-only; read newest first by (created_at, id).
+            """CREATE TABLE activity (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                bot_id TEXT,
+                channel_id TEXT,
+                contact_id TEXT,
+                summary TEXT NOT NULL,
+                detail TEXT,
+                dedupe_key TEXT UNIQUE,
+                created_at BIGINT NOT NULL)""",
+            "CREATE INDEX activity_account_time ON activity(account_id, created_at, id)",
+            "ALTER TABLE channels ADD COLUMN last_delivery_at BIGINT",
+            "ALTER TABLE channels ADD COLUMN last_error TEXT",
+            "ALTER TABLE channels ADD COLUMN last_error_at BIGINT",
+            "CREATE INDEX messages_account_time ON messages(account_id, created_at)",
+            "CREATE INDEX contacts_account_recent ON contacts(account_id, last_message_at)",
+            "CREATE INDEX usage_bot_time ON usage_records(bot_id, created_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
