@@ -17,6 +17,17 @@ from adapters.replies import GraphRequest
 
 # A Graph send that takes longer than this is treated as failed and retried; Meta answers in well under a second.
 SEND_TIMEOUT_SECONDS = 15.0
+# An operator or owner is waiting on the answer (connecting a channel): fail fast and let them try again.
+READ_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class GraphRead:
+    """The answer to a GET: the decoded body when ok, else the classified failure."""
+
+    ok: bool
+    body: Any = None
+    failure: GraphFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +59,25 @@ class GraphClient:
             # in flight), preferred to losing the reply.
             message = f"graph transport error: {type(exc).__name__}"
             return GraphResult(False, failure=GraphFailure(GraphAction.RETRY, None, None, message, None))
+
+    async def read(self, path: str, access_token: str, *, fields: str) -> GraphRead:
+        """GET /{version}/{path}?fields=...; used to check what a token controls before a channel is saved."""
+        url = f"{self._root}/{path}"
+        headers = {"Authorization": f"Bearer {access_token}"}
+        try:
+            timeout = aiohttp.ClientTimeout(total=READ_TIMEOUT_SECONDS)
+            async with self._session.get(url, params={"fields": fields}, headers=headers, timeout=timeout) as response:
+                raw = await response.read()
+                if response.status == 200:
+                    try:
+                        return GraphRead(True, json.loads(raw))
+                    except ValueError:
+                        message = "graph answered 200 with a body that is not JSON"
+                        return GraphRead(False, failure=GraphFailure(GraphAction.RETRY, None, None, message, None))
+                return GraphRead(False, failure=classify(response.status, raw, dict(response.headers)))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            message = f"graph transport error: {type(exc).__name__}"
+            return GraphRead(False, failure=GraphFailure(GraphAction.RETRY, None, None, message, None))
 
 
 def _message_id(raw: bytes) -> str | None:

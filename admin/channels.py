@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from aiohttp import web
 
-from admin.auth import principal, require_admin, require_writer
+from adapters.graph_client import GraphClient
+from admin.auth import principal, require_writer
 from admin.bots import visible_bot
+from core.channel_ownership import verify_ownership
 from core.clock import iso_utc
 from core.errors import NotFound
 from core.secrets import SecretsError
@@ -21,6 +24,7 @@ from gateway.keys import SERVICES
 from gateway.validation import Field, read_json, validate
 
 routes = web.RouteTableDef()
+log = structlog.get_logger("admin.channels")
 
 _SECRET_FIELDS = (
     Field("access_token", str, max_length=4096),
@@ -55,14 +59,17 @@ def channel_json(channel: Channel) -> dict[str, Any]:
 @routes.post("/bots/{bot_id}/channels")
 async def connect_channel(request: web.Request) -> web.Response:
     bot = await visible_bot(request)
-    # Operator-only: nothing yet proves that the token controls `external_id`, so a tenant could otherwise claim
-    # another business's Page or number and receive its customers' messages.
-    require_admin(principal(request))
+    require_writer(principal(request))
     body = validate(await read_json(request), _CREATE)
     if not body["external_id"].isdigit():
         raise ApiError(400, "bad_request", "'external_id' must be the numeric Page, Instagram or phone number id")
     services = request.config_dict[SERVICES]
     try:
+        services.channels.require_sealing()
+        # Graph must confirm the token controls the id; otherwise a tenant could claim another business's Page or
+        # number and receive its customers' messages. Checked before anything is stored, and before the
+        # already-connected check, so someone without the token learns nothing about the id.
+        await _check_ownership(services.graph, body["platform"], body["external_id"], body["access_token"])
         channel = await services.channels.connect(bot.account_id, bot.id, body)
     except SecretsError as exc:
         raise ApiError(503, "not_configured", str(exc)) from None
@@ -89,6 +96,9 @@ async def update_channel(request: web.Request) -> web.Response:
     body = validate(await read_json(request), _UPDATE, partial=True)
     services = request.config_dict[SERVICES]
     try:
+        if body.get("access_token") is not None:
+            services.channels.require_sealing()
+            await _check_ownership(services.graph, channel.platform, channel.external_id, body["access_token"])
         updated = await services.channels.update(channel.id, body)
     except SecretsError as exc:
         raise ApiError(503, "not_configured", str(exc)) from None
@@ -104,6 +114,15 @@ async def disconnect_channel(request: web.Request) -> web.Response:
     await services.channels.disconnect(channel.id)
     services.directory.invalidate()
     return web.Response(status=204)
+
+
+async def _check_ownership(graph: GraphClient, platform: str, external_id: str, access_token: str) -> None:
+    verdict = await verify_ownership(graph, platform, external_id, access_token)
+    if verdict.outcome == "rejected":
+        raise ApiError(400, "bad_request", f"the access token does not control this {platform} id: {verdict.reason}")
+    if verdict.outcome == "unavailable":
+        raise ApiError(502, "upstream_unavailable", verdict.reason)
+    log.info("channel_ownership_verified", platform=platform, external_id=external_id)
 
 
 async def _visible_channel(request: web.Request) -> Channel:

@@ -65,7 +65,7 @@ class ReplyCounter:
 
 
 async def _serve(model_latency: float, results: Any, stop: Any, replies: Any) -> None:
-    openai, graph = FakeOpenAI(latency=model_latency), FakeGraph()
+    openai, graph = FakeOpenAI(latency=model_latency), FakeGraph(implicit_grants=True)
     counter = ReplyCounter(graph)
 
     @web.middleware

@@ -446,7 +446,7 @@ async def provision_with_channel(base: str, env: Env) -> None:
     token = mint_token(env.jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
     async with aiohttp.ClientSession(timeout=ADMIN_TIMEOUT) as session:
         tenant = await provision(session, base, token)
-        channel = {"platform": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": "bench-access-token"}
+        channel = {"platform": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": f"token-{PHONE_NUMBER_ID}"}
         await admin_post(session, base, token, f"/bots/{tenant.bot_id}/channels", channel)
 
 

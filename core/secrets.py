@@ -29,6 +29,10 @@ class SecretBox:
     def configured(self) -> bool:
         return self._fernet is not None
 
+    def require(self) -> None:
+        """Raise SecretsError now when nothing could be sealed, before any work that would be thrown away."""
+        self._require()
+
     def seal(self, plaintext: str) -> str:
         return self._require().encrypt(plaintext.encode()).decode()
 

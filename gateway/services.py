@@ -61,6 +61,7 @@ class Services:
     queue: InboxQueue
     workers: WorkerPool
     eraser: Eraser
+    graph: GraphClient  # Graph reads made on behalf of the admin API (channel ownership checks)
     engine: ConversationEngine | None  # None when no OpenAI key is configured
 
     def require_engine(self) -> ConversationEngine:
@@ -113,6 +114,7 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
         accounts = AccountStore(db, clock)
         bots = BotStore(db, clock)
         queue = InboxQueue(db, clock, lease_ms=settings.inbox_lease_seconds * 1000)
+        graph = GraphClient(graph_session, base_url=settings.graph_api_base_url, version=settings.graph_api_version)
         worker = ChannelWorker(
             WorkerDeps(
                 queue=queue,
@@ -121,9 +123,7 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
                 accounts=accounts,
                 state=ConversationStateStore(db, clock),
                 engine=engine,
-                graph=GraphClient(
-                    graph_session, base_url=settings.graph_api_base_url, version=settings.graph_api_version
-                ),
+                graph=graph,
                 clock=clock,
                 lease_seconds=settings.inbox_lease_seconds,
             )
@@ -150,6 +150,7 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
             queue=queue,
             workers=WorkerPool(queue, worker, concurrency=settings.workers),
             eraser=Eraser(db, clock),
+            graph=graph,
             engine=engine,
         )
     finally:

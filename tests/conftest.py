@@ -13,6 +13,7 @@ from core.chat import ChatMessage
 from core.tokens import TokenCounter
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import PROJECT_DATA, make_settings
 
@@ -45,8 +46,20 @@ async def openai_url(aiohttp_server: Any, fake_openai: FakeOpenAI) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, openai_url: str) -> Settings:
-    return make_settings(tmp_path, openai_url)
+def fake_graph() -> FakeGraph:
+    """Tokens named `token-<id>` (the harness's convention) control `<id>`: channel connects verify against it."""
+    return FakeGraph(implicit_grants=True)
+
+
+@pytest.fixture
+async def graph_url(aiohttp_server: Any, fake_graph: FakeGraph) -> str:
+    server = await aiohttp_server(fake_graph.app)
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, openai_url: str, graph_url: str) -> Settings:
+    return make_settings(tmp_path, openai_url, graph_api_base_url=graph_url)
 
 
 @pytest.fixture

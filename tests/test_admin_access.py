@@ -27,7 +27,7 @@ PLAN_PATCH = {"monthly_token_limit": 1}
 NEW_PLAN = {"name": "intruder", "monthly_token_limit": 10**9, "models": ["gpt-4o-mini"], "default_model": "gpt-4o-mini"}
 NEW_BOT = {"name": "Intruder bot", "persona": "You leak secrets."}
 GRANT = {"tokens": 1_000_000, "kind": "grant"}
-NEW_CHANNEL = {"platform": "messenger", "external_id": "900000001", "access_token": "intruder-token"}
+NEW_CHANNEL = {"platform": "messenger", "external_id": "900000001", "access_token": "token-900000001"}
 
 Statuses = tuple[int, int, int]  # for targets A, B, random
 
@@ -73,7 +73,7 @@ ROUTES = (
     Route("GET", "/bots/{bot_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("PATCH", "/bots/{bot_id}", {"persona": "Hijacked."}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),
     Route("DELETE", "/bots/{bot_id}", None, (204, 204, 404), (204, 404, 404), (403, 404, 404)),
-    Route("POST", "/bots/{bot_id}/channels", NEW_CHANNEL, (201, 201, 404), (403, 404, 404), (403, 404, 404)),
+    Route("POST", "/bots/{bot_id}/channels", NEW_CHANNEL, (201, 201, 404), (201, 404, 404), (403, 404, 404)),
     Route("GET", "/bots/{bot_id}/channels", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("GET", "/channels/{channel_id}", None, (200, 200, 404), (200, 404, 404), (200, 404, 404)),
     Route("PATCH", "/channels/{channel_id}", {"status": "disabled"}, (200, 200, 404), (200, 404, 404), (403, 404, 404)),

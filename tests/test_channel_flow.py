@@ -56,18 +56,10 @@ def fb_text(mid: str, text: str, **kwargs: Any) -> dict:
 
 
 @pytest.fixture
-def fake_graph() -> FakeGraph:
-    return FakeGraph()
-
-
-@pytest.fixture
-async def live(
-    make_client: MakeClient, settings: Settings, aiohttp_server: Any, fake_graph: FakeGraph, monkeypatch: Any
-) -> tuple[TestClient, Tenant, Settings]:
+async def live(make_client: MakeClient, settings: Settings, monkeypatch: Any) -> tuple[TestClient, Tenant, Settings]:
     # Retries in seconds, not minutes, so the dead-letter path runs inside a test.
     monkeypatch.setattr("core.channel_worker._BACKOFF_MS", (20, 20, 20, 20, 20))
-    server = await aiohttp_server(fake_graph.app)
-    settings = replace(settings, workers=4, graph_api_base_url=str(server.make_url("")).rstrip("/"))
+    settings = replace(settings, workers=4)
     client = await make_client(settings)
     tenant = await provision(client, bot={"fallback_message": "Sorry, try again later."})
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)

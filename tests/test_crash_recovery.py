@@ -213,7 +213,7 @@ class Left:
 
 @pytest.fixture
 async def scenario(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Scenario]:
-    openai, graph = FakeOpenAI(latency=0.2), FakeGraph(latency=0.05)
+    openai, graph = FakeOpenAI(latency=0.2), FakeGraph(latency=0.05, implicit_grants=True)
     openai_url = str((await aiohttp_server(openai.app)).make_url("/v1"))
     graph_url = str((await aiohttp_server(graph.app)).make_url("")).rstrip("/")
     db_path = tmp_path / "gateway.db"

@@ -71,6 +71,10 @@ class ChannelStore:
         self._clock = clock
         self._box = box
 
+    def require_sealing(self) -> None:
+        """SecretsError unless SECRETS_KEY is set: checked before a connect calls Graph."""
+        self._box.require()
+
     async def connect(self, account_id: str, bot_id: str, fields: Mapping[str, Any]) -> Channel:
         sealed = self._seal(fields)  # fails before any write when SECRETS_KEY is missing
         now = self._clock.now_ms()

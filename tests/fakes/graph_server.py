@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes.graph_assets import GraphAssets, GraphReadCall
 from tests.fakes.openai_faults import abort_connection
 from tests.fakes.serving import serve_app
 
@@ -174,8 +175,14 @@ def is_text_send(body: dict[str, Any]) -> bool:
 class FakeGraph:
     """The fake server: set `valid_tokens` / `latency` / `instagram_ids`, `script()` faults, read `requests`."""
 
-    def __init__(self, *, valid_tokens: set[str] | None = None, latency: float = 0.0) -> None:
+    def __init__(
+        self, *, valid_tokens: set[str] | None = None, latency: float = 0.0, implicit_grants: bool = False
+    ) -> None:
         self.valid_tokens = valid_tokens  # None = any non-empty token
+        # What each token controls, for the ownership reads (GET /me, GET /{id}); see graph_assets.py.
+        self.assets = GraphAssets(implicit=implicit_grants)
+        self.reads: list[GraphReadCall] = []
+        self.read_faults: deque[GraphFault] = deque()  # consumed by reads only (error, hang, reset or slow)
         self.latency = latency  # seconds added before every answer
         self.instagram_ids: set[str] = set()  # object ids that get Instagram's 1000-byte text limit
         self.requests: list[GraphCall] = []
@@ -188,6 +195,7 @@ class FakeGraph:
         self._closing = asyncio.Event()
         self._app = web.Application()
         self._app.router.add_post(r"/{version:v\d+\.\d+}/{object_id:[^/]+}/messages", self._messages)
+        self._app.router.add_get(r"/{version:v\d+\.\d+}/{object_id:[^/]+}", self._read)
         self._app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._app.on_startup.append(self._on_startup)
         self._app.on_shutdown.append(self._on_shutdown)
@@ -291,6 +299,31 @@ class FakeGraph:
     async def _unknown(self, request: web.Request) -> web.Response:
         error = graph_error(2500, None, f"Unknown path components: {request.path}", self._trace())
         return web.json_response(error, status=400)
+
+    async def _read(self, request: web.Request) -> web.Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else request.query.get("access_token", "").strip()
+        object_id, fields = request.match_info["object_id"], request.query.get("fields", "")
+        self.reads.append(GraphReadCall(object_id, fields, token or None))
+        trace = self._trace()
+        rejection = self._rejection(token, {})
+        if rejection is not None:
+            rejection["error"]["fbtrace_id"] = trace
+            return web.json_response(rejection, status=400)
+        fault = self.read_faults.popleft() if self.read_faults else None
+        if fault is not None and fault.behaviour in ("hang", "reset"):
+            if fault.behaviour == "hang":
+                await self._pause(request, None)
+            abort_connection(request.transport)
+            return web.Response(status=499)
+        if fault is not None and fault.behaviour == "slow":
+            await self._pause(request, fault.latency)
+        elif fault is not None:
+            return web.json_response(fault.payload(trace, False), status=fault.http_status)
+        status, answer = self.assets.answer(object_id, fields, token)
+        if isinstance(answer, str):
+            return web.json_response(graph_error(100, 33, answer, trace), status=status)
+        return web.json_response(answer, status=status)
 
     async def _messages(self, request: web.Request) -> web.Response:
         raw = await request.read()
