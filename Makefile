@@ -26,6 +26,8 @@ test: install lint
 bench: install
 	$(PY) -m bench.relay
 	$(PY) -m bench.webhooks
+	$(PY) -m bench.export
+	$(PY) -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) *.egg-info

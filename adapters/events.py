@@ -144,6 +144,7 @@ class InboundEvent:
     referral: Referral | None = None
     reply_to_message_id: str | None = None  # the message this one quotes or replies to
     app_id: str | None = None  # echoes: the app that sent it (ours, another app, or the Page inbox)
+    echo_metadata: str | None = None  # echoes: the `metadata` the sender attached (ours: adapters/replies.ECHO_MARK)
     customer_name: str | None = None  # WhatsApp profile name, when the platform sends it
     standby: bool = False  # Messenger/Instagram standby channel: another app owns the thread; never answer
     errors: tuple[PlatformError, ...] = ()
@@ -207,6 +208,7 @@ def event_from_json(text: str) -> InboundEvent:
         referral=one(Referral, data.get("referral")),
         reply_to_message_id=data.get("reply_to_message_id"),
         app_id=data.get("app_id"),
+        echo_metadata=data.get("echo_metadata"),
         customer_name=data.get("customer_name"),
         standby=bool(data.get("standby")),
         errors=many(PlatformError, data.get("errors")),

@@ -7,6 +7,7 @@ error messages. Failures come back classified (adapters/graph_errors.py), never 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,25 @@ class GraphResult:
 
 
 class GraphClient:
-    def __init__(self, session: aiohttp.ClientSession, *, base_url: str, version: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        version: str,
+        on_failure: Callable[[GraphFailure], None] | None = None,
+    ) -> None:
         self._session = session
         self._root = f"{base_url.rstrip('/')}/{version}"
+        self._on_failure = on_failure  # told of every failed send (the service counts them for /metrics)
 
     async def send(self, request: GraphRequest, access_token: str) -> GraphResult:
+        result = await self._send(request, access_token)
+        if result.failure is not None and self._on_failure is not None:
+            self._on_failure(result.failure)
+        return result
+
+    async def _send(self, request: GraphRequest, access_token: str) -> GraphResult:
         url = f"{self._root}/{request.path}"
         headers = {"Authorization": f"Bearer {access_token}"}
         try:

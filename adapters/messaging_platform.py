@@ -183,6 +183,7 @@ def _message(el: Element, message: Mapping[str, Any]) -> InboundEvent:
         referral=_referral(message.get("referral")),
         reply_to_message_id=as_id(reply_to.get("mid")),
         app_id=as_id(message.get("app_id")) if echo else None,
+        echo_metadata=as_str(message.get("metadata")) if echo else None,
     )
 
 

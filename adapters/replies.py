@@ -66,6 +66,10 @@ def typing_request(
     return GraphRequest(path, {"recipient": {"id": customer_id}, "sender_action": "typing_on"})
 
 
+# Attached to every Messenger message we send (Send API `message.metadata`, echoed in `message_echoes`).
+ECHO_MARK = "nexus-gateway"
+
+
 def text_requests(
     platform: Platform | str,
     channel_external_id: str,
@@ -84,9 +88,13 @@ def text_requests(
     chunks = split_text(text, **text_limits(platform))
     if platform is Platform.MESSENGER:
         # RESPONSE: a reply inside the 24-hour standard messaging window, which is the only kind a bot may send.
+        # The metadata comes back in the echo of the message: ours, told apart from a human in the Page inbox even
+        # when the send's message id was never recorded (a crash between the send and its commit).
+        message = {"text": "", "metadata": ECHO_MARK}
         return [
             GraphRequest(
-                path, {"recipient": {"id": customer_id}, "messaging_type": "RESPONSE", "message": {"text": chunk}}
+                path,
+                {"recipient": {"id": customer_id}, "messaging_type": "RESPONSE", "message": {**message, "text": chunk}},
             )
             for chunk in chunks
         ]

@@ -10,17 +10,20 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from admin import accounts, api_keys, bots, channels, credits, plans
+from admin import accounts, api_keys, audit, bots, channels, credits, exports, plans
+from admin.audit import audit_mutations
 from admin.auth import require_token
 
 
 def create_jwt_app(route_tables: Iterable[web.RouteTableDef]) -> web.Application:
-    """A sub-application whose every route needs a valid admin/owner/viewer JWT."""
-    app = web.Application(middlewares=[require_token])
+    """A sub-application whose every route needs a valid admin/owner/viewer JWT; its mutations are audited."""
+    # Order matters: the audit middleware runs inside require_token, so it knows who is acting.
+    app = web.Application(middlewares=[require_token, audit_mutations])
     for routes in route_tables:
         app.add_routes(routes)
     return app
 
 
 def create_admin_app() -> web.Application:
-    return create_jwt_app(module.routes for module in (plans, accounts, api_keys, credits, bots, channels))
+    modules = (plans, accounts, api_keys, credits, bots, channels, audit, exports)
+    return create_jwt_app(module.routes for module in modules)

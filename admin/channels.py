@@ -27,14 +27,14 @@ routes = web.RouteTableDef()
 log = structlog.get_logger("admin.channels")
 
 _SECRET_FIELDS = (
-    Field("access_token", str, max_length=4096),
-    Field("app_secret", str, nullable=True, max_length=256),
-    Field("verify_token", str, nullable=True, max_length=256),
+    Field("access_token", str, max_length=4096, credential=True),
+    Field("app_secret", str, nullable=True, max_length=256, credential=True),
+    Field("verify_token", str, nullable=True, max_length=256, credential=True),
 )
 _CREATE = (
     Field("platform", str, required=True, choices=("messenger", "instagram", "whatsapp")),
     Field("external_id", str, required=True, max_length=64),
-    Field("access_token", str, required=True, max_length=4096),
+    Field("access_token", str, required=True, max_length=4096, credential=True),
     *_SECRET_FIELDS[1:],
 )
 _UPDATE = (*_SECRET_FIELDS, Field("status", str, choices=("active", "disabled")))
@@ -103,6 +103,10 @@ async def update_channel(request: web.Request) -> web.Response:
     except SecretsError as exc:
         raise ApiError(503, "not_configured", str(exc)) from None
     services.directory.invalidate()
+    if channel.status == "needs_reauth" and updated.status == "active":
+        # Messages that waited for the new token are answered now, not at their next scheduled look.
+        woken = await services.queue.wake(channel.id)
+        log.info("channel_reauthorised", channel_id=channel.id, waiting_events=woken)
     return web.json_response(channel_json(updated))
 
 

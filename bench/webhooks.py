@@ -68,6 +68,7 @@ from gateway.app import create_app, freeze_gc_after_startup
 from gateway.keys import SERVICES
 from gateway.logging import configure_logging
 from gateway.settings import Settings
+from tests.fakes.graph_server import FakeGraph
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -493,17 +494,19 @@ def closed_spec(args: argparse.Namespace, env: Env, tag: str, count: int, warmup
 
 
 async def ingest_phase(args: argparse.Namespace, env: Env, round_no: int, profile: cProfile.Profile | None) -> Phase:
-    return await gateway_phase(
-        args,
-        env,
-        "gateway ingest (workers=0)",
-        db_name=f"ingest{round_no}.db",
-        workers=0,
-        openai_base="http://127.0.0.1:9/v1",  # never called: no workers
-        graph_base="http://127.0.0.1:9",
-        spec_for=closed_spec(args, env, f"ING{round_no}", args.deliveries, args.warmup),
-        profile=profile,
-    )
+    # The fake Graph only answers the ownership check when the channel is connected; idle during the load.
+    async with FakeGraph(implicit_grants=True).serve(HOST, 0) as graph_base:
+        return await gateway_phase(
+            args,
+            env,
+            "gateway ingest (workers=0)",
+            db_name=f"ingest{round_no}.db",
+            workers=0,
+            openai_base="http://127.0.0.1:9/v1",  # never called: no workers
+            graph_base=graph_base,
+            spec_for=closed_spec(args, env, f"ING{round_no}", args.deliveries, args.warmup),
+            profile=profile,
+        )
 
 
 def pooled(rounds: Sequence[Phase]) -> Phase:

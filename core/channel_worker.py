@@ -22,7 +22,7 @@ import structlog
 from adapters.events import ContentType, EventKind, InboundEvent, event_from_json
 from adapters.graph_client import GraphClient
 from adapters.graph_errors import GraphAction
-from adapters.replies import text_requests, typing_request
+from adapters.replies import ECHO_MARK, text_requests, typing_request
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
 from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited
@@ -41,6 +41,8 @@ NOTICE_WINDOW_MS = {"quota": 24 * 3600 * 1000, "rate": 60 * 1000, "media": 60 * 
 MAX_RETRY_DELAY_MS = 10 * 60 * 1000
 # Meta refuses free-form replies 24 h after the customer's message; past this age the model is not called.
 REPLY_WINDOW_MS = 23 * 3600 * 1000 + 45 * 60 * 1000
+# Events of a channel waiting for a new token are looked at again this often (and at once when it gets one).
+REAUTH_HOLD_MS = 2 * 60 * 1000
 MAX_ATTEMPTS = 5  # then the event is a dead letter and the customer gets the bot's fallback message once
 _BACKOFF_MS = (1_000, 5_000, 15_000, 60_000, 120_000)
 _SILENT = frozenset({GraphAction.WINDOW_CLOSED, GraphAction.RECIPIENT_UNAVAILABLE, GraphAction.THREAD_OWNED_ELSEWHERE})
@@ -98,6 +100,11 @@ class ChannelWorker:
         if event.kind is EventKind.ECHO:
             await self._echo(item, channel, event)
             return
+        if channel.status == "needs_reauth":
+            # Held, not dropped: once the owner gives a new token the conversation is answered (what the 24-hour
+            # window still allows). A disabled channel is the owner's choice to stop: skipped.
+            await d.queue.hold(item, REAUTH_HOLD_MS, "channel needs re-authorisation")
+            return
         if channel.status != "active":
             await d.queue.finish(item, "skipped", f"channel {channel.status}")
             return
@@ -120,7 +127,10 @@ class ChannelWorker:
 
     async def _echo(self, item: InboxItem, channel: Channel, event: InboundEvent) -> None:
         d = self._d
-        if event.message_id and not await d.state.is_ours(channel.id, event.message_id) and event.customer_id:
+        ours = event.echo_metadata == ECHO_MARK or (
+            event.message_id is not None and await d.state.is_ours(channel.id, event.message_id)
+        )
+        if event.message_id and not ours and event.customer_id:
             bot = await d.bots.get(channel.bot_id)
             until = d.clock.now_ms() + bot.handover_pause_minutes * 60_000
             await d.state.pause(channel.id, event.customer_id, until)
@@ -184,12 +194,16 @@ class ChannelWorker:
             channel.platform, channel.external_id, event.customer_id, text, reply_to_message_id=reply_to
         )
         token = (await d.channels.secrets(channel.id)).access_token
+        if item.reply_parts_sent >= len(parts):  # every part went out before a crash or lost lease: only finish
+            await d.queue.finish(item, final_state, note)
+            return
         for index in range(item.reply_parts_sent, len(parts)):
             result = await d.graph.send(parts[index], token)
             if result.ok:
-                if result.message_id:
-                    await d.state.record_outbound(channel.id, result.message_id, item.id)
-                await d.queue.parts_sent(item, index + 1)
+                last = index + 1 == len(parts)
+                await d.queue.part_sent(
+                    item, index + 1, result.message_id, finish=(final_state, note) if last else None
+                )
                 continue
             failure = result.failure
             assert failure is not None
@@ -198,7 +212,8 @@ class ChannelWorker:
                     channel.id, "needs_reauth", f"Graph error {failure.code}: {failure.message}"
                 )
                 log.error("channel_needs_reauthorisation", channel_id=channel.id, code=failure.code, alert=True)
-                await d.queue.finish(item, "dead", "channel needs re-authorisation")
+                # The reply stays stored and the parts sent counted: after re-authorisation it goes out as is.
+                await d.queue.hold(item, REAUTH_HOLD_MS, "channel needs re-authorisation")
             elif failure.action is GraphAction.RETRY and item.attempts < MAX_ATTEMPTS:
                 # Capped: a conversation must not wait hours (its later messages queue behind it).
                 delay = min(int(failure.retry_after * 1000), MAX_RETRY_DELAY_MS) if failure.retry_after else None
@@ -210,8 +225,8 @@ class ChannelWorker:
             else:
                 await d.queue.finish(item, "dead", f"graph {failure.code}: {failure.message}")
             log.warning("graph_send_failed", channel_id=channel.id, code=failure.code, action=failure.action)
+            await d.channels.note_error(channel.id, f"graph {failure.code}: {failure.message}")
             return
-        await d.queue.finish(item, final_state, note)
 
     async def _retry(self, item: InboxItem, error: str) -> None:
         if item.attempts < MAX_ATTEMPTS:
@@ -226,6 +241,7 @@ class ChannelWorker:
             await d.queue.retry_later(item, _backoff(item.attempts), error)
             return
         log.error("inbox_dead_letter", inbox_id=item.id, channel_id=item.channel_id, error=error, alert=True)
+        await d.channels.note_error(item.channel_id, f"dead letter: {error}")
         try:
             channel = await d.channels.get(item.channel_id)
             event = event_from_json(item.event_json)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -25,6 +25,7 @@ from core.errors import QuotaExceeded, RateLimited, UpstreamUnavailable
 from core.ids import new_id
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
 from core.memory import HISTORY_WINDOW, Prompt, build_prompt
+from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
@@ -60,6 +61,7 @@ class TurnResult:
     usage: TokenUsage
     cost_nanousd: int | None
     quota: QuotaSnapshot
+    message_id: str | None = None  # the stored reply's id: what a client passes to rate it (POST /api/ai/feedback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class EngineDeps:
     prices: PriceTable
     llm: LLMClient
     limiter: RateLimiter
+    metrics: Metrics = field(default_factory=Metrics.create)
 
 
 class ConversationEngine:
@@ -159,13 +162,12 @@ class ConversationEngine:
         ]
         async with d.db.transaction() as tx:
             snapshot = await d.quota.settle(tx, reservation, completion.usage.total_tokens)
-            await d.conversations.append(tx, contact, messages, request_id=req.request_id)
+            stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
             if req.on_commit is not None:
                 await req.on_commit(tx, reply)
-            await d.usage.record(
-                self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd),
-                tx=tx,
-            )
+            record = self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd)
+            await d.usage.record(record, tx=tx)
+        d.metrics.llm_call(record)  # after the commit: a rolled-back turn was not a charged call
         log.info(
             "turn_answered",
             account_id=req.account.id,
@@ -178,12 +180,14 @@ class ConversationEngine:
             latency_ms=completion.latency_ms,
             outcome=outcome,
         )
-        return TurnResult(reply, req.bot.id, model, completion.usage, cost_nanousd, snapshot)
+        return TurnResult(reply, req.bot.id, model, completion.usage, cost_nanousd, snapshot, message_id=stored[-1])
 
     async def _record_failure(
         self, req: TurnRequest, contact: Contact, model: str, outcome: str, code: str, *, attempts: int
     ) -> None:
-        await self._d.usage.record(self._usage_row(req, contact, model, outcome, code, attempts, None, 0))
+        record = self._usage_row(req, contact, model, outcome, code, attempts, None, 0)
+        await self._d.usage.record(record)
+        self._d.metrics.llm_call(record)
         log.warning("turn_failed", account_id=req.account.id, bot_id=req.bot.id, outcome=outcome, code=code)
 
     def _usage_row(

@@ -23,6 +23,9 @@ log = structlog.get_logger("core.inbox")
 # Enough to drain a burst in one commit without holding the write lock for long.
 MAX_BATCH_DELIVERIES = 256
 # Parameters per IN (...) lookup: well under SQLite's and PostgreSQL's limits.
+# channels.last_delivery_at is a status display: refreshed at most this often per channel, so a burst of commits
+# does not pay for rewriting the same row each time.
+DELIVERY_MARK_MS = 1000
 _ID_CHUNK = 500
 
 _INSERT_EVENT = """INSERT INTO inbox (id, channel_id, event_key, kind, customer_id, platform_ts, event, state,
@@ -77,6 +80,7 @@ class InboxWriter:
         self._arrival = 0  # strictly increasing: orders events with equal platform timestamps as they arrived
         self.commits = 0  # how many transactions carried how many deliveries: for benchmarks
         self.deliveries = 0
+        self._marked: dict[str, int] = {}  # channel id -> last_delivery_at this writer last stored
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="inbox-writer")
@@ -124,6 +128,11 @@ class InboxWriter:
             for pending, result in zip(batch, results, strict=True):
                 _settle(pending, result)
 
+    def _due_marks(self, rows: Sequence[InboxRow], now: int) -> list[str]:
+        """Channels of this batch whose last_delivery_at is older than DELIVERY_MARK_MS (or never set by us)."""
+        channels = {r.channel_id for r in rows}
+        return sorted(c for c in channels if c not in self._marked or now - self._marked[c] >= DELIVERY_MARK_MS)
+
     def _next_arrival(self, now_ms: int) -> int:
         self._arrival = max(self._arrival + 1, now_ms * 1000)
         return self._arrival
@@ -134,12 +143,14 @@ class InboxWriter:
         now = self._clock.now_ms()
         rows = [row for pending in batch for row in pending.rows]
         unrouted = [u for pending in batch for u in pending.unrouted]
+        marks = self._due_marks(rows, now)
         async with self._db.transaction(urgent=True) as tx:  # a webhook is waiting to answer Meta
             if rows:
                 await tx.execute_many(
                     _INSERT_EVENT,
                     [(*_event_values(r), self._next_arrival(now), now, now, now) for r in rows],
                 )
+                await _mark_delivered(tx, marks, now)
             if unrouted:
                 await tx.execute_many(
                     _INSERT_UNROUTED,
@@ -147,6 +158,7 @@ class InboxWriter:
                 )
             # A duplicate keeps the row already there, so only our fresh ids that exist now were stored.
             stored_ids = await _existing(tx, [r.id for r in rows])
+        self._marked.update(dict.fromkeys(marks, now))  # only once committed
         self.commits += 1
         self.deliveries += len(batch)
         results = []
@@ -167,6 +179,15 @@ def _settle(pending: _Pending, result: WriteResult | None = None, *, error: bool
 
 def _event_values(r: InboxRow) -> tuple[object, ...]:
     return (r.id, r.channel_id, r.event_key, r.kind, r.customer_id, r.platform_ts, r.event_json, r.state)
+
+
+async def _mark_delivered(tx: Transaction, channel_ids: list[str], now: int) -> None:
+    """channels.last_delivery_at for the status API: one statement for the batch, in the same commit, so it
+    costs the acknowledgement one index lookup per channel and never a transaction of its own."""
+    for start in range(0, len(channel_ids), _ID_CHUNK):
+        chunk = channel_ids[start : start + _ID_CHUNK]
+        placeholders = ", ".join("?" * len(chunk))
+        await tx.execute(f"UPDATE channels SET last_delivery_at = ? WHERE id IN ({placeholders})", (now, *chunk))  # noqa: S608
 
 
 async def _existing(tx: Transaction, ids: list[str]) -> set[str]:

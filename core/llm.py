@@ -23,6 +23,7 @@ import structlog
 
 from core.chat import ChatMessage, Completion, TokenUsage
 from core.errors import UpstreamUnavailable
+from core.metrics import Metrics
 
 log = structlog.get_logger("core.llm")
 
@@ -76,13 +77,27 @@ class LLMClient:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     _quirks: dict[str, _ModelQuirks] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics.create)
 
     @classmethod
     def create(
-        cls, *, api_key: str, base_url: str, attempt_timeout: float, max_attempts: int, total_budget: float
+        cls,
+        *,
+        api_key: str,
+        base_url: str,
+        attempt_timeout: float,
+        max_attempts: int,
+        total_budget: float,
+        metrics: Metrics | None = None,
     ) -> LLMClient:
         sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=attempt_timeout)
-        return cls(sdk=sdk, attempt_timeout=attempt_timeout, max_attempts=max_attempts, total_budget=total_budget)
+        return cls(
+            sdk=sdk,
+            attempt_timeout=attempt_timeout,
+            max_attempts=max_attempts,
+            total_budget=total_budget,
+            metrics=metrics or Metrics.create(),
+        )
 
     async def close(self) -> None:
         await self.sdk.close()
@@ -106,6 +121,7 @@ class LLMClient:
             failure = _classify(error)
             if failure is None:
                 raise error
+            self.metrics.openai_error(failure.code)
             if not adapted and self._adapt(request.model, error):
                 adapted = True  # a parameter the model refuses: resend at once, without it
                 attempts -= 1

@@ -132,6 +132,11 @@ class QuotaSnapshot:
     period_start: int
     period_end: int
     credit_balance: int
+    # How limit_tokens is made up: the plan's monthly tokens, its overage band, and the credit tokens of the
+    # period (drawn so far + still available); shown by GET /api/user/quota.
+    monthly_tokens: int = 0
+    overage_band_tokens: int = 0
+    credit_tokens: int = 0
 
     @property
     def remaining_tokens(self) -> int:

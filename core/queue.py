@@ -26,8 +26,11 @@ _CLAIMABLE = """SELECT i.id FROM inbox i
     ORDER BY i.platform_ts, i.arrival
     LIMIT ?"""
 
-_ITEM = """SELECT id, channel_id, event_key, kind, customer_id, platform_ts, event, attempts, reply_text,
-    reply_parts_sent FROM inbox WHERE id = ?"""
+# The claimed row comes back from the UPDATE itself (attempts already counted): one statement, one hop.
+_TAKE = """UPDATE inbox SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+    WHERE id = ? AND state = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+    RETURNING id, channel_id, event_key, kind, customer_id, platform_ts, event, attempts, reply_text,
+        reply_parts_sent"""
 
 
 class LeaseLost(Exception):
@@ -84,16 +87,9 @@ class InboxQueue:
         async with self._db.transaction() as tx:
             for row in await tx.fetch_all(_CLAIMABLE, (now, now, limit)):
                 # Conditional: a second claimer (another process) that raced us finds the lease taken.
-                updated = await tx.fetch_one(
-                    "UPDATE inbox SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?"
-                    " WHERE id = ? AND state = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
-                    " RETURNING id",
-                    (owner, now + self._lease_ms, now, row["id"], now),
-                )
-                if updated is not None:
-                    item = await tx.fetch_one(_ITEM, (row["id"],))
-                    assert item is not None
-                    claimed.append(_item(item, owner))
+                taken = await tx.fetch_one(_TAKE, (owner, now + self._lease_ms, now, row["id"], now))
+                if taken is not None:
+                    claimed.append(_item(taken, owner))
         return claimed
 
     async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> None:
@@ -116,10 +112,29 @@ class InboxQueue:
         )
         return bool(changed)
 
-    async def parts_sent(self, item: InboxItem, count: int) -> None:
-        await self._fenced(
-            item, "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?", (count, self._clock.now_ms())
-        )
+    async def part_sent(
+        self, item: InboxItem, count: int, message_id: str | None, *, finish: tuple[str, str | None] | None = None
+    ) -> None:
+        """One commit per part sent: our message id (so its echo is known as ours), the count of parts sent (so a
+        retry resumes after it) and, after the last part, the event's final state and note."""
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            if message_id:
+                await tx.execute(
+                    "INSERT INTO outbound_messages (channel_id, message_id, inbox_id, sent_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (channel_id, message_id) DO NOTHING",
+                    (item.channel_id, message_id, item.id, now),
+                )
+            if finish is None:
+                sql, params = "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?", (count, now)
+            else:
+                sql = (
+                    "UPDATE inbox SET reply_parts_sent = ?, state = ?, last_error = COALESCE(?, last_error),"
+                    " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ?"
+                )
+                params = (count, finish[0], finish[1], now)
+            if not await tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
+                raise LeaseLost(item.id)  # rolls back the outbound row too; the new holder records its own sends
 
     async def finish(self, item: InboxItem, state: str, note: str | None = None) -> None:
         """done | skipped | dead | undeliverable: the event leaves the queue and releases its conversation."""
@@ -137,6 +152,25 @@ class InboxQueue:
             "UPDATE inbox SET next_attempt_at = ?, last_error = ?, lease_owner = NULL, lease_expires_at = NULL,"
             " updated_at = ? WHERE id = ?",
             (now + delay_ms, error, now),
+        )
+
+    async def hold(self, item: InboxItem, delay_ms: int, reason: str) -> None:
+        """Put the event back untouched for `delay_ms`, without counting this attempt: it waits for something
+        outside it (a channel's re-authorisation), it did not fail."""
+        now = self._clock.now_ms()
+        await self._fenced(
+            item,
+            "UPDATE inbox SET next_attempt_at = ?, last_error = ?, attempts = attempts - 1, lease_owner = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            (now + delay_ms, reason, now),
+        )
+
+    async def wake(self, channel_id: str) -> int:
+        """Make a channel's waiting events due now (it was re-authorised); returns how many."""
+        now = self._clock.now_ms()
+        return await self._db.execute(
+            "UPDATE inbox SET next_attempt_at = ? WHERE channel_id = ? AND state = 'pending' AND next_attempt_at > ?",
+            (now, channel_id, now),
         )
 
     async def _fenced(self, item: InboxItem, sql: str, params: tuple[object, ...]) -> None:

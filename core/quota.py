@@ -16,6 +16,7 @@ from core.clock import Clock, month_bounds
 from core.errors import AccountLocked, NotFound, QuotaExceeded
 from core.ids import new_id
 from core.models import QuotaSnapshot
+from core.storage.activity import QUOTA_THRESHOLDS, record_quota_crossings, record_quota_warning
 from core.storage.credits import append_entry
 from core.storage.db import Database, Row, Transaction
 
@@ -78,19 +79,25 @@ class QuotaService:
         when the cancellation lands after the commit but before this method returns.
         """
         now = self._clock.now_ms()
+        refused: QuotaSnapshot | None = None
         async with self._db.transaction() as tx:
             terms, state = await self._prepare(tx, account_id)
             if terms.locked:
                 raise AccountLocked(account_id)
             if await tx.fetch_one(_RESERVE, (tokens, now, account_id, tokens, terms.ceiling)) is None:
-                raise QuotaExceeded(_snapshot(terms, state), tokens)
-            reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
-            await tx.execute(
-                "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (reservation.id, account_id, tokens, request_id, now, now + self._ttl_ms),
-            )
-            return reservation
+                # Not raised in here: the feed's "used up" warning must commit with the refusal (once a period).
+                refused = _snapshot(terms, state)
+                await _warn_refused(tx, account_id, refused, now)
+            else:
+                reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
+                await tx.execute(
+                    "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (reservation.id, account_id, tokens, request_id, now, now + self._ttl_ms),
+                )
+        if refused is not None:
+            raise QuotaExceeded(refused, tokens)
+        return reservation
 
     async def settle(self, tx: Transaction, reservation: Reservation, used: int) -> QuotaSnapshot:
         """Charge `used` tokens (the API's figure) and drop the reservation, inside the caller's transaction."""
@@ -108,7 +115,11 @@ class QuotaService:
         for kind, tokens in (("usage", -draw), ("overage", overage)):
             if tokens:
                 await append_entry(tx, reservation.account_id, kind, tokens, None, "quota", now)
-        return _snapshot(terms, settled)
+        snapshot = _snapshot(terms, settled)
+        await record_quota_crossings(
+            tx, reservation.account_id, snapshot.period_start, before, after, snapshot.limit_tokens, now
+        )
+        return snapshot
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose call failed: nothing is charged."""
@@ -153,6 +164,14 @@ async def _drop_reservation(tx: Transaction, reservation: Reservation) -> None:
         )
 
 
+async def _warn_refused(tx: Transaction, account_id: str, refused: QuotaSnapshot, now: int) -> None:
+    """A refusal near the end of the allowance is the moment it is used up (a settlement rarely reaches 100%,
+    because the last message that would is refused). Far from it, a refusal is one oversized message: no warning."""
+    taken = refused.used_tokens + refused.reserved_tokens
+    if taken * 100 >= QUOTA_THRESHOLDS[0] * refused.limit_tokens:
+        await record_quota_warning(tx, account_id, refused.period_start, 100, taken, refused.limit_tokens, now)
+
+
 def _snapshot(terms: _PlanTerms, state: Row) -> QuotaSnapshot:
     start = int(state["period_start"])
     _, end = month_bounds(start)
@@ -164,4 +183,7 @@ def _snapshot(terms: _PlanTerms, state: Row) -> QuotaSnapshot:
         period_start=start,
         period_end=end,
         credit_balance=int(state["credit_balance"]),
+        monthly_tokens=terms.monthly,
+        overage_band_tokens=terms.band,
+        credit_tokens=credits,
     )

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 
 import structlog
 
 from core.channel_worker import ChannelWorker
+from core.metrics import Metrics
 from core.queue import InboxItem, InboxQueue
 
 log = structlog.get_logger("core.worker_pool")
@@ -21,9 +23,16 @@ log = structlog.get_logger("core.worker_pool")
 
 class WorkerPool:
     def __init__(
-        self, queue: InboxQueue, worker: ChannelWorker, *, concurrency: int, poll_seconds: float = 0.5
+        self,
+        queue: InboxQueue,
+        worker: ChannelWorker,
+        *,
+        concurrency: int,
+        poll_seconds: float = 0.5,
+        metrics: Metrics | None = None,
     ) -> None:
         self._queue = queue
+        self._metrics = metrics or Metrics.create()
         self._worker = worker
         self._concurrency = concurrency
         self._poll = poll_seconds
@@ -61,7 +70,7 @@ class WorkerPool:
                 except Exception:
                     log.exception("inbox_claim_failed")
             for item in claimed:
-                task = asyncio.get_running_loop().create_task(self._worker.process(item), name=f"inbox-{item.id}")
+                task = asyncio.get_running_loop().create_task(self._timed(item), name=f"inbox-{item.id}")
                 self._running.add(task)
                 task.add_done_callback(self._done)
             if claimed and len(claimed) == free:
@@ -75,6 +84,13 @@ class WorkerPool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self._poll)
         self._wake.clear()
+
+    async def _timed(self, item: InboxItem) -> None:
+        started = time.monotonic()
+        try:
+            await self._worker.process(item)
+        finally:
+            self._metrics.event_seconds.labels(item.kind).observe(time.monotonic() - started)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

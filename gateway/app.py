@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from admin.app import create_admin_app
+from admin import activity, conversations, dashboard, feedback, status, user_quota
+from admin.app import create_admin_app, create_jwt_app
 from core.clock import Clock, SystemClock
 from core.tokens import TokenCounter
-from gateway import data_deletion, health, relay, webhooks
+from gateway import data_deletion, health, metrics_route, openapi_route, relay, webhooks
 from gateway.background import TaskRegistry
 from gateway.keys import CLOCK, SERVICES, SETTINGS, TOKENS
 from gateway.middlewares import error_envelope, request_context
@@ -32,7 +33,7 @@ def create_app(
 ) -> web.Application:
     """The service. `clock` and a preloaded `tokens` counter may be shared in (tests, embedders)."""
     app = web.Application(
-        middlewares=[request_context, error_envelope],
+        middlewares=[request_context, metrics_route.count_relay, error_envelope],
         # The largest body any route accepts; each route enforces its own, smaller limit (gateway/validation.py).
         client_max_size=max(settings.max_body_bytes, settings.max_webhook_bytes),
     )
@@ -45,7 +46,14 @@ def create_app(
     app.add_routes(relay.routes)
     webhooks.add_routes(app)
     app.add_routes(data_deletion.routes)
+    app.add_routes(metrics_route.routes)
+    openapi_route.setup(app)
+    app.add_routes(feedback.routes)  # API key or JWT: not a JWT sub-application (admin/feedback.py)
     app.add_subapp("/api/admin/", create_admin_app())
+    app.add_subapp("/api/conversations/", create_jwt_app([conversations.routes]))
+    app.add_subapp("/api/dashboard/", create_jwt_app([dashboard.routes, activity.routes]))
+    app.add_subapp("/api/user/", create_jwt_app([user_quota.routes]))
+    app.add_subapp("/api/status/", create_jwt_app([status.routes]))
     return app
 
 

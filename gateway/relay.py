@@ -76,4 +76,6 @@ def _render(result: TurnResult) -> dict[str, Any]:
         "cost_usd": format_usd(result.cost_nanousd or 0),
         "cost_known": result.cost_nanousd is not None,
         "quota": quota_json(result.quota),
+        # Beyond the contract: the stored reply's id, so the business's app can let its customer rate it.
+        "message_id": result.message_id,
     }

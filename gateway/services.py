@@ -18,22 +18,33 @@ from core.engine import ConversationEngine, EngineDeps
 from core.errors import NotConfigured
 from core.inbox import InboxWriter
 from core.llm import LLMClient
+from core.metrics import Metrics
+from core.openai_probe import OpenAIProbe
 from core.pricing import PriceTable
 from core.queue import InboxQueue
 from core.quota import QuotaService
 from core.ratelimit import RateLimiter
 from core.secrets import SecretBox
 from core.storage.accounts import AccountStore
+from core.storage.activity import ActivityStore
 from core.storage.api_keys import ApiKeyStore
+from core.storage.audit import AuditStore
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
+from core.storage.contacts_view import ConversationView
 from core.storage.conversation_state import ConversationStateStore
 from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.db import Database
 from core.storage.erasure import Eraser
+from core.storage.export_rows import ExportReader
+from core.storage.feedback import FeedbackStore
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
+from core.storage.reports import ReportStore
+from core.storage.reports_bots import BotReportStore
+from core.storage.reports_usage import UsageSeriesStore
+from core.storage.status_reads import StatusReader
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
@@ -63,6 +74,18 @@ class Services:
     eraser: Eraser
     graph: GraphClient  # Graph reads made on behalf of the admin API (channel ownership checks)
     engine: ConversationEngine | None  # None when no OpenAI key is configured
+    metrics: Metrics  # this app's Prometheus registry and instruments (GET /metrics)
+    openai_probe: OpenAIProbe
+    status_reads: StatusReader
+    exports: ExportReader
+    state: ConversationStateStore  # human takeover pauses (conversations API; the worker has its own handle)
+    conversation_view: ConversationView
+    feedback: FeedbackStore
+    activity: ActivityStore
+    audit: AuditStore
+    reports: ReportStore  # dashboard figures
+    usage_series: UsageSeriesStore
+    bot_reports: BotReportStore
 
     def require_engine(self) -> ConversationEngine:
         if self.engine is None:
@@ -86,9 +109,14 @@ async def open_database(settings: Settings) -> Database:
 async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter) -> AsyncIterator[Services]:
     db = await open_database(settings)
     llm: LLMClient | None = None
+    metrics = Metrics.create()
     # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
     graph_session = aiohttp.ClientSession()
+    reports_db: Database | None = None
     try:
+        # Dashboard reports may scan a year of usage (about a second on SQLite): they get connections of their
+        # own, so the relay's and the webhooks' reads never queue behind one (bench/dashboard.py measures it).
+        reports_db = await Database.open(settings.database_url, base_dir=None)
         # Loading the encodings takes about a second; do it now, off the event loop, not on the first message.
         await asyncio.get_running_loop().run_in_executor(None, tokens.preload)
         prices = PriceTable.load(settings.data_dir / "prices.json")
@@ -105,16 +133,22 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
                 attempt_timeout=settings.llm_attempt_timeout,
                 max_attempts=settings.llm_max_attempts,
                 total_budget=settings.llm_total_budget,
+                metrics=metrics,
             )
             engine = ConversationEngine(
-                EngineDeps(db, clock, plans, conversations, quota, usage, tokens, prices, llm, RateLimiter())
+                EngineDeps(db, clock, plans, conversations, quota, usage, tokens, prices, llm, RateLimiter(), metrics)
             )
         else:
             log.warning("openai_not_configured", hint="set OPENAI_API_KEY; relay calls answer 503 until then")
         accounts = AccountStore(db, clock)
         bots = BotStore(db, clock)
         queue = InboxQueue(db, clock, lease_ms=settings.inbox_lease_seconds * 1000)
-        graph = GraphClient(graph_session, base_url=settings.graph_api_base_url, version=settings.graph_api_version)
+        graph = GraphClient(
+            graph_session,
+            base_url=settings.graph_api_base_url,
+            version=settings.graph_api_version,
+            on_failure=metrics.graph_failure,
+        )
         worker = ChannelWorker(
             WorkerDeps(
                 queue=queue,
@@ -148,13 +182,27 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
             ),
             inbox_writer=InboxWriter(db, clock),
             queue=queue,
-            workers=WorkerPool(queue, worker, concurrency=settings.workers),
+            workers=WorkerPool(queue, worker, concurrency=settings.workers, metrics=metrics),
             eraser=Eraser(db, clock),
             graph=graph,
             engine=engine,
+            metrics=metrics,
+            openai_probe=OpenAIProbe(None if llm is None else llm.sdk, clock),
+            status_reads=StatusReader(db),
+            exports=ExportReader(db),
+            state=ConversationStateStore(db, clock),
+            conversation_view=ConversationView(db),
+            feedback=FeedbackStore(db, clock),
+            activity=ActivityStore(db, clock),
+            audit=AuditStore(db, clock),
+            reports=ReportStore(reports_db),
+            usage_series=UsageSeriesStore(reports_db),
+            bot_reports=BotReportStore(reports_db),
         )
     finally:
         await graph_session.close()
         if llm is not None:
             await llm.close()
+        if reports_db is not None:
+            await reports_db.close()
         await db.close()

@@ -32,6 +32,8 @@ class Settings:
     graph_api_version: str = "v25.0"
     admin_jwt_secret: str | None = field(default=None, repr=False)
     secrets_key: str | None = field(default=None, repr=False)
+    # When set, GET /metrics requires it as a bearer token; unset, /metrics is open (a private scrape network).
+    metrics_token: str | None = field(default=None, repr=False)
     # Where Meta reaches this service (used for the data deletion status URL); derived from the request if unset.
     public_base_url: str | None = None
     log_level: str = "INFO"
@@ -89,6 +91,7 @@ class Settings:
             graph_api_version=get("GRAPH_API_VERSION") or defaults.graph_api_version,
             admin_jwt_secret=secret,
             secrets_key=secrets_key,
+            metrics_token=get("METRICS_TOKEN"),
             public_base_url=get("PUBLIC_BASE_URL"),
             log_level=log_level,
             log_format=log_format,

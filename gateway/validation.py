@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from gateway.keys import SETTINGS
 # Bounds for fields that do not set their own: list entries and strings inside lists.
 _MAX_LIST_ITEMS = 100
 _MAX_STRING = 200
+# The names (never the values) of the fields a JSON body carried, for the audit trail (admin/audit.py).
+BODY_FIELDS = web.RequestKey("body_fields", tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,9 @@ class Field:
     max: float | None = None
     max_length: int | None = None
     choices: Sequence[str] | None = None
+    # A credential (access token, app secret, verify token): visible ASCII only, no spaces or control characters.
+    # They travel in HTTP headers and query strings, where a newline would be refused (or worse, injected).
+    credential: bool = False
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -54,6 +60,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise bad_request("the body is not valid JSON (or is nested too deeply)") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
+    request[BODY_FIELDS] = tuple(body)
     return body
 
 
@@ -89,8 +96,15 @@ def _check(f: Field, value: Any) -> Any:
         return items
     if f.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if f.kind is int and isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)  # 48.0 is the integer 48 in JSON (and in JSON Schema, which the OpenAPI document uses)
     if not isinstance(value, f.kind) or (f.kind is not bool and isinstance(value, bool)):
         raise bad_request(f"'{f.name}' must be {_kind_name(f.kind)}", field=f.name)
+    if isinstance(value, str) and f.credential and not _CREDENTIAL.fullmatch(value):
+        raise bad_request(
+            f"'{f.name}' may contain only visible ASCII characters (no spaces, line breaks or control characters)",
+            field=f.name,
+        )
     if isinstance(value, str):
         value = _text(f, value.strip())
         if f.choices is not None and value not in f.choices:
@@ -103,6 +117,10 @@ def _check(f: Field, value: Any) -> Any:
         if f.max is not None and value > f.max:
             raise bad_request(f"'{f.name}' must be at most {f.max:g}", field=f.name)
     return value
+
+
+_CREDENTIAL = re.compile(r"[!-~]+")
+CREDENTIAL_PATTERN = "^[!-~]+$"  # the same rule in JSON Schema terms, for the OpenAPI document
 
 
 def _text(f: Field, value: str) -> str:

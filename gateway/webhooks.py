@@ -24,6 +24,7 @@ from core.ids import new_id
 from core.inbox import InboxRow, UnroutedRow
 from gateway.errors import ApiError
 from gateway.keys import SERVICES, SETTINGS
+from gateway.metrics_route import webhook_platform
 from gateway.validation import read_limited
 
 log = structlog.get_logger("gateway.webhooks")
@@ -58,10 +59,16 @@ async def verify(request: web.Request) -> web.Response:
 
 async def receive(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    raw = await read_limited(request, request.app[SETTINGS].max_webhook_bytes)
+    source = webhook_platform(request.path)
+    try:
+        raw = await read_limited(request, request.app[SETTINGS].max_webhook_bytes)
+    except ApiError:
+        services.metrics.refused(source, "too_large")
+        raise
     secret = matching_secret(raw, request.headers.get(SIGNATURE_HEADER), await services.directory.signing_secrets())
     if secret is None:
         log.warning("webhook_signature_rejected", path=request.path, bytes=len(raw))
+        services.metrics.refused(source, "unsigned")
         raise ApiError(401, "unauthorized", f"missing or invalid {SIGNATURE_HEADER}")
     rows: list[InboxRow] = []
     unrouted: list[UnroutedRow] = []
@@ -80,6 +87,7 @@ async def receive(request: web.Request) -> web.Response:
             for event in parse(payload):
                 await _route(services, event, secret, rows, unrouted)
     result = await services.inbox_writer.write(rows, unrouted)
+    services.metrics.delivery(source, result.stored, result.duplicates, result.unrouted)
     if result.stored:
         services.workers.wake()
     log.info(

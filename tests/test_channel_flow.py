@@ -6,7 +6,9 @@ import asyncio
 import itertools
 import json
 import random
+import sqlite3
 import time
+from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
@@ -209,6 +211,26 @@ async def test_a_human_replying_from_the_inbox_pauses_the_bot(
     assert {r["event_key"]: r["state"] for r in rows}["m_3"] == "skipped"
 
 
+async def test_our_echo_is_ours_even_when_its_message_id_was_never_recorded(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    """Regression: a crash between a send and its commit left the id unrecorded, and our own echo then paused the
+    bot as if a human had answered. The metadata we attach comes back in the echo and says it is ours."""
+    client, _, settings = live
+    await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=NOW_MS))
+    await settled(settings)
+    [ours] = [r for r in fake_graph.requests if r.kind == "text"]
+    assert ours.body["message"]["metadata"] == "nexus-gateway"
+    with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as conn, conn:
+        conn.execute("DELETE FROM outbound_messages")  # as if the process died right after the send
+    echo = {"message": {"mid": "m_unrecorded", "is_echo": True, "app_id": 111, "metadata": "nexus-gateway"}}
+    await deliver(client, "/webhooks/messenger", fb_event(echo, sender=PAGE_ID, recipient=PSID, ts=NOW_MS + 1000))
+    await deliver(client, "/webhooks/messenger", fb_text("m_2", "still there?", ts=NOW_MS + 2000))
+    rows = await settled(settings)
+    assert {r["event_key"]: r["state"] for r in rows}["m_2"] == "done"
+    assert len(fake_openai.calls) == 2
+
+
 async def test_over_quota_customers_get_one_polite_message(
     make_client: MakeClient, live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:
@@ -223,20 +245,39 @@ async def test_over_quota_customers_get_one_polite_message(
     assert len(texts) == 1 and "can't answer right now" in texts[0]
 
 
-async def test_graph_190_marks_the_channel_for_reauthorisation_and_stops_sends(
+async def test_graph_190_holds_the_conversation_until_the_owner_gives_a_new_token(
     live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:
-    client, _, settings = live
+    client, tenant, settings = live
     fake_graph.fail_text_sends_with(GraphFault(190, 463))
     await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=NOW_MS))
-    await settled(settings)
-    [channel] = db_rows(settings, "SELECT status, status_reason FROM channels WHERE external_id = ?", (PAGE_ID,))
-    assert channel["status"] == "needs_reauth"
+    held = "SELECT event_key, state, attempts, last_error FROM inbox WHERE last_error = ? ORDER BY platform_ts"
+    await until(lambda: len(db_rows(settings, held, ("channel needs re-authorisation",))) == 1)
+    [channel] = db_rows(settings, "SELECT id, status, status_reason FROM channels WHERE external_id = ?", (PAGE_ID,))
+    assert channel["status"] == "needs_reauth" and "190" in channel["status_reason"]
+    # A later message of the conversation waits behind it (order is kept), without a model call.
     await deliver(client, "/webhooks/messenger", fb_text("m_2", "hello?", ts=NOW_MS + 1000))
+    await asyncio.sleep(0.3)
+    states = "SELECT event_key, state, attempts FROM inbox WHERE event_key LIKE 'm_%' ORDER BY platform_ts"
+    assert [(r["state"], r["attempts"]) for r in db_rows(settings, states)] == [("pending", 0), ("pending", 0)]
+    assert len(fake_openai.calls) == 1
+    # The owner reconnects with a new Page token: both are answered, the first with the reply stored before.
+    fake_graph.assets.grant("renewed-page-token", page_id=PAGE_ID)
+    owner = auth("owner", tenant.account_id)
+    patch = {"access_token": "renewed-page-token"}
+    await expect(await client.patch(f"/api/admin/channels/{channel['id']}", json=patch, headers=owner), 200)
     rows = await settled(settings)
-    assert [r["state"] for r in rows] == ["dead", "skipped"]
-    assert len(fake_openai.calls) == 1  # no model call for a channel that cannot answer
-    assert len([r for r in fake_graph.requests if r.kind == "text"]) == 1
+    assert [r["state"] for r in rows if r["event_key"].startswith("m_")] == ["done", "done"]
+    assert len(fake_openai.calls) == 2  # m_1's reply was not generated twice
+    assert fake_graph.texts_to(PSID) == ["You said: hello", "You said: hello?"]
+    assert {r.token for r in fake_graph.requests if r.kind == "text" and r.ok} == {"renewed-page-token"}
+
+
+async def until(condition: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
 
 
 async def test_outside_the_24_hour_window_is_recorded_not_retried(live: Any, fake_graph: FakeGraph) -> None:

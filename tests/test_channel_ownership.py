@@ -138,3 +138,26 @@ async def test_a_replacement_token_is_checked_before_it_replaces_the_old_one(
     reads = len(fake_graph.reads)
     await expect(await client.patch(url, json={"status": "disabled"}, headers=owner), 200)
     assert len(fake_graph.reads) == reads
+
+
+async def test_a_token_with_a_line_break_is_a_400_not_a_500(client: TestClient, fake_graph: FakeGraph) -> None:
+    """Regression (found by schemathesis): a newline in a token reached the Authorization header of the ownership
+    check, aiohttp refused to send it, and the connect answered 500."""
+    tenant = await provision(client)
+    for token in ("a\nb", "a\x01b", "a\x7fb", "with space"):
+        response = await connect(
+            client, tenant.bot_id, auth(), platform="messenger", external_id=PAGE, access_token=token
+        )
+        error = (await expect(response, 400))["error"]
+        assert error["code"] == "bad_request" and "access_token" in error["message"]
+    channel = await expect(
+        await connect(
+            client, tenant.bot_id, auth(), platform="messenger", external_id=PAGE, access_token=f"token-{PAGE}"
+        ),
+        201,
+    )
+    patch = await client.patch(
+        f"/api/admin/channels/{channel['id']}", json={"app_secret": "bad\r\nsecret"}, headers=auth()
+    )
+    assert (await expect(patch, 400))["error"]["code"] == "bad_request"
+    assert len(fake_graph.reads) == 1  # refused before any Graph call

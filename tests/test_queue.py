@@ -31,10 +31,16 @@ async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settin
     assert fresh.attempts == stale.attempts + 1
 
     assert await queue.extend(stale) is False
-    for late_write in (queue.finish(stale, "done"), queue.retry_later(stale, 1000, "x"), queue.parts_sent(stale, 1)):
+    for late_write in (
+        queue.finish(stale, "done"),
+        queue.retry_later(stale, 1000, "x"),
+        queue.part_sent(stale, 1, "m_1"),
+    ):
         with pytest.raises(LeaseLost):
             await late_write
     assert await queue.extend(fresh) is True
     await queue.finish(fresh, "done")
     [row] = db_rows(settings, "SELECT state, lease_owner FROM inbox")
     assert (row["state"], row["lease_owner"]) == ("done", None)
+    # The stale worker's send record was rolled back with its fenced update: the message id is not taken as ours.
+    assert db_rows(settings, "SELECT message_id FROM outbound_messages") == []

@@ -63,7 +63,11 @@ def test_messenger_text_body() -> None:
     assert text_requests(Platform.MESSENGER, PAGE, PSID, "  Hi there!  ") == [
         GraphRequest(
             f"{PAGE}/messages",
-            {"recipient": {"id": PSID}, "messaging_type": "RESPONSE", "message": {"text": "Hi there!"}},
+            {
+                "recipient": {"id": PSID},
+                "messaging_type": "RESPONSE",
+                "message": {"text": "Hi there!", "metadata": "nexus-gateway"},
+            },
         )
     ]
 

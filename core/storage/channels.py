@@ -14,6 +14,7 @@ from core.clock import Clock
 from core.errors import Conflict, NotFound
 from core.ids import new_id
 from core.secrets import SecretBox
+from core.storage.activity import record_channel_error
 from core.storage.db import Database, Row
 
 STATUSES = ("active", "needs_reauth", "disabled")
@@ -150,9 +151,17 @@ class ChannelStore:
         return _channel(row)
 
     async def set_status(self, channel_id: str, status: str, reason: str) -> None:
+        await record_channel_error(self._db, channel_id, status, reason, self._clock.now_ms())  # activity feed
         await self._db.execute(
             "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
             (status, reason, self._clock.now_ms(), channel_id),
+        )
+
+    async def note_error(self, channel_id: str, error: str) -> None:
+        """The channel's last failure (a Graph send, a dead letter), shown by GET /api/status/webhooks."""
+        await self._db.execute(
+            "UPDATE channels SET last_error = ?, last_error_at = ? WHERE id = ?",
+            (error[:500], self._clock.now_ms(), channel_id),
         )
 
     async def disconnect(self, channel_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.clock import Clock
+from core.storage.activity import record_takeover
 from core.storage.db import Database
 
 _ENSURE = """INSERT INTO conversation_state (channel_id, customer_id) VALUES (?, ?)
@@ -21,13 +22,33 @@ class ConversationStateStore:
         )
         return None if row is None or row["paused_until"] is None else int(row["paused_until"])
 
-    async def pause(self, channel_id: str, customer_id: str, until_ms: int) -> None:
+    async def pause(self, channel_id: str, customer_id: str, until_ms: int, *, source: str = "echo") -> None:
+        """Pause the bot in this conversation until `until_ms`: a human answers (an echo, or through the API).
+
+        The activity feed gets a human takeover only when the conversation was not already paused: a person
+        typing ten messages extends one pause, it is not ten takeovers.
+        """
+        now = self._clock.now_ms()
         async with self._db.transaction() as tx:
             await tx.execute(_ENSURE, (channel_id, customer_id))
+            row = await tx.fetch_one(
+                "SELECT paused_until FROM conversation_state WHERE channel_id = ? AND customer_id = ?",
+                (channel_id, customer_id),
+            )
             await tx.execute(
                 "UPDATE conversation_state SET paused_until = ? WHERE channel_id = ? AND customer_id = ?",
                 (until_ms, channel_id, customer_id),
             )
+            previous = None if row is None else row["paused_until"]
+            if previous is None or int(previous) <= now:
+                await record_takeover(tx, channel_id, customer_id, until_ms, source, now)
+
+    async def resume(self, channel_id: str, customer_id: str) -> None:
+        """The bot answers this conversation again (a pause that already ran out changes nothing)."""
+        await self._db.execute(
+            "UPDATE conversation_state SET paused_until = NULL WHERE channel_id = ? AND customer_id = ?",
+            (channel_id, customer_id),
+        )
 
     async def claim_notice(self, channel_id: str, customer_id: str, kind: str, window_ms: int) -> bool:
         """True (and recorded) if no `kind` notice went to this customer within the window: one, not a flood."""
@@ -41,13 +62,6 @@ class ConversationStateStore:
                 (kind, now, channel_id, customer_id, kind, now - window_ms),
             )
         return bool(claimed)
-
-    async def record_outbound(self, channel_id: str, message_id: str, inbox_id: str | None) -> None:
-        await self._db.execute(
-            "INSERT INTO outbound_messages (channel_id, message_id, inbox_id, sent_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (channel_id, message_id) DO NOTHING",
-            (channel_id, message_id, inbox_id, self._clock.now_ms()),
-        )
 
     async def is_ours(self, channel_id: str, message_id: str) -> bool:
         row = await self._db.fetch_one(

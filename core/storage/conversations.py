@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.clock import Clock
 from core.ids import new_id
 from core.models import Contact, StoredMessage
+from core.storage.activity import record_conversation_started
 from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
@@ -56,12 +57,15 @@ class ConversationStore:
         row = await self._db.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
         if row is None:
             async with self._db.transaction() as tx:
-                await tx.execute(
+                created = await tx.execute(
                     f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING",
                     (new_id("con"), *key, self._clock.now_ms()),
                 )
                 row = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+                assert row is not None
+                if created:  # the dashboard feed shows each new conversation once
+                    await record_conversation_started(tx, _contact(row))
         assert row is not None
         return _contact(row)
 
@@ -74,8 +78,8 @@ class ConversationStore:
 
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
-    ) -> None:
-        """Append messages in order, inside the caller's transaction (with the charge for them)."""
+    ) -> list[str]:
+        """Append messages in order, inside the caller's transaction (with the charge for them); their ids."""
         now = self._clock.now_ms()
         row = await tx.fetch_one(
             "UPDATE contacts SET message_count = message_count + ?, last_message_at = ? WHERE id = ?"
@@ -85,9 +89,10 @@ class ConversationStore:
         assert row is not None
         first_seq = int(row["message_count"]) - len(messages) + 1
         values: list[object] = []
+        ids = [new_id("msg") for _ in messages]
         for offset, message in enumerate(messages):
             values += [
-                new_id("msg"),
+                ids[offset],
                 contact.account_id,
                 contact.bot_id,
                 contact.id,
@@ -103,3 +108,4 @@ class ConversationStore:
             " created_at) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
             values,
         )
+        return ids

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -24,6 +24,7 @@ from core.storage.write_lock import WriteLock
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]
+T = TypeVar("T")
 
 # Errors that mean "the database is busy or unreachable right now": answered 503, never 500.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
@@ -57,30 +58,42 @@ class DatabaseURL:
 
 
 class Transaction:
-    """Statements run inside one BEGIN IMMEDIATE ... COMMIT on the writer connection."""
+    """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection.
+
+    Each statement is one hop to aiosqlite's thread, and BEGIN travels with the first statement: a transaction of
+    N statements costs N + 1 hops (the last is COMMIT) instead of 2N + 2. Every hop is time the write lock is
+    held while the event loop and the database thread hand work back and forth, and the webhook acknowledgement
+    waits behind that lock.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self.began = False
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        cursor = await self._conn.execute(sql, params)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return await self._hop(lambda raw: _rowcount(raw.execute(sql, params)))
 
     async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
         """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
-        cursor = await self._conn.executemany(sql, rows)
-        count = cursor.rowcount
-        await cursor.close()
-        return count
+        return await self._hop(lambda raw: _rowcount(raw.executemany(sql, rows)))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._conn.execute_fetchall(sql, params)
+        rows = await self._hop(lambda raw: raw.execute(sql, params).fetchall())
         return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
+        return await self._hop(lambda raw: raw.execute(sql, params).fetchall())
+
+    async def _hop(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        begin, self.began = not self.began, True
+
+        def run() -> T:
+            raw = _raw(self._conn)
+            if begin:
+                raw.execute("BEGIN IMMEDIATE")
+            return work(raw)
+
+        return await _on_thread(self._conn, run)
 
 
 class Database:
@@ -116,20 +129,25 @@ class Database:
     async def transaction(self, *, urgent: bool = False) -> AsyncIterator[Transaction]:
         """One write transaction. `urgent` ones (webhook acknowledgements) are let in before ordinary ones."""
         async with self._write_lock.hold(urgent=urgent):
+            tx = Transaction(self._writer)
             try:
-                # Inside the try: if we are cancelled while BEGIN waits for another process's lock, the
-                # statement still completes in aiosqlite's thread, and the rollback queued after it undoes it.
-                await self._writer.execute_fetchall("BEGIN IMMEDIATE")
-                yield Transaction(self._writer)
-                # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
-                await asyncio.shield(self._writer.commit())
+                yield tx
+                if tx.began:
+                    # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
+                    await asyncio.shield(_on_thread(self._writer, lambda: _end(_raw(self._writer), "COMMIT")))
             except BaseException:
-                await asyncio.shield(self._writer.rollback())
+                if tx.began:
+                    # Queued behind any hop still running (one cancelled while BEGIN waited for another
+                    # process's lock, say), and decided there: the thread looks whether a transaction is open.
+                    await asyncio.shield(_on_thread(self._writer, lambda: _end(_raw(self._writer), "ROLLBACK")))
                 raise
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+        """One statement as its own transaction, in one hop: SQLite commits a lone statement atomically."""
+        async with self._write_lock.hold():
+            return await asyncio.shield(
+                _on_thread(self._writer, lambda: _rowcount(_raw(self._writer).execute(sql, params)))
+            )
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self._reader.execute_fetchall(sql, params)
@@ -144,6 +162,30 @@ class Database:
         except (sqlite3.Error, ValueError):
             return False
         return True
+
+
+def _raw(conn: aiosqlite.Connection) -> sqlite3.Connection:
+    return conn._conn  # the sqlite3 connection aiosqlite's thread owns; only touched from that thread
+
+
+async def _on_thread(conn: aiosqlite.Connection, fn: Callable[[], T]) -> T:
+    """Run `fn` on the connection's own thread, in order with everything else queued there: one hop.
+
+    aiosqlite's `_execute` is the primitive its public methods are built on; using it lets a whole unit of work
+    (BEGIN and a statement, or a statement and its rows) cross to the thread once instead of once per call.
+    """
+    return await conn._execute(fn)
+
+
+def _rowcount(cursor: sqlite3.Cursor) -> int:
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def _end(raw: sqlite3.Connection, verb: str) -> None:
+    if raw.in_transaction:
+        raw.execute(verb)
 
 
 async def _connect(path: Path) -> aiosqlite.Connection:

@@ -1,7 +1,8 @@
 """Erasing an end customer's data: what a data deletion request (Meta's callback, or an operator) removes.
 
-Removed: the contact rows, their conversation messages, per-conversation state, and unrouted deliveries that
-mention the id. Inbox rows are scrubbed rather than deleted: their event key (the platform message id, not a
+Removed: the contact rows, their conversation messages, ratings of the bot's replies to them, per-conversation
+state, and unrouted deliveries that mention the id (activity feed rows, which hold no personal data, lose their
+link to the contact). Inbox rows are scrubbed rather than deleted: their event key (the platform message id, not a
 personal datum) stays so that a late retry of an old delivery is still recognised as a duplicate and never
 answered again. Usage records keep their token and cost figures for billing but lose the link to the contact.
 """
@@ -44,6 +45,9 @@ class Eraser:
             for contact_id in contact_ids:
                 messages += await tx.execute("DELETE FROM messages WHERE contact_id = ?", (contact_id,))
                 await tx.execute("UPDATE usage_records SET contact_id = NULL WHERE contact_id = ?", (contact_id,))
+                # Ratings may carry the customer's own words; feed rows only lose their link to the person.
+                await tx.execute("DELETE FROM feedback WHERE contact_id = ?", (contact_id,))
+                await tx.execute("UPDATE activity SET contact_id = NULL WHERE contact_id = ?", (contact_id,))
                 await tx.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
             channel_filter, params = _channels(account_id)
             inbox = await tx.execute(

@@ -302,6 +302,11 @@ MIGRATIONS += (
             "CREATE INDEX messages_account_time ON messages(account_id, created_at)",
             "CREATE INDEX contacts_account_recent ON contacts(account_id, last_message_at)",
             "CREATE INDEX usage_bot_time ON usage_records(bot_id, created_at)",
+            # Dead letters per channel (status API, metrics scrape): partial, so it holds only the rare dead
+            # events and costs nothing on the webhook path, which only ever inserts pending ones.
+            "CREATE INDEX inbox_dead ON inbox(channel_id, updated_at) WHERE state = 'dead'",
+            # The operator's all-accounts dashboard counts messages by time alone; without this, a full scan.
+            "CREATE INDEX messages_time ON messages(created_at)",
         ),
     ),
 )

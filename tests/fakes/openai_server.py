@@ -104,6 +104,7 @@ class FakeOpenAI:
         self.snapshots: dict[str, str] = dict(SNAPSHOTS)
         self.rate_limits = (5000, 160000)  # (requests, tokens) reported in x-ratelimit-limit-*
         self.calls: list[RecordedCall] = []
+        self.model_lists = 0  # GET /v1/models requests seen (status probes)
         self.in_flight = 0
         self.max_in_flight = 0
         self._reply: Callable[[dict], str] = _default_reply
@@ -238,6 +239,7 @@ class FakeOpenAI:
 
     # ---- handlers ---------------------------------------------------------------------------------
     async def _models(self, request: web.Request) -> web.Response:
+        self.model_lists += 1
         rid = f"req_{self._ids.getrandbits(128):032x}"
         if (err := errs.auth_error(request.headers.get("Authorization", ""), self.api_key)) is not None:
             return web.json_response(err, status=401, headers={"x-request-id": rid})

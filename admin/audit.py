@@ -1,0 +1,182 @@
+"""The audit trail: a middleware that records every mutation of the JWT sub-applications, and its admin route.
+
+Recorded: POST/PUT/PATCH/DELETE that succeeded (2xx) or were refused (4xx), except 401 (no identity to record).
+Who is the token's subject and role; what is the method, the route pattern and its target (the last path
+parameter, or the created object for a 201); the account touched is the caller's own for owners and viewers (the
+only one they can touch; an attempt on another account's id is recorded against their own), and for the operator
+the account owning the target, looked up before the handler runs. Bodies are never stored: only the names of
+the fields sent, so access tokens, app secrets and API keys cannot leak into the trail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from admin.activity import account_scope
+from admin.auth import principal, require_admin
+from admin.pagination import next_cursor, page_request
+from core.clock import iso_utc
+from core.errors import GatewayError
+from core.storage.audit import AuditEntry, AuditStore, NewAuditEntry
+from gateway.errors import ApiError, from_domain
+from gateway.keys import SERVICES
+from gateway.middlewares import request_id
+from gateway.validation import BODY_FIELDS
+
+log = structlog.get_logger("admin.audit")
+
+routes = web.RouteTableDef()
+
+MUTATIONS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Field names are recorded only when they look like field names: a client could send a secret as a key.
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_MAX_FIELDS = 50
+
+
+@web.middleware
+async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Runs inside require_token, so every request that reaches it has a principal."""
+    match = request.match_info
+    if request.method not in MUTATIONS or match.http_exception is not None:
+        return await handler(request)
+    audit = request.config_dict[SERVICES].audit
+    who = principal(request)
+    params = dict(match)
+    account = who.account_id if not who.is_admin else await _owner(audit, params)
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except ApiError as exc:
+        status = exc.status
+        raise
+    except GatewayError as exc:
+        status = from_domain(exc).status
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        if _audited(status):
+            body = _json_body(response) if 200 <= status < 300 else {}
+            pattern = match.route.resource.canonical if match.route.resource is not None else request.path
+            target_type, target_id = _target(pattern, params, body, status)
+            if account is None and isinstance(body.get("account_id"), str):
+                account = body["account_id"]
+            elif account is None and target_type == "account" and status == 201:
+                account = target_id
+            entry = NewAuditEntry(
+                actor=who.subject,
+                actor_role=who.role,
+                account_id=account,
+                action=getattr(match.handler, "__name__", request.method.lower()),
+                method=request.method,
+                path=pattern,
+                target_type=target_type,
+                target_id=target_id,
+                status=status,
+                request_id=request_id(request),
+                detail=_detail(request),
+            )
+            try:
+                await audit.record(entry)
+            except Exception:
+                # The mutation itself is committed: answering 5xx now would invite a retry that repeats it.
+                log.exception("audit_write_failed", method=request.method, path=pattern, alert=True)
+
+
+def _audited(status: int) -> bool:
+    return 200 <= status < 300 or (400 <= status < 500 and status != 401)
+
+
+async def _owner(audit: AuditStore, params: dict[str, str]) -> str | None:
+    if "account_id" in params:
+        return params["account_id"]
+    for name, value in params.items():
+        owner = await audit.owner_of(name, value)
+        if owner is not None:
+            return owner
+    return None
+
+
+def _target(pattern: str, params: dict[str, str], body: dict[str, Any], status: int) -> tuple[str | None, str | None]:
+    """The object acted on: a created one (201 with an id), else the last path parameter, else the collection."""
+    last = pattern.rstrip("/").rsplit("/", 1)[-1]
+    if status == 201 and isinstance(body.get("id"), str) and not last.startswith("{"):
+        return _singular(last), body["id"]
+    if params:
+        name, value = list(params.items())[-1]
+        return name.removesuffix("_id"), value
+    return (_singular(last), None) if last and not last.startswith("{") else (None, None)
+
+
+def _singular(segment: str) -> str:
+    name = segment.replace("-", "_")
+    return name[:-1] if name.endswith("s") and not name.endswith("ss") else name
+
+
+def _json_body(response: web.StreamResponse | None) -> dict[str, Any]:
+    if not isinstance(response, web.Response) or response.content_type != "application/json" or not response.body:
+        return {}
+    try:
+        body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _detail(request: web.Request) -> dict[str, Any] | None:
+    sent = request.get(BODY_FIELDS)
+    if sent is None:
+        return None
+    names = [str(name) for name in sent]
+    kept = sorted(name for name in names if _FIELD_NAME.match(name))[:_MAX_FIELDS]
+    detail: dict[str, Any] = {"fields": kept}
+    if len(kept) < len(names):
+        detail["other_fields"] = len(names) - len(kept)
+    return detail
+
+
+@routes.get("/audit")
+async def list_audit(request: web.Request) -> web.Response:
+    # As everywhere: another account's id is a 404 first, whatever the role; then only the operator reads.
+    account_id = await account_scope(request)
+    require_admin(principal(request))
+    page = page_request(request, (int, str))
+    entries = await request.config_dict[SERVICES].audit.page(
+        account_id,
+        after=page.after,  # type: ignore[arg-type]
+        limit=page.limit + 1,
+    )
+    return web.json_response(
+        {
+            "entries": [audit_json(e) for e in entries[: page.limit]],
+            "next_cursor": next_cursor([(e.created_at, e.id) for e in entries], page.limit),
+        }
+    )
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "actor": entry.actor,
+        "actor_role": entry.actor_role,
+        "account_id": entry.account_id,
+        "action": entry.action,
+        "method": entry.method,
+        "path": entry.path,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "status": entry.status,
+        "request_id": entry.request_id,
+        "detail": entry.detail,
+        "created_at": iso_utc(entry.created_at),
+    }

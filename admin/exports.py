@@ -1,0 +1,208 @@
+"""`GET /api/admin/logs/export`: usage records streamed as CSV or NDJSON, a year of them without holding them.
+
+The answer is written page by page from a keyset-paginated query (core/storage/export_rows.py): memory stays flat
+whatever the range. The columns are a stable, documented contract (EXPORT_COLUMNS); new columns are only ever
+appended. An admin exports any one account or all; owners and viewers export their own account only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from admin.auth import check_account, principal
+from core.pricing import format_usd
+from core.storage.export_rows import ExportFilter, ExportRow
+from gateway.errors import bad_request
+from gateway.keys import SERVICES
+
+routes = web.RouteTableDef()
+log = structlog.get_logger("admin.exports")
+
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "created_at",
+    "account_id",
+    "bot_id",
+    "contact_id",
+    "channel",
+    "model",
+    "response_model",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+    "latency_ms",
+    "attempts",
+    "outcome",
+    "error_code",
+    "request_id",
+)
+_QUERY_PARAMS = frozenset({"format", "from", "to", "account_id"})
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); such text cells get a
+# leading apostrophe in CSV. Ids, models and codes never start with them, so real data round-trips unchanged.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class _Format:
+    content_type: str
+    extension: str
+    header: Callable[[], str]
+    render: Callable[[Sequence[ExportRow]], str]
+
+
+def row_values(row: ExportRow) -> dict[str, Any]:
+    """One record as the export shows it: ISO time with milliseconds, cost as a USD decimal string or null."""
+    return {
+        "id": row.id,
+        "created_at": _iso_ms(row.created_at),
+        "account_id": row.account_id,
+        "bot_id": row.bot_id,
+        "contact_id": row.contact_id,
+        "channel": row.channel,
+        "model": row.model,
+        "response_model": row.response_model,
+        "prompt_tokens": row.prompt_tokens,
+        "cached_tokens": row.cached_tokens,
+        "completion_tokens": row.completion_tokens,
+        "reasoning_tokens": row.reasoning_tokens,
+        "total_tokens": row.total_tokens,
+        "cost_usd": None if row.cost_nanousd is None else format_usd(row.cost_nanousd),
+        "latency_ms": row.latency_ms,
+        "attempts": row.attempts,
+        "outcome": row.outcome,
+        "error_code": row.error_code,
+        "request_id": row.request_id,
+    }
+
+
+def _csv_header() -> str:
+    return _csv_lines([EXPORT_COLUMNS])
+
+
+def _csv_page(rows: Sequence[ExportRow]) -> str:
+    return _csv_lines([[_csv_cell(v) for v in row_values(r).values()] for r in rows])
+
+
+def _csv_lines(lines: Sequence[Sequence[object]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(lines)  # RFC 4180: CRLF, quotes doubled where needed
+    return buffer.getvalue()
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""  # unknown (no price, no latency) is an empty cell, never "None"
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _ndjson_page(rows: Sequence[ExportRow]) -> str:
+    return "".join(json.dumps(row_values(r), separators=(",", ":"), ensure_ascii=False) + "\n" for r in rows)
+
+
+FORMATS = {
+    "csv": _Format("text/csv", "csv", _csv_header, _csv_page),
+    "ndjson": _Format("application/x-ndjson", "ndjson", lambda: "", _ndjson_page),
+}
+
+
+@routes.get("/logs/export")
+async def export_usage(request: web.Request) -> web.StreamResponse:
+    who = principal(request)
+    query = request.query
+    unknown = sorted(set(query) - _QUERY_PARAMS)
+    if unknown:
+        raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}", fields=unknown)
+    fmt_name = query.get("format", "csv")
+    fmt = FORMATS.get(fmt_name)
+    if fmt is None:
+        raise bad_request("'format' must be csv or ndjson", field="format")
+    from_ms = _instant(query, "from")
+    to_ms = _instant(query, "to")
+    if from_ms is not None and to_ms is not None and from_ms >= to_ms:
+        raise bad_request("'from' must be earlier than 'to'", field="from")
+    if query.get("account_id") == "":
+        raise bad_request("'account_id' may not be empty", field="account_id")
+    account_id = query.get("account_id") or (None if who.is_admin else who.account_id)
+    services = request.config_dict[SERVICES]
+    if account_id is not None:
+        check_account(who, account_id)  # another account's id is a 404, as if it did not exist
+        await services.accounts.get(account_id)  # an admin naming an unknown account gets a 404 too
+    where = ExportFilter(account_id, from_ms, to_ms)
+
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"{fmt.content_type}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{_filename(where, fmt.extension)}"',
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    if header := fmt.header():
+        await response.write(header.encode())
+    try:
+        async with contextlib.aclosing(services.exports.pages(where)) as pages:
+            async for page in pages:
+                # write() waits while the client's socket is full: a slow reader slows the reads, not memory.
+                await response.write(fmt.render(page).encode())
+    except ConnectionError:
+        log.info("export_abandoned", account_id=account_id)  # the client hung up; nothing to clean
+        return response
+    except Exception:
+        # The 200 and its headers are gone: the honest signal left is a body without its final chunk, which
+        # every HTTP client reports as an incomplete download. An error envelope here would corrupt the stream.
+        log.exception("export_failed", account_id=account_id)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _instant(query: Any, name: str) -> int | None:
+    """An RFC 3339 time (`2026-01-31T12:00:00Z`; no offset means UTC) or a date (`2026-01-31`, midnight UTC)."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.strip())
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    except (ValueError, OverflowError):
+        raise bad_request(
+            f"'{name}' must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)", field=name
+        ) from None
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    # Integer seconds and milliseconds: epoch_ms / 1000 as a float would round some milliseconds wrongly.
+    seconds, millis = divmod(epoch_ms, 1000)
+    return f"{datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec='seconds')[:19]}.{millis:03d}Z"
+
+
+def _filename(where: ExportFilter, extension: str) -> str:
+    scope = where.account_id or "all-accounts"
+    start = _day(where.from_ms) if where.from_ms is not None else "start"
+    end = _day(where.to_ms) if where.to_ms is not None else "now"
+    # Ids are [a-z0-9_] (core/ids.py), so the name needs no quoting beyond the surrounding quotes.
+    safe_scope = "".join(c for c in scope if c.isalnum() or c in "_-")
+    return f"usage_{safe_scope}_{start}_{end}.{extension}"
+
+
+def _day(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,226 @@
+"""The activity feed of an account: conversations started, quota warnings, channel errors, human takeovers and
+admin actions, newest first.
+
+Rows are written where the event happens, inside that event's own transaction when it has one (a new contact,
+a quota settlement, a pause), so the feed never shows something that was rolled back. Summaries carry no
+personal data (no customer ids, no message text): the feed links to the contact by its opaque id instead, and
+an erasure unlinks it (core/storage/erasure.py). `dedupe_key` makes "once per account, period and threshold"
+warnings idempotent under concurrent settlements.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.clock import Clock
+from core.ids import new_id
+from core.models import Contact
+from core.storage.db import Database, Row, Transaction
+
+KINDS = ("conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action")
+# Shares of the period's allowance that raise a warning, in percent.
+QUOTA_THRESHOLDS = (80, 100)
+_ERROR_STATUSES = {"needs_reauth": "needs re-authorisation", "disabled": "was disabled"}
+_PLATFORM_NAMES = {"messenger": "Messenger", "instagram": "Instagram", "whatsapp": "WhatsApp", "relay": "relay API"}
+_COLUMNS = "id, account_id, kind, bot_id, channel_id, contact_id, summary, detail, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class NewActivity:
+    account_id: str
+    kind: str
+    summary: str
+    bot_id: str | None = None
+    channel_id: str | None = None
+    contact_id: str | None = None
+    detail: Mapping[str, Any] | None = None
+    dedupe_key: str | None = None  # a second row with the same key is silently not written
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityEntry:
+    id: str
+    account_id: str
+    kind: str
+    bot_id: str | None
+    channel_id: str | None
+    contact_id: str | None
+    summary: str
+    detail: Mapping[str, Any] | None
+    created_at: int
+
+
+def _entry(row: Row) -> ActivityEntry:
+    return ActivityEntry(
+        id=row["id"],
+        account_id=row["account_id"],
+        kind=row["kind"],
+        bot_id=row["bot_id"],
+        channel_id=row["channel_id"],
+        contact_id=row["contact_id"],
+        summary=row["summary"],
+        detail=None if row["detail"] is None else json.loads(row["detail"]),
+        created_at=int(row["created_at"]),
+    )
+
+
+async def add_activity(tx: Transaction, entry: NewActivity, now_ms: int) -> bool:
+    """Write one feed row inside the caller's transaction; False when its dedupe key was already used."""
+    written = await tx.execute(
+        "INSERT INTO activity (id, account_id, kind, bot_id, channel_id, contact_id, summary, detail, dedupe_key,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+        (
+            new_id("act"),
+            entry.account_id,
+            entry.kind,
+            entry.bot_id,
+            entry.channel_id,
+            entry.contact_id,
+            entry.summary,
+            None if entry.detail is None else json.dumps(dict(entry.detail), separators=(",", ":")),
+            entry.dedupe_key,
+            now_ms,
+        ),
+    )
+    return bool(written)
+
+
+async def record_conversation_started(tx: Transaction, contact: Contact) -> None:
+    platform = _PLATFORM_NAMES.get(contact.platform, contact.platform)
+    await add_activity(
+        tx,
+        NewActivity(
+            contact.account_id,
+            "conversation_started",
+            f"New conversation on {platform}",
+            bot_id=contact.bot_id,
+            contact_id=contact.id,
+            detail={"platform": contact.platform},
+        ),
+        contact.created_at,
+    )
+
+
+async def record_quota_crossings(
+    tx: Transaction, account_id: str, period_start: int, before: int, after: int, limit: int, now_ms: int
+) -> None:
+    """A warning for each threshold that usage crossed going from `before` to `after` tokens of `limit`."""
+    if limit <= 0:
+        return
+    for threshold in QUOTA_THRESHOLDS:
+        if before * 100 < threshold * limit <= after * 100:
+            await record_quota_warning(tx, account_id, period_start, threshold, after, limit, now_ms)
+
+
+async def record_quota_warning(
+    tx: Transaction, account_id: str, period_start: int, threshold: int, used: int, limit: int, now_ms: int
+) -> None:
+    summary = (
+        "The token allowance of this month is used up; customers are not being answered"
+        if threshold >= 100
+        else f"{threshold}% of this month's token allowance is used"
+    )
+    await add_activity(
+        tx,
+        NewActivity(
+            account_id,
+            "quota_warning",
+            summary,
+            detail={"threshold_percent": threshold, "used_tokens": used, "limit_tokens": limit},
+            dedupe_key=f"quota:{account_id}:{period_start}:{threshold}",
+        ),
+        now_ms,
+    )
+
+
+async def record_channel_error(db: Database, channel_id: str, status: str, reason: str, now_ms: int) -> None:
+    """Called by ChannelStore.set_status before its own UPDATE: one row when the channel turns `needs_reauth` or
+    `disabled`. The transition is claimed here, with the row, in one transaction (the same status and reason the
+    caller then writes again): two workers failing at once on the same channel must make one row, not two."""
+    if status not in _ERROR_STATUSES:
+        return
+    async with db.transaction() as tx:
+        row = await tx.fetch_one(
+            "SELECT account_id, bot_id, platform, external_id, status FROM channels WHERE id = ?", (channel_id,)
+        )
+        if row is None or row["status"] == status:
+            return  # already in that state: a second failing send is not news
+        await tx.execute(
+            "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+            (status, reason, now_ms, channel_id),
+        )
+        platform = _PLATFORM_NAMES.get(row["platform"], row["platform"])
+        await add_activity(
+            tx,
+            NewActivity(
+                row["account_id"],
+                "channel_error",
+                f"{platform} channel {row['external_id']} {_ERROR_STATUSES[status]}",
+                bot_id=row["bot_id"],
+                channel_id=channel_id,
+                detail={"status": status, "previous_status": row["status"], "reason": reason[:500]},
+            ),
+            now_ms,
+        )
+
+
+async def record_takeover(
+    tx: Transaction, channel_id: str, customer_id: str, until_ms: int, source: str, now_ms: int
+) -> None:
+    """A human took over a conversation of `channel_id` (detected from an echo, or asked for through the API)."""
+    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
+    if channel is None:
+        return
+    contact = await tx.fetch_one(
+        "SELECT id FROM contacts WHERE bot_id = ? AND platform = ? AND external_id = ?",
+        (channel["bot_id"], channel["platform"], customer_id),
+    )
+    minutes = max(0, (until_ms - now_ms + 30_000) // 60_000)  # rounded: the caller read the clock a moment ago
+    who = "A person answered from the inbox" if source == "echo" else "A person took over"
+    await add_activity(
+        tx,
+        NewActivity(
+            channel["account_id"],
+            "human_takeover",
+            f"{who}; the bot is paused in this conversation for {minutes} min",
+            bot_id=channel["bot_id"],
+            channel_id=channel_id,
+            contact_id=None if contact is None else contact["id"],
+            detail={"source": source, "paused_minutes": minutes},
+        ),
+        now_ms,
+    )
+
+
+class ActivityStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add(self, entry: NewActivity) -> bool:
+        async with self._db.transaction() as tx:
+            return await add_activity(tx, entry, self._clock.now_ms())
+
+    async def page(
+        self, account_id: str | None, *, kind: str | None, after: tuple[int, str] | None, limit: int
+    ) -> list[ActivityEntry]:
+        """Up to `limit` entries, newest first, older than the `(created_at, id)` key `after`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if account_id is not None:
+            where.append("account_id = ?")
+            params.append(account_id)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM activity{clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
+        )
+        return [_entry(r) for r in rows]

@@ -1,0 +1,156 @@
+"""The audit trail: every mutation made through the admin and dashboard APIs, who made it, and how it ended.
+
+An entry never holds a request body: `detail` names the body fields sent, not their values, so access tokens,
+app secrets and keys can never land here. A successful mutation also appears in the touched account's activity
+feed (kind `admin_action`), written in the same transaction as the audit row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.clock import Clock
+from core.ids import new_id
+from core.storage.activity import NewActivity, add_activity
+from core.storage.db import Database, Row
+
+_COLUMNS = (
+    "id, actor, actor_role, account_id, action, method, path, target_type, target_id, status, request_id, detail,"
+    " created_at"
+)
+# The owning account of a path parameter's object, looked up before the mutation runs (an erased contact is gone
+# afterwards). Table names come from this mapping only.
+_OWNER_TABLES = {"bot_id": "bots", "channel_id": "channels", "contact_id": "contacts"}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    actor: str
+    actor_role: str
+    account_id: str | None  # the account the mutation touched; None for platform-wide ones (plans)
+    action: str
+    method: str
+    path: str  # the route pattern, e.g. /api/admin/bots/{bot_id}
+    target_type: str | None
+    target_id: str | None
+    status: int
+    request_id: str | None
+    detail: Mapping[str, Any] | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewAuditEntry:
+    actor: str
+    actor_role: str
+    account_id: str | None
+    action: str
+    method: str
+    path: str
+    target_type: str | None
+    target_id: str | None
+    status: int
+    request_id: str | None
+    detail: Mapping[str, Any] | None
+
+
+def _entry(row: Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        actor=row["actor"],
+        actor_role=row["actor_role"],
+        account_id=row["account_id"],
+        action=row["action"],
+        method=row["method"],
+        path=row["path"],
+        target_type=row["target_type"],
+        target_id=row["target_id"],
+        status=int(row["status"]),
+        request_id=row["request_id"],
+        detail=None if row["detail"] is None else json.loads(row["detail"]),
+        created_at=int(row["created_at"]),
+    )
+
+
+class AuditStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def owner_of(self, param: str, value: str) -> str | None:
+        """The account owning the object a path parameter names (`bot_id`, ...), if it exists."""
+        if param == "account_id":
+            return value
+        table = _OWNER_TABLES.get(param)
+        if table is None:
+            return None
+        row = await self._db.fetch_one(f"SELECT account_id FROM {table} WHERE id = ?", (value,))
+        return None if row is None else row["account_id"]
+
+    async def record(self, entry: NewAuditEntry) -> None:
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new_id("aud"),
+                    entry.actor,
+                    entry.actor_role,
+                    entry.account_id,
+                    entry.action,
+                    entry.method,
+                    entry.path,
+                    entry.target_type,
+                    entry.target_id,
+                    entry.status,
+                    entry.request_id,
+                    None if entry.detail is None else json.dumps(dict(entry.detail), separators=(",", ":")),
+                    now,
+                ),
+            )
+            # The feed shows what happened to the account; refused attempts stay in the audit trail only.
+            if entry.account_id is not None and 200 <= entry.status < 300:
+                await add_activity(tx, _admin_action(entry), now)
+
+    async def page(self, account_id: str | None, *, after: tuple[int, str] | None, limit: int) -> list[AuditEntry]:
+        """Up to `limit` entries, newest first, older than the `(created_at, id)` key `after`."""
+        where: list[str] = []
+        params: list[Any] = []
+        if account_id is not None:
+            where.append("account_id = ?")
+            params.append(account_id)
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM audit_log{clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
+        )
+        return [_entry(r) for r in rows]
+
+
+def _admin_action(entry: NewAuditEntry) -> NewActivity:
+    who = "The operator" if entry.actor_role == "admin" else f"{entry.actor_role.capitalize()} {entry.actor}"
+    what = entry.action.replace("_", " ")
+    if entry.target_type and entry.target_id:
+        # "update bot bot_1", not "update bot bot bot_1"; "lock account (account acc_1)" where the verb hides it.
+        named = what.endswith(" " + entry.target_type.replace("_", " "))
+        what += f" {entry.target_id}" if named else f" ({entry.target_type} {entry.target_id})"
+    return NewActivity(
+        entry.account_id or "",
+        "admin_action",
+        f"{who}: {what}",
+        bot_id=entry.target_id if entry.target_type == "bot" else None,
+        channel_id=entry.target_id if entry.target_type == "channel" else None,
+        detail={
+            "actor": entry.actor,
+            "actor_role": entry.actor_role,
+            "method": entry.method,
+            "path": entry.path,
+            "status": entry.status,
+        },
+    )

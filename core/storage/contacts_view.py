@@ -1,0 +1,167 @@
+"""Read models of the conversations API: contacts as conversations (last message, pause state) and their messages.
+
+The last message is found without a sort: a contact's messages are numbered 1..message_count (seq), so the
+newest is the one whose seq equals the count. The pause state lives per channel (conversation_state), so a
+contact's pause is the latest one over the live channels of its bot on its platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import NotFound
+from core.storage.db import Database, Row
+
+PREVIEW_CHARS = 140
+PLATFORMS = ("messenger", "instagram", "whatsapp", "relay")
+
+_PAUSED_UNTIL = """(SELECT MAX(s.paused_until) FROM conversation_state s JOIN channels ch ON ch.id = s.channel_id
+    WHERE s.customer_id = c.external_id AND ch.bot_id = c.bot_id AND ch.platform = c.platform
+    AND ch.disconnected_at IS NULL)"""
+
+_SUMMARY = f"""SELECT c.id, c.account_id, c.bot_id, b.name AS bot_name, c.platform, c.external_id, c.message_count,
+    c.created_at, c.last_message_at, m.role AS last_role, SUBSTR(m.content, 1, {PREVIEW_CHARS + 1}) AS last_preview,
+    {_PAUSED_UNTIL} AS paused_until
+    FROM contacts c JOIN bots b ON b.id = c.bot_id
+    LEFT JOIN messages m ON m.contact_id = c.id AND m.seq = c.message_count"""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    id: str
+    account_id: str
+    bot_id: str
+    bot_name: str
+    platform: str
+    external_id: str
+    message_count: int
+    created_at: int
+    last_message_at: int | None
+    last_role: str | None
+    last_preview: str | None  # at most PREVIEW_CHARS characters, with an ellipsis when cut
+    paused_until: int | None  # the latest pause over the contact's channels, expired or not
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFilter:
+    account_id: str | None  # None: every account (the operator)
+    q: str | None = None  # a substring of the external id or of any message, case-insensitive
+    platform: str | None = None
+    bot_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: str
+    seq: int
+    role: str
+    content: str
+    tokens: int
+    created_at: int
+    rating: str | None  # the feedback on a bot reply, if any
+
+
+def _summary(row: Row) -> ConversationSummary:
+    preview = row["last_preview"]
+    if preview is not None and len(preview) > PREVIEW_CHARS:
+        preview = preview[: PREVIEW_CHARS - 1] + "…"
+    return ConversationSummary(
+        id=row["id"],
+        account_id=row["account_id"],
+        bot_id=row["bot_id"],
+        bot_name=row["bot_name"],
+        platform=row["platform"],
+        external_id=row["external_id"],
+        message_count=int(row["message_count"]),
+        created_at=int(row["created_at"]),
+        last_message_at=None if row["last_message_at"] is None else int(row["last_message_at"]),
+        last_role=row["last_role"],
+        last_preview=preview,
+        paused_until=None if row["paused_until"] is None else int(row["paused_until"]),
+    )
+
+
+def _like_pattern(text: str) -> str:
+    """`%text%` for LIKE ... ESCAPE '!', matched literally and case-insensitively (lowered on both sides)."""
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
+class ConversationView:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(
+        self, where: ConversationFilter, *, after: tuple[int, str] | None, limit: int
+    ) -> list[ConversationSummary]:
+        """Contacts with at least one message, most recent conversation first, after the key
+        `(last_message_at, id)`. A contact whose first message was refused (quota) has nothing to show yet."""
+        clauses = ["c.last_message_at IS NOT NULL"]
+        params: list[Any] = []
+        if where.account_id is not None:
+            clauses.append("c.account_id = ?")
+            params.append(where.account_id)
+        if where.platform is not None:
+            clauses.append("c.platform = ?")
+            params.append(where.platform)
+        if where.bot_id is not None:
+            clauses.append("c.bot_id = ?")
+            params.append(where.bot_id)
+        if where.q:
+            # The message search walks the contact's messages through the (contact_id, seq) index; the page
+            # stops as soon as it is full, so a common word is cheap and a rare one costs one pass.
+            clauses.append(
+                "(LOWER(c.external_id) LIKE ? ESCAPE '!' OR EXISTS (SELECT 1 FROM messages q"
+                " WHERE q.contact_id = c.id AND LOWER(q.content) LIKE ? ESCAPE '!'))"
+            )
+            pattern = _like_pattern(where.q)
+            params += [pattern, pattern]
+        if after is not None:
+            clauses.append("(c.last_message_at < ? OR (c.last_message_at = ? AND c.id < ?))")
+            params += [after[0], after[0], after[1]]
+        rows = await self._db.fetch_all(
+            f"{_SUMMARY} WHERE {' AND '.join(clauses)} ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_summary(r) for r in rows]
+
+    async def get(self, contact_id: str, *, account_id: str | None) -> ConversationSummary:
+        """One contact; another account's (when `account_id` is given) is not found, like a missing one."""
+        sql = f"{_SUMMARY} WHERE c.id = ?"
+        params: tuple[Any, ...] = (contact_id,)
+        if account_id is not None:
+            sql += " AND c.account_id = ?"
+            params += (account_id,)
+        row = await self._db.fetch_one(sql, params)
+        if row is None:
+            raise NotFound("conversation")
+        return _summary(row)
+
+    async def messages(self, contact_id: str, *, after_seq: int | None, limit: int) -> list[MessageView]:
+        """Oldest first, after message number `after_seq`."""
+        rows = await self._db.fetch_all(
+            "SELECT m.id, m.seq, m.role, m.content, m.tokens, m.created_at, f.rating FROM messages m"
+            " LEFT JOIN feedback f ON f.message_id = m.id WHERE m.contact_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
+            (contact_id, after_seq or 0, limit),
+        )
+        return [
+            MessageView(
+                id=r["id"],
+                seq=int(r["seq"]),
+                role=r["role"],
+                content=r["content"],
+                tokens=int(r["tokens"]),
+                created_at=int(r["created_at"]),
+                rating=r["rating"],
+            )
+            for r in rows
+        ]
+
+    async def live_channels(self, summary: ConversationSummary) -> list[str]:
+        """The connected channels this conversation runs on (its bot's, on its platform)."""
+        rows = await self._db.fetch_all(
+            "SELECT id FROM channels WHERE bot_id = ? AND platform = ? AND disconnected_at IS NULL ORDER BY id",
+            (summary.bot_id, summary.platform),
+        )
+        return [r["id"] for r in rows]

@@ -1,0 +1,144 @@
+"""Dashboard figures of one account (or of all accounts) over a time range, computed by the database.
+
+Each figure is one aggregate query over an index range (account, time); nothing loads rows to count them in
+Python. The p95 latency is the nearest-rank percentile: count the samples, then read the one at that rank with
+ORDER BY ... LIMIT 1 OFFSET n, which both SQLite and PostgreSQL run without shipping the other rows. It is read
+from the top (descending, offset n - rank): a sort with LIMIT keeps only LIMIT + OFFSET rows, so counting down
+holds 5% of the samples instead of 95% (on a year of 1M calls: 0.4 s instead of 2 s on SQLite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.storage.db import Database, Params
+
+# Nearest-rank percentile reported as p95.
+P95 = 95
+# Meta lets a business answer freely for 24 hours after the customer's last message: contacts inside that
+# window at the end of the range are the "active" ones.
+ACTIVE_WINDOW_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """One account's rows (or every account's when `account_id` is None) with start <= created_at < end."""
+
+    account_id: str | None
+    start: int
+    end: int
+
+    def where(self, time_column: str = "created_at", account_column: str = "account_id") -> tuple[str, Params]:
+        """The WHERE condition selecting the scope's rows, and its parameters (column names are ours, never input)."""
+        condition = f"{time_column} >= ? AND {time_column} < ?"
+        if self.account_id is None:
+            return condition, (self.start, self.end)
+        return f"{account_column} = ? AND {condition}", (self.account_id, self.start, self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cost_nanousd: int
+    unpriced_requests: int  # served calls whose model had no price: their cost is not in cost_nanousd
+    errors_by_outcome: dict[str, int]
+    latency_samples: int
+    latency_sum_ms: int
+    latency_p95_ms: int | None
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_outcome.values())
+
+    @property
+    def latency_avg_ms(self) -> float | None:
+        return self.latency_sum_ms / self.latency_samples if self.latency_samples else None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTotals:
+    inbound: int
+    outbound: int
+    conversations: int  # distinct contacts with a message in the range
+    active_contacts: int  # distinct contacts with a message in the 24 hours before the range's end
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackTotals:
+    up: int
+    down: int
+
+
+_USAGE = """SELECT COUNT(*) AS requests,
+    COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(cached_tokens), 0) AS cached_tokens,
+    COALESCE(SUM(completion_tokens), 0) AS completion_tokens, COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens,
+    COALESCE(SUM(cost_nanousd), 0) AS cost, COUNT(*) - COUNT(cost_nanousd) AS unpriced,
+    COALESCE(SUM(CASE WHEN outcome = 'ok' AND latency_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS samples,
+    COALESCE(SUM(CASE WHEN outcome = 'ok' THEN latency_ms ELSE 0 END), 0) AS latency_sum
+    FROM usage_records WHERE {where}"""
+_ERRORS = "SELECT outcome, COUNT(*) AS n FROM usage_records WHERE {where} AND outcome <> 'ok' GROUP BY outcome"
+_P95 = """SELECT latency_ms FROM usage_records WHERE {where} AND outcome = 'ok' AND latency_ms IS NOT NULL
+    ORDER BY latency_ms DESC LIMIT 1 OFFSET ?"""
+_MESSAGES = """SELECT COALESCE(SUM(CASE WHEN role = 'user' THEN 1 ELSE 0 END), 0) AS inbound,
+    COALESCE(SUM(CASE WHEN role = 'assistant' THEN 1 ELSE 0 END), 0) AS outbound,
+    COUNT(DISTINCT contact_id) AS conversations FROM messages WHERE {where}"""
+_CONTACTS = "SELECT COUNT(DISTINCT contact_id) AS n FROM messages WHERE {where}"
+# Dead letters: events given up on after their retries; the customer got the bot's fallback message.
+_DEAD = """SELECT COUNT(*) AS n FROM inbox i JOIN channels c ON c.id = i.channel_id
+    WHERE i.state = 'dead' AND {where}"""
+_FEEDBACK = "SELECT rating, COUNT(*) AS n FROM feedback WHERE {where} GROUP BY rating"
+
+
+class ReportStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def usage(self, scope: ReportScope) -> UsageTotals:
+        where, params = scope.where()
+        row = await self._db.fetch_one(_USAGE.format(where=where), params)
+        assert row is not None  # an aggregate without GROUP BY always answers one row
+        errors = await self._db.fetch_all(_ERRORS.format(where=where), params)
+        samples = int(row["samples"])
+        p95 = None
+        if samples:
+            rank = -(-samples * P95 // 100)  # nearest rank: ceil(0.95 n), 1-based
+            found = await self._db.fetch_one(_P95.format(where=where), (*params, samples - rank))
+            p95 = None if found is None else int(found["latency_ms"])
+        return UsageTotals(
+            requests=int(row["requests"]),
+            prompt_tokens=int(row["prompt_tokens"]),
+            cached_tokens=int(row["cached_tokens"]),
+            completion_tokens=int(row["completion_tokens"]),
+            reasoning_tokens=int(row["reasoning_tokens"]),
+            cost_nanousd=int(row["cost"]),
+            unpriced_requests=int(row["unpriced"]),
+            errors_by_outcome={r["outcome"]: int(r["n"]) for r in errors},
+            latency_samples=samples,
+            latency_sum_ms=int(row["latency_sum"]),
+            latency_p95_ms=p95,
+        )
+
+    async def messages(self, scope: ReportScope) -> MessageTotals:
+        where, params = scope.where()
+        row = await self._db.fetch_one(_MESSAGES.format(where=where), params)
+        assert row is not None
+        window = ReportScope(scope.account_id, max(scope.start, scope.end - ACTIVE_WINDOW_MS), scope.end)
+        where, params = window.where()
+        active = await self._db.fetch_one(_CONTACTS.format(where=where), params)
+        assert active is not None
+        return MessageTotals(int(row["inbound"]), int(row["outbound"]), int(row["conversations"]), int(active["n"]))
+
+    async def fallbacks(self, scope: ReportScope) -> int:
+        """Inbox events dead-lettered in the range (by when they were given up on) on the scope's channels."""
+        where, params = scope.where("i.updated_at", "c.account_id")
+        row = await self._db.fetch_one(_DEAD.format(where=where), params)
+        return int(row["n"]) if row else 0
+
+    async def feedback(self, scope: ReportScope) -> FeedbackTotals:
+        where, params = scope.where()
+        counts = {r["rating"]: int(r["n"]) for r in await self._db.fetch_all(_FEEDBACK.format(where=where), params)}
+        return FeedbackTotals(up=counts.get("up", 0), down=counts.get("down", 0))

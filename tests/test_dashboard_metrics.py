@@ -1,0 +1,205 @@
+"""GET /api/dashboard/metrics: figures of relayed turns (exact usage from the fake OpenAI) and of rows stored at
+past times, compared with values computed by hand; scoping by role and account; parameter errors."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from gateway.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.harness import Tenant, auth, connect_channel, expect, provision, relay
+from tests.reporting_rows import conversation, failure_row, feedback_row, inbox_row, insert, ms, usage_row
+
+MARCH = {"from": "2025-03-01T00:00:00Z", "to": str(ms("2025-04-01T00:00:00"))}  # ISO and epoch ms both accepted
+
+
+async def metrics(client: TestClient, headers: dict[str, str], **params: str) -> Any:
+    return await expect(await client.get("/api/dashboard/metrics", params=params, headers=headers), 200)
+
+
+async def test_relayed_turns_are_counted_exactly(client: TestClient, fake_openai: FakeOpenAI) -> None:
+    tenant = await provision(client)
+    fake_openai.cached_tokens = 7
+    for user, text in (("alice", "Hi"), ("bob", "Are you open on Sunday?"), ("alice", "Do you have oat milk?")):
+        await expect(await relay(client, tenant, text, user_id=user), 200)
+    fake_openai.script(Fault.insufficient_quota())  # a billing failure upstream: not retried, nothing charged
+    failed = await relay(client, tenant, "hello?", user_id="carol")
+    assert failed.status in (502, 503)
+
+    body = await metrics(client, auth("owner", tenant.account_id))
+
+    served = [c.usage for c in fake_openai.calls if c.status == 200 and c.usage is not None]
+    assert len(served) == 3
+    prompt = sum(u["prompt_tokens"] for u in served)
+    completion = sum(u["completion_tokens"] for u in served)
+    cached = sum(u["prompt_tokens_details"]["cached_tokens"] for u in served)
+    assert cached == 21
+    assert body["account_id"] == tenant.account_id
+    assert body["messages"] == {"inbound": 3, "outbound": 3}  # carol's failed turn stored nothing
+    assert body["conversations"] == 2
+    assert body["active_contacts"] == 2
+    assert body["requests"] == 4
+    assert body["tokens"] == {
+        "prompt": prompt,
+        "cached": cached,
+        "completion": completion,
+        "reasoning": 0,
+        "total": prompt + completion,
+    }
+    # gpt-4o-mini: $0.15 per 1M input tokens, $0.075 cached, $0.60 output.
+    expected = Decimal(prompt - cached) * Decimal("0.15") + cached * Decimal("0.075") + completion * Decimal("0.60")
+    assert Decimal(body["cost_usd"]) == expected / 1_000_000
+    assert body["cost_known"] is True
+    assert body["errors"] == 1
+    assert body["errors_by_outcome"] == {"upstream_error": 1}
+    assert body["latency_ms"]["samples"] == 3
+    assert body["latency_ms"]["p95"] >= body["latency_ms"]["average"] > 0
+    assert body["fallbacks"] == 0
+    assert body["feedback"] == {"up": 0, "down": 0}
+    quota = body["quota"]
+    assert quota["limit_tokens"] == 100_000
+    assert quota["used_tokens"] == prompt + completion
+    assert quota["remaining_tokens"] == 100_000 - prompt - completion
+    assert quota["reserved_tokens"] == 0
+
+
+async def seed_march(client: TestClient, settings: Settings, tenant: Tenant, page_id: str) -> None:
+    """Past activity of one account: 100 served calls with latencies 1..100 ms (one unpriced), 3 failures,
+    3 conversations (2 in March, one the day before the end), feedback and dead-lettered inbox events."""
+    a, bot = tenant.account_id, tenant.bot_id
+    start = ms("2025-03-01T00:00:00")
+    rows = [
+        usage_row(a, bot, start + i * 3_600_000, cached=10, reasoning=5, latency=i, cost=None if i == 100 else 1000)
+        for i in range(1, 101)
+    ]
+    rows += [failure_row(a, bot, start + 5_000, o) for o in ("upstream_error", "upstream_error", "quota_exceeded")]
+    # Just outside the range on both sides: the end is exclusive.
+    rows += [usage_row(a, bot, start - 1, latency=9999), usage_row(a, bot, ms("2025-04-01T00:00:00"), latency=9999)]
+    insert(settings, "usage_records", rows)
+    first = conversation(settings, a, bot, "c1", [ms("2025-03-02T10:00:00"), ms("2025-03-02T10:05:00")])
+    conversation(settings, a, bot, "c2", [ms("2025-03-31T12:00:00")])
+    conversation(settings, a, bot, "c3", [ms("2025-02-20T12:00:00")])
+    insert(
+        settings,
+        "feedback",
+        [feedback_row(a, bot, first, r, ms("2025-03-03T00:00:00")) for r in ("up", "up", "up", "down")]
+        + [feedback_row(a, bot, first, "up", ms("2025-02-03T00:00:00"))],
+    )
+    channel = await connect_channel(client, tenant, "messenger", page_id)
+    insert(
+        settings,
+        "inbox",
+        [
+            inbox_row(channel["id"], "dead", ms("2025-03-10T00:00:00")),
+            inbox_row(channel["id"], "dead", ms("2025-03-11T00:00:00")),
+            inbox_row(channel["id"], "dead", ms("2025-04-02T00:00:00")),
+            inbox_row(channel["id"], "done", ms("2025-03-12T00:00:00")),
+        ],
+    )
+
+
+async def test_past_rows_give_hand_computed_figures(client: TestClient, settings: Settings) -> None:
+    tenant = await provision(client)
+    await seed_march(client, settings, tenant, "1000001")
+
+    body = await metrics(client, auth("owner", tenant.account_id), **MARCH)
+
+    assert (body["from"], body["to"]) == ("2025-03-01T00:00:00Z", "2025-04-01T00:00:00Z")
+    assert body["requests"] == 103
+    assert body["tokens"] == {"prompt": 10_000, "cached": 1_000, "completion": 2_000, "reasoning": 500, "total": 12_000}
+    assert body["cost_usd"] == "0.000099"  # 99 priced calls at 1,000 nano-dollars; the unpriced one is flagged
+    assert body["cost_known"] is False
+    assert body["unpriced_requests"] == 1
+    assert body["latency_ms"] == {"average": 50.5, "p95": 95, "samples": 100}
+    assert body["errors"] == 3
+    assert body["errors_by_outcome"] == {"quota_exceeded": 1, "upstream_error": 2}
+    assert body["messages"] == {"inbound": 3, "outbound": 3}
+    assert body["conversations"] == 2
+    assert body["active_contacts"] == 1  # only c2 wrote in the 24 hours before the end
+    assert body["fallbacks"] == 2
+    assert body["feedback"] == {"up": 3, "down": 1}
+
+
+async def test_accounts_are_isolated_and_admin_totals_are_their_sum(client: TestClient, settings: Settings) -> None:
+    a = await provision(client, name="Alpha")
+    b = await provision(client, name="Beta")
+    await seed_march(client, settings, a, "1000001")
+    insert(
+        settings,
+        "usage_records",
+        [usage_row(b.account_id, b.bot_id, ms("2025-03-05T00:00:00"), prompt=7, completion=3, latency=400)] * 1
+        + [failure_row(b.account_id, b.bot_id, ms("2025-03-06T00:00:00"), "upstream_error")],
+    )
+    b_contact = conversation(settings, b.account_id, b.bot_id, "b1", [ms("2025-03-31T20:00:00")])
+    insert(settings, "feedback", [feedback_row(b.account_id, b.bot_id, b_contact, "down", ms("2025-03-07T00:00:00"))])
+    b_channel = await connect_channel(client, b, "messenger", "1000002")
+    insert(settings, "inbox", [inbox_row(b_channel["id"], "dead", ms("2025-03-15T00:00:00"))])
+
+    alpha = await metrics(client, auth("owner", a.account_id), **MARCH)
+    beta = await metrics(client, auth("viewer", b.account_id), **MARCH)  # a viewer reads too
+    total = await metrics(client, auth(), **MARCH)
+
+    assert beta["requests"] == 2
+    assert beta["tokens"]["prompt"] == 7
+    assert beta["feedback"] == {"up": 0, "down": 1}
+    assert beta["fallbacks"] == 1
+    assert alpha["requests"] == 103  # nothing of Beta's
+    assert total["account_id"] is None
+    assert total["quota"] is None  # a quota belongs to one account
+    for key in ("requests", "conversations", "active_contacts", "errors", "fallbacks", "unpriced_requests"):
+        assert total[key] == alpha[key] + beta[key], key
+    for group in ("messages", "tokens", "feedback"):
+        for key in alpha[group]:
+            assert total[group][key] == alpha[group][key] + beta[group][key], (group, key)
+    assert Decimal(total["cost_usd"]) == Decimal(alpha["cost_usd"]) + Decimal(beta["cost_usd"])
+    assert total["errors_by_outcome"] == {"quota_exceeded": 1, "upstream_error": 3}
+    assert total["latency_ms"]["samples"] == 101
+    # An admin may narrow to one account and sees exactly the owner's figures.
+    assert await metrics(client, auth(), account_id=a.account_id, **MARCH) == alpha
+    # Another account's id is a 404 for an owner or viewer, like an id that does not exist.
+    for role in ("owner", "viewer"):
+        response = await client.get(
+            "/api/dashboard/metrics", params={"account_id": b.account_id}, headers=auth(role, a.account_id)
+        )
+        assert (await expect(response, 404))["error"]["code"] == "not_found"
+    # Their own id is fine.
+    assert await metrics(client, auth("owner", a.account_id), account_id=a.account_id, **MARCH) == alpha
+
+
+async def test_unknown_account_for_admin_is_404(client: TestClient) -> None:
+    response = await client.get("/api/dashboard/metrics", params={"account_id": "acc_nope"}, headers=auth())
+    assert (await expect(response, 404))["error"]["code"] == "not_found"
+
+
+async def test_bad_parameters_are_400_with_the_envelope(client: TestClient) -> None:
+    tenant = await provision(client)
+    headers = auth("owner", tenant.account_id)
+    cases = [
+        ({"from": "yesterday"}, "from"),
+        ({"to": "2025-13-01"}, "to"),
+        ({"from": "-5"}, "from"),
+        ({"from": "2025-03-02T00:00:00Z", "to": "2025-03-01T00:00:00Z"}, "from"),
+        ({"from": "2025-03-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"}, "from"),
+        ({"to": "99999999999999999999"}, "to"),
+    ]
+    for params, field in cases:
+        body = await expect(await client.get("/api/dashboard/metrics", params=params, headers=headers), 400)
+        assert body["error"]["code"] == "bad_request", params
+        assert body["error"]["details"]["field"] == field, params
+
+
+async def test_metrics_need_a_token(client: TestClient) -> None:
+    body = await expect(await client.get("/api/dashboard/metrics"), 401)
+    assert body["error"]["code"] == "unauthorized"
+
+
+async def test_default_range_is_the_current_month_and_offsets_are_converted(client: TestClient) -> None:
+    tenant = await provision(client)
+    headers = auth("owner", tenant.account_id)
+    body = await metrics(client, headers)
+    assert body["from"][8:] == "01T00:00:00Z"
+    converted = await metrics(client, headers, **{"from": "2025-03-01T02:00:00+02:00", "to": "2025-03-02"})
+    assert (converted["from"], converted["to"]) == ("2025-03-01T00:00:00Z", "2025-03-02T00:00:00Z")

@@ -1,0 +1,176 @@
+"""GET /api/dashboard/usage: a bucketed time series with every bucket present, grouped by model, bot or platform,
+checked against rows stored at known instants and against a relayed turn; scoping and parameter errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from gateway.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from tests.harness import Tenant, auth, expect, provision, relay
+from tests.reporting_rows import insert, ms, usage_row
+
+MAY = {"from": "2025-05-01T00:00:00Z", "to": "2025-05-04T00:00:00Z"}
+DAYS = ["2025-05-01T00:00:00Z", "2025-05-02T00:00:00Z", "2025-05-03T00:00:00Z"]
+
+
+async def usage(client: TestClient, headers: dict[str, str], **params: str) -> Any:
+    return await expect(await client.get("/api/dashboard/usage", params=params, headers=headers), 200)
+
+
+async def second_bot(client: TestClient, tenant: Tenant, name: str) -> str:
+    body = {"name": name, "persona": "You sell shoes."}
+    response = await client.post(f"/api/admin/accounts/{tenant.account_id}/bots", json=body, headers=auth())
+    return (await expect(response, 201))["id"]
+
+
+async def seed_may(client: TestClient, settings: Settings, tenant: Tenant) -> str:
+    """Day 1: two relay calls of bot 1 on gpt-4o-mini. Day 2: nothing. Day 3: one messenger call of bot 1 and an
+    unpriced WhatsApp call of bot 2 on gpt-4.1. Returns bot 2's id."""
+    a, bot1 = tenant.account_id, tenant.bot_id
+    bot2 = await second_bot(client, tenant, "Shoe bot")
+    insert(
+        settings,
+        "usage_records",
+        [
+            usage_row(a, bot1, ms("2025-05-01T01:15:00"), prompt=100, cached=40, completion=10, cost=1500),
+            usage_row(a, bot1, ms("2025-05-01T01:45:00"), prompt=200, completion=20, cost=2500),
+            usage_row(a, bot1, ms("2025-05-03T09:00:00"), channel="messenger", prompt=50, completion=5, cost=700),
+            usage_row(a, bot2, ms("2025-05-03T23:59:59"), model="gpt-4.1", channel="whatsapp", prompt=10, cost=None),
+            usage_row(a, bot1, ms("2025-05-04T00:00:00"), prompt=999),  # the end is exclusive
+            usage_row(a, bot1, ms("2025-04-30T23:59:59"), prompt=999),
+        ],
+    )
+    return bot2
+
+
+async def test_day_buckets_include_empty_days(client: TestClient, settings: Settings) -> None:
+    tenant = await provision(client)
+    await seed_may(client, settings, tenant)
+
+    body = await usage(client, auth("viewer", tenant.account_id), **MAY)  # a viewer reads
+
+    assert body["bucket"] == "day"
+    assert body["bucket_seconds"] == 86_400
+    assert body["group_by"] is None
+    assert body["buckets"] == DAYS
+    [series] = body["series"]
+    assert (series["key"], series["label"]) == (None, "all")
+    assert series["requests"] == [2, 0, 2]
+    assert series["prompt_tokens"] == [300, 0, 60]
+    assert series["cached_tokens"] == [40, 0, 0]
+    assert series["completion_tokens"] == [30, 0, 25]
+    assert series["cost_usd"] == ["0.000004", "0.000000", "0.0000007"]
+    assert series["totals"] == {
+        "requests": 4,
+        "prompt_tokens": 360,
+        "cached_tokens": 40,
+        "completion_tokens": 55,
+        "cost_usd": "0.0000047",
+        "cost_known": False,
+        "unpriced_requests": 1,
+    }
+
+
+async def test_group_by_model_bot_and_platform(client: TestClient, settings: Settings) -> None:
+    tenant = await provision(client, name="Acme")
+    bot2 = await seed_may(client, settings, tenant)
+    headers = auth("owner", tenant.account_id)
+
+    by_model = await usage(client, headers, group_by="model", **MAY)
+    assert by_model["group_by"] == "model"
+    assert [(s["key"], s["requests"]) for s in by_model["series"]] == [
+        ("gpt-4o-mini", [2, 0, 1]),
+        ("gpt-4.1", [0, 0, 1]),
+    ]
+    assert by_model["series"][1]["totals"]["cost_known"] is False
+    assert by_model["series"][0]["totals"]["cost_usd"] == "0.0000047"
+
+    by_bot = await usage(client, headers, group_by="bot", **MAY)
+    assert [(s["key"], s["label"], s["requests"]) for s in by_bot["series"]] == [
+        (tenant.bot_id, "Acme bot", [2, 0, 1]),
+        (bot2, "Shoe bot", [0, 0, 1]),
+    ]
+
+    by_platform = await usage(client, headers, group_by="platform", **MAY)
+    got = {s["key"]: s["requests"] for s in by_platform["series"]}
+    assert got == {"relay": [2, 0, 0], "messenger": [0, 0, 1], "whatsapp": [0, 0, 1]}
+
+
+async def test_hour_buckets_align_to_utc_hours(client: TestClient, settings: Settings) -> None:
+    tenant = await provision(client)
+    await seed_may(client, settings, tenant)
+    headers = auth("owner", tenant.account_id)
+
+    body = await usage(client, headers, bucket="hour", **{"from": "2025-05-01T00:00:00Z", "to": "2025-05-01T06:00:00Z"})
+    assert body["bucket_seconds"] == 3600
+    assert len(body["buckets"]) == 6
+    assert body["series"][0]["requests"] == [0, 2, 0, 0, 0, 0]
+    # A range ending inside an hour: that hour is the last bucket.
+    body = await usage(client, headers, bucket="hour", **{"from": "2025-05-01T00:00:00Z", "to": "2025-05-01T01:20:00Z"})
+    assert body["series"][0]["requests"] == [0, 1]
+
+    # A range starting inside an hour: the first bucket starts on the hour but holds only calls from `from` on.
+    body = await usage(client, headers, bucket="hour", **{"from": "2025-05-01T01:30:00Z", "to": "2025-05-01T03:00:00Z"})
+    assert body["buckets"] == ["2025-05-01T01:00:00Z", "2025-05-01T02:00:00Z"]
+    assert body["series"][0]["requests"] == [1, 0]
+    assert body["series"][0]["prompt_tokens"] == [200, 0]
+
+
+async def test_a_relayed_turn_lands_in_the_current_bucket(client: TestClient, fake_openai: FakeOpenAI) -> None:
+    tenant = await provision(client)
+    await expect(await relay(client, tenant, "Do you sell gift cards?"), 200)
+    [call] = fake_openai.calls
+
+    body = await usage(client, auth("owner", tenant.account_id), bucket="hour", group_by="model")
+
+    [series] = body["series"]
+    assert series["key"] == "gpt-4o-mini"
+    assert len(body["buckets"]) == len(series["requests"]) >= 1
+    assert sum(series["requests"]) == 1
+    hour = series["requests"].index(1)
+    assert series["prompt_tokens"][hour] == call.usage["prompt_tokens"]
+    assert series["completion_tokens"][hour] == call.usage["completion_tokens"]
+    assert hour >= len(body["buckets"]) - 2  # the hour of the call, moments ago (or the one before, at :00)
+
+
+async def test_accounts_are_isolated_and_admin_sees_the_sum(client: TestClient, settings: Settings) -> None:
+    a = await provision(client, name="Alpha")
+    b = await provision(client, name="Beta")
+    await seed_may(client, settings, a)
+    insert(settings, "usage_records", [usage_row(b.account_id, b.bot_id, ms("2025-05-02T12:00:00"), prompt=5)])
+
+    alpha = await usage(client, auth("owner", a.account_id), **MAY)
+    beta = await usage(client, auth("owner", b.account_id), **MAY)
+    total = await usage(client, auth(), **MAY)
+
+    assert alpha["series"][0]["requests"] == [2, 0, 2]
+    assert beta["series"][0]["requests"] == [0, 1, 0]
+    assert total["account_id"] is None
+    assert total["series"][0]["requests"] == [2, 1, 2]
+    assert total["series"][0]["prompt_tokens"] == [300, 5, 60]
+    assert (await usage(client, auth(), account_id=b.account_id, **MAY)) == beta
+    response = await client.get(
+        "/api/dashboard/usage", params={"account_id": b.account_id}, headers=auth("owner", a.account_id)
+    )
+    assert (await expect(response, 404))["error"]["code"] == "not_found"
+
+
+async def test_bad_parameters_are_400(client: TestClient) -> None:
+    tenant = await provision(client)
+    headers = auth("owner", tenant.account_id)
+    two_years = {"from": "2024-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+    cases = [
+        ({"bucket": "week"}, "bucket"),
+        ({"group_by": "colour"}, "group_by"),
+        ({"bucket": "hour", **two_years}, "bucket"),
+        ({"from": "soon"}, "from"),
+    ]
+    for params, field in cases:
+        body = await expect(await client.get("/api/dashboard/usage", params=params, headers=headers), 400)
+        assert body["error"]["code"] == "bad_request", params
+        assert body["error"]["details"]["field"] == field, params
+    # The same two years by day is fine: 731 buckets.
+    assert len((await usage(client, headers, **two_years))["buckets"]) == 731
