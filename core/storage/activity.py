@@ -136,35 +136,25 @@ async def record_quota_warning(
     )
 
 
-async def record_channel_error(db: Database, channel_id: str, status: str, reason: str, now_ms: int) -> None:
-    """Called by ChannelStore.set_status before its own UPDATE: one row when the channel turns `needs_reauth` or
-    `disabled`. The transition is claimed here, with the row, in one transaction (the same status and reason the
-    caller then writes again): two workers failing at once on the same channel must make one row, not two."""
-    if status not in _ERROR_STATUSES:
-        return
-    async with db.transaction() as tx:
-        row = await tx.fetch_one(
-            "SELECT account_id, bot_id, platform, external_id, status FROM channels WHERE id = ?", (channel_id,)
-        )
-        if row is None or row["status"] == status:
-            return  # already in that state: a second failing send is not news
-        await tx.execute(
-            "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
-            (status, reason, now_ms, channel_id),
-        )
-        platform = _PLATFORM_NAMES.get(row["platform"], row["platform"])
-        await add_activity(
-            tx,
-            NewActivity(
-                row["account_id"],
-                "channel_error",
-                f"{platform} channel {row['external_id']} {_ERROR_STATUSES[status]}",
-                bot_id=row["bot_id"],
-                channel_id=channel_id,
-                detail={"status": status, "previous_status": row["status"], "reason": reason[:500]},
-            ),
-            now_ms,
-        )
+async def record_channel_error(tx: Transaction, channel: Row, status: str, reason: str, now_ms: int) -> None:
+    """Inside ChannelStore.set_status's transaction, with the channel's row as it was before: one row when the
+    channel turns `needs_reauth` or `disabled`. Two workers failing at once on the same channel make one row:
+    the second sees the status the first committed."""
+    if status not in _ERROR_STATUSES or channel["status"] == status:
+        return  # not an error state, or already in it: a second failing send is not news
+    platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
+    await add_activity(
+        tx,
+        NewActivity(
+            channel["account_id"],
+            "channel_error",
+            f"{platform} channel {channel['external_id']} {_ERROR_STATUSES[status]}",
+            bot_id=channel["bot_id"],
+            channel_id=channel["id"],
+            detail={"status": status, "previous_status": channel["status"], "reason": reason[:500]},
+        ),
+        now_ms,
+    )
 
 
 async def record_takeover(

@@ -151,11 +151,19 @@ class ChannelStore:
         return _channel(row)
 
     async def set_status(self, channel_id: str, status: str, reason: str) -> None:
-        await record_channel_error(self._db, channel_id, status, reason, self._clock.now_ms())  # activity feed
-        await self._db.execute(
-            "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
-            (status, reason, self._clock.now_ms(), channel_id),
-        )
+        """Set by the sender (190: needs_reauth); the activity feed gets the change in the same commit."""
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            before = await tx.fetch_one(
+                "SELECT id, account_id, bot_id, platform, external_id, status FROM channels WHERE id = ?", (channel_id,)
+            )
+            if before is None:
+                return
+            await tx.execute(
+                "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+                (status, reason, now, channel_id),
+            )
+            await record_channel_error(tx, before, status, reason, now)
 
     async def note_error(self, channel_id: str, error: str) -> None:
         """The channel's last failure (a Graph send, a dead letter), shown by GET /api/status/webhooks."""
