@@ -1,6 +1,8 @@
 """The audit trail: a middleware that records every mutation of the JWT sub-applications, and its admin route.
 
-Recorded: POST/PUT/PATCH/DELETE that succeeded (2xx) or were refused (4xx), except 401 (no identity to record).
+Recorded: POST/PUT/PATCH/DELETE that succeeded (2xx), were refused (4xx, except 401: no identity to record) or
+failed on our side (5xx, with `outcome: "error"` in the detail: the mutation may have committed before the failure,
+so the operator must see the attempt).
 Who is the token's subject and role; what is the method, the route pattern and its target (the last path
 parameter, or the created object for a 201); the account touched is the caller's own for owners and viewers (the
 only one they can touch; an attempt on another account's id is recorded against their own), and for the operator
@@ -10,6 +12,7 @@ the fields sent, so access tokens, app secrets and API keys cannot leak into the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -24,6 +27,7 @@ from admin.pagination import next_cursor, page_request
 from core.clock import iso_utc
 from core.errors import GatewayError
 from core.storage.audit import AuditEntry, AuditStore, NewAuditEntry
+from core.storage.db import TRANSIENT_ERRORS
 from gateway.errors import ApiError, from_domain
 from gateway.keys import SERVICES
 from gateway.middlewares import request_id
@@ -64,6 +68,12 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except TRANSIENT_ERRORS:
+        status = 503  # what error_envelope answers for a busy database
+        raise
+    except asyncio.CancelledError:
+        status = 0  # the client went away: no answer was sent, nothing to record as one
+        raise
     finally:
         if _audited(status):
             body = _json_body(response) if 200 <= status < 300 else {}
@@ -84,7 +94,7 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
                 target_id=target_id,
                 status=status,
                 request_id=request_id(request),
-                detail=_detail(request),
+                detail=_detail(request, status),
             )
             try:
                 await audit.record(entry)
@@ -94,7 +104,7 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _audited(status: int) -> bool:
-    return 200 <= status < 300 or (400 <= status < 500 and status != 401)
+    return 200 <= status < 300 or (400 <= status < 600 and status != 401)
 
 
 async def _owner(audit: AuditStore, params: dict[str, str]) -> str | None:
@@ -133,16 +143,16 @@ def _json_body(response: web.StreamResponse | None) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _detail(request: web.Request) -> dict[str, Any] | None:
+def _detail(request: web.Request, status: int) -> dict[str, Any] | None:
+    detail: dict[str, Any] = {"outcome": "error"} if status >= 500 else {}
     sent = request.get(BODY_FIELDS)
-    if sent is None:
-        return None
-    names = [str(name) for name in sent]
-    kept = sorted(name for name in names if _FIELD_NAME.match(name))[:_MAX_FIELDS]
-    detail: dict[str, Any] = {"fields": kept}
-    if len(kept) < len(names):
-        detail["other_fields"] = len(names) - len(kept)
-    return detail
+    if sent is not None:
+        names = [str(name) for name in sent]
+        kept = sorted(name for name in names if _FIELD_NAME.match(name))[:_MAX_FIELDS]
+        detail["fields"] = kept
+        if len(kept) < len(names):
+            detail["other_fields"] = len(names) - len(kept)
+    return detail or None
 
 
 @routes.get("/audit")

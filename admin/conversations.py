@@ -10,6 +10,7 @@ is a 409 conflict with a sentence saying so, not a silent no-op.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -47,16 +48,14 @@ async def list_conversations(request: web.Request) -> web.Response:
             raise bad_request(f"'{name}' may not contain NUL characters", field=name)
     page = page_request(request, (int, str))
     services = request.config_dict[SERVICES]
-    found = await services.conversation_view.page(
-        ConversationFilter(
-            account_id=account_id,
-            q=q,
-            platform=platform,
-            bot_id=query.get("bot_id") or None,
-        ),
-        after=page.after,  # type: ignore[arg-type]
-        limit=page.limit + 1,
-    )
+    where = ConversationFilter(account_id=account_id, q=q, platform=platform, bot_id=query.get("bot_id") or None)
+    # A search may scan every message of the account: a bounded number run at once (else 429 with Retry-After).
+    async with services.search_slots.slot() if q is not None else contextlib.nullcontext():
+        found = await services.conversation_view.page(
+            where,
+            after=page.after,  # type: ignore[arg-type]
+            limit=page.limit + 1,
+        )
     now = request.config_dict[CLOCK].now_ms()
     return web.json_response(
         {
@@ -113,12 +112,14 @@ async def resume_conversation(request: web.Request) -> web.Response:
 
 @routes.delete("/{contact_id}")
 async def erase_conversation(request: web.Request) -> web.Response:
-    """Erase the customer behind this contact within its account: every contact of the account with the same
-    external id (the same person on another bot of the account), their messages, ratings, pauses, inbox events."""
+    """Erase the customer behind this contact within its account and platform: every contact of the account with
+    the same external id on the same platform (the same person on another bot of the account), their messages,
+    ratings, and the pauses and inbox events of the account's channels on that platform. The same id on another
+    platform is another person (a relay user id may equal a WhatsApp number) and is left alone."""
     summary = await _visible(request)
     require_writer(principal(request))
     report = await request.config_dict[SERVICES].eraser.erase_customer(
-        summary.external_id, account_id=summary.account_id
+        summary.external_id, account_id=summary.account_id, platform=summary.platform
     )
     return web.json_response(
         {

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from admin.dashboard_params import parse_buckets, parse_group_by, parse_optional_range, parse_range, report_account
+from admin.dashboard_params import (
+    parse_buckets,
+    parse_group_by,
+    parse_optional_range,
+    parse_range,
+    parse_top,
+    report_account,
+)
 from admin.dashboard_render import bot_json, metrics_json, series_json
 from core.clock import iso_utc
 from core.storage.reports import ReportScope
@@ -32,7 +39,7 @@ async def metrics(request: web.Request) -> web.Response:
             scope,
             usage=await reports.usage(scope),
             messages=await reports.messages(scope),
-            fallbacks=await reports.fallbacks(scope),
+            dead_letters=await reports.dead_letters(scope),
             feedback=await reports.feedback(scope),
             quota=quota,
         )
@@ -45,15 +52,16 @@ async def usage(request: web.Request) -> web.Response:
     span = parse_range(request)
     buckets = parse_buckets(request, span)
     group_by = parse_group_by(request)
+    top = parse_top(request)
     scope = ReportScope(account_id, span.start, span.end)
     store = request.config_dict[SERVICES].usage_series
-    series = await store.series(
-        scope, origin=buckets.origin, size_ms=buckets.size_ms, count=buckets.count, group_by=group_by
+    found = await store.series(
+        scope, origin=buckets.origin, size_ms=buckets.size_ms, count=buckets.count, group_by=group_by, top=top
     )
     labels: dict[str, str] = {}
     if group_by == "bot":
-        labels = await store.bot_names(s.key for s in series if s.key is not None)
-    return web.json_response(series_json(scope, buckets, group_by, series, labels))
+        labels = await store.bot_names(s.key for s in found.series if s.key is not None)
+    return web.json_response(series_json(scope, buckets, group_by, top, found, labels))
 
 
 @routes.get("/bots")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from admin.dashboard_params import Buckets
@@ -11,7 +11,7 @@ from core.models import QuotaSnapshot
 from core.pricing import format_usd
 from core.storage.reports import FeedbackTotals, MessageTotals, ReportScope, UsageTotals
 from core.storage.reports_bots import BotReport, ChannelHealth
-from core.storage.reports_usage import Series
+from core.storage.reports_usage import Series, SeriesSet
 from gateway.errors import quota_json
 
 _ZERO_USD = format_usd(0)  # most hourly buckets of a quiet bot are empty
@@ -39,7 +39,7 @@ def metrics_json(
     *,
     usage: UsageTotals,
     messages: MessageTotals,
-    fallbacks: int,
+    dead_letters: int,
     feedback: FeedbackTotals,
     quota: QuotaSnapshot | None,
 ) -> dict[str, Any]:
@@ -52,6 +52,7 @@ def metrics_json(
         "conversations": messages.conversations,
         "active_contacts": messages.active_contacts,
         "requests": usage.requests,
+        "quota_refusals": usage.quota_refusals,
         "tokens": {
             "prompt": usage.prompt_tokens,
             "cached": usage.cached_tokens,
@@ -69,7 +70,9 @@ def metrics_json(
         },
         "errors": usage.errors,
         "errors_by_outcome": dict(sorted(usage.errors_by_outcome.items())),
-        "fallbacks": fallbacks,
+        # The customer got the bot's fallback message: after a dead letter, or for an empty model reply.
+        "fallbacks": dead_letters + usage.empty_replies,
+        "fallbacks_by_cause": {"dead_letter": dead_letters, "empty_reply": usage.empty_replies},
         "feedback": {"up": feedback.up, "down": feedback.down},
         "quota": None if quota is None else quota_detail_json(quota),
     }
@@ -79,10 +82,12 @@ def series_json(
     scope: ReportScope,
     buckets: Buckets,
     group_by: str | None,
-    series: Sequence[Series],
+    top: int,
+    found: SeriesSet,
     labels: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Columnar: one array per figure, one entry per bucket, zeros in empty buckets (a year of hours stays small)."""
+    """Columnar: one array per figure, one entry per bucket, zeros in empty buckets. At most top + 1 series, so a
+    year of hours stays a few MB whatever the number of bots or models."""
     return {
         "account_id": scope.account_id,
         "from": iso_utc(scope.start),
@@ -90,14 +95,18 @@ def series_json(
         "bucket": buckets.name,
         "bucket_seconds": buckets.size_ms // 1000,
         "group_by": group_by,
+        "top": None if group_by is None else top,
+        "groups": found.groups,
         "buckets": [iso_utc(start) for start in buckets.starts()],
-        "series": [_series(s, group_by, labels) for s in series],
+        "series": [_series(s, group_by, labels) for s in found.series],
     }
 
 
 def _series(series: Series, group_by: str | None, labels: Mapping[str, str]) -> dict[str, Any]:
     if group_by is None:
         label = "all"
+    elif series.other:
+        label = "other"
     elif series.key is None:
         label = "unknown"
     else:
@@ -106,13 +115,16 @@ def _series(series: Series, group_by: str | None, labels: Mapping[str, str]) -> 
     return {
         "key": series.key,
         "label": label,
+        "other": series.other,
         "requests": series.requests,
+        "quota_refusals": series.quota_refusals,
         "prompt_tokens": series.prompt_tokens,
         "cached_tokens": series.cached_tokens,
         "completion_tokens": series.completion_tokens,
         "cost_usd": [format_usd(value) if value else _ZERO_USD for value in series.cost_nanousd],
         "totals": {
             "requests": sum(series.requests),
+            "quota_refusals": sum(series.quota_refusals),
             "prompt_tokens": sum(series.prompt_tokens),
             "cached_tokens": sum(series.cached_tokens),
             "completion_tokens": sum(series.completion_tokens),
@@ -135,6 +147,7 @@ def bot_json(report: BotReport) -> dict[str, Any]:
         "contacts": report.contacts,
         "messages": report.messages,
         "requests": report.requests,
+        "quota_refusals": report.quota_refusals,
         "cost_usd": format_usd(report.cost_nanousd),
         "cost_known": report.unpriced_requests == 0,
     }

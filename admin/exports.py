@@ -13,13 +13,14 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from admin.auth import check_account, principal
+from admin.dashboard_params import parse_instant
 from core.pricing import format_usd
 from core.storage.export_rows import ExportFilter, ExportRow
 from gateway.errors import bad_request
@@ -53,6 +54,7 @@ _QUERY_PARAMS = frozenset({"format", "from", "to", "account_id"})
 # A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); such text cells get a
 # leading apostrophe in CSV. Ids, models and codes never start with them, so real data round-trips unchanged.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +133,10 @@ async def export_usage(request: web.Request) -> web.StreamResponse:
     fmt = FORMATS.get(fmt_name)
     if fmt is None:
         raise bad_request("'format' must be csv or ndjson", field="format")
-    from_ms = _instant(query, "from")
-    to_ms = _instant(query, "to")
+    # The dashboard's parser: epoch ms or ISO-8601, range-checked (1970 to 9999), so no instant it accepts can
+    # fail later while the file name is made.
+    from_ms = None if query.get("from") is None else parse_instant(query["from"], "from")
+    to_ms = None if query.get("to") is None else parse_instant(query["to"], "to")
     if from_ms is not None and to_ms is not None and from_ms >= to_ms:
         raise bad_request("'from' must be earlier than 'to'", field="from")
     if query.get("account_id") == "":
@@ -143,7 +147,13 @@ async def export_usage(request: web.Request) -> web.StreamResponse:
         check_account(who, account_id)  # another account's id is a 404, as if it did not exist
         await services.accounts.get(account_id)  # an admin naming an unknown account gets a 404 too
     where = ExportFilter(account_id, from_ms, to_ms)
+    # The slot is held until the last byte is written: a slow download keeps its read (and its slot) open.
+    async with services.export_slots.slot():
+        return await _stream(request, where, fmt)
 
+
+async def _stream(request: web.Request, where: ExportFilter, fmt: _Format) -> web.StreamResponse:
+    account_id = where.account_id
     response = web.StreamResponse(
         headers={
             "Content-Type": f"{fmt.content_type}; charset=utf-8",
@@ -152,6 +162,7 @@ async def export_usage(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    services = request.config_dict[SERVICES]
     if header := fmt.header():
         await response.write(header.encode())
     try:
@@ -173,22 +184,6 @@ async def export_usage(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _instant(query: Any, name: str) -> int | None:
-    """An RFC 3339 time (`2026-01-31T12:00:00Z`; no offset means UTC) or a date (`2026-01-31`, midnight UTC)."""
-    raw = query.get(name)
-    if raw is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.strip())
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
-    except (ValueError, OverflowError):
-        raise bad_request(
-            f"'{name}' must be a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)", field=name
-        ) from None
-
-
 def _iso_ms(epoch_ms: int) -> str:
     # Integer seconds and milliseconds: epoch_ms / 1000 as a float would round some milliseconds wrongly.
     seconds, millis = divmod(epoch_ms, 1000)
@@ -199,10 +194,11 @@ def _filename(where: ExportFilter, extension: str) -> str:
     scope = where.account_id or "all-accounts"
     start = _day(where.from_ms) if where.from_ms is not None else "start"
     end = _day(where.to_ms) if where.to_ms is not None else "now"
-    # Ids are [a-z0-9_] (core/ids.py), so the name needs no quoting beyond the surrounding quotes.
-    safe_scope = "".join(c for c in scope if c.isalnum() or c in "_-")
+    # Ids are [a-z0-9_] (core/ids.py); anything else is dropped, so the header value is always plain ASCII.
+    safe_scope = "".join(c for c in scope if c.isascii() and (c.isalnum() or c in "_-"))
     return f"usage_{safe_scope}_{start}_{end}.{extension}"
 
 
 def _day(epoch_ms: int) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    # Integer arithmetic from the epoch: exact, and defined for every instant parse_instant accepts (to year 9999).
+    return (_EPOCH + timedelta(milliseconds=epoch_ms)).strftime("%Y%m%dT%H%M%SZ")

@@ -61,7 +61,9 @@ def page_request(request: web.Request, shape: Sequence[type], *, default_limit: 
     raw_limit = request.query.get("limit")
     limit = default_limit
     if raw_limit is not None:
-        if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        # Length first: int() of thousands of digits is slow, and refused (a 500) past 4,300 of them.
+        short = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6
+        if not short or not 1 <= int(raw_limit) <= MAX_LIMIT:
             raise bad_request(f"'limit' must be a whole number from 1 to {MAX_LIMIT}", field="limit")
         limit = int(raw_limit)
     raw_cursor = request.query.get("cursor")

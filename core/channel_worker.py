@@ -247,6 +247,7 @@ class ChannelWorker:
             event = event_from_json(item.event_json)
             if channel.status == "active" and event.customer_id and item.reply_text is None:
                 bot = await d.bots.get(channel.bot_id)
+                await d.bots.fallback_sent(channel.id, event.customer_id, item.id, item.attempts)  # dashboards
                 await self._send(item, channel, event, bot.fallback_message, final_state="dead", note=error)
                 return
         except Exception:

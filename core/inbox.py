@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from core.clock import Clock
-from core.storage.db import Database, Transaction
+from core.storage.db import Database, ThreadTransaction
 
 log = structlog.get_logger("core.inbox")
 
@@ -144,20 +144,21 @@ class InboxWriter:
         rows = [row for pending in batch for row in pending.rows]
         unrouted = [u for pending in batch for u in pending.unrouted]
         marks = self._due_marks(rows, now)
-        async with self._db.transaction(urgent=True) as tx:  # a webhook is waiting to answer Meta
-            if rows:
-                await tx.execute_many(
-                    _INSERT_EVENT,
-                    [(*_event_values(r), self._next_arrival(now), now, now, now) for r in rows],
-                )
-                await _mark_delivered(tx, marks, now)
-            if unrouted:
-                await tx.execute_many(
-                    _INSERT_UNROUTED,
-                    [(u.id, u.platform, u.external_id, u.kind, u.reason, u.event_json, now) for u in unrouted],
-                )
+        events = [(*_event_values(r), self._next_arrival(now), now, now, now) for r in rows]
+        strays = [(u.id, u.platform, u.external_id, u.kind, u.reason, u.event_json, now) for u in unrouted]
+        ids = [r.id for r in rows]
+
+        def store(tx: ThreadTransaction) -> set[str]:
+            if events:
+                tx.execute_many(_INSERT_EVENT, events)
+                _mark_delivered(tx, marks, now)
+            if strays:
+                tx.execute_many(_INSERT_UNROUTED, strays)
             # A duplicate keeps the row already there, so only our fresh ids that exist now were stored.
-            stored_ids = await _existing(tx, [r.id for r in rows])
+            return _existing(tx, ids)
+
+        # One hop to the database thread for the whole batch; a webhook is waiting to answer Meta (urgent).
+        stored_ids = await self._db.run(store, urgent=True)
         self._marked.update(dict.fromkeys(marks, now))  # only once committed
         self.commits += 1
         self.deliveries += len(batch)
@@ -181,20 +182,20 @@ def _event_values(r: InboxRow) -> tuple[object, ...]:
     return (r.id, r.channel_id, r.event_key, r.kind, r.customer_id, r.platform_ts, r.event_json, r.state)
 
 
-async def _mark_delivered(tx: Transaction, channel_ids: list[str], now: int) -> None:
+def _mark_delivered(tx: ThreadTransaction, channel_ids: list[str], now: int) -> None:
     """channels.last_delivery_at for the status API: one statement for the batch, in the same commit, so it
     costs the acknowledgement one index lookup per channel and never a transaction of its own."""
     for start in range(0, len(channel_ids), _ID_CHUNK):
         chunk = channel_ids[start : start + _ID_CHUNK]
         placeholders = ", ".join("?" * len(chunk))
-        await tx.execute(f"UPDATE channels SET last_delivery_at = ? WHERE id IN ({placeholders})", (now, *chunk))  # noqa: S608
+        tx.execute(f"UPDATE channels SET last_delivery_at = ? WHERE id IN ({placeholders})", (now, *chunk))  # noqa: S608
 
 
-async def _existing(tx: Transaction, ids: list[str]) -> set[str]:
+def _existing(tx: ThreadTransaction, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]
         placeholders = ", ".join("?" * len(chunk))
-        rows = await tx.fetch_all(f"SELECT id FROM inbox WHERE id IN ({placeholders})", chunk)  # noqa: S608
+        rows = tx.fetch_all(f"SELECT id FROM inbox WHERE id IN ({placeholders})", chunk)  # noqa: S608
         found.update(row["id"] for row in rows)
     return found

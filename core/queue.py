@@ -4,9 +4,11 @@ An event is claimable when it is pending, due, not under a live lease, and no ea
 conversation (channel + customer) exists: so a conversation's events are handled strictly one after another in
 the platform's timestamp order (WhatsApp's are whole seconds: ties go by arrival, the order Meta listed them),
 and one waiting in retry backoff holds back the ones after it. Echoes (the business side speaking) skip the
-line: a human taking over must pause the bot at once, not after the backlog. Leases expire: work held by a
-process that died is claimed again by the next worker once its lease runs out, and every state change is fenced
-by the lease, so a worker that lost its lease cannot finish or reschedule an event another worker now holds.
+line: a human taking over must pause the bot at once, not after the backlog; and a message that came after an
+echo waits for it, so it is never answered while the takeover it follows is still being recorded. Leases
+expire: work held by a process that died is claimed again by the next worker once its lease runs out, and every
+state change is fenced by the lease, so a worker that lost its lease cannot finish or reschedule an event another
+worker now holds.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.clock import Clock
-from core.storage.db import Database, Row, Transaction
+from core.storage.db import Database, Row, ThreadTransaction, Transaction
 
 _CLAIMABLE = """SELECT i.id FROM inbox i
     WHERE i.state = 'pending' AND i.next_attempt_at <= ? AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= ?)
       AND (i.kind = 'echo' OR NOT EXISTS (
         SELECT 1 FROM inbox j
         WHERE j.channel_id = i.channel_id AND j.customer_id = i.customer_id AND j.state = 'pending'
-          AND j.kind <> 'echo'
           AND (j.platform_ts < i.platform_ts OR (j.platform_ts = i.platform_ts AND j.arrival < i.arrival))))
     ORDER BY i.platform_ts, i.arrival
     LIMIT ?"""
@@ -82,15 +83,18 @@ class InboxQueue:
         self._lease_ms = lease_ms
 
     async def claim(self, owner: str, limit: int) -> list[InboxItem]:
-        now = self._clock.now_ms()
-        claimed = []
-        async with self._db.transaction() as tx:
-            for row in await tx.fetch_all(_CLAIMABLE, (now, now, limit)):
+        now, expires = self._clock.now_ms(), self._clock.now_ms() + self._lease_ms
+
+        def take(tx: ThreadTransaction) -> list[InboxItem]:
+            claimed = []
+            for row in tx.fetch_all(_CLAIMABLE, (now, now, limit)):
                 # Conditional: a second claimer (another process) that raced us finds the lease taken.
-                taken = await tx.fetch_one(_TAKE, (owner, now + self._lease_ms, now, row["id"], now))
+                taken = tx.fetch_one(_TAKE, (owner, expires, now, row["id"], now))
                 if taken is not None:
                     claimed.append(_item(taken, owner))
-        return claimed
+            return claimed
+
+        return await self._db.run(take)
 
     async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> None:
         """Inside the turn's accounting transaction: the reply is saved with its charge, before any send.
@@ -118,23 +122,26 @@ class InboxQueue:
         """One commit per part sent: our message id (so its echo is known as ours), the count of parts sent (so a
         retry resumes after it) and, after the last part, the event's final state and note."""
         now = self._clock.now_ms()
-        async with self._db.transaction() as tx:
+        if finish is None:
+            sql, params = "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?", (count, now)
+        else:
+            sql = (
+                "UPDATE inbox SET reply_parts_sent = ?, state = ?, last_error = COALESCE(?, last_error),"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ?"
+            )
+            params = (count, finish[0], finish[1], now)
+
+        def record(tx: ThreadTransaction) -> None:
             if message_id:
-                await tx.execute(
+                tx.execute(
                     "INSERT INTO outbound_messages (channel_id, message_id, inbox_id, sent_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (channel_id, message_id) DO NOTHING",
                     (item.channel_id, message_id, item.id, now),
                 )
-            if finish is None:
-                sql, params = "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?", (count, now)
-            else:
-                sql = (
-                    "UPDATE inbox SET reply_parts_sent = ?, state = ?, last_error = COALESCE(?, last_error),"
-                    " lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ?"
-                )
-                params = (count, finish[0], finish[1], now)
-            if not await tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
+            if not tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
                 raise LeaseLost(item.id)  # rolls back the outbound row too; the new holder records its own sends
+
+        await self._db.run(record)
 
     async def finish(self, item: InboxItem, state: str, note: str | None = None) -> None:
         """done | skipped | dead | undeliverable: the event leaves the queue and releases its conversation."""

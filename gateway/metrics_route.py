@@ -2,13 +2,15 @@
 
 Gauges that describe the database (inbox depth) are refreshed from it at each scrape rather than tracked by
 hooks: the database is the truth, and a scrape every 15 s costs two index counts. With METRICS_TOKEN set, the
-scraper must send it as a bearer token (compared in constant time); unset, the route is open, for a scraper on
-a private network.
+scraper must send it as a bearer token (compared in constant time). Unset, the route is open only when the
+service listens on a loopback address (HOST 127.0.0.1, ::1 or localhost: a scraper on the same host); on any other
+address it answers 503 not_configured, because the figures (accounts' traffic, error codes) are not for the public.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -31,7 +33,10 @@ routes = web.RouteTableDef()
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    expected = request.app[SETTINGS].metrics_token
+    settings = request.app[SETTINGS]
+    expected = settings.metrics_token
+    if expected is None and not is_loopback(settings.host):
+        raise ApiError(503, "not_configured", "set METRICS_TOKEN to expose /metrics on a non-loopback address (HOST)")
     if expected is not None:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
@@ -53,6 +58,16 @@ async def count_relay(request: web.Request, handler: Handler) -> web.StreamRespo
     if request.path == RELAY_PATH:
         request.app[SERVICES].metrics.relay_requests.labels(str(response.status)).inc()
     return response
+
+
+def is_loopback(host: str) -> bool:
+    """True when HOST only accepts connections from this machine (0.0.0.0, :: and real addresses do not)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
 
 
 def webhook_platform(path: str) -> str:

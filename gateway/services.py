@@ -48,6 +48,7 @@ from core.storage.status_reads import StatusReader
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
+from gateway.read_slots import ReadSlots
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.services")
@@ -86,6 +87,8 @@ class Services:
     reports: ReportStore  # dashboard figures
     usage_series: UsageSeriesStore
     bot_reports: BotReportStore
+    export_slots: ReadSlots  # at most two exports streaming at once in this process (else 429)
+    search_slots: ReadSlots  # at most two conversation searches (`q`) at once in this process (else 429)
 
     def require_engine(self) -> ConversationEngine:
         if self.engine is None:
@@ -114,8 +117,9 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
     graph_session = aiohttp.ClientSession()
     reports_db: Database | None = None
     try:
-        # Dashboard reports may scan a year of usage (about a second on SQLite): they get connections of their
-        # own, so the relay's and the webhooks' reads never queue behind one (bench/dashboard.py measures it).
+        # Dashboard reports may scan a year of usage (about a second on SQLite), exports stream a year of records
+        # and a conversation search may scan every message of an account: they get connections of their own, so
+        # the relay's and the webhooks' reads never queue behind one (bench/dashboard.py measures it).
         reports_db = await Database.open(settings.database_url, base_dir=None)
         # Loading the encodings takes about a second; do it now, off the event loop, not on the first message.
         await asyncio.get_running_loop().run_in_executor(None, tokens.preload)
@@ -189,15 +193,17 @@ async def build_services(settings: Settings, clock: Clock, tokens: TokenCounter)
             metrics=metrics,
             openai_probe=OpenAIProbe(None if llm is None else llm.sdk, clock),
             status_reads=StatusReader(db),
-            exports=ExportReader(db),
+            exports=ExportReader(reports_db),  # a year of records: off the relay's and webhooks' read connection
             state=ConversationStateStore(db, clock),
-            conversation_view=ConversationView(db),
+            conversation_view=ConversationView(db, reports_db),
             feedback=FeedbackStore(db, clock),
             activity=ActivityStore(db, clock),
             audit=AuditStore(db, clock),
             reports=ReportStore(reports_db),
             usage_series=UsageSeriesStore(reports_db),
             bot_reports=BotReportStore(reports_db),
+            export_slots=ReadSlots("exports", retry_after_seconds=5),
+            search_slots=ReadSlots("searches"),
         )
     finally:
         await graph_session.close()

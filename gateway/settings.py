@@ -32,7 +32,7 @@ class Settings:
     graph_api_version: str = "v25.0"
     admin_jwt_secret: str | None = field(default=None, repr=False)
     secrets_key: str | None = field(default=None, repr=False)
-    # When set, GET /metrics requires it as a bearer token; unset, /metrics is open (a private scrape network).
+    # When set, GET /metrics requires it as a bearer token; unset, /metrics is open on a loopback HOST only (503).
     metrics_token: str | None = field(default=None, repr=False)
     # Where Meta reaches this service (used for the data deletion status URL); derived from the request if unset.
     public_base_url: str | None = None

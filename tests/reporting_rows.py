@@ -1,7 +1,8 @@
 """Rows written straight into the service's SQLite file, for reports over past times the clock cannot reach.
 
-Usage records, contacts, messages, feedback and inbox events are written the way the engine, the feedback API and
-the channel worker write them, at chosen instants, so dashboard figures can be compared with hand-computed ones.
+Usage records, contacts, messages, feedback, inbox events and activity rows are written the way the engine, the
+feedback API and the channel worker write them, at chosen instants, so dashboard figures can be compared with
+hand-computed ones.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def usage_row(
     cost: int | None = 1000,
     latency: int | None = 100,
     outcome: str = "ok",
+    attempts: int = 1,
 ) -> dict[str, Any]:
     return {
         "id": f"use_t{next(_SEQ)}",
@@ -60,16 +62,36 @@ def usage_row(
         "total_tokens": prompt + completion,
         "cost_nanousd": cost,
         "latency_ms": latency,
-        "attempts": 1,
+        "attempts": attempts,
         "outcome": outcome,
         "error_code": None if outcome == "ok" else outcome,
         "created_at": at,
     }
 
 
-def failure_row(account_id: str, bot_id: str, at: int, outcome: str) -> dict[str, Any]:
-    """A call that failed: nothing charged (cost 0, as the engine records it), no latency."""
-    return usage_row(account_id, bot_id, at, prompt=0, completion=0, cost=0, latency=None, outcome=outcome)
+def failure_row(account_id: str, bot_id: str | None, at: int, outcome: str) -> dict[str, Any]:
+    """A turn that failed: nothing charged (cost 0, as the engine records it), no latency. A quota refusal made no
+    model call at all: the engine records it with 0 attempts."""
+    attempts = 0 if outcome == "quota_exceeded" else 1
+    return usage_row(
+        account_id, bot_id, at, prompt=0, completion=0, cost=0, latency=None, outcome=outcome, attempts=attempts
+    )
+
+
+def dead_letter_row(account_id: str, bot_id: str, channel_id: str, at: int) -> dict[str, Any]:
+    """The activity row the channel worker writes when it gives up on an event and sends the fallback message."""
+    inbox_id = f"inb_t{next(_SEQ)}"
+    return {
+        "id": f"act_t{next(_SEQ)}",
+        "account_id": account_id,
+        "kind": "dead_letter",
+        "bot_id": bot_id,
+        "channel_id": channel_id,
+        "summary": "A Messenger customer got the fallback message after 5 failed attempts",
+        "detail": '{"platform":"messenger","attempts":5}',
+        "dedupe_key": f"dead_letter:{inbox_id}",
+        "created_at": at,
+    }
 
 
 def conversation(

@@ -177,3 +177,11 @@ async def test_the_feed_pages_newest_first_and_is_scoped(client: TestClient, fak
     await expect(await client.get(f"{FEED}?kind=everything", headers=viewer), 400)
     await expect(await client.get(f"{FEED}?cursor=%%%", headers=viewer), 400)
     await expect(await client.get(FEED), 401)
+
+
+async def test_a_limit_of_thousands_of_digits_is_a_400_not_a_500(client: TestClient) -> None:
+    """Regression: int() refuses strings past 4,300 digits with ValueError, which answered 500."""
+    for paged in ("/api/dashboard/activity", "/api/conversations", "/api/admin/audit"):
+        for limit in ("9" * 5000, "0", "201", "-1", "1e3"):
+            response = await client.get(f"{paged}?limit={limit}", headers=auth())
+            assert (await expect(response, 400))["error"]["details"]["field"] == "limit"

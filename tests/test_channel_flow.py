@@ -211,6 +211,28 @@ async def test_a_human_replying_from_the_inbox_pauses_the_bot(
     assert {r["event_key"]: r["state"] for r in rows}["m_3"] == "skipped"
 
 
+async def test_a_message_right_after_a_human_reply_waits_for_the_takeover(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    """Regression: echoes skip the line, and a message after one did not wait for it, so a worker could answer the
+    customer while another was still recording the human takeover (both in one batched delivery here)."""
+    client, _, settings = live
+    for round_no in range(5):
+        customer, base = f"2400000{round_no}", NOW_MS + round_no * 10_000
+        human = fb_event(
+            {"message": {"mid": f"m_h{round_no}", "is_echo": True, "app_id": 263902037430900, "text": "Anna here"}},
+            sender=PAGE_ID,
+            recipient=customer,
+            ts=base,
+        )
+        reply = fb_text(f"m_c{round_no}", "thanks Anna", sender=customer, ts=base + 1)
+        human["entry"][0]["messaging"] += reply["entry"][0]["messaging"]
+        await deliver(client, "/webhooks/messenger", human)
+    rows = await settled(settings)
+    assert [r["state"] for r in rows if r["event_key"].startswith("m_c")] == ["skipped"] * 5
+    assert fake_openai.calls == []
+
+
 async def test_our_echo_is_ours_even_when_its_message_id_was_never_recorded(
     live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.harness import auth, connect_channel, expect, provision, relay, signed
 from tests.reporting_rows import insert, ms, usage_row
 
@@ -131,3 +131,22 @@ async def test_other_accounts_bots_stay_hidden(client: TestClient) -> None:
     assert (await expect(response, 404))["error"]["code"] == "not_found"
     bad = await client.get("/api/dashboard/bots", params={"from": "later"}, headers=auth("owner", a.account_id))
     assert (await expect(bad, 400))["error"]["details"]["field"] == "from"
+
+
+async def test_contacts_mean_contacts_with_answered_turns_with_or_without_a_range(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    """Regression: without a range `contacts` counted every contact, with one only contacts with messages. A turn
+    that fails upstream still creates its contact; neither figure counts it now."""
+    tenant = await provision(client)
+    await expect(await relay(client, tenant, "hello", user_id="alice"), 200)
+    fake_openai.script(Fault.insufficient_quota())  # bob's turn fails: a contact, a usage row, no messages
+    assert (await relay(client, tenant, "hello?", user_id="bob")).status in (502, 503)
+    headers = auth("owner", tenant.account_id)
+    today = {"from": str(int(time.time() * 1000) - 3_600_000), "to": str(int(time.time() * 1000) + 3_600_000)}
+
+    [lifetime] = (await bots(client, headers))["bots"]
+    [ranged] = (await bots(client, headers, **today))["bots"]
+
+    for report in (lifetime, ranged):
+        assert (report["contacts"], report["messages"], report["requests"]) == (1, 2, 2)

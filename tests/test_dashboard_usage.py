@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.harness import Tenant, auth, expect, provision, relay
-from tests.reporting_rows import insert, ms, usage_row
+from tests.reporting_rows import failure_row, insert, ms, usage_row
 
 MAY = {"from": "2025-05-01T00:00:00Z", "to": "2025-05-04T00:00:00Z"}
 DAYS = ["2025-05-01T00:00:00Z", "2025-05-02T00:00:00Z", "2025-05-03T00:00:00Z"]
@@ -63,8 +63,10 @@ async def test_day_buckets_include_empty_days(client: TestClient, settings: Sett
     assert series["cached_tokens"] == [40, 0, 0]
     assert series["completion_tokens"] == [30, 0, 25]
     assert series["cost_usd"] == ["0.000004", "0.000000", "0.0000007"]
+    assert series["quota_refusals"] == [0, 0, 0]
     assert series["totals"] == {
         "requests": 4,
+        "quota_refusals": 0,
         "prompt_tokens": 360,
         "cached_tokens": 40,
         "completion_tokens": 55,
@@ -174,3 +176,69 @@ async def test_bad_parameters_are_400(client: TestClient) -> None:
         assert body["error"]["details"]["field"] == field, params
     # The same two years by day is fine: 731 buckets.
     assert len((await usage(client, headers, **two_years))["buckets"]) == 731
+
+
+async def test_groups_beyond_top_are_summed_into_one_other_series(client: TestClient, settings: Settings) -> None:
+    """Regression (DoS): group_by=bot had no bound on the number of series; one usage row per bot (even a quota
+    refusal) made a series of 8,760 hourly entries each. Now the top groups by model calls get a series each and
+    the database sums the rest into one `other` series."""
+    tenant = await provision(client)
+    a = tenant.account_id
+    bots = [await second_bot(client, tenant, f"Bot {i}") for i in range(14)]
+    rows = [failure_row(a, bot, ms("2025-06-01T00:30:00"), "quota_exceeded") for bot in [*bots, tenant.bot_id]]
+    for i, bot in enumerate(bots):  # bot i makes i + 1 calls, an hour apart, from 2025-03-01
+        rows += [usage_row(a, bot, ms("2025-03-01T00:00:00") + n * 3_600_000, cost=10) for n in range(i + 1)]
+    insert(settings, "usage_records", rows)
+    headers = auth("owner", a)
+    year = {"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "bucket": "hour"}
+
+    body = await usage(client, headers, group_by="bot", **year)
+
+    assert (body["top"], body["groups"], len(body["buckets"])) == (10, 15, 8760)
+    assert len(body["series"]) == 11
+    ranked, other = body["series"][:10], body["series"][10]
+    assert [s["key"] for s in ranked] == bots[:3:-1]  # Bot 13 (14 calls) down to Bot 4 (5 calls)
+    assert [s["label"] for s in ranked] == [f"Bot {i}" for i in range(13, 3, -1)]
+    assert not any(s["other"] for s in ranked)
+    assert (other["key"], other["label"], other["other"]) == (None, "other", True)
+    # Bots 0..3 (4 + 3 + 2 + 1 calls) and the tenant's own bot (a refusal only); their calls by hour from March 1.
+    march = body["buckets"].index("2025-03-01T00:00:00Z")
+    assert other["requests"][march : march + 5] == [4, 3, 2, 1, 0]
+    assert other["totals"]["requests"] == 10
+    assert other["totals"]["quota_refusals"] == 5
+    assert other["totals"]["cost_usd"] == "0.0000001"  # 10 calls at 10 nano-dollars
+    # Nothing is lost: the series add up to the ungrouped totals.
+    [whole] = (await usage(client, headers, **year))["series"]
+    for figure, expected in (("requests", 105), ("quota_refusals", 15)):
+        assert sum(s["totals"][figure] for s in body["series"]) == whole["totals"][figure] == expected
+
+    wide = await usage(client, headers, group_by="bot", top="20", **year)
+    assert (wide["top"], len(wide["series"])) == (20, 15)
+    assert not any(s["other"] for s in wide["series"])
+    last = wide["series"][-1]
+    assert last["key"] == tenant.bot_id  # a refusal only: ranked last
+    assert (last["totals"]["requests"], last["totals"]["quota_refusals"]) == (0, 1)
+    for bad in ("0", "21", "ten", "-1", "9" * 5000):
+        response = await client.get("/api/dashboard/usage", params={"group_by": "bot", "top": bad}, headers=headers)
+        assert (await expect(response, 400))["error"]["details"]["field"] == "top", bad
+
+
+async def test_a_year_of_hours_by_many_groups_stays_a_bounded_response(client: TestClient, settings: Settings) -> None:
+    """40 models each called once over a year of hours: at most top + 1 = 21 series (183,960 cells, a few MB),
+    where every model used to get its own 8,760-entry series."""
+    tenant = await provision(client)
+    a, bot = tenant.account_id, tenant.bot_id
+    rows = [usage_row(a, bot, ms("2025-02-01T00:00:00") + i * 86_400_000, model=f"m-{i:02d}") for i in range(40)]
+    insert(settings, "usage_records", rows)
+    params = {"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z", "bucket": "hour", "group_by": "model"}
+
+    response = await client.get("/api/dashboard/usage", params={**params, "top": "20"}, headers=auth("owner", a))
+    raw = await response.read()
+    body = await expect(response, 200)
+
+    assert body["groups"] == 40
+    assert len(body["series"]) == 21
+    assert len(body["series"]) * len(body["buckets"]) <= 200_000
+    assert len(raw) < 8_000_000  # 5.2 MB measured
+    assert [s["key"] for s in body["series"][:20]] == [f"m-{i:02d}" for i in range(20)]  # ties: by key
+    assert body["series"][20]["totals"]["requests"] == 20

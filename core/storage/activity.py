@@ -1,5 +1,5 @@
-"""The activity feed of an account: conversations started, quota warnings, channel errors, human takeovers and
-admin actions, newest first.
+"""The activity feed of an account: conversations started, quota warnings, channel errors, human takeovers,
+admin actions and dead letters (a customer sent the bot's fallback message), newest first.
 
 Rows are written where the event happens, inside that event's own transaction when it has one (a new contact,
 a quota settlement, a pause), so the feed never shows something that was rolled back. Summaries carry no
@@ -20,7 +20,7 @@ from core.ids import new_id
 from core.models import Contact
 from core.storage.db import Database, Row, Transaction
 
-KINDS = ("conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action")
+KINDS = ("conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action", "dead_letter")
 # Shares of the period's allowance that raise a warning, in percent.
 QUOTA_THRESHOLDS = (80, 100)
 _ERROR_STATUSES = {"needs_reauth": "needs re-authorisation", "disabled": "was disabled"}
@@ -180,6 +180,36 @@ async def record_takeover(
             channel_id=channel_id,
             contact_id=None if contact is None else contact["id"],
             detail={"source": source, "paused_minutes": minutes},
+        ),
+        now_ms,
+    )
+
+
+async def record_dead_letter(
+    tx: Transaction, channel_id: str, customer_id: str, inbox_id: str, attempts: int, now_ms: int
+) -> None:
+    """An event of `channel_id` was given up on after `attempts` tries and its customer is being sent the bot's
+    fallback message. Durable, unlike the inbox row (purged after days): the dashboards count fallbacks from
+    these rows. Keyed by the event, so a fallback send that is retried or resumed still makes one row."""
+    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
+    if channel is None:
+        return
+    contact = await tx.fetch_one(
+        "SELECT id FROM contacts WHERE bot_id = ? AND platform = ? AND external_id = ?",
+        (channel["bot_id"], channel["platform"], customer_id),
+    )
+    platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
+    await add_activity(
+        tx,
+        NewActivity(
+            channel["account_id"],
+            "dead_letter",
+            f"A {platform} customer got the fallback message after {attempts} failed attempts",
+            bot_id=channel["bot_id"],
+            channel_id=channel_id,
+            contact_id=None if contact is None else contact["id"],
+            detail={"platform": channel["platform"], "attempts": attempts},
+            dedupe_key=f"dead_letter:{inbox_id}",
         ),
         now_ms,
     )

@@ -2,7 +2,8 @@
 
 An entry never holds a request body: `detail` names the body fields sent, not their values, so access tokens,
 app secrets and keys can never land here. A successful mutation also appears in the touched account's activity
-feed (kind `admin_action`), written in the same transaction as the audit row.
+feed (kind `admin_action`), written in the same transaction as the audit row; the feed, read by the account's
+owners and viewers, never names the operator (an admin's token subject stays in the admin-only audit trail).
 """
 
 from __future__ import annotations
@@ -140,17 +141,17 @@ def _admin_action(entry: NewAuditEntry) -> NewActivity:
         # "update bot bot_1", not "update bot bot bot_1"; "lock account (account acc_1)" where the verb hides it.
         named = what.endswith(" " + entry.target_type.replace("_", " "))
         what += f" {entry.target_id}" if named else f" ({entry.target_type} {entry.target_id})"
+    detail: dict[str, Any] = {"actor_role": entry.actor_role, "method": entry.method, "path": entry.path}
+    if entry.actor_role != "admin":
+        # An owner's or viewer's subject is their own account's business; the operator's identity (the admin
+        # JWT's sub) is not: owners and viewers read this feed, and only the admin-only audit log names the admin.
+        detail["actor"] = entry.actor
+    detail["status"] = entry.status
     return NewActivity(
         entry.account_id or "",
         "admin_action",
         f"{who}: {what}",
         bot_id=entry.target_id if entry.target_type == "bot" else None,
         channel_id=entry.target_id if entry.target_type == "channel" else None,
-        detail={
-            "actor": entry.actor,
-            "actor_role": entry.actor_role,
-            "method": entry.method,
-            "path": entry.path,
-            "status": entry.status,
-        },
+        detail=detail,
     )

@@ -1,4 +1,8 @@
-"""Bots: persona, model, sampling and memory settings. Deleting one hides it but keeps its usage history."""
+"""Bots: persona, model, sampling and memory settings. Deleting one hides it but keeps its usage history.
+
+A bot's fallback message going to a customer is recorded here too (in the activity feed): the channel worker
+holds this store, and the dashboards count fallbacks from those rows.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from core.clock import Clock
 from core.errors import NotFound
 from core.ids import new_id
 from core.models import Bot
+from core.storage.activity import record_dead_letter
 from core.storage.db import Database, Row
 from core.storage.updates import set_clause
 
@@ -129,3 +134,9 @@ class BotStore:
                 "UPDATE channels SET disconnected_at = ?, updated_at = ? WHERE bot_id = ? AND disconnected_at IS NULL",
                 (now, now, bot_id),
             )
+
+    async def fallback_sent(self, channel_id: str, customer_id: str, inbox_id: str, attempts: int) -> None:
+        """A bot answers a customer with its fallback message after an event was given up on: recorded in the
+        account's activity feed (a `dead_letter` row, once per event), which the dashboards count as a fallback."""
+        async with self._db.transaction() as tx:
+            await record_dead_letter(tx, channel_id, customer_id, inbox_id, attempts, self._clock.now_ms())

@@ -151,7 +151,12 @@ class ChannelStore:
         return _channel(row)
 
     async def set_status(self, channel_id: str, status: str, reason: str) -> None:
-        """Set by the sender (190: needs_reauth); the activity feed gets the change in the same commit."""
+        """Set by the sender (190: needs_reauth); the activity feed gets the change in the same commit.
+
+        Whether the status changed is the row count of a conditional UPDATE, not a comparison with a SELECT: on
+        PostgreSQL (no BEGIN IMMEDIATE) two workers failing at once would both read the old status, while the
+        second conditional UPDATE waits for the first's row lock, re-checks and changes nothing: one feed row.
+        """
         now = self._clock.now_ms()
         async with self._db.transaction() as tx:
             before = await tx.fetch_one(
@@ -159,11 +164,16 @@ class ChannelStore:
             )
             if before is None:
                 return
-            await tx.execute(
-                "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
-                (status, reason, now, channel_id),
+            changed = await tx.execute(
+                "UPDATE channels SET status = ?, status_reason = ?, updated_at = ? WHERE id = ? AND status <> ?",
+                (status, reason, now, channel_id, status),
             )
-            await record_channel_error(tx, before, status, reason, now)
+            if changed:
+                await record_channel_error(tx, before, status, reason, now)
+            else:  # already in that status: only the latest reason is news
+                await tx.execute(
+                    "UPDATE channels SET status_reason = ?, updated_at = ? WHERE id = ?", (reason, now, channel_id)
+                )
 
     async def note_error(self, channel_id: str, error: str) -> None:
         """The channel's last failure (a Graph send, a dead letter), shown by GET /api/status/webhooks."""

@@ -83,14 +83,18 @@ def _summary(row: Row) -> ConversationSummary:
 
 
 def _like_pattern(text: str) -> str:
-    """`%text%` for LIKE ... ESCAPE '!', matched literally and case-insensitively (lowered on both sides)."""
-    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    """`%text%` for `casefold(x) LIKE casefold(?) ESCAPE '!'`, matched literally; the query folds both sides with
+    the same SQL function (core/storage/db.py), so non-ASCII letters match whatever their case."""
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return f"%{escaped}%"
 
 
 class ConversationView:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, listing_db: Database) -> None:
         self._db = db
+        # Listing and search may scan every message of an account (a `q` that matches nothing): they run on the
+        # reports connection, so the relay's and the webhooks' reads on `db` never queue behind one.
+        self._listing_db = listing_db
 
     async def page(
         self, where: ConversationFilter, *, after: tuple[int, str] | None, limit: int
@@ -112,15 +116,15 @@ class ConversationView:
             # The message search walks the contact's messages through the (contact_id, seq) index; the page
             # stops as soon as it is full, so a common word is cheap and a rare one costs one pass.
             clauses.append(
-                "(LOWER(c.external_id) LIKE ? ESCAPE '!' OR EXISTS (SELECT 1 FROM messages q"
-                " WHERE q.contact_id = c.id AND LOWER(q.content) LIKE ? ESCAPE '!'))"
+                "(casefold(c.external_id) LIKE casefold(?) ESCAPE '!' OR EXISTS (SELECT 1 FROM messages q"
+                " WHERE q.contact_id = c.id AND casefold(q.content) LIKE casefold(?) ESCAPE '!'))"
             )
             pattern = _like_pattern(where.q)
             params += [pattern, pattern]
         if after is not None:
             clauses.append("(c.last_message_at < ? OR (c.last_message_at = ? AND c.id < ?))")
             params += [after[0], after[0], after[1]]
-        rows = await self._db.fetch_all(
+        rows = await self._listing_db.fetch_all(
             f"{_SUMMARY} WHERE {' AND '.join(clauses)} ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?",
             (*params, limit),
         )

@@ -26,22 +26,26 @@ class ConversationStateStore:
         """Pause the bot in this conversation until `until_ms`: a human answers (an echo, or through the API).
 
         The activity feed gets a human takeover only when the conversation was not already paused: a person
-        typing ten messages extends one pause, it is not ten takeovers.
+        typing ten messages extends one pause, it is not ten takeovers. Whether it is a new takeover is decided by
+        the row count of a conditional UPDATE, not by a SELECT before it: on a database without SQLite's
+        BEGIN IMMEDIATE (PostgreSQL, READ COMMITTED), two concurrent pauses would both read "not paused"; the
+        second UPDATE waits for the first's row lock, re-checks its condition and changes nothing.
         """
         now = self._clock.now_ms()
         async with self._db.transaction() as tx:
             await tx.execute(_ENSURE, (channel_id, customer_id))
-            row = await tx.fetch_one(
-                "SELECT paused_until FROM conversation_state WHERE channel_id = ? AND customer_id = ?",
-                (channel_id, customer_id),
+            started = await tx.execute(
+                "UPDATE conversation_state SET paused_until = ? WHERE channel_id = ? AND customer_id = ?"
+                " AND (paused_until IS NULL OR paused_until <= ?)",
+                (until_ms, channel_id, customer_id, now),
             )
-            await tx.execute(
-                "UPDATE conversation_state SET paused_until = ? WHERE channel_id = ? AND customer_id = ?",
-                (until_ms, channel_id, customer_id),
-            )
-            previous = None if row is None else row["paused_until"]
-            if previous is None or int(previous) <= now:
+            if started:
                 await record_takeover(tx, channel_id, customer_id, until_ms, source, now)
+            else:  # already paused: the new end replaces the old one
+                await tx.execute(
+                    "UPDATE conversation_state SET paused_until = ? WHERE channel_id = ? AND customer_id = ?",
+                    (until_ms, channel_id, customer_id),
+                )
 
     async def resume(self, channel_id: str, customer_id: str) -> None:
         """The bot answers this conversation again (a pause that already ran out changes nothing)."""

@@ -57,13 +57,34 @@ class DatabaseURL:
         raise DatabaseURLError(f"unsupported DATABASE_URL scheme in {url.split(':', 1)[0]!r}")
 
 
+class ThreadTransaction:
+    """The statements of a transaction run on the database thread itself: see `Database.run`."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return _rowcount(self._raw.execute(sql, params))
+
+    def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
+        """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
+        return _rowcount(self._raw.executemany(sql, rows))
+
+    def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = self._raw.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._raw.execute(sql, params).fetchall()
+
+
 class Transaction:
     """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection.
 
     Each statement is one hop to aiosqlite's thread, and BEGIN travels with the first statement: a transaction of
     N statements costs N + 1 hops (the last is COMMIT) instead of 2N + 2. Every hop is time the write lock is
     held while the event loop and the database thread hand work back and forth, and the webhook acknowledgement
-    waits behind that lock.
+    waits behind that lock. Hot transactions with no awaits between their statements use `Database.run`.
     """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -71,27 +92,26 @@ class Transaction:
         self.began = False
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self._hop(lambda raw: _rowcount(raw.execute(sql, params)))
+        return await self._hop(lambda tx: tx.execute(sql, params))
 
     async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
         """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
-        return await self._hop(lambda raw: _rowcount(raw.executemany(sql, rows)))
+        return await self._hop(lambda tx: tx.execute_many(sql, rows))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._hop(lambda raw: raw.execute(sql, params).fetchall())
-        return rows[0] if rows else None
+        return await self._hop(lambda tx: tx.fetch_one(sql, params))
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self._hop(lambda raw: raw.execute(sql, params).fetchall())
+        return await self._hop(lambda tx: tx.fetch_all(sql, params))
 
-    async def _hop(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _hop(self, work: Callable[[ThreadTransaction], T]) -> T:
         begin, self.began = not self.began, True
 
         def run() -> T:
             raw = _raw(self._conn)
             if begin:
                 raw.execute("BEGIN IMMEDIATE")
-            return work(raw)
+            return work(ThreadTransaction(raw))
 
         return await _on_thread(self._conn, run)
 
@@ -142,6 +162,17 @@ class Database:
                     await asyncio.shield(_on_thread(self._writer, lambda: _end(_raw(self._writer), "ROLLBACK")))
                 raise
 
+    async def run(self, work: Callable[[ThreadTransaction], T], *, urgent: bool = False) -> T:
+        """A whole write transaction in one hop: BEGIN IMMEDIATE, `work`, COMMIT, all on the database thread.
+
+        For hot transactions whose statements need no await in between (claiming inbox work, recording a sent
+        part, the webhook's group commit): the write lock is held for the SQL alone, not for a round trip through
+        a busy event loop per statement. `work` runs on another thread: it must only use its transaction and
+        values it was given. Shielded: once started, a cancelled caller does not stop the commit.
+        """
+        async with self._write_lock.hold(urgent=urgent):
+            return await asyncio.shield(_on_thread(self._writer, lambda: _atomically(_raw(self._writer), work)))
+
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One statement as its own transaction, in one hop: SQLite commits a lone statement atomically."""
         async with self._write_lock.hold():
@@ -183,6 +214,21 @@ def _rowcount(cursor: sqlite3.Cursor) -> int:
     return count
 
 
+def _atomically(raw: sqlite3.Connection, work: Callable[[ThreadTransaction], T]) -> T:
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(ThreadTransaction(raw))
+    except BaseException:
+        _end(raw, "ROLLBACK")
+        raise
+    try:
+        raw.execute("COMMIT")
+    except BaseException:
+        _end(raw, "ROLLBACK")
+        raise
+    return result
+
+
 def _end(raw: sqlite3.Connection, verb: str) -> None:
     if raw.in_transaction:
         raw.execute(verb)
@@ -196,4 +242,13 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await conn.execute_fetchall(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     await conn.execute_fetchall("PRAGMA synchronous=FULL")
     await conn.execute_fetchall("PRAGMA foreign_keys=ON")
+    # Case-insensitive search (conversations `q`) folds both sides with `casefold(...)`: SQLite's LOWER() folds
+    # ASCII only, so "Émile" would never match "émile". PostgreSQL would define casefold(text) as LOWER($1), which
+    # follows the database's collation there (Unicode-aware with a UTF-8/ICU locale).
+    await conn.create_function("casefold", 1, casefold, deterministic=True)
     return conn
+
+
+def casefold(value: object) -> object:
+    """The SQL `casefold(x)`: Unicode case folding of text; NULL and non-text values pass through unchanged."""
+    return value.casefold() if isinstance(value, str) else value

@@ -33,14 +33,21 @@ class Eraser:
         self._clock = clock
 
     async def erase_customer(
-        self, external_id: str, *, account_id: str | None = None, meta_only: bool = False
+        self,
+        external_id: str,
+        *,
+        account_id: str | None = None,
+        platform: str | None = None,
+        meta_only: bool = False,
     ) -> ErasureReport:
         """Everything stored about the customer `external_id` (PSID, IGSID, wa_id or relay user id).
 
-        With `account_id`, only within that account (an owner erasing one of their customers).
+        With `account_id`, only within that account (an owner erasing one of their customers); with `platform`
+        too, only on that platform: the same id on another platform is another person (a relay user id may
+        equal a WhatsApp number), whose contacts, pauses and inbox events stay.
         """
         async with self._db.transaction() as tx:
-            contact_ids = await _contacts(tx, external_id, account_id, meta_only)
+            contact_ids = await _contacts(tx, external_id, account_id, platform, meta_only)
             messages = 0
             for contact_id in contact_ids:
                 messages += await tx.execute("DELETE FROM messages WHERE contact_id = ?", (contact_id,))
@@ -49,7 +56,7 @@ class Eraser:
                 await tx.execute("DELETE FROM feedback WHERE contact_id = ?", (contact_id,))
                 await tx.execute("UPDATE activity SET contact_id = NULL WHERE contact_id = ?", (contact_id,))
                 await tx.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
-            channel_filter, params = _channels(account_id)
+            channel_filter, params = _channels(account_id, platform)
             inbox = await tx.execute(
                 "UPDATE inbox SET event = '{}', customer_id = NULL, reply_text = NULL, last_error = NULL,"
                 f" state = CASE WHEN state = 'pending' THEN 'erased' ELSE state END, updated_at = ?"
@@ -69,26 +76,30 @@ class Eraser:
         return ErasureReport(len(contact_ids), messages, inbox, unrouted)
 
 
-async def _contacts(tx: Transaction, external_id: str, account_id: str | None, meta_only: bool) -> list[str]:
+async def _contacts(
+    tx: Transaction, external_id: str, account_id: str | None, platform: str | None, meta_only: bool
+) -> list[str]:
+    clauses, params = ["external_id = ?"], [external_id]
     if meta_only:
         # A Meta user id says nothing about a business's own relay user ids, which merely could look the same.
-        rows = await tx.fetch_all(
-            "SELECT id FROM contacts WHERE external_id = ? AND platform IN ('messenger', 'instagram', 'whatsapp')",
-            (external_id,),
-        )
-    elif account_id is None:
-        rows = await tx.fetch_all("SELECT id FROM contacts WHERE external_id = ?", (external_id,))
-    else:
-        rows = await tx.fetch_all(
-            "SELECT id FROM contacts WHERE external_id = ? AND account_id = ?", (external_id, account_id)
-        )
+        clauses.append("platform IN ('messenger', 'instagram', 'whatsapp')")
+    scope, scope_params = _scope(account_id, platform)
+    sql = f"SELECT id FROM contacts WHERE {' AND '.join(clauses + scope)}"
+    rows = await tx.fetch_all(sql, (*params, *scope_params))
     return [row["id"] for row in rows]
 
 
-def _channels(account_id: str | None) -> tuple[str, tuple[str, ...]]:
-    if account_id is None:
+def _channels(account_id: str | None, platform: str | None) -> tuple[str, tuple[str, ...]]:
+    """Which channels' inbox events and pauses go: the account's (on `platform` only, when given), or all."""
+    scope, params = _scope(account_id, platform)
+    if not scope:
         return "", ()
-    return " AND channel_id IN (SELECT id FROM channels WHERE account_id = ?)", (account_id,)
+    return f" AND channel_id IN (SELECT id FROM channels WHERE {' AND '.join(scope)})", params
+
+
+def _scope(account_id: str | None, platform: str | None) -> tuple[list[str], tuple[str, ...]]:
+    given = [(name, value) for name, value in (("account_id", account_id), ("platform", platform)) if value is not None]
+    return [f"{name} = ?" for name, _ in given], tuple(value for _, value in given)
 
 
 def _like_literal(value: str) -> str:

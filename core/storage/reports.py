@@ -38,7 +38,9 @@ class ReportScope:
 
 @dataclass(frozen=True, slots=True)
 class UsageTotals:
-    requests: int
+    requests: int  # model calls attempted (usage rows with attempts > 0), failed ones included
+    quota_refusals: int  # turns refused for quota before any call (attempts = 0): not requests, not errors
+    empty_replies: int  # calls that returned no text: the customer got the bot's fallback message
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
@@ -61,10 +63,13 @@ class UsageTotals:
 
 @dataclass(frozen=True, slots=True)
 class MessageTotals:
+    """From the messages table, which holds only turns the model answered (a reply, or the fallback for an empty
+    one): refused, dead-lettered, media-noticed and human-handled messages are not in it, nor erased contacts'."""
+
     inbound: int
     outbound: int
-    conversations: int  # distinct contacts with a message in the range
-    active_contacts: int  # distinct contacts with a message in the 24 hours before the range's end
+    conversations: int  # distinct contacts with an answered turn in the range
+    active_contacts: int  # distinct contacts with an answered turn in the 24 hours before the range's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,23 +78,31 @@ class FeedbackTotals:
     down: int
 
 
-_USAGE = """SELECT COUNT(*) AS requests,
+# The engine writes a usage row with attempts = 0 for a turn refused for quota before any model call: those are
+# counted apart (quota_refusals), never as calls, errors or latency samples.
+_USAGE = """SELECT COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) AS requests,
+    COALESCE(SUM(CASE WHEN attempts = 0 AND outcome = 'quota_exceeded' THEN 1 ELSE 0 END), 0) AS refusals,
+    COALESCE(SUM(CASE WHEN attempts > 0 AND outcome = 'empty_reply' THEN 1 ELSE 0 END), 0) AS empty_replies,
     COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, COALESCE(SUM(cached_tokens), 0) AS cached_tokens,
     COALESCE(SUM(completion_tokens), 0) AS completion_tokens, COALESCE(SUM(reasoning_tokens), 0) AS reasoning_tokens,
-    COALESCE(SUM(cost_nanousd), 0) AS cost, COUNT(*) - COUNT(cost_nanousd) AS unpriced,
-    COALESCE(SUM(CASE WHEN outcome = 'ok' AND latency_ms IS NOT NULL THEN 1 ELSE 0 END), 0) AS samples,
-    COALESCE(SUM(CASE WHEN outcome = 'ok' THEN latency_ms ELSE 0 END), 0) AS latency_sum
+    COALESCE(SUM(cost_nanousd), 0) AS cost,
+    COALESCE(SUM(CASE WHEN attempts > 0 AND cost_nanousd IS NULL THEN 1 ELSE 0 END), 0) AS unpriced,
+    COALESCE(SUM(CASE WHEN outcome = 'ok' AND attempts > 0 AND latency_ms IS NOT NULL THEN 1 ELSE 0 END), 0)
+        AS samples,
+    COALESCE(SUM(CASE WHEN outcome = 'ok' AND attempts > 0 THEN latency_ms ELSE 0 END), 0) AS latency_sum
     FROM usage_records WHERE {where}"""
-_ERRORS = "SELECT outcome, COUNT(*) AS n FROM usage_records WHERE {where} AND outcome <> 'ok' GROUP BY outcome"
-_P95 = """SELECT latency_ms FROM usage_records WHERE {where} AND outcome = 'ok' AND latency_ms IS NOT NULL
+_ERRORS = """SELECT outcome, COUNT(*) AS n FROM usage_records WHERE {where} AND outcome <> 'ok' AND attempts > 0
+    GROUP BY outcome"""
+_P95 = """SELECT latency_ms FROM usage_records
+    WHERE {where} AND outcome = 'ok' AND attempts > 0 AND latency_ms IS NOT NULL
     ORDER BY latency_ms DESC LIMIT 1 OFFSET ?"""
 _MESSAGES = """SELECT COALESCE(SUM(CASE WHEN role = 'user' THEN 1 ELSE 0 END), 0) AS inbound,
     COALESCE(SUM(CASE WHEN role = 'assistant' THEN 1 ELSE 0 END), 0) AS outbound,
     COUNT(DISTINCT contact_id) AS conversations FROM messages WHERE {where}"""
 _CONTACTS = "SELECT COUNT(DISTINCT contact_id) AS n FROM messages WHERE {where}"
-# Dead letters: events given up on after their retries; the customer got the bot's fallback message.
-_DEAD = """SELECT COUNT(*) AS n FROM inbox i JOIN channels c ON c.id = i.channel_id
-    WHERE i.state = 'dead' AND {where}"""
+# Dead letters: events given up on after their retries, the customer sent the bot's fallback message. Counted from
+# the activity row written when it happened: inbox rows are purged after days, and erasure rewrites them.
+_DEAD_LETTERS = "SELECT COUNT(*) AS n FROM activity WHERE kind = 'dead_letter' AND {where}"
 _FEEDBACK = "SELECT rating, COUNT(*) AS n FROM feedback WHERE {where} GROUP BY rating"
 
 
@@ -110,6 +123,8 @@ class ReportStore:
             p95 = None if found is None else int(found["latency_ms"])
         return UsageTotals(
             requests=int(row["requests"]),
+            quota_refusals=int(row["refusals"]),
+            empty_replies=int(row["empty_replies"]),
             prompt_tokens=int(row["prompt_tokens"]),
             cached_tokens=int(row["cached_tokens"]),
             completion_tokens=int(row["completion_tokens"]),
@@ -132,10 +147,10 @@ class ReportStore:
         assert active is not None
         return MessageTotals(int(row["inbound"]), int(row["outbound"]), int(row["conversations"]), int(active["n"]))
 
-    async def fallbacks(self, scope: ReportScope) -> int:
-        """Inbox events dead-lettered in the range (by when they were given up on) on the scope's channels."""
-        where, params = scope.where("i.updated_at", "c.account_id")
-        row = await self._db.fetch_one(_DEAD.format(where=where), params)
+    async def dead_letters(self, scope: ReportScope) -> int:
+        """Channel events given up on in the range and answered with the bot's fallback message."""
+        where, params = scope.where()
+        row = await self._db.fetch_one(_DEAD_LETTERS.format(where=where), params)
         return int(row["n"]) if row else 0
 
     async def feedback(self, scope: ReportScope) -> FeedbackTotals:

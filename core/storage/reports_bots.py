@@ -1,8 +1,10 @@
 """The bots page of the dashboard: each live bot with its channels' health, last activity and totals.
 
 Lifetime message counts come from the contacts (each keeps its message count, and erasing a customer removes
-the contact with its messages, so the two agree); a time range counts the messages themselves. Call and cost
-totals are one walk of usage_bot_time per bot: an index range in (bot, time) order that needs no sort.
+the contact with its messages, so the two agree); a time range counts the messages themselves. Either way
+`contacts` means contacts with messages (turns the model answered): a contact is also created for a turn that
+failed or was refused for quota, and those are not counted. Call and cost totals are one walk of usage_bot_time
+per bot: an index range in (bot, time) order that needs no sort; quota refusals (attempts = 0) are not calls.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from core.storage.reports import ReportScope
 _BOTS = "SELECT id, account_id, name, model, created_at FROM bots WHERE deleted_at IS NULL{account} ORDER BY {order}"
 _CHANNELS = """SELECT id, bot_id, platform, external_id, status, status_reason, last_delivery_at, last_error,
     last_error_at FROM channels WHERE disconnected_at IS NULL{account} ORDER BY created_at, id"""
-_LIFETIME = """SELECT bot_id, COUNT(*) AS contacts, COALESCE(SUM(message_count), 0) AS messages,
+_LIFETIME = """SELECT bot_id, COALESCE(SUM(CASE WHEN message_count > 0 THEN 1 ELSE 0 END), 0) AS contacts,
+    COALESCE(SUM(message_count), 0) AS messages,
     MAX(last_message_at) AS last_at FROM contacts{account} GROUP BY bot_id"""
 _IN_RANGE = """SELECT bot_id, COUNT(DISTINCT contact_id) AS contacts, COUNT(*) AS messages FROM messages
     WHERE {where} GROUP BY bot_id"""
-_USAGE = """SELECT COUNT(*) AS requests, COALESCE(SUM(cost_nanousd), 0) AS cost,
-    COUNT(*) - COUNT(cost_nanousd) AS unpriced FROM usage_records WHERE bot_id = ?{range}"""
+_USAGE = """SELECT COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) AS requests,
+    COALESCE(SUM(CASE WHEN attempts = 0 AND outcome = 'quota_exceeded' THEN 1 ELSE 0 END), 0) AS refusals,
+    COALESCE(SUM(cost_nanousd), 0) AS cost,
+    COALESCE(SUM(CASE WHEN attempts > 0 AND cost_nanousd IS NULL THEN 1 ELSE 0 END), 0) AS unpriced
+    FROM usage_records WHERE bot_id = ?{range}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +50,10 @@ class BotReport:
     created_at: int
     channels: tuple[ChannelHealth, ...]
     last_activity_at: int | None  # the newest message with any of its contacts, whatever the range
-    contacts: int  # contacts with messages (in the range, when one is given)
+    contacts: int  # contacts with messages (in the range, when one is given; over the bot's life otherwise)
     messages: int
-    requests: int
+    requests: int  # model calls attempted
+    quota_refusals: int  # turns refused for quota before any call
     cost_nanousd: int
     unpriced_requests: int
 
@@ -85,6 +92,7 @@ class BotReportStore:
                     contacts=0 if counted is None else int(counted["contacts"]),
                     messages=0 if counted is None else int(counted["messages"]),
                     requests=int(usage["requests"]),
+                    quota_refusals=int(usage["refusals"]),
                     cost_nanousd=int(usage["cost"]),
                     unpriced_requests=int(usage["unpriced"]),
                 )
@@ -115,4 +123,4 @@ class BotReportStore:
             sql = _USAGE.format(range=" AND created_at >= ? AND created_at < ?")
             row = await self._db.fetch_one(sql, (bot_id, span.start, span.end))
         assert row is not None
-        return {"requests": int(row["requests"]), "cost": int(row["cost"]), "unpriced": int(row["unpriced"])}
+        return {key: int(row[key]) for key in ("requests", "refusals", "cost", "unpriced")}

@@ -39,7 +39,7 @@ _CONTACT = path_param(
     "contact_id", "a contact id (a conversation); another account's answers 404 to an owner or viewer"
 )
 _NEXT = {**_NULLABLE_STRING, "description": "the cursor of the next page; null on the last page"}
-_KINDS = ["conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action"]
+_KINDS = ["conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action", "dead_letter"]
 _PLATFORMS = ["messenger", "instagram", "whatsapp", "relay"]
 _PAUSE = (
     "A pause applies to the contact's conversation on every connected channel of its bot on its platform; the channel "
@@ -153,11 +153,17 @@ SCHEMAS: dict[str, Schema] = {
             "path": {**_STRING, "description": "the route pattern, e.g. /api/admin/bots/{bot_id}"},
             "target_type": _NULLABLE_STRING,
             "target_id": _NULLABLE_STRING,
-            "status": {"type": "integer", "minimum": 200, "maximum": 499},
+            "status": {
+                "type": "integer",
+                "minimum": 200,
+                "maximum": 599,
+                "description": "the answer's status; 5xx attempts are recorded too (they may have committed)",
+            },
             "request_id": _NULLABLE_STRING,
             "detail": {
                 "type": ["object", "null"],
-                "description": "`fields`: the names (never the values) of the body fields sent",
+                "description": "`fields`: the names (never the values) of the body fields sent; `outcome`: "
+                '"error" when the answer was a 5xx',
             },
             "created_at": TIMESTAMP,
         }
@@ -221,10 +227,12 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "listConversations",
             "Conversations (contacts) with their last message and pause state, most recent first",
-            f"{_SCOPE} `q` matches a substring of the customer's id or of any message, case-insensitively. "
+            f"{_SCOPE} `q` matches a substring of the customer's id or of any message, case-insensitively "
+            "(Unicode case folding: `ÉMILE` finds `émile`). A search may read every message of the account, so at "
+            "most two run at once per server process: one more answers 429 `rate_limited` with `Retry-After`. "
             "Any role may read.",
             "ConversationsList",
-            errors_=(400, 404),
+            errors_=(400, 404, 429),
             parameters=[
                 query_param("q", {"type": "string", "maxLength": 200}, "search text"),
                 query_param("platform", {"type": "string", "enum": _PLATFORMS}, "only this platform"),
@@ -247,8 +255,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": _op(
             "eraseConversation",
             "Erase the customer behind this contact: contacts, messages, ratings, pauses and inbox events",
-            f"{_WRITERS} Erases, within the contact's account only, every contact with the same customer id (the same "
-            "person on another bot of the account); usage records keep their figures without the link.",
+            f"{_WRITERS} Erases, within the contact's account and platform only, every contact with the same customer "
+            "id (the same person on another bot of the account), and the pauses and inbox events of the account's "
+            "channels on that platform. The same id on another platform is another person (a relay user id may "
+            "equal a WhatsApp number) and is kept. Usage records keep their figures without the link.",
             "ConversationsErasure",
             errors_=(403, 404),
             parameters=[_CONTACT],
@@ -282,8 +292,11 @@ PATHS: dict[str, dict[str, Any]] = {
             "What happened to the account, newest first: conversations, quota warnings, channel errors, takeovers, "
             "admin actions",
             f"{_SCOPE} Any role may read. Quota warnings come once per month at 80% of the allowance and when it is "
-            "used up; channel errors when a channel turns needs_reauth or disabled; admin actions for every "
-            "successful mutation made through the JWT APIs on the account.",
+            "used up; channel errors when a channel turns needs_reauth or disabled; dead letters when a channel "
+            "event is given up on after its retries and the customer is sent the bot's fallback message (once per "
+            "event; what `fallbacks` of /api/dashboard/metrics counts); admin actions for every "
+            "successful mutation made through the JWT APIs on the account (an operator's action does not name the "
+            "operator: `detail.actor` is only given for owners' and viewers' own actions).",
             "ConversationsActivity",
             errors_=(400, 404),
             parameters=[
@@ -298,10 +311,12 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/admin/audit": {
         "get": _op(
             "listAudit",
-            "The audit trail: every mutation of the JWT APIs, done (2xx) or refused (4xx but 401), newest first",
+            "The audit trail: every mutation of the JWT APIs, done (2xx), refused (4xx but 401) or failed (5xx), "
+            "newest first",
             "Admin only (owners and viewers: 403; another account's `account_id` is 404 first). Owners' and "
             "viewers' attempts are recorded against their own "
-            "account. Request bodies are never stored, only the names of the fields sent.",
+            "account. Request bodies are never stored, only the names of the fields sent. A 5xx answer is recorded "
+            'with `detail.outcome` = "error": the change may have been committed before the failure.',
             "ConversationsAudit",
             errors_=(400, 403, 404),
             parameters=[_ACCOUNT, _CURSOR, _LIMIT],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from admin.dashboard_params import DEFAULT_TOP, MAX_CELLS, MAX_TOP
 from gateway.openapi.common import (
     NULLABLE_TIMESTAMP,
     TIMESTAMP,
@@ -43,8 +44,23 @@ _BUCKET = query_param(
 _GROUP_BY = query_param(
     "group_by",
     {"type": "string", "enum": ["model", "bot", "platform"]},
-    "one series per model, bot or platform (relay, messenger, instagram, whatsapp); without it one series",
+    "one series per model, bot or platform (relay, messenger, instagram, whatsapp), for the `top` groups by model "
+    "calls, plus one `other` series summing the rest; without it one series",
 )
+_TOP = query_param(
+    "top",
+    {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": DEFAULT_TOP},
+    f"with group_by: how many groups get a series of their own (1 to {MAX_TOP}; 400 beyond); the others are summed "
+    f"into one series with `other` true. Bounds a response to (top + 1) x buckets cells (at most {MAX_CELLS:,}).",
+)
+# What the message figures are made of: the conversation store keeps only the turns the model answered.
+_TURNS = (
+    "Counted from stored conversation turns, which exist only for messages the model answered (a reply, or the "
+    "fallback message for an empty reply). Not counted: messages refused for quota or rate limit, given up on "
+    "(dead letters), answered with the media notice, skipped while a human took over, and the turns of erased "
+    "contacts."
+)
+_NOT_CALLS = "turns refused for quota before any model call (a usage row with 0 attempts); not in `requests`"
 
 _QUOTA_FIELDS: dict[str, Schema] = {
     "limit_tokens": {**_COUNT, "description": "monthly_tokens + overage_band_tokens + credit_tokens"},
@@ -62,6 +78,7 @@ _COUNTS_ARRAY: Schema = {"type": "array", "items": _COUNT, "description": "one e
 _SERIES_TOTALS = obj(
     {
         "requests": _COUNT,
+        "quota_refusals": _COUNT,
         "prompt_tokens": _COUNT,
         "cached_tokens": _COUNT,
         "completion_tokens": _COUNT,
@@ -79,13 +96,29 @@ SCHEMAS: dict[str, Schema] = {
             "account_id": _NULLABLE_TEXT,
             "from": TIMESTAMP,
             "to": TIMESTAMP,
-            "messages": obj({"inbound": _COUNT, "outbound": _COUNT}),
-            "conversations": {**_COUNT, "description": "distinct contacts with a message in the range"},
+            "messages": obj(
+                {
+                    "inbound": {**_COUNT, "description": "customer messages the model answered"},
+                    "outbound": {**_COUNT, "description": "the replies to them"},
+                },
+                description=f"Turns answered by the model in the range. {_TURNS}",
+            ),
+            "conversations": {
+                **_COUNT,
+                "description": "distinct contacts with a turn answered by the model in the range (same source as "
+                "`messages`)",
+            },
             "active_contacts": {
                 **_COUNT,
-                "description": "distinct contacts with a message in the 24 hours before `to` (Meta's reply window)",
+                "description": "distinct contacts with a turn answered by the model in the 24 hours before `to` "
+                "(Meta's reply window; same source as `messages`)",
             },
-            "requests": {**_COUNT, "description": "model calls attempted, failed ones included"},
+            "requests": {
+                **_COUNT,
+                "description": "model calls attempted (one per turn that reached the model, retries inside it "
+                "included), failed ones included; quota refusals are not calls",
+            },
+            "quota_refusals": {**_COUNT, "description": _NOT_CALLS},
             "tokens": obj(
                 {"prompt": _COUNT, "cached": _COUNT, "completion": _COUNT, "reasoning": _COUNT, "total": _COUNT}
             ),
@@ -96,12 +129,28 @@ SCHEMAS: dict[str, Schema] = {
                 {
                     "average": {"type": ["number", "null"], "minimum": 0},
                     "p95": {"type": ["integer", "null"], "minimum": 0, "description": "nearest-rank percentile"},
-                    "samples": {**_COUNT, "description": "successful calls with a measured latency"},
+                    "samples": {**_COUNT, "description": "successful calls (outcome ok) with a measured latency"},
                 }
             ),
-            "errors": {**_COUNT, "description": "calls whose outcome was not ok"},
+            "errors": {
+                **_COUNT,
+                "description": "model calls whose outcome was not ok (upstream_error, empty_reply, ...); quota "
+                "refusals are not calls and are not counted here",
+            },
             "errors_by_outcome": {"type": "object", "additionalProperties": _COUNT},
-            "fallbacks": {**_COUNT, "description": "channel events dead-lettered (answered with the fallback message)"},
+            "fallbacks": {
+                **_COUNT,
+                "description": "times a customer got the bot's fallback message: channel events given up on after "
+                "their retries (dead letters, recorded in the activity feed when they happen, so purging the inbox "
+                "does not change past figures) plus model calls that returned an empty reply (relay or channel); "
+                "the sum of `fallbacks_by_cause`",
+            },
+            "fallbacks_by_cause": obj(
+                {
+                    "dead_letter": {**_COUNT, "description": "activity rows of kind dead_letter in the range"},
+                    "empty_reply": {**_COUNT, "description": "model calls with outcome empty_reply in the range"},
+                }
+            ),
             "feedback": obj({"up": _COUNT, "down": _COUNT}),
             "quota": {
                 "anyOf": [ref("DashboardQuota"), {"type": "null"}],
@@ -111,9 +160,19 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "DashboardUsageSeries": obj(
         {
-            "key": {**_NULLABLE_TEXT, "description": "model, bot id or platform; null for the ungrouped series"},
-            "label": {"type": "string", "description": "the bot's name for group_by=bot"},
-            "requests": _COUNTS_ARRAY,
+            "key": {
+                **_NULLABLE_TEXT,
+                "description": "model, bot id or platform; null for the ungrouped series, the `other` series, and "
+                "calls of no bot",
+            },
+            "label": {
+                "type": "string",
+                "description": "the bot's name for group_by=bot; `all` ungrouped, `other` for the other series, "
+                "`unknown` for a null key",
+            },
+            "other": {"type": "boolean", "description": "true for the one series summing the groups beyond `top`"},
+            "requests": {**_COUNTS_ARRAY, "description": "model calls attempted, one entry per bucket"},
+            "quota_refusals": {**_COUNTS_ARRAY, "description": _NOT_CALLS},
             "prompt_tokens": _COUNTS_ARRAY,
             "cached_tokens": _COUNTS_ARRAY,
             "completion_tokens": _COUNTS_ARRAY,
@@ -129,8 +188,25 @@ SCHEMAS: dict[str, Schema] = {
             "bucket": {"type": "string", "enum": ["hour", "day"]},
             "bucket_seconds": {"type": "integer", "enum": [3600, 86400]},
             "group_by": {"type": ["string", "null"], "enum": ["model", "bot", "platform", None]},
+            "top": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": MAX_TOP,
+                "description": "the `top` applied; null without group_by",
+            },
+            "groups": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "distinct models, bots or platforms with usage in the range (more than `top`: the "
+                "rest are in the `other` series); null without group_by",
+            },
             "buckets": {"type": "array", "items": TIMESTAMP, "description": "start of each bucket, every one listed"},
-            "series": {"type": "array", "items": ref("DashboardUsageSeries"), "description": "most requests first"},
+            "series": {
+                "type": "array",
+                "items": ref("DashboardUsageSeries"),
+                "maxItems": MAX_TOP + 1,
+                "description": "most model calls first, the `other` series (if any) last",
+            },
         }
     ),
     "DashboardChannelHealth": obj(
@@ -154,9 +230,17 @@ SCHEMAS: dict[str, Schema] = {
             "created_at": TIMESTAMP,
             "channels": {"type": "array", "items": ref("DashboardChannelHealth")},
             "last_activity_at": {**NULLABLE_TIMESTAMP, "description": "the newest message with any of its contacts"},
-            "contacts": _COUNT,
-            "messages": _COUNT,
-            "requests": _COUNT,
+            "contacts": {
+                **_COUNT,
+                "description": "contacts with a turn answered by the model: in the range when one is given, over "
+                "the bot's life otherwise (contacts whose turns all failed or were refused are not counted)",
+            },
+            "messages": {
+                **_COUNT,
+                "description": "messages of turns answered by the model (customer and bot), in the range or lifetime",
+            },
+            "requests": {**_COUNT, "description": "model calls attempted; quota refusals are not calls"},
+            "quota_refusals": {**_COUNT, "description": _NOT_CALLS},
             "cost_usd": USD,
             "cost_known": {"type": "boolean"},
         }
@@ -189,7 +273,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "getDashboardMetrics",
             "Messages, conversations, tokens, cost, latency, errors, feedback and quota over a time range",
-            f"Default range: the current UTC month up to now. {_SCOPE} Any role may read.",
+            f"Default range: the current UTC month up to now. {_SCOPE} Any role may read. Message, conversation "
+            f"and contact figures: {_TURNS}",
             "DashboardMetrics",
             [_FROM, _TO, _ACCOUNT],
         )
@@ -199,9 +284,11 @@ PATHS: dict[str, dict[str, Any]] = {
             "getDashboardUsage",
             "Model calls, tokens and cost per hour or day, optionally per model, bot or platform",
             "Columnar: `buckets` lists every bucket start, and each series has one entry per bucket in each array "
-            f"(zeros for empty buckets). Default range: the current UTC month up to now. {_SCOPE} Any role may read.",
+            "(zeros for empty buckets). Grouped, the `top` groups by model calls get a series each and the rest are "
+            "summed into one `other` series, so the series always add up to the account's totals. Default range: "
+            f"the current UTC month up to now. {_SCOPE} Any role may read.",
             "DashboardUsage",
-            [_FROM, _TO, _BUCKET, _GROUP_BY, _ACCOUNT],
+            [_FROM, _TO, _BUCKET, _GROUP_BY, _TOP, _ACCOUNT],
         )
     },
     "/api/dashboard/bots": {

@@ -115,13 +115,14 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                 }
             },
-            errors_=(400, 404),
+            errors_=(400, 404, 429),
             parameters=[
                 query_param("format", {"enum": ["csv", "ndjson"], "default": "csv"}, "the file format"),
                 query_param(
                     "from",
                     _TIME,
-                    "inclusive lower bound: a date (2026-01-31, midnight UTC) or an RFC 3339 time (no offset: UTC)",
+                    "inclusive lower bound: epoch milliseconds, a date (2026-01-31, midnight UTC) or an ISO-8601 "
+                    "time (no offset: UTC), from 1970 to the end of 9999 (else 400), as on the dashboard routes",
                 ),
                 query_param("to", _TIME, "exclusive upper bound, same forms; must be later than from"),
                 _ACCOUNT_QUERY,
@@ -129,7 +130,8 @@ PATHS: dict[str, dict[str, Any]] = {
             description=(
                 "Any role: an admin exports one account (account_id) or all of them; owners and viewers export "
                 "their own account. A year of records streams without being held in memory. Unknown query "
-                "parameters are a 400."
+                "parameters are a 400. At most two exports stream at once per server process: one more answers "
+                "429 `rate_limited` with `Retry-After`."
             ),
             tags=("operations",),
         )
@@ -169,8 +171,10 @@ PATHS: dict[str, dict[str, Any]] = {
             "description": (
                 "The Prometheus text exposition format (0.0.4): webhook deliveries, inbox events and depth, event "
                 "processing and model call latency histograms, tokens, cost, Graph and OpenAI errors by code, relay "
-                "requests by status. Open unless METRICS_TOKEN is set; then `Authorization: Bearer <METRICS_TOKEN>` "
-                "is required (401 otherwise)."
+                "requests by status. With METRICS_TOKEN set, `Authorization: Bearer <METRICS_TOKEN>` is required "
+                "(401 otherwise). Without it the route is open only when the service listens on a loopback address "
+                "(HOST 127.0.0.1, ::1 or localhost); on any other address it answers 503 `not_configured`: set "
+                "METRICS_TOKEN to expose /metrics on a non-loopback address."
             ),
             "security": PUBLIC,
             "tags": ["operations"],
