@@ -19,6 +19,7 @@ from core.clock import Clock
 from core.ids import new_id
 from core.models import Contact
 from core.storage.db import Database, Row, Transaction
+from core.storage.keyset import newest_first
 
 KINDS = ("conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action", "dead_letter")
 # Shares of the period's allowance that raise a warning, in percent.
@@ -228,19 +229,6 @@ class ActivityStore:
         self, account_id: str | None, *, kind: str | None, after: tuple[int, str] | None, limit: int
     ) -> list[ActivityEntry]:
         """Up to `limit` entries, newest first, older than the `(created_at, id)` key `after`."""
-        where: list[str] = []
-        params: list[Any] = []
-        if account_id is not None:
-            where.append("account_id = ?")
-            params.append(account_id)
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        if after is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [after[0], after[0], after[1]]
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._db.fetch_all(
-            f"SELECT {_COLUMNS} FROM activity{clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
-        )
+        equal = {"account_id": account_id, "kind": kind}
+        rows = await newest_first(self._db, "activity", _COLUMNS, equal, after=after, limit=limit)
         return [_entry(r) for r in rows]

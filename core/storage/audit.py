@@ -17,6 +17,7 @@ from core.clock import Clock
 from core.ids import new_id
 from core.storage.activity import NewActivity, add_activity
 from core.storage.db import Database, Row
+from core.storage.keyset import newest_first
 
 _COLUMNS = (
     "id, actor, actor_role, account_id, action, method, path, target_type, target_id, status, request_id, detail,"
@@ -119,18 +120,7 @@ class AuditStore:
 
     async def page(self, account_id: str | None, *, after: tuple[int, str] | None, limit: int) -> list[AuditEntry]:
         """Up to `limit` entries, newest first, older than the `(created_at, id)` key `after`."""
-        where: list[str] = []
-        params: list[Any] = []
-        if account_id is not None:
-            where.append("account_id = ?")
-            params.append(account_id)
-        if after is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [after[0], after[0], after[1]]
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._db.fetch_all(
-            f"SELECT {_COLUMNS} FROM audit_log{clause} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)
-        )
+        rows = await newest_first(self._db, "audit_log", _COLUMNS, {"account_id": account_id}, after=after, limit=limit)
         return [_entry(r) for r in rows]
 
 
