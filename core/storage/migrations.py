@@ -296,6 +296,8 @@ MIGRATIONS += (
                 dedupe_key TEXT UNIQUE,
                 created_at BIGINT NOT NULL)""",
             "CREATE INDEX activity_account_time ON activity(account_id, created_at, id)",
+            # The admin's all-accounts views: dead letters in a range, the feed filtered by kind.
+            "CREATE INDEX activity_kind_time ON activity(kind, created_at)",
             "ALTER TABLE channels ADD COLUMN last_delivery_at BIGINT",
             "ALTER TABLE channels ADD COLUMN last_error TEXT",
             "ALTER TABLE channels ADD COLUMN last_error_at BIGINT",
