@@ -103,6 +103,10 @@ class ChannelWorker:
         if channel.status == "needs_reauth":
             # Held, not dropped: once the owner gives a new token the conversation is answered (what the 24-hour
             # window still allows). A disabled channel is the owner's choice to stop: skipped.
+            if d.clock.now_ms() - event.timestamp_ms > REPLY_WINDOW_MS:
+                # Past the window nothing can be sent any more: let it go rather than hold it forever.
+                await d.queue.finish(item, "undeliverable", "channel needed re-authorisation past the reply window")
+                return
             await d.queue.hold(item, REAUTH_HOLD_MS, "channel needs re-authorisation")
             return
         if channel.status != "active":

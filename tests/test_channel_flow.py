@@ -295,6 +295,22 @@ async def test_graph_190_holds_the_conversation_until_the_owner_gives_a_new_toke
     assert {r.token for r in fake_graph.requests if r.kind == "text" and r.ok} == {"renewed-page-token"}
 
 
+async def test_a_held_message_past_the_reply_window_is_let_go(live: Any, fake_openai: FakeOpenAI) -> None:
+    """Regression: events held for re-authorisation were held again every two minutes forever, even once the
+    24-hour window had closed and nothing could be sent any more."""
+    client, _, settings = live
+    with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as conn, conn:
+        conn.execute("UPDATE channels SET status = 'needs_reauth' WHERE external_id = ?", (PAGE_ID,))
+    day_ago = int(time.time() * 1000) - 24 * 3600 * 1000 - 60_000
+    await deliver(client, "/webhooks/messenger", fb_text("m_old", "hello?", ts=day_ago))
+    await deliver(client, "/webhooks/messenger", fb_text("m_new", "hello", sender="24000999", ts=NOW_MS))
+    query = "SELECT event_key, state, last_error FROM inbox WHERE event_key IN ('m_old', 'm_new') ORDER BY event_key"
+    await until(lambda: all(r["last_error"] for r in db_rows(settings, query)) and len(db_rows(settings, query)) == 2)
+    rows = {r["event_key"]: r["state"] for r in db_rows(settings, query)}
+    assert rows == {"m_new": "pending", "m_old": "undeliverable"}
+    assert fake_openai.calls == []
+
+
 async def until(condition: Any, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
