@@ -122,12 +122,14 @@ class ChannelWorker:
             # Delivered or retried too late: Meta would refuse the reply, so nothing is generated or billed.
             await d.queue.finish(item, "undeliverable", "older than the 24-hour reply window")
             return
+        # Opened once per event (a read and a decryption) for the typing indicator and every part of the reply.
+        token = (await d.channels.secrets(channel.id)).access_token
         if reply is None:
-            await self._typing(channel, event)
+            await self._typing(channel, event, token)
             reply = await self._reply(item, channel, event)
             if reply is None:
                 return  # _reply finished or rescheduled the item itself
-        await self._send(item, channel, event, reply, final_state="done")
+        await self._send(item, channel, event, reply, final_state="done", token=token)
 
     async def _echo(self, item: InboxItem, channel: Channel, event: InboundEvent) -> None:
         d = self._d
@@ -183,21 +185,29 @@ class ChannelWorker:
         else:
             await d.queue.finish(item, "skipped", f"{kind} notice already sent")
 
-    async def _typing(self, channel: Channel, event: InboundEvent) -> None:
+    async def _typing(self, channel: Channel, event: InboundEvent, token: str) -> None:
         request = typing_request(channel.platform, channel.external_id, event.customer_id, event.message_id)
         if request is not None:  # best effort: a failed typing indicator must not delay the answer
-            secrets = await self._d.channels.secrets(channel.id)
-            await self._d.graph.send(request, secrets.access_token)
+            await self._d.graph.send(request, token)
 
     async def _send(
-        self, item: InboxItem, channel: Channel, event: InboundEvent, text: str, *, final_state: str, note=None
+        self,
+        item: InboxItem,
+        channel: Channel,
+        event: InboundEvent,
+        text: str,
+        *,
+        final_state: str,
+        note: str | None = None,
+        token: str | None = None,
     ) -> None:
         d = self._d
         reply_to = event.message_id if channel.platform == "whatsapp" else None
         parts = text_requests(
             channel.platform, channel.external_id, event.customer_id, text, reply_to_message_id=reply_to
         )
-        token = (await d.channels.secrets(channel.id)).access_token
+        if token is None:  # notices and the fallback: rare paths that open it themselves
+            token = (await d.channels.secrets(channel.id)).access_token
         if item.reply_parts_sent >= len(parts):  # every part went out before a crash or lost lease: only finish
             await d.queue.finish(item, final_state, note)
             return

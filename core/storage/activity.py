@@ -138,11 +138,10 @@ async def record_quota_warning(
 
 
 async def record_channel_error(tx: Transaction, channel: Row, status: str, reason: str, now_ms: int) -> None:
-    """Inside ChannelStore.set_status's transaction, with the channel's row as it was before: one row when the
-    channel turns `needs_reauth` or `disabled`. Two workers failing at once on the same channel make one row:
-    the second sees the status the first committed."""
-    if status not in _ERROR_STATUSES or channel["status"] == status:
-        return  # not an error state, or already in it: a second failing send is not news
+    """Inside ChannelStore.set_status's transaction, once its conditional UPDATE did change the status (so a
+    second failing send is not news): one row when the channel turns `needs_reauth` or `disabled`."""
+    if status not in _ERROR_STATUSES:
+        return
     platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
     await add_activity(
         tx,
