@@ -317,13 +317,13 @@ class Phase:
     stored: int  # rows (messages) found in the database afterwards, or replies received for end to end
     server_cpu: float  # CPU seconds of this (server) process, all threads, while measured
     throughput: float  # deliveries acknowledged/s, or messages answered/s end to end
-    commits: int = 0
-    deliveries: int = 0  # delivered to the InboxWriter while measured
+    commits: int = 0  # commits of the writer thread while measured
+    transactions: int = 0  # whole transactions those commits carried (deliveries, and the workers' writes)
     notes: list[str] = field(default_factory=list)
 
     @property
     def per_commit(self) -> float:
-        return self.deliveries / self.commits if self.commits else float("nan")
+        return self.transactions / self.commits if self.commits else float("nan")
 
 
 def count_rows(path: Path, sql: str) -> int:
@@ -469,10 +469,10 @@ async def gateway_phase(
     freeze_gc_after_startup(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
     async with serving(gateway) as (base, app):
         await provision_with_channel(base, env)
-        writer = app[SERVICES].inbox_writer
+        db = app[SERVICES].db
         spec = spec_for(base + WEBHOOK_PATH)
         async with Generator(spec) as generator:
-            commits, deliveries, cpu = writer.commits, writer.deliveries, time.process_time()
+            (commits, transactions), cpu = db.commits, time.process_time()
             if profile is not None:
                 profile.enable()
             generator.go()
@@ -484,9 +484,9 @@ async def gateway_phase(
                 if profile is not None:
                     profile.disable()
             cpu = time.process_time() - cpu
-            commits, deliveries = writer.commits - commits, writer.deliveries - deliveries
+            commits, transactions = db.commits[0] - commits, db.commits[1] - transactions
     stored = count_rows(env.tmp / db_name, "SELECT COUNT(*) FROM inbox") - spec.warmup
-    return Phase(name, load, stored, cpu, load.throughput, commits, deliveries)
+    return Phase(name, load, stored, cpu, load.throughput, commits, transactions)
 
 
 def closed_spec(args: argparse.Namespace, env: Env, tag: str, count: int, warmup: int) -> Callable[[str], LoadSpec]:
@@ -525,7 +525,7 @@ def pooled(rounds: Sequence[Phase]) -> Phase:
         server_cpu=sum(p.server_cpu for p in rounds),
         throughput=load.throughput,
         commits=sum(p.commits for p in rounds),
-        deliveries=sum(p.deliveries for p in rounds),
+        transactions=sum(p.transactions for p in rounds),
     )
 
 
@@ -701,8 +701,8 @@ def report(args: argparse.Namespace, floor: Phase, phases: Sequence[Phase]) -> i
     print()
     for phase in phases:
         print(
-            f"{phase.name}: group commit {phase.deliveries} deliveries in {phase.commits} commits = "
-            f"{phase.per_commit:.1f} deliveries per commit"
+            f"{phase.name}: {phase.transactions} write transactions in {phase.commits} commits = "
+            f"{phase.per_commit:.1f} per commit"
         )
     for phase in phases:
         for note in phase.notes:

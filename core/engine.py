@@ -49,7 +49,8 @@ class TurnRequest:
     text: str
     request_id: str | None
     # Runs inside the accounting transaction with the reply text: a channel worker stores the reply there, so
-    # the charge and the reply to send are committed together and a resend never calls the model again.
+    # the charge and the reply to send are committed together and a resend never calls the model again. It runs
+    # on the database thread (`Database.run`): statements of its transaction only.
     on_commit: Callable[[Transaction, str], Awaitable[None]] | None = None
 
 
@@ -160,13 +161,18 @@ class ConversationEngine:
             NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
             NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
         ]
-        async with d.db.transaction() as tx:
+        record = self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd)
+
+        async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
             snapshot = await d.quota.settle(tx, reservation, completion.usage.total_tokens)
             stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
             if req.on_commit is not None:
                 await req.on_commit(tx, reply)
-            record = self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd)
             await d.usage.record(record, tx=tx)
+            return snapshot, stored
+
+        # One hop to the database thread: the write lock is held for these statements alone.
+        snapshot, stored = await d.db.run(charge)
         d.metrics.llm_call(record)  # after the commit: a rolled-back turn was not a charged call
         log.info(
             "turn_answered",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.clock import Clock
-from core.storage.db import Database, Row, ThreadTransaction, Transaction
+from core.storage.db import Database, Row, Transaction
 
 _CLAIMABLE = """SELECT i.id FROM inbox i
     WHERE i.state = 'pending' AND i.next_attempt_at <= ? AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= ?)
@@ -85,11 +85,11 @@ class InboxQueue:
     async def claim(self, owner: str, limit: int) -> list[InboxItem]:
         now, expires = self._clock.now_ms(), self._clock.now_ms() + self._lease_ms
 
-        def take(tx: ThreadTransaction) -> list[InboxItem]:
+        async def take(tx: Transaction) -> list[InboxItem]:
             claimed = []
-            for row in tx.fetch_all(_CLAIMABLE, (now, now, limit)):
+            for row in await tx.fetch_all(_CLAIMABLE, (now, now, limit)):
                 # Conditional: a second claimer (another process) that raced us finds the lease taken.
-                taken = tx.fetch_one(_TAKE, (owner, expires, now, row["id"], now))
+                taken = await tx.fetch_one(_TAKE, (owner, expires, now, row["id"], now))
                 if taken is not None:
                     claimed.append(_item(taken, owner))
             return claimed
@@ -131,14 +131,14 @@ class InboxQueue:
             )
             params = (count, finish[0], finish[1], now)
 
-        def record(tx: ThreadTransaction) -> None:
+        async def record(tx: Transaction) -> None:
             if message_id:
-                tx.execute(
+                await tx.execute(
                     "INSERT INTO outbound_messages (channel_id, message_id, inbox_id, sent_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (channel_id, message_id) DO NOTHING",
                     (item.channel_id, message_id, item.id, now),
                 )
-            if not tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
+            if not await tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
                 raise LeaseLost(item.id)  # rolls back the outbound row too; the new holder records its own sends
 
         await self._db.run(record)

@@ -66,9 +66,11 @@ class QuotaService:
         self._ttl_ms = reservation_ttl_ms
 
     async def snapshot(self, account_id: str) -> QuotaSnapshot:
-        async with self._db.transaction() as tx:
+        async def read(tx: Transaction) -> QuotaSnapshot:
             terms, state = await self._prepare(tx, account_id)
             return _snapshot(terms, state)
+
+        return await self._db.run(read)
 
     async def reserve(
         self, account_id: str, tokens: int, *, request_id: str | None, reservation_id: str | None = None
@@ -79,8 +81,10 @@ class QuotaService:
         when the cancellation lands after the commit but before this method returns.
         """
         now = self._clock.now_ms()
-        refused: QuotaSnapshot | None = None
-        async with self._db.transaction() as tx:
+        reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
+
+        async def hold(tx: Transaction) -> QuotaSnapshot | None:
+            """None once reserved; the snapshot that refused it otherwise."""
             terms, state = await self._prepare(tx, account_id)
             if terms.locked:
                 raise AccountLocked(account_id)
@@ -88,13 +92,15 @@ class QuotaService:
                 # Not raised in here: the feed's "used up" warning must commit with the refusal (once a period).
                 refused = _snapshot(terms, state)
                 await _warn_refused(tx, account_id, refused, now)
-            else:
-                reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
-                await tx.execute(
-                    "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (reservation.id, account_id, tokens, request_id, now, now + self._ttl_ms),
-                )
+                return refused
+            await tx.execute(
+                "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (reservation.id, account_id, tokens, request_id, now, now + self._ttl_ms),
+            )
+            return None
+
+        refused = await self._db.run(hold)
         if refused is not None:
             raise QuotaExceeded(refused, tokens)
         return reservation
@@ -123,19 +129,21 @@ class QuotaService:
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose call failed: nothing is charged."""
-        async with self._db.transaction() as tx:
-            await _drop_reservation(tx, reservation)
+        await self._db.run(lambda tx: _drop_reservation(tx, reservation))
 
     async def sweep_expired(self) -> int:
         """Release reservations left by a process that died mid-call; returns how many."""
         now = self._clock.now_ms()
-        async with self._db.transaction() as tx:
+
+        async def sweep(tx: Transaction) -> int:
             rows = await tx.fetch_all(
                 "SELECT id, account_id, tokens FROM quota_reservations WHERE expires_at <= ?", (now,)
             )
             for row in rows:
                 await _drop_reservation(tx, Reservation(row["id"], row["account_id"], int(row["tokens"])))
             return len(rows)
+
+        return await self._db.run(sweep)
 
     async def _prepare(self, tx: Transaction, account_id: str) -> tuple[_PlanTerms, Row]:
         """Roll the account into the current month if needed; its plan terms and quota state."""

@@ -91,9 +91,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
 
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
     tasks.every(PURGE_INTERVAL_SECONDS, "inbox-purger", purge)
-    services.inbox_writer.start()
     services.workers.start()
     yield
-    await services.workers.stop()  # drain what is in flight before the writer and the database go
-    await services.inbox_writer.stop()
+    await services.workers.stop()  # drain what is in flight before the database goes
     await tasks.close()

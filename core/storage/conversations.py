@@ -55,19 +55,24 @@ class ConversationStore:
         key = (account_id, bot_id, platform, external_id)
         where = "account_id = ? AND bot_id = ? AND platform = ? AND external_id = ?"
         row = await self._db.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
-        if row is None:
-            async with self._db.transaction() as tx:
-                created = await tx.execute(
-                    f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING",
-                    (new_id("con"), *key, self._clock.now_ms()),
-                )
-                row = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
-                assert row is not None
-                if created:  # the dashboard feed shows each new conversation once
-                    await record_conversation_started(tx, _contact(row))
-        assert row is not None
-        return _contact(row)
+        if row is not None:
+            return _contact(row)
+        now = self._clock.now_ms()
+
+        async def create(tx: Transaction) -> Contact:
+            created = await tx.execute(
+                f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING",
+                (new_id("con"), *key, now),
+            )
+            found = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+            assert found is not None
+            contact = _contact(found)
+            if created:  # the dashboard feed shows each new conversation once
+                await record_conversation_started(tx, contact)
+            return contact
+
+        return await self._db.run(create)
 
     async def recent(self, contact_id: str, limit: int) -> list[StoredMessage]:
         """The newest `limit` messages of a conversation, oldest first."""

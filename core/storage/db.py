@@ -1,26 +1,28 @@
-"""The database handle: SQLite through aiosqlite today, one query dialect meant to carry to PostgreSQL.
+"""The database handle: SQLite today, one query dialect meant to carry to PostgreSQL.
 
 Queries everywhere use `?` placeholders and portable SQL (INSERT ... RETURNING, ON CONFLICT, CASE instead of
-MAX/GREATEST), so a PostgreSQL backend only has to translate placeholders. Writes go through one connection
-guarded by an asyncio lock, because two tasks sharing a connection would interleave statements inside each
-other's transactions; reads that need no transaction use a separate connection (WAL lets them run beside the
-writer). Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the write lock
-from their first statement, across processes too.
+MAX/GREATEST), so a PostgreSQL backend only has to translate placeholders. Writes go through one connection on
+its own thread (`WriterThread`, with an urgent lane for the webhook's commits), guarded by an asyncio lock while
+a transaction spans several hops, because two tasks sharing a connection would interleave statements inside each
+other's transactions. Reads that need no transaction use a separate aiosqlite connection (WAL lets them run
+beside the writer). Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the
+write lock from their first statement, across processes too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
 from core.storage.write_lock import WriteLock
+from core.storage.writer_thread import WriterThread, end_transaction
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]
@@ -57,45 +59,60 @@ class DatabaseURL:
         raise DatabaseURLError(f"unsupported DATABASE_URL scheme in {url.split(':', 1)[0]!r}")
 
 
+class Transaction(Protocol):
+    """The statements of one write transaction. Store functions take this and await each statement, so the same
+    function runs in either form: `Database.transaction()` (a hop to the database thread per statement, for work
+    that awaits other things in between) or `Database.run(...)` (the whole transaction in one hop)."""
+
+    async def execute(self, sql: str, params: Params = ()) -> int: ...
+
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
+        """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
+        ...
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
 class ThreadTransaction:
-    """The statements of a transaction run on the database thread itself: see `Database.run`."""
+    """A transaction's statements on the database thread itself (`Database.run`): each await completes at once."""
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self._raw = raw
 
-    def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: str, params: Params = ()) -> int:
         return _rowcount(self._raw.execute(sql, params))
 
-    def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
-        """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
         return _rowcount(self._raw.executemany(sql, rows))
 
-    def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = self._raw.execute(sql, params).fetchall()
         return rows[0] if rows else None
 
-    def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return self._raw.execute(sql, params).fetchall()
 
 
-class Transaction:
-    """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection.
+class HopTransaction:
+    """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection, one hop each.
 
-    Each statement is one hop to aiosqlite's thread, and BEGIN travels with the first statement: a transaction of
-    N statements costs N + 1 hops (the last is COMMIT) instead of 2N + 2. Every hop is time the write lock is
-    held while the event loop and the database thread hand work back and forth, and the webhook acknowledgement
-    waits behind that lock. Hot transactions with no awaits between their statements use `Database.run`.
+    BEGIN travels with the first statement: a transaction of N statements costs N + 1 hops (the last is COMMIT)
+    instead of 2N + 2. Every hop is time the write lock is held while the event loop and the database thread hand
+    work back and forth, and the webhook acknowledgement waits behind that lock: transactions on the message path
+    use `Database.run` instead.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    def __init__(self, writer: WriterThread, *, urgent: bool) -> None:
+        self._writer = writer
+        self._urgent = urgent
         self.began = False
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return await self._hop(lambda tx: tx.execute(sql, params))
 
     async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
-        """One statement over many parameter rows; returns the rows changed (inserts that were not ignored)."""
         return await self._hop(lambda tx: tx.execute_many(sql, rows))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
@@ -104,22 +121,21 @@ class Transaction:
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._hop(lambda tx: tx.fetch_all(sql, params))
 
-    async def _hop(self, work: Callable[[ThreadTransaction], T]) -> T:
+    async def _hop(self, statement: Callable[[ThreadTransaction], Coroutine[Any, Any, T]]) -> T:
         begin, self.began = not self.began, True
 
-        def run() -> T:
-            raw = _raw(self._conn)
+        def run(raw: sqlite3.Connection) -> T:
             if begin:
                 raw.execute("BEGIN IMMEDIATE")
-            return work(ThreadTransaction(raw))
+            return _complete(statement(ThreadTransaction(raw)))
 
-        return await _on_thread(self._conn, run)
+        return await self._writer.submit(run, urgent=self._urgent)
 
 
 class Database:
     dialect = "sqlite"
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, writer: WriterThread, reader: aiosqlite.Connection, path: Path) -> None:
         self._writer = writer
         self._reader = reader
         self._write_lock = WriteLock()
@@ -129,16 +145,20 @@ class Database:
     async def open(cls, url: str, *, base_dir: Path | None = None) -> Database:
         parsed = DatabaseURL.parse(url, base_dir=base_dir)
         parsed.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(parsed.path)
+        writer = await WriterThread.open(lambda: _connect_writer(parsed.path))
         try:
-            # WAL lets readers run beside the writer; FULL makes a commit survive power loss, which the
-            # quota ledger (and later the webhook inbox, acknowledged to Meta) relies on.
-            await writer.execute_fetchall("PRAGMA journal_mode=WAL")
-            reader = await _connect(parsed.path)
+            reader = await aiosqlite.connect(str(parsed.path), isolation_level=None)
+            reader.row_factory = sqlite3.Row
+            await reader._execute(lambda: _configure(reader._conn))  # on the reader's own thread, like its reads
         except BaseException:
             await writer.close()
             raise
         return cls(writer, reader, parsed.path)
+
+    @property
+    def commits(self) -> tuple[int, int]:
+        """Commits made by the writer thread so far, and the whole transactions they carried: for benchmarks."""
+        return self._writer.commits, self._writer.transactions
 
     async def close(self) -> None:
         async with self._write_lock.hold():
@@ -146,39 +166,47 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[Transaction]:
-        """One write transaction. `urgent` ones (webhook acknowledgements) are let in before ordinary ones."""
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[HopTransaction]:
+        """One write transaction whose work may await other things between statements (a hop per statement).
+        `urgent` ones (webhook acknowledgements) are let in before ordinary ones."""
         async with self._write_lock.hold(urgent=urgent):
-            tx = Transaction(self._writer)
+            tx = HopTransaction(self._writer, urgent=urgent)
             try:
                 yield tx
                 if tx.began:
                     # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
-                    await asyncio.shield(_on_thread(self._writer, lambda: _end(_raw(self._writer), "COMMIT")))
+                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "COMMIT"), urgent=urgent))
             except BaseException:
                 if tx.began:
                     # Queued behind any hop still running (one cancelled while BEGIN waited for another
                     # process's lock, say), and decided there: the thread looks whether a transaction is open.
-                    await asyncio.shield(_on_thread(self._writer, lambda: _end(_raw(self._writer), "ROLLBACK")))
+                    await asyncio.shield(
+                        self._writer.submit(lambda raw: end_transaction(raw, "ROLLBACK"), urgent=urgent)
+                    )
                 raise
 
-    async def run(self, work: Callable[[ThreadTransaction], T], *, urgent: bool = False) -> T:
-        """A whole write transaction in one hop: BEGIN IMMEDIATE, `work`, COMMIT, all on the database thread.
+    async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
+        """A whole write transaction in one hop to the writer thread, answered once its commit is durable.
 
-        For hot transactions whose statements need no await in between (claiming inbox work, recording a sent
-        part, the webhook's group commit): the write lock is held for the SQL alone, not for a round trip through
-        a busy event loop per statement. `work` runs on another thread: it must only use its transaction and
-        values it was given. Shielded: once started, a cancelled caller does not stop the commit.
+        For the transactions of the message path (the webhook's group commit, claiming inbox work, the quota
+        reservation, a turn's accounting, recording a sent part): nothing is held across a round trip through a
+        busy event loop, and transactions queued together share one commit (`WriterThread`). `work` is an
+        ordinary store coroutine; on the writer thread each of its statements completes at once, so it runs to
+        its end in one step. It must await nothing but its transaction (anything else is a RuntimeError, and the
+        transaction is rolled back) and must not touch the event loop. If it raises, its own changes are undone
+        and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
         """
         async with self._write_lock.hold(urgent=urgent):
-            return await asyncio.shield(_on_thread(self._writer, lambda: _atomically(_raw(self._writer), work)))
+            # Queued before the lock is let go: whatever takes it next is queued behind this transaction (or, if
+            # urgent, runs before it: either way after or before it whole, never inside it).
+            done = self._writer.transaction(lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent)
+        return await asyncio.shield(done)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One statement as its own transaction, in one hop: SQLite commits a lone statement atomically."""
         async with self._write_lock.hold():
-            return await asyncio.shield(
-                _on_thread(self._writer, lambda: _rowcount(_raw(self._writer).execute(sql, params)))
-            )
+            done = self._writer.transaction(lambda raw: _rowcount(raw.execute(sql, params)))
+        return await asyncio.shield(done)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self._reader.execute_fetchall(sql, params)
@@ -195,58 +223,46 @@ class Database:
         return True
 
 
-def _raw(conn: aiosqlite.Connection) -> sqlite3.Connection:
-    return conn._conn  # the sqlite3 connection aiosqlite's thread owns; only touched from that thread
-
-
-async def _on_thread(conn: aiosqlite.Connection, fn: Callable[[], T]) -> T:
-    """Run `fn` on the connection's own thread, in order with everything else queued there: one hop.
-
-    aiosqlite's `_execute` is the primitive its public methods are built on; using it lets a whole unit of work
-    (BEGIN and a statement, or a statement and its rows) cross to the thread once instead of once per call.
-    """
-    return await conn._execute(fn)
-
-
 def _rowcount(cursor: sqlite3.Cursor) -> int:
     count = cursor.rowcount
     cursor.close()
     return count
 
 
-def _atomically(raw: sqlite3.Connection, work: Callable[[ThreadTransaction], T]) -> T:
-    raw.execute("BEGIN IMMEDIATE")
+def _complete(step: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine whose awaits all complete at once (ThreadTransaction statements) to its result."""
     try:
-        result = work(ThreadTransaction(raw))
-    except BaseException:
-        _end(raw, "ROLLBACK")
-        raise
-    try:
-        raw.execute("COMMIT")
-    except BaseException:
-        _end(raw, "ROLLBACK")
-        raise
-    return result
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError("a Database.run transaction awaited something other than its own statements")
 
 
-def _end(raw: sqlite3.Connection, verb: str) -> None:
-    if raw.in_transaction:
-        raw.execute(verb)
-
-
-async def _connect(path: Path) -> aiosqlite.Connection:
+def _connect_writer(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit DEFERRED begins.
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    # execute_fetchall steps each statement to its end, so no half-read PRAGMA cursor keeps a lock open.
-    await conn.execute_fetchall(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    await conn.execute_fetchall("PRAGMA synchronous=FULL")
-    await conn.execute_fetchall("PRAGMA foreign_keys=ON")
+    raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    raw.row_factory = sqlite3.Row
+    try:
+        # WAL lets readers run beside the writer; FULL makes a commit survive power loss, which the quota ledger
+        # and the webhook inbox (acknowledged to Meta) rely on.
+        raw.execute("PRAGMA journal_mode=WAL").fetchall()
+        _configure(raw)
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
+def _configure(raw: sqlite3.Connection) -> None:
+    # fetchall steps each statement to its end, so no half-read PRAGMA cursor keeps a lock open.
+    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").fetchall()
+    raw.execute("PRAGMA synchronous=FULL").fetchall()
+    raw.execute("PRAGMA foreign_keys=ON").fetchall()
     # Case-insensitive search (conversations `q`) folds both sides with `casefold(...)`: SQLite's LOWER() folds
     # ASCII only, so "Émile" would never match "émile". PostgreSQL would define casefold(text) as LOWER($1), which
     # follows the database's collation there (Unicode-aware with a UTF-8/ICU locale).
-    await conn.create_function("casefold", 1, casefold, deterministic=True)
-    return conn
+    raw.create_function("casefold", 1, casefold, deterministic=True)
 
 
 def casefold(value: object) -> object:
