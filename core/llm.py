@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import openai
 import structlog
 
@@ -90,7 +91,15 @@ class LLMClient:
         total_budget: float,
         metrics: Metrics | None = None,
     ) -> LLMClient:
-        sdk = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=attempt_timeout)
+        # aiohttp as the SDK's transport (its own DefaultAioHttpClient): a call costs the event loop about half
+        # the CPU of the default httpx/anyio transport, CPU the webhook acknowledgements share (bench/webhooks.py).
+        sdk = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=attempt_timeout,
+            http_client=openai.DefaultAioHttpClient(timeout=attempt_timeout),
+        )
         return cls(
             sdk=sdk,
             attempt_timeout=attempt_timeout,
@@ -195,7 +204,24 @@ class MalformedResponse(ValueError):
     """A 200 whose body is not a chat completion we can trust (wrong shape, impossible usage)."""
 
 
+def could_not_connect(exc: BaseException) -> bool:
+    """True when the endpoint could not be reached at all (refused, unresolvable), timeout or not.
+
+    The SDK's aiohttp transport reports a refused connection as a connect timeout (its exception map ranks the
+    two so); the aiohttp error it keeps as the cause says what happened."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain: SDK error <- httpx error <- aiohttp error <- OSError
+        if seen is None:
+            return False
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _classify(exc: Exception) -> _Failure | None:
+    if isinstance(exc, openai.APIConnectionError) and could_not_connect(exc):
+        return _Failure("connection_error", "could not reach the model provider", retry=True, temporary=True)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
         return _Failure("timeout", "the model provider did not answer in time", retry=True, temporary=True)
     if isinstance(exc, openai.APIConnectionError):

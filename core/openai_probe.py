@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import openai
 
 from core.clock import Clock
+from core.llm import could_not_connect
 
 DEFAULT_TTL_MS = 30_000
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -98,10 +99,13 @@ class OpenAIProbe:
             status = exc.status_code
             code = _status_code(exc)
             error = ProbeError(code, f"the endpoint answered HTTP {status} ({code})", now)
-        except (openai.APITimeoutError, TimeoutError):
+        except openai.APIConnectionError as exc:
+            if could_not_connect(exc) or not isinstance(exc, openai.APITimeoutError):
+                error = ProbeError("connection_error", "could not connect to the endpoint", now)
+            else:
+                error = ProbeError("timeout", f"no answer within {self._timeout:g} s", now)
+        except TimeoutError:
             error = ProbeError("timeout", f"no answer within {self._timeout:g} s", now)
-        except openai.APIConnectionError:
-            error = ProbeError("connection_error", "could not connect to the endpoint", now)
         latency = int((time.monotonic() - started) * 1000)
         return ProbeResult(True, error is None, latency, now, status, error)
 

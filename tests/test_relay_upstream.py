@@ -204,3 +204,19 @@ async def test_cached_prompt_tokens_are_billed_at_the_cached_rate(
     [row] = db_rows(settings, "SELECT cost_nanousd, cached_tokens FROM usage_records")
     assert Decimal(row["cost_nanousd"]) / 10**9 == expected
     assert row["cached_tokens"] == 10
+
+
+async def test_an_endpoint_that_refuses_connections_is_reported_as_unreachable_not_slow(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    # Port 9 (discard) is closed here: the connection is refused at once. The SDK's aiohttp transport calls that a
+    # connect timeout; the operator must read "could not connect", which points at the URL, not at the provider.
+    client = await make_client(
+        replace(settings, openai_base_url="http://127.0.0.1:9/v1", llm_attempt_timeout=2.0, llm_total_budget=3.0)
+    )
+    tenant = await provision(client)
+    body = await expect(await relay(client, tenant, "hi"), 503)
+    assert body["error"]["details"]["upstream_code"] == "connection_error"
+    [usage] = db_rows(settings, "SELECT outcome, error_code FROM usage_records")
+    assert (usage["outcome"], usage["error_code"]) == ("upstream_error", "connection_error")
+    assert_nothing_charged(settings, tenant)
