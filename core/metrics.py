@@ -20,6 +20,7 @@ from core.models import UsageRecord
 _NANO_PER_USD = 1_000_000_000
 # Seconds. Event processing covers a model call and Graph sends; LLM calls go up to the retry budget (30 s).
 _EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_COMMIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 OTHER = "other"
 
@@ -69,6 +70,8 @@ class Metrics:
     openai_errors: Counter  # code, per failed attempt (retried ones included)
     graph_errors: Counter  # code, action
     relay_requests: Counter  # status
+    webhook_commit_seconds: Histogram  # a delivery's wait for its durable inbox commit, from the handler's side
+    worker_limit: Gauge  # inbox events allowed to run at once now (fewer while acknowledgements are slowed)
     openai_codes: BoundedLabel = field(default_factory=BoundedLabel)
     graph_codes: BoundedLabel = field(default_factory=BoundedLabel)
     models: BoundedLabel = field(default_factory=lambda: BoundedLabel(limit=100))
@@ -117,6 +120,17 @@ class Metrics:
             ),
             relay_requests=Counter(
                 "nexus_relay_requests", "Relay API requests by HTTP status", ("status",), registry=r
+            ),
+            webhook_commit_seconds=Histogram(
+                "nexus_webhook_commit_seconds",
+                "Time a webhook delivery waited for its durable inbox commit before being acknowledged",
+                buckets=_COMMIT_BUCKETS,
+                registry=r,
+            ),
+            worker_limit=Gauge(
+                "nexus_inbox_worker_limit",
+                "Inbox events allowed to run at once (fewer while they slow webhook acknowledgements)",
+                registry=r,
             ),
         )
 

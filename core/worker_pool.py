@@ -1,7 +1,8 @@
 """The worker pool: claims inbox events and runs them with bounded concurrency.
 
 A webhook commit wakes it at once; otherwise it polls, which is also how retries that come due and leases left
-by a crashed process are picked up. Every running task is kept in a set and drained on shutdown, never
+by a crashed process are picked up. While deliveries are arriving, fewer events run when acknowledgements are
+slowed (core/ack_pressure.py). Every running task is kept in a set and drained on shutdown, never
 fire-and-forget.
 """
 
@@ -11,9 +12,11 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 
 import structlog
 
+from core.ack_pressure import WorkerAllowance
 from core.channel_worker import ChannelWorker
 from core.metrics import Metrics
 from core.queue import InboxItem, InboxQueue
@@ -29,7 +32,9 @@ class WorkerPool:
         *,
         concurrency: int,
         poll_seconds: float = 0.5,
+        ack_target_ms: float = 0.0,
         metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queue = queue
         self._metrics = metrics or Metrics.create()
@@ -40,6 +45,10 @@ class WorkerPool:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        # With a target, the pool gives way to webhook acknowledgements whose commits it slows.
+        self._allowance = WorkerAllowance(concurrency, ack_target_ms) if ack_target_ms > 0 else None
+        self._monotonic = monotonic
+        self._metrics.worker_limit.set_function(self.allowed)
 
     def start(self) -> None:
         if self._concurrency > 0:
@@ -62,7 +71,7 @@ class WorkerPool:
 
     async def _run(self) -> None:
         while True:
-            free = self._concurrency - len(self._running)
+            free = self.allowed() - len(self._running)
             claimed: list[InboxItem] = []
             if free > 0:
                 try:
@@ -75,10 +84,22 @@ class WorkerPool:
                 task.add_done_callback(self._done)
             if claimed and len(claimed) == free:
                 await asyncio.sleep(0)  # more may be waiting: claim again as soon as a slot frees
-                if len(self._running) >= self._concurrency:
+                if len(self._running) >= self.allowed():
                     await self._wait()
                 continue
             await self._wait()
+
+    def allowed(self) -> int:
+        """Events that may run at once now."""
+        if self._allowance is None:
+            return self._concurrency
+        return self._allowance.allowed(self._monotonic())
+
+    def acknowledged(self, commit_ms: float) -> None:
+        """A webhook delivery waited `commit_ms` for its inbox commit: the pool gives way if that was too long.
+        Events already running finish; fewer new ones start until acknowledgements are on time again."""
+        if self._allowance is not None:
+            self._allowance.acknowledged(commit_ms, self._monotonic())
 
     async def _wait(self) -> None:
         with contextlib.suppress(TimeoutError):

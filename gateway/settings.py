@@ -50,6 +50,8 @@ class Settings:
     max_webhook_bytes: int = 4 * 1024 * 1024
     # Inbox workers in this process (0: ingest only); an event's lease outlives a whole turn and its sends.
     workers: int = 8
+    # Fewer workers run while a webhook's inbox commit takes longer than this to acknowledge (0: never give way).
+    worker_ack_target_ms: int = 4
     inbox_lease_seconds: int = 180
     # A reservation older than this belongs to a crashed call and is released by the sweeper.
     reservation_ttl_seconds: int = 300
@@ -102,6 +104,7 @@ class Settings:
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", defaults.max_message_chars, low=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, low=1024),
             workers=_int(env, "WORKERS", defaults.workers, low=0, high=256),
+            worker_ack_target_ms=_int(env, "WORKER_ACK_TARGET_MS", defaults.worker_ack_target_ms, low=0, high=10_000),
             inbox_lease_seconds=_int(env, "INBOX_LEASE_SECONDS", defaults.inbox_lease_seconds, low=30),
             max_webhook_bytes=_int(env, "MAX_WEBHOOK_BYTES", defaults.max_webhook_bytes, low=64 * 1024),
             reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),

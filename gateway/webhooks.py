@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -86,7 +87,11 @@ async def receive(request: web.Request) -> web.Response:
         else:
             for event in parse(payload):
                 await _route(services, event, secret, rows, unrouted)
+    started = time.monotonic()
     result = await services.inbox_writer.write(rows, unrouted)
+    waited = time.monotonic() - started
+    services.metrics.webhook_commit_seconds.observe(waited)
+    services.workers.acknowledged(waited * 1000)  # the workers give way if they slowed this down
     services.metrics.delivery(source, result.stored, result.duplicates, result.unrouted)
     if result.stored:
         services.workers.wake()

@@ -1,8 +1,8 @@
 """Work in flight survives the process dying (issue 3 item 9, reliability plan W7): SIGKILL and SIGTERM, for real.
 
 The gateway runs as a child process with the Procfile's command (`python -m gateway`, configured only through its
-environment); the fake OpenAI (0.2 s per call) and the fake Graph (0.05 s per request) run in this test's event loop,
-so the test sees every request they get and whether it was still open when the process went away. 40 signed
+environment); the fake OpenAI (0.15 to 0.25 s per call) and the fake Graph (0.05 s per request) run in this test's
+event loop, so the test sees every request they get and whether it was still open when the process went away. 40 signed
 WhatsApp texts from 10 customers are delivered (each 200 means committed); once some replies have gone out, a reply
 is on its way to Graph and a model call is running (other messages are still queued), the process is killed, and the
 same command is started again on the same SQLite file.
@@ -116,6 +116,9 @@ def gateway_env(db_path: Path, openai_url: str, graph_url: str) -> dict[str, str
         "SECRETS_KEY": SECRETS_KEY,
         "META_APP_SECRET": APP_SECRET,
         "WORKERS": "4",
+        # All four run whatever the acknowledgements' timing on a loaded test machine: the kill needs a model call
+        # and a Graph send in flight at once, which one worker given way to deliveries never has.
+        "WORKER_ACK_TARGET_MS": "0",
         "LLM_TOTAL_BUDGET": "5",
         "LLM_ATTEMPT_TIMEOUT": "5",
         "INBOX_LEASE_SECONDS": str(LEASE_SECONDS),
@@ -213,7 +216,9 @@ class Left:
 
 @pytest.fixture
 async def scenario(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Scenario]:
-    openai, graph = FakeOpenAI(latency=0.2), FakeGraph(latency=0.05, implicit_grants=True)
+    # Jitter: with equal call times the workers run in step (all calling the model, then all sending), and the
+    # kill below would never find a model call and a send in flight at the same moment.
+    openai, graph = FakeOpenAI(latency=0.15, jitter=0.1), FakeGraph(latency=0.05, implicit_grants=True)
     openai_url = str((await aiohttp_server(openai.app)).make_url("/v1"))
     graph_url = str((await aiohttp_server(graph.app)).make_url("")).rstrip("/")
     db_path = tmp_path / "gateway.db"

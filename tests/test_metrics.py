@@ -73,6 +73,9 @@ async def test_counters_follow_a_relay_and_webhooks_processed_by_workers(
     assert value(samples, "nexus_inbox_events_total", platform="whatsapp", outcome="duplicate") == 1
     assert value(samples, "nexus_inbox_event_processing_seconds_count", kind="message") == 2
     assert value(samples, "nexus_inbox_depth", state="pending") == 0
+    # Every signed delivery's wait for its inbox commit is timed (duplicates too); the pool's current allowance.
+    assert value(samples, "nexus_webhook_commit_seconds_count") == 3
+    assert 1 <= value(samples, "nexus_inbox_worker_limit") <= settings.workers
     assert value(samples, "nexus_openai_errors_total", code="rate_limit_exceeded") == 1
     assert value(samples, "nexus_graph_errors_total", code="131047", action="window_closed") == 1
 

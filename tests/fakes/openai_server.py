@@ -89,12 +89,14 @@ class FakeOpenAI:
         count_prompt_tokens: Callable[[str, list[dict]], int] | None = None,
         count_text_tokens: Callable[[str, str], int] | None = None,
         latency: float = 0.0,
+        jitter: float = 0.0,
         seed: int = 0,
         context_windows: Mapping[str, int] | None = None,
     ) -> None:
         self.count_text_tokens: Callable[[str, str], int] = count_text_tokens or approx_text_tokens
         self.count_prompt_tokens: Callable[[str, list[dict]], int] = count_prompt_tokens or self._framed_count
         self.latency = latency
+        self.jitter = jitter  # up to this many seconds more per call, seeded: real calls never take equally long
         self.context_windows: dict[str, int] = dict(context_windows or {})
         self.api_key: str | None = None  # when set, the bearer token must match exactly
         self.cached_tokens = 0  # reported as prompt_tokens_details.cached_tokens (capped at prompt)
@@ -111,6 +113,7 @@ class FakeOpenAI:
         self._script: deque[Fault] = deque()
         self._rng = random.Random(seed)  # fault decisions only
         self._ids = random.Random(f"ids-{seed}")
+        self._delays = random.Random(f"delays-{seed}")
         self._gen = 0
         self._closing = asyncio.Event()
         self._app = web.Application()
@@ -285,7 +288,8 @@ class FakeOpenAI:
 
     async def _answer(self, request: web.Request, body: dict | None, ctx: _Ctx) -> web.StreamResponse:
         fault, kind = ctx.fault, ctx.kind
-        if self.latency and not await self._pause(request, self.latency):
+        delay = self.latency + (self._delays.uniform(0, self.jitter) if self.jitter else 0.0)
+        if delay and not await self._pause(request, delay):
             return self._drop(request)
         if kind is FaultKind.HANG:
             await self._pause(request, None)

@@ -1,0 +1,50 @@
+"""How many inbox events may run at once while webhook deliveries are being acknowledged.
+
+Webhook acknowledgements and inbox workers share one event loop, one interpreter lock and one writer thread.
+Workers with a backlog are throughput work: they take all the CPU they are given, and an acknowledgement then
+waits behind their callbacks and their transactions. Meta's deliveries are what must be answered quickly (the
+durable inbox commit is all they wait for), so the workers give way. Each acknowledgement reports how long its
+commit took, from the handler's side (the wait for the writer thread and for the event loop to resume it). One
+over the target cuts the number of events the pool may run by a factor, at most once per COOLDOWN_SECONDS so
+one burst counts once; the allowance grows back steadily with time. Additive increase, multiplicative decrease,
+as TCP does with its window. At least one event always runs, so a backlog never stalls; without webhook
+traffic nothing is cut and the pool runs at its full size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A cut multiplies the allowance by this.
+DECREASE = 0.7
+# Late acknowledgements closer together than this are one congestion event: one cut.
+COOLDOWN_SECONDS = 0.01
+# Events given back per second after a cut: from 1 to 8 in 0.35 s once acknowledgements are on time again.
+RECOVERY_PER_SECOND = 20.0
+
+
+@dataclass(slots=True)
+class WorkerAllowance:
+    ceiling: int
+    target_ms: float  # an acknowledgement's commit slower than this means the workers are in its way
+    _limit: float = field(init=False)
+    _since: float = field(init=False, default=0.0)  # when _limit was set (monotonic seconds)
+    _last_cut: float = field(init=False, default=float("-inf"))
+
+    def __post_init__(self) -> None:
+        self._limit = float(self.ceiling)
+
+    def allowed(self, now: float) -> int:
+        """Events that may run at `now`: between 1 and the ceiling."""
+        return int(self._current(now))
+
+    def acknowledged(self, commit_ms: float, now: float) -> bool:
+        """An acknowledgement's commit took `commit_ms`; True if that cut the allowance."""
+        if commit_ms <= self.target_ms or now - self._last_cut < COOLDOWN_SECONDS:
+            return False
+        self._limit = max(1.0, self._current(now) * DECREASE)
+        self._since = self._last_cut = now
+        return True
+
+    def _current(self, now: float) -> float:
+        return min(float(self.ceiling), self._limit + RECOVERY_PER_SECOND * max(0.0, now - self._since))
