@@ -158,3 +158,40 @@ async def test_run_refuses_work_that_awaits_anything_but_its_transaction(tmp_pat
         assert [r["name"] for r in await db.fetch_all("SELECT name FROM t")] == ["whole"]
     finally:
         await db.close()
+
+
+async def test_nothing_runs_inside_a_transaction_left_open_by_raw_steps(writer: WriterThread, tmp_path: Path) -> None:
+    def begin_and_insert(raw: sqlite3.Connection) -> None:
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("INSERT INTO t (name) VALUES ('hop-1')")
+
+    await writer.submit(begin_and_insert)  # a multi-hop transaction is open, its caller busy elsewhere
+    urgent = writer.transaction(insert("urgent"), urgent=True)  # a webhook commit arrives meanwhile
+    await asyncio.sleep(0.05)
+    assert not urgent.done()  # it waits for the open transaction to end, rather than run inside it
+    await writer.submit(lambda raw: raw.execute("INSERT INTO t (name) VALUES ('hop-2')"))
+    await writer.submit(lambda raw: raw.execute("ROLLBACK"))  # the multi-hop transaction gives up
+    assert await urgent == "urgent"
+    assert rows(tmp_path / "w.db") == ["urgent"]  # all of the hop's work undone, none of it committed alone
+
+
+class Fatal(BaseException):
+    """What escapes the writer's own error handling (a failing ROLLBACK, say)."""
+
+
+async def test_a_writer_that_fails_answers_everyone_and_refuses_more(writer: WriterThread) -> None:
+    gate, held = blocked(writer)
+
+    def explode(_: sqlite3.Connection) -> None:
+        raise Fatal("the connection is unusable")
+
+    fatal = writer.submit(explode)
+    queued = writer.transaction(insert("never"))
+    gate.set()
+    await held
+    for future in (fatal, queued):
+        with pytest.raises(Fatal):
+            await asyncio.wait_for(future, 5)  # answered, not left waiting forever
+    assert not writer.alive
+    with pytest.raises(ValueError, match="closed"):
+        writer.transaction(insert("later"))

@@ -104,9 +104,8 @@ class HopTransaction:
     use `Database.run` instead.
     """
 
-    def __init__(self, writer: WriterThread, *, urgent: bool) -> None:
+    def __init__(self, writer: WriterThread) -> None:
         self._writer = writer
-        self._urgent = urgent
         self.began = False
 
     async def execute(self, sql: str, params: Params = ()) -> int:
@@ -129,7 +128,7 @@ class HopTransaction:
                 raw.execute("BEGIN IMMEDIATE")
             return _complete(statement(ThreadTransaction(raw)))
 
-        return await self._writer.submit(run, urgent=self._urgent)
+        return await self._writer.submit(run)
 
 
 class Database:
@@ -166,23 +165,20 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[HopTransaction]:
-        """One write transaction whose work may await other things between statements (a hop per statement).
-        `urgent` ones (webhook acknowledgements) are let in before ordinary ones."""
-        async with self._write_lock.hold(urgent=urgent):
-            tx = HopTransaction(self._writer, urgent=urgent)
+    async def transaction(self) -> AsyncIterator[HopTransaction]:
+        """One write transaction whose work may await other things between statements (a hop per statement)."""
+        async with self._write_lock.hold():
+            tx = HopTransaction(self._writer)
             try:
                 yield tx
                 if tx.began:
                     # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
-                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "COMMIT"), urgent=urgent))
+                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "COMMIT")))
             except BaseException:
                 if tx.began:
                     # Queued behind any hop still running (one cancelled while BEGIN waited for another
                     # process's lock, say), and decided there: the thread looks whether a transaction is open.
-                    await asyncio.shield(
-                        self._writer.submit(lambda raw: end_transaction(raw, "ROLLBACK"), urgent=urgent)
-                    )
+                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "ROLLBACK")))
                 raise
 
     async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
@@ -197,16 +193,14 @@ class Database:
         and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
         """
         async with self._write_lock.hold(urgent=urgent):
-            # Queued before the lock is let go: whatever takes it next is queued behind this transaction (or, if
-            # urgent, runs before it: either way after or before it whole, never inside it).
+            # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
+            # it; and while a multi-hop transaction is open, the writer thread runs nothing else.
             done = self._writer.transaction(lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent)
         return await asyncio.shield(done)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """One statement as its own transaction, in one hop: SQLite commits a lone statement atomically."""
-        async with self._write_lock.hold():
-            done = self._writer.transaction(lambda raw: _rowcount(raw.execute(sql, params)))
-        return await asyncio.shield(done)
+        """One statement as its own transaction, in one hop."""
+        return await self.run(lambda tx: tx.execute(sql, params))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self._reader.execute_fetchall(sql, params)
@@ -216,6 +210,9 @@ class Database:
         return list(await self._reader.execute_fetchall(sql, params))
 
     async def ping(self) -> bool:
+        """Both connections answer: the reader a query, the writer's thread is running."""
+        if not self._writer.alive:
+            return False
         try:
             await self._reader.execute_fetchall("SELECT 1")
         except (sqlite3.Error, ValueError):

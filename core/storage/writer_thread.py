@@ -24,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
+
 T = TypeVar("T")
+log = structlog.get_logger("core.storage.writer_thread")
 
 # Whole transactions committed together at most: bounds how long the first of them waits for the others' SQL.
 MAX_BATCH = 64
@@ -90,26 +93,55 @@ class WriterThread:
         try:
             conn = self._connect()
         except BaseException as exc:
-            with self._ready:
-                self._closed = True
-                jobs = [*self._urgent, *self._ordinary]
-            for job in jobs:
-                _post(job.done, exc, failed=True)
+            self._fail_all(exc, [])
             return
+        jobs: list[_Job] = []
         try:
-            while jobs := self._next():
+            while jobs := self._next(open_transaction=conn.in_transaction):
                 if jobs[0].whole:
                     self._commit_together(conn, jobs)
                 else:
-                    _run_raw(conn, jobs[0])
+                    value, failed = _run(conn, jobs[0])
+                    _post(jobs[0].done, value, failed=failed)
+            self._fail_all(ValueError("Connection closed"), [])  # nothing is left queued; if it were, answered
+        except BaseException as exc:  # ROLLBACK itself failed (a disk error, say): the connection is unusable
+            log.critical("sqlite_writer_failed", error=f"{type(exc).__name__}: {exc}")
+            self._fail_all(exc, jobs)
         finally:
             conn.close()
 
-    def _next(self) -> list[_Job]:
-        """The next raw step alone, or the whole transactions at the head of the lanes (urgent first); [] once
-        closed and drained."""
+    @property
+    def alive(self) -> bool:
+        """False once the thread has ended (closed, or the connection failed): writes are refused then."""
+        return self._thread.is_alive() and not self._closed
+
+    def _fail_all(self, exc: BaseException, running: list[_Job]) -> None:
+        """Refuse new work and answer everything in hand with `exc`: nobody waits forever on a dead writer."""
         with self._ready:
-            while not self._urgent and not self._ordinary and not self._closed:
+            self._closed = True
+            jobs = [*running, *self._urgent, *self._ordinary]
+            self._urgent.clear()
+            self._ordinary.clear()
+        for job in jobs:
+            if not job.done.done():
+                _post(job.done, exc, failed=True)
+
+    def _next(self, *, open_transaction: bool) -> list[_Job]:
+        """The next raw step alone, or the whole transactions at the head of the lanes (urgent first); [] once
+        closed and drained. While a raw step has left a transaction open, only raw steps are handed out (the
+        rest of that transaction), whatever their lane: a whole transaction never runs inside another."""
+        with self._ready:
+            while True:
+                if open_transaction:
+                    for lane in (self._urgent, self._ordinary):
+                        step = next((job for job in lane if not job.whole), None)
+                        if step is not None:
+                            lane.remove(step)
+                            return [step]
+                elif self._urgent or self._ordinary:
+                    break
+                if self._closed:
+                    return []
                 self._ready.wait()
             batch: list[_Job] = []
             for lane in (self._urgent, self._ordinary):
@@ -152,21 +184,14 @@ def _in_savepoint(conn: sqlite3.Connection, job: _Job) -> tuple[Any, bool]:
     conn.execute("SAVEPOINT job")
     try:
         value = job.fn(conn)
-    except Exception as exc:  # this transaction alone is undone; its caller gets the error
-        conn.execute("ROLLBACK TO job")
+    except Exception as exc:
+        if not conn.in_transaction:  # SQLite gave up the whole transaction (disk full, say): the batch fails
+            raise
+        conn.execute("ROLLBACK TO job")  # this transaction alone is undone; its caller gets the error
         conn.execute("RELEASE job")
         return exc, True
     conn.execute("RELEASE job")
     return value, False
-
-
-def _run_raw(conn: sqlite3.Connection, job: _Job) -> None:
-    try:
-        value = job.fn(conn)
-    except BaseException as exc:
-        _post(job.done, exc, failed=True)
-    else:
-        _post(job.done, value, failed=False)
 
 
 def end_transaction(conn: sqlite3.Connection, verb: str) -> None:
