@@ -204,23 +204,23 @@ class MalformedResponse(ValueError):
     """A 200 whose body is not a chat completion we can trust (wrong shape, impossible usage)."""
 
 
-def could_not_connect(exc: BaseException) -> bool:
-    """True when the endpoint could not be reached at all (refused, unresolvable), timeout or not.
+def connection_failed(exc: BaseException) -> bool:
+    """True when the connection failed rather than timed out: refused, unresolvable, reset, dropped.
 
-    The SDK's aiohttp transport reports a refused connection as a connect timeout (its exception map ranks the
-    two so); the aiohttp error it keeps as the cause says what happened."""
+    The SDK's aiohttp transport reports every aiohttp connection error as a connect timeout (its exception map
+    ranks them so); the aiohttp error it keeps as the cause says what happened."""
     seen: BaseException | None = exc
     for _ in range(8):  # a short chain: SDK error <- httpx error <- aiohttp error <- OSError
         if seen is None:
             return False
-        if isinstance(seen, aiohttp.ClientConnectorError):
+        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, TimeoutError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
 
 
 def _classify(exc: Exception) -> _Failure | None:
-    if isinstance(exc, openai.APIConnectionError) and could_not_connect(exc):
+    if isinstance(exc, openai.APIConnectionError) and connection_failed(exc):
         return _Failure("connection_error", "could not reach the model provider", retry=True, temporary=True)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
         return _Failure("timeout", "the model provider did not answer in time", retry=True, temporary=True)

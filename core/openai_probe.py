@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import openai
 
 from core.clock import Clock
-from core.llm import could_not_connect
+from core.llm import connection_failed
 
 DEFAULT_TTL_MS = 30_000
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -100,7 +100,7 @@ class OpenAIProbe:
             code = _status_code(exc)
             error = ProbeError(code, f"the endpoint answered HTTP {status} ({code})", now)
         except openai.APIConnectionError as exc:
-            if could_not_connect(exc) or not isinstance(exc, openai.APITimeoutError):
+            if connection_failed(exc) or not isinstance(exc, openai.APITimeoutError):
                 error = ProbeError("connection_error", "could not connect to the endpoint", now)
             else:
                 error = ProbeError("timeout", f"no answer within {self._timeout:g} s", now)

@@ -99,7 +99,7 @@ class WorkerPool:
         """A webhook delivery waited `commit_ms` for its inbox commit: the pool gives way if that was too long.
         Events already running finish; fewer new ones start until acknowledgements are on time again."""
         if self._allowance is not None:
-            self._allowance.acknowledged(commit_ms, self._monotonic())
+            self._allowance.acknowledged(commit_ms, self._monotonic(), running=len(self._running))
 
     async def _wait(self) -> None:
         with contextlib.suppress(TimeoutError):

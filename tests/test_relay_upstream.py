@@ -220,3 +220,15 @@ async def test_an_endpoint_that_refuses_connections_is_reported_as_unreachable_n
     [usage] = db_rows(settings, "SELECT outcome, error_code FROM usage_records")
     assert (usage["outcome"], usage["error_code"]) == ("upstream_error", "connection_error")
     assert_nothing_charged(settings, tenant)
+
+
+async def test_a_connection_dropped_mid_call_is_reported_as_a_connection_error(
+    make_client: MakeClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    client = await make_client(replace(settings, llm_max_attempts=2))
+    tenant = await provision(client)
+    fake_openai.script(Fault.reset(), Fault.reset())
+    body = await expect(await relay(client, tenant, "hi"), 503)
+    assert body["error"]["details"]["upstream_code"] == "connection_error"  # not "timeout": nothing was slow
+    assert len(fake_openai.calls) == 2
+    assert_nothing_charged(settings, tenant)
