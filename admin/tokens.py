@@ -13,6 +13,9 @@ ALGORITHM = "HS256"  # pinned: the verifier accepts this one algorithm and nothi
 ROLES = ("admin", "owner", "viewer")
 # Tolerated clock skew between the host that minted a token and this one.
 LEEWAY_SECONDS = 5
+# The longest lifetime (exp - iat) a token may have unless the operator sets another (ADMIN_JWT_MAX_TTL_SECONDS):
+# a leaked token that never expires cannot be revoked short of rotating ADMIN_JWT_SECRET.
+DEFAULT_MAX_TTL_SECONDS = 30 * 24 * 3600
 # Header parameters that point at or carry a key: meaningless with one shared HS256 secret, so a token carrying
 # one was not made by us (RFC 8725 §3.10).
 _FOREIGN_KEY_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"})
@@ -50,7 +53,7 @@ def mint_token(secret: str, *, role: str, sub: str, account_id: str | None, ttl:
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(token: str, secret: str) -> Principal:
+def verify_token(token: str, secret: str, *, max_ttl: int = DEFAULT_MAX_TTL_SECONDS) -> Principal:
     try:
         if _FOREIGN_KEY_HEADERS & set(jwt.get_unverified_header(token)):
             raise InvalidToken("the token names a key source this service does not use")
@@ -67,6 +70,9 @@ def verify_token(token: str, secret: str) -> Principal:
         raise InvalidToken("the token has expired") from None
     except jwt.InvalidTokenError:
         raise InvalidToken("the token is not valid") from None
+    exp, iat = claims["exp"], claims["iat"]
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float) or exp - iat > max_ttl:
+        raise InvalidToken(f"the token lives longer than the {max_ttl} s this service accepts (exp - iat)")
     sub, role, account_id = claims.get("sub"), claims.get("role"), claims.get("account_id")
     if not isinstance(sub, str) or not sub:
         raise InvalidToken("the token has no subject")

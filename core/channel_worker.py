@@ -26,11 +26,12 @@ from adapters.replies import ECHO_MARK, text_requests, typing_request
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
 from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited
-from core.queue import InboxItem, InboxQueue, LeaseLost
+from core.models import Channel
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
-from core.storage.channels import Channel, ChannelStore
+from core.storage.channels import ChannelStore
 from core.storage.conversation_state import ConversationStateStore
+from core.storage.inbox_queue import InboxItem, InboxQueue, LeaseLost
 
 log = structlog.get_logger("core.channel_worker")
 

@@ -29,11 +29,11 @@ from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
-from core.quota import QuotaService, Reservation
 from core.ratelimit import RateLimiter
 from core.storage.conversations import ConversationStore, NewMessage
 from core.storage.db import Database, Transaction
 from core.storage.plans import PlanStore
+from core.storage.quota import QuotaService, Reservation
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 

@@ -58,3 +58,7 @@ class UpstreamUnavailable(GatewayError):
         self.code = code
         self.temporary = temporary
         self.attempts = attempts
+
+
+class Forbidden(GatewayError):
+    """The caller is known but may not do this (a viewer writing, an owner doing the operator's work)."""

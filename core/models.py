@@ -1,76 +1,133 @@
-"""The domain records the stores hand out: frozen dataclasses, never database rows or dicts."""
+"""The domain records the stores hand out, never database rows or dicts.
+
+The records an owner or the operator edits (plans, accounts, bots, API keys, credit entries) are pydantic models,
+because the same shape is also the API's body and answer; the records only the service writes are frozen
+dataclasses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from core.fields import EpochMs, Finite, Names, Text, WholeNumber
 
 CreditKind = Literal["purchase", "grant", "refund", "adjustment", "overage", "usage"]
 # Kinds an operator may post; `overage` and `usage` are written by the quota settlement itself.
 OPERATOR_CREDIT_KINDS: tuple[str, ...] = ("purchase", "grant", "refund", "adjustment")
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    id: str
-    name: str
-    monthly_token_limit: int
-    models: tuple[str, ...]
-    default_model: str
-    overage_percent: int
-    messages_per_minute: int | None
-    created_at: int
-    updated_at: int
+class Record(BaseModel):
+    """Base of the records an owner or the operator edits: immutable, strict, closed to unknown fields.
+
+    Each record's settings class is its one source of truth: the fields, their bounds and defaults, the body the
+    API accepts (creation; an update is the same fields, each optional), the answer it gives, and the columns the
+    store reads and writes. Stores build records from rows they wrote themselves with `model_construct`.
+    """
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
+class PlanSettings(Record):
+    name: Annotated[str, Text(100)] = Field(description="unique")
+    monthly_token_limit: Annotated[int, Field(ge=0, le=10**12), WholeNumber]
+    models: Names = Field(description="model names the plan allows; duplicates are dropped, at most 100")
+    default_model: Annotated[str, Text(100)] = Field(description="one of models")
+    overage_percent: Annotated[int, Field(ge=0, le=100), WholeNumber] = 0
+    messages_per_minute: Annotated[int, Field(ge=1, le=100_000), WholeNumber] | None = None
+
+    @model_validator(mode="after")
+    def _default_model_is_allowed(self) -> PlanSettings:
+        if self.default_model not in self.models:
+            raise PydanticCustomError("not_in_models", "must be one of 'models'", {"field": "default_model"})
+        return self
+
+
+class Plan(PlanSettings):
     id: str
-    name: str
-    email: str | None
-    plan_id: str
+    created_at: EpochMs
+    updated_at: EpochMs
+
+
+class AccountSettings(Record):
+    name: Annotated[str, Text(200)]
+    plan_id: Annotated[str, Text(64)]
+    email: Annotated[str, Text(320)] | None = Field(default=None, description="a contact address")
+
+
+class Account(AccountSettings):
+    id: str
     locked: bool
-    created_at: int
-    updated_at: int
+    created_at: EpochMs
+    updated_at: EpochMs
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKey:
+class ApiKey(Record):
     id: str
-    account_id: str
-    prefix: str
+    account_id: str = Field(exclude=True)
+    prefix: str = Field(description="the first characters of the key, to recognise it")
     name: str | None
-    created_at: int
-    last_used_at: int | None
-    revoked_at: int | None
+    created_at: EpochMs
+    last_used_at: EpochMs | None
+    revoked_at: EpochMs | None
 
 
-@dataclass(frozen=True, slots=True)
-class CreditEntry:
+class CreditEntry(Record):
     id: str
     account_id: str
     kind: str
     tokens: int
     note: str | None
     created_by: str | None
-    created_at: int
+    created_at: EpochMs
 
 
-@dataclass(frozen=True, slots=True)
-class Bot:
+class BotSettings(Record):
+    name: Annotated[str, Text(100)]
+    persona: Annotated[str, Text(20_000)] = Field(description="the system prompt")
+    model: Annotated[str, Text(100)] | None = Field(
+        default=None, description="one of the plan's models; null: the plan's default"
+    )
+    temperature: Annotated[float, Field(ge=0, le=2), Finite] | None = None
+    max_reply_tokens: Annotated[int, Field(ge=1, le=32_768), WholeNumber] = 300
+    memory_tokens: Annotated[int, Field(ge=64, le=1_000_000), WholeNumber] = 2000
+    fallback_message: Annotated[str, Text(1000)] = (
+        "Sorry, I can't answer right now. Please try again in a little while."
+    )
+    # The answer to media the bot cannot read; None: a built-in sentence.
+    media_reply: Annotated[str, Text(1000)] | None = None
+    # A human reply from the Page inbox pauses the bot this long (0: never).
+    handover_pause_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60), WholeNumber] = 30
+
+
+class Bot(BotSettings):
     id: str
     account_id: str
-    name: str
-    persona: str
-    model: str | None  # None: the plan's default model
-    temperature: float | None
-    max_reply_tokens: int
-    memory_tokens: int
-    fallback_message: str
-    created_at: int
-    updated_at: int
-    media_reply: str | None = None  # answer to media the bot cannot read; None: a built-in sentence
-    handover_pause_minutes: int = 30  # a human reply from the Page inbox pauses the bot this long
+    created_at: EpochMs
+    updated_at: EpochMs
+
+
+class Channel(Record):
+    """A bot's connection to a Facebook Page, an Instagram account or a WhatsApp number. It carries no secret:
+    access tokens, app secrets and verify tokens are sealed in the store and never leave it but opened."""
+
+    id: str
+    account_id: str
+    bot_id: str
+    platform: Literal["messenger", "instagram", "whatsapp"]
+    external_id: str
+    status: Literal["active", "needs_reauth", "disabled"] = Field(
+        description="needs_reauth: Graph refused the token (error 190), sends stop until a new access_token"
+    )
+    status_reason: str | None
+    has_app_secret: bool
+    has_verify_token: bool
+    created_at: EpochMs
+    updated_at: EpochMs
+    disconnected_at: EpochMs | None = Field(default=None, exclude=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import structlog
 from core.ack_pressure import WorkerAllowance
 from core.channel_worker import ChannelWorker
 from core.metrics import Metrics
-from core.queue import InboxItem, InboxQueue
+from core.storage.inbox_queue import InboxItem, InboxQueue
 
 log = structlog.get_logger("core.worker_pool")
 

@@ -1,4 +1,5 @@
-"""The application factory: `create_app(settings)` wires routes, middlewares and resources; nothing at import."""
+"""The application factory: `create_app(settings)` mounts the API surfaces and opens the service groups, one
+cleanup context each, in dependency order; nothing happens at import."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from admin import activity, conversations, dashboard, feedback, status, user_quota
-from admin.app import create_admin_app, create_jwt_app
+from api.bodies import LIMITS
+from api.jwt_auth import JWT_CONFIG, JwtConfig
+from api.operations import check_provided
 from core.clock import Clock, SystemClock
+from core.metrics import Metrics
 from core.tokens import TokenCounter
-from gateway import data_deletion, health, metrics_route, openapi_route, relay, webhooks
 from gateway.background import TaskRegistry
-from gateway.keys import CLOCK, SERVICES, SETTINGS, TOKENS
-from gateway.middlewares import error_envelope, request_context
-from gateway.services import build_services
+from gateway.keys import CLOCK, METRICS, SETTINGS, STORAGE, TOKENS, UPSTREAMS, WEB, WORKER
+from gateway.middlewares import count_relay, error_envelope, request_context
+from gateway.services import open_storage, open_upstreams, open_web, open_worker
 from gateway.settings import Settings
+from gateway.surfaces import SURFACES, Groups, limits, provide_handlers
 
 log = structlog.get_logger("gateway.app")
 
@@ -33,27 +36,25 @@ def create_app(
 ) -> web.Application:
     """The service. `clock` and a preloaded `tokens` counter may be shared in (tests, embedders)."""
     app = web.Application(
-        middlewares=[request_context, metrics_route.count_relay, error_envelope],
-        # The largest body any route accepts; each route enforces its own, smaller limit (gateway/validation.py).
+        middlewares=[request_context, count_relay, error_envelope],
+        # The largest body any route accepts; each route enforces its own, smaller limit (api/bodies.py).
         client_max_size=max(settings.max_body_bytes, settings.max_webhook_bytes),
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app[TOKENS] = tokens or TokenCounter(settings.data_dir / "tokenizers")
-    app.cleanup_ctx.append(_services)
-    app.cleanup_ctx.append(_housekeeping)
-    app.add_routes(health.routes)
-    app.add_routes(relay.routes)
-    webhooks.add_routes(app)
-    app.add_routes(data_deletion.routes)
-    app.add_routes(metrics_route.routes)
-    openapi_route.setup(app)
-    app.add_routes(feedback.routes)  # API key or JWT: not a JWT sub-application (admin/feedback.py)
-    app.add_subapp("/api/admin/", create_admin_app())
-    app.add_subapp("/api/conversations/", create_jwt_app([conversations.routes]))
-    app.add_subapp("/api/dashboard/", create_jwt_app([dashboard.routes, activity.routes]))
-    app.add_subapp("/api/user/", create_jwt_app([user_quota.routes]))
-    app.add_subapp("/api/status/", create_jwt_app([status.routes]))
+    app[METRICS] = Metrics.create()
+    app[LIMITS] = limits(settings)
+    app[JWT_CONFIG] = JwtConfig(settings.admin_jwt_secret, max_ttl_seconds=settings.admin_jwt_max_ttl_seconds)
+    for surface in SURFACES:
+        surface.mount(app)
+    # In dependency order; torn down in reverse (the workers drain before the database closes).
+    app.cleanup_ctx.extend((_storage, _upstreams, _worker, _web, _housekeeping))
+
+    async def every_handler_provided(app: web.Application) -> None:
+        check_provided(app, SURFACES)
+
+    app.on_startup.append(every_handler_provided)  # runs after the cleanup contexts have started
     return app
 
 
@@ -69,29 +70,58 @@ def freeze_gc_after_startup(app: web.Application) -> None:
     app.on_startup.append(freeze)
 
 
-async def _services(app: web.Application) -> AsyncIterator[None]:
-    async with build_services(app[SETTINGS], app[CLOCK], app[TOKENS]) as services:
-        app[SERVICES] = services
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    async with open_storage(app[SETTINGS], app[CLOCK]) as storage:
+        app[STORAGE] = storage
+        yield
+
+
+async def _upstreams(app: web.Application) -> AsyncIterator[None]:
+    async with open_upstreams(app[SETTINGS], app[CLOCK], app[TOKENS], app[STORAGE], app[METRICS]) as upstreams:
+        app[UPSTREAMS] = upstreams
+        yield
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    async with open_worker(app[SETTINGS], app[CLOCK], app[STORAGE], app[UPSTREAMS], app[METRICS]) as worker:
+        app[WORKER] = worker
+        yield
+
+
+async def _web(app: web.Application) -> AsyncIterator[None]:
+    async with open_web(app[SETTINGS], app[CLOCK], app[STORAGE]) as group:
+        app[WEB] = group
+        groups = Groups(
+            settings=app[SETTINGS],
+            clock=app[CLOCK],
+            metrics=app[METRICS],
+            storage=app[STORAGE],
+            upstreams=app[UPSTREAMS],
+            web=group,
+            signals=app[WORKER].pool,  # the webhook tells this process's workers: wake up, or give way
+        )
+        provide_handlers(app, groups)
         yield
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
+    storage = app[STORAGE]
+    pool = app[WORKER].pool
     tasks = TaskRegistry()
 
     async def sweep() -> None:
-        released = await services.quota.sweep_expired()
+        released = await storage.quota.sweep_expired()
         if released:
             log.warning("stale_reservations_released", count=released)
 
     async def purge() -> None:
-        purged = await services.queue.purge(older_than_ms=INBOX_RETENTION_MS)
+        purged = await storage.queue.purge(older_than_ms=INBOX_RETENTION_MS)
         if purged:
             log.info("inbox_purged", count=purged)
 
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
     tasks.every(PURGE_INTERVAL_SECONDS, "inbox-purger", purge)
-    services.workers.start()
+    pool.start()
     yield
-    await services.workers.stop()  # drain what is in flight before the database goes
+    await pool.stop()  # drain what is in flight before the database goes
     await tasks.close()

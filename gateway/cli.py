@@ -16,10 +16,12 @@ from aiohttp import web
 
 from admin.tokens import ROLES, mint_token
 from core.clock import SystemClock
+from core.models import BotSettings, PlanSettings
 from core.secrets import SecretBox, SecretsError
 from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
 from core.storage.bots import BotStore
+from core.storage.channels import ChannelStore
 from core.storage.db import Database, DatabaseURLError
 from core.storage.migrations import apply_migrations, current_version
 from core.storage.plans import PlanStore
@@ -118,17 +120,7 @@ def _rotate_secrets(args: argparse.Namespace, settings: Settings, out: TextIO) -
     async def run() -> int:
         db = await open_database(settings)
         try:
-            async with db.transaction() as tx:
-                rows = await tx.fetch_all(
-                    "SELECT id, access_token_sealed, app_secret_sealed, verify_token_sealed FROM channels"
-                )
-                for row in rows:
-                    await tx.execute(
-                        "UPDATE channels SET access_token_sealed = ?, app_secret_sealed = ?, verify_token_sealed = ?"
-                        " WHERE id = ?",
-                        (*(None if row[c] is None else box.reseal(row[c]) for c in list(row.keys())[1:]), row["id"]),
-                    )
-            return len(rows)
+            return await ChannelStore(db, SystemClock(), box).reseal_all()
         finally:
             await db.close()
 
@@ -151,40 +143,44 @@ async def _seed_plans(settings: Settings) -> list[str]:
         created = []
         for plan in seed["plans"]:
             if plan["name"] not in existing:
-                await store.create(plan)
+                await store.create(PlanSettings.model_validate(plan))
                 created.append(plan["name"])
         return created
     finally:
         await db.close()
 
 
+DEMO_ACCOUNT = "Demo business"
+
+
 def _demo(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    async def run() -> tuple[str, str, str]:
+    """The demo business with a bot, made once (a second run reuses them), and a fresh API key for it."""
+
+    async def run() -> tuple[str, str, str, bool]:
         await _seed_plans(settings)
         db = await open_database(settings)
         try:
             clock = SystemClock()
-            plans = {plan.name: plan for plan in await PlanStore(db, clock).list()}
-            plan = plans.get("starter") or next(iter(plans.values()))
-            account = await AccountStore(db, clock).create("Demo business", plan.id, None)
-            bot = await BotStore(db, clock).create(
-                account.id,
-                {
-                    "name": "Demo assistant",
-                    "persona": "You are the friendly assistant of a small coffee shop. Answer briefly.",
-                    "max_reply_tokens": 300,
-                    "memory_tokens": 2000,
-                    "fallback_message": "Sorry, I can't answer right now. Please try again in a little while.",
-                },
-            )
+            accounts, bots = AccountStore(db, clock), BotStore(db, clock)
+            existing = next((a for a in await accounts.list() if a.name == DEMO_ACCOUNT), None)
+            if existing is not None and (their_bots := await bots.list(existing.id)):
+                account, bot = existing, their_bots[0]
+            else:
+                plans = {plan.name: plan for plan in await PlanStore(db, clock).list()}
+                plan = plans.get("starter") or next(iter(plans.values()))
+                account = existing or await accounts.create(DEMO_ACCOUNT, plan.id, None)
+                persona = "You are the friendly assistant of a small coffee shop. Answer briefly."
+                bot = await bots.create(account.id, BotSettings(name="Demo assistant", persona=persona))
+            # A key is shown once and stored as a hash: each run issues a new one (earlier ones keep working).
             issued = await ApiKeyStore(db, clock).issue(account.id, "demo")
-            return account.id, bot.id, issued.plaintext
+            return account.id, bot.id, issued.plaintext, existing is not None
         finally:
             await db.close()
 
-    account_id, bot_id, key = asyncio.run(run())
+    account_id, bot_id, key, reused = asyncio.run(run())
     base = f"http://{settings.host}:{settings.port}"
-    print(f"account {account_id}, bot {bot_id}\nAPI key (shown once): {key}\n", file=out)
+    made = "the existing demo business (reused)" if reused else "a new demo business"
+    print(f"{made}: account {account_id}, bot {bot_id}\nAPI key (shown once): {key}\n", file=out)
     print(
         f"curl -s {base}/api/messages/relay -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
         '-d \'{"user_id": "customer-1", "message": "Hi! Are you open on Sunday?"}\'',

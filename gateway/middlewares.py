@@ -1,4 +1,4 @@
-"""The middlewares every route shares: request id and access line, then the error envelope."""
+"""The middlewares every route shares: request id and access line, the relay counter, then the error envelope."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from api.envelope import from_domain
+from api.errors import ApiError
 from core.errors import GatewayError
 from core.storage.db import TRANSIENT_ERRORS
-from gateway.errors import ApiError, from_domain
+from gateway.keys import METRICS
 
 log = structlog.get_logger("gateway.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+RELAY_PATH = "/api/messages/relay"
 # A caller's own request id is kept only if it is short and plain, so it cannot forge log content.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -56,6 +59,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 @web.middleware
+async def count_relay(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts relay answers by status. Sits outside the error envelope, so it sees the status actually sent."""
+    response = await handler(request)
+    if request.path == RELAY_PATH:
+        request.app[METRICS].relay_requests.labels(str(response.status)).inc()
+    return response
+
+
+@web.middleware
 async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -86,8 +98,3 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
     return {name: exc.headers[name] for name in ("Allow", "Retry-After") if name in exc.headers}
-
-
-def request_id(request: web.Request) -> str | None:
-    bound = structlog.contextvars.get_contextvars().get("request_id")
-    return bound if isinstance(bound, str) else None

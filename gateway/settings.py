@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from admin.tokens import DEFAULT_MAX_TTL_SECONDS
 from core.secrets import SecretBox, SecretsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,8 @@ class Settings:
     graph_api_base_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v25.0"
     admin_jwt_secret: str | None = field(default=None, repr=False)
+    # The longest lifetime (exp - iat) an admin, owner or viewer token may have; longer ones are refused (401).
+    admin_jwt_max_ttl_seconds: int = DEFAULT_MAX_TTL_SECONDS
     secrets_key: str | None = field(default=None, repr=False)
     # When set, GET /metrics requires it as a bearer token; unset, /metrics is open on a loopback HOST only (503).
     metrics_token: str | None = field(default=None, repr=False)
@@ -92,6 +95,9 @@ class Settings:
             graph_api_base_url=(get("GRAPH_API_BASE_URL") or defaults.graph_api_base_url).rstrip("/"),
             graph_api_version=get("GRAPH_API_VERSION") or defaults.graph_api_version,
             admin_jwt_secret=secret,
+            admin_jwt_max_ttl_seconds=_int(
+                env, "ADMIN_JWT_MAX_TTL_SECONDS", defaults.admin_jwt_max_ttl_seconds, low=60, high=10 * 365 * 24 * 3600
+            ),
             secrets_key=secrets_key,
             metrics_token=get("METRICS_TOKEN"),
             public_base_url=get("PUBLIC_BASE_URL"),

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from gateway.openapi import build_document
 from gateway.settings import Settings
+from gateway.surfaces import openapi_document
 from tests.harness import auth, connect_channel, db_rows, expect, provision, relay
 
 JWT_ROLES = ("admin", "owner", "viewer")
@@ -53,7 +53,7 @@ class Operation:
 
 
 def document_operations() -> list[Operation]:
-    document = build_document(Settings())
+    document = openapi_document(Settings())
     schemas = document["components"]["schemas"]
     found = []
     for path, item in document["paths"].items():

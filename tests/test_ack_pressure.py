@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from core.ack_pressure import COOLDOWN_SECONDS, DECREASE, RECOVERY_PER_SECOND, WorkerAllowance
 from core.metrics import Metrics
-from core.queue import InboxItem, InboxQueue
+from core.storage.inbox_queue import InboxItem, InboxQueue
 from core.worker_pool import WorkerPool
 
 

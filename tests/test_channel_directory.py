@@ -5,24 +5,25 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from core.channels import ChannelDirectory
-from core.storage.channels import Channel, ChannelSecrets
+from core.channel_directory import ChannelDirectory
+from core.models import Channel
+from core.storage.channels import ChannelSecrets
 
 
 def _channel(external_id: str, secret: str | None) -> tuple[Channel, ChannelSecrets]:
     channel = Channel(
-        f"chn_{external_id}",
-        "acc",
-        "bot",
-        "whatsapp",
-        external_id,
-        "active",
-        None,
-        secret is not None,
-        False,
-        0,
-        0,
-        None,
+        id=f"chn_{external_id}",
+        account_id="acc",
+        bot_id="bot",
+        platform="whatsapp",
+        external_id=external_id,
+        status="active",
+        status_reason=None,
+        has_app_secret=secret is not None,
+        has_verify_token=False,
+        created_at=0,
+        updated_at=0,
+        disconnected_at=None,
     )
     return channel, ChannelSecrets("token", secret, None)
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.app import INBOX_RETENTION_MS
-from gateway.keys import SERVICES
+from gateway.keys import STORAGE
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
@@ -305,7 +305,7 @@ async def test_a_dead_letter_stays_a_fallback_after_the_inbox_is_purged(
     with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as conn:
         conn.execute("UPDATE inbox SET received_at = ?, updated_at = ?", (old, old))
         conn.commit()
-    assert await client.server.app[SERVICES].queue.purge(older_than_ms=INBOX_RETENTION_MS) == 1
+    assert await client.server.app[STORAGE].queue.purge(older_than_ms=INBOX_RETENTION_MS) == 1
     after = await metrics(client, owner)
     feed = await expect(await client.get("/api/dashboard/activity", params={"kind": "dead_letter"}, headers=owner), 200)
 

@@ -6,7 +6,6 @@ documenting it, or documenting one that is not served, fails here with the opera
 
 from __future__ import annotations
 
-import types
 from dataclasses import replace
 from typing import Any
 
@@ -15,11 +14,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from gateway import openapi_route
+from api.bodies import Limits
+from api.openapi import DuplicateOperation, build_document
+from api.operations import OperationTable, Surface
+from api.service.handlers import Service
+from gateway import surfaces
 from gateway.app import create_app
-from gateway.openapi import build_document
-from gateway.openapi.document import FRAGMENTS, DocumentError
 from gateway.settings import Settings
+from gateway.surfaces import SURFACES, openapi_document
 from tests.conftest import MakeClient
 from tests.harness import expect
 
@@ -65,10 +67,10 @@ async def test_the_document_is_valid_openapi_3_1_and_public(client: TestClient) 
 
 async def test_every_served_route_is_documented_and_every_documented_one_is_served(settings: Settings) -> None:
     served = served_operations(create_app(settings))
-    documented = documented_operations(build_document(settings))
+    documented = documented_operations(openapi_document(settings))
     undocumented = sorted(f"{method} {path}" for method, path in served - documented)
     unserved = sorted(f"{method} {path}" for method, path in documented - served)
-    assert not undocumented, f"routes without documentation (add them to a gateway/openapi/paths_*.py): {undocumented}"
+    assert not undocumented, f"routes without documentation (add them to an operation table): {undocumented}"
     assert not unserved, f"documented operations no route serves: {unserved}"
 
 
@@ -83,11 +85,11 @@ def test_the_route_walk_sees_sub_applications_and_new_routes(settings: Settings)
     served = served_operations(app)
     assert ("GET", "/api/admin/plans") in served and ("DELETE", "/api/admin/bots/{bot_id}") in served
     assert ("GET", "/api/undocumented") in served and ("HEAD", "/healthz") not in served
-    assert ("GET", "/api/undocumented") not in documented_operations(build_document(settings))
+    assert ("GET", "/api/undocumented") not in documented_operations(openapi_document(settings))
 
 
 def test_every_operation_says_who_may_call_it_and_how_it_fails() -> None:
-    document = build_document(Settings())
+    document = openapi_document(Settings())
     schemes = set(document["components"]["securitySchemes"])
     ids = [operation.get("operationId") for _, _, operation in operations(document)]
     assert None not in ids and len(ids) == len(set(ids)), "every operation needs a unique operationId"
@@ -112,21 +114,22 @@ def test_every_operation_says_who_may_call_it_and_how_it_fails() -> None:
 
 
 def test_settings_shape_the_document() -> None:
-    document = build_document(replace(Settings(), max_message_chars=1234, public_base_url="https://bots.example/"))
-    assert document["components"]["schemas"]["CoreRelayRequest"]["properties"]["message"]["maxLength"] == 1234
+    document = openapi_document(replace(Settings(), max_message_chars=1234, public_base_url="https://bots.example/"))
+    assert document["components"]["schemas"]["RelayRequest"]["properties"]["message"]["maxLength"] == 1234
     assert document["servers"] == [{"url": "https://bots.example"}]
-    assert "servers" not in build_document(Settings())
+    assert "servers" not in openapi_document(Settings())
 
 
-def test_two_fragments_describing_the_same_operation_is_an_error() -> None:
-    clash = types.ModuleType("paths_clash")
-    clash.PATHS = {"/healthz": {"get": {"operationId": "again", "responses": {}}}}  # type: ignore[attr-defined]
-    clash.SCHEMAS = {}  # type: ignore[attr-defined]
-    with pytest.raises(DocumentError, match="GET /healthz"):
-        build_document(Settings(), (*FRAGMENTS, clash))
-    clash.PATHS, clash.SCHEMAS = {}, {"Error": {}}  # type: ignore[attr-defined]
-    with pytest.raises(DocumentError, match="schema Error"):
-        build_document(Settings(), (*FRAGMENTS, clash))
+def test_two_tables_registering_the_same_operation_is_an_error() -> None:
+    clash = OperationTable(Service, tag="service")
+    clash.get("/healthz", Service.healthz, summary="again", operation_id="healthzAgain")
+    limits = Limits(max_body_bytes=1024, max_message_chars=10)
+    with pytest.raises(DuplicateOperation, match="GET /healthz"):
+        build_document((*SURFACES, Surface("clash", (clash,))), version="0", limits=limits)
+    twin = OperationTable(Service, tag="service")
+    twin.get("/healthz-twin", Service.healthz, summary="again", operation_id="healthz")
+    with pytest.raises(DuplicateOperation, match="operation id healthz"):
+        build_document((*SURFACES, Surface("twin", (twin,))), version="0", limits=limits)
 
 
 async def test_the_document_is_built_once_per_app(
@@ -134,11 +137,11 @@ async def test_the_document_is_built_once_per_app(
 ) -> None:
     builds: list[Settings] = []
 
-    def counting_build(given: Settings) -> dict[str, Any]:
+    def counting_build(given: Settings) -> dict[str, object]:
         builds.append(given)
-        return build_document(given)
+        return openapi_document(given)
 
-    monkeypatch.setattr(openapi_route, "build_document", counting_build)
+    monkeypatch.setattr(surfaces, "openapi_document", counting_build)
     client = await make_client(settings)
     bodies = [await (await client.get("/api/openapi.json")).read() for _ in range(3)]
     assert builds == [settings] and bodies[0] == bodies[1] == bodies[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.queue import LeaseLost
-from gateway.keys import SERVICES
+from core.storage.inbox_queue import LeaseLost
+from gateway.keys import STORAGE
 from gateway.settings import Settings
 from tests.harness import connect_channel, db_rows, expect, provision, signed
 from tests.test_webhook_ingest import PHONE_ID, whatsapp_text
@@ -17,7 +17,7 @@ async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settin
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)
     raw, headers = signed(whatsapp_text("wamid.lease"))
     await expect(await client.post("/webhooks/whatsapp", data=raw, headers=headers), 200)
-    queue = client.server.app[SERVICES].queue
+    queue = client.server.app[STORAGE].queue
 
     [stale] = await queue.claim("worker-a", 5)
     assert await queue.claim("worker-b", 5) == []  # one holder at a time

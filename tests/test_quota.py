@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from core.errors import AccountLocked, QuotaExceeded
-from core.quota import QuotaService
+from core.models import PlanSettings
 from core.storage.accounts import AccountStore
 from core.storage.credits import CreditLedger
 from core.storage.db import Database
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
+from core.storage.quota import QuotaService
 
 
 @dataclass
@@ -47,13 +48,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await apply_migrations(db)
     clock = ManualClock(at(2026, 11, 25, 12))
     plan = await PlanStore(db, clock).create(
-        {
-            "name": "p",
-            "monthly_token_limit": 1000,
-            "models": ["gpt-4o-mini"],
-            "default_model": "gpt-4o-mini",
-            "overage_percent": 10,
-        }
+        PlanSettings(
+            name="p", monthly_token_limit=1000, models=["gpt-4o-mini"], default_model="gpt-4o-mini", overage_percent=10
+        )
     )
     accounts = AccountStore(db, clock)
     account = await accounts.create("a", plan.id, None)

@@ -42,8 +42,8 @@ from adapters.meta_auth import SIGNATURE_HEADER, sign
 from adapters.signed_request import encode_signed_request
 from core.tokens import TokenCounter
 from gateway.app import create_app
-from gateway.openapi import build_document
 from gateway.settings import Settings
+from gateway.surfaces import openapi_document
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.serving import serve_app
@@ -72,7 +72,7 @@ def _callers(security: list[dict[str, list[str]]]) -> tuple[str, ...]:
 
 
 def _cases() -> list[Any]:
-    document = build_document(Settings())
+    document = openapi_document(Settings())
     return [
         pytest.param(method.upper(), path, caller, id=f"{method.upper()} {path} {caller}")
         for path, item in document["paths"].items()

@@ -234,7 +234,7 @@ async def test_bodies_over_the_webhook_limit_are_413(client: TestClient, tenant:
 
 async def test_finished_events_are_purged_after_the_retry_horizon_only(make_client: Any, settings: Settings) -> None:
     from gateway.app import INBOX_RETENTION_MS
-    from gateway.keys import SERVICES
+    from gateway.keys import STORAGE
 
     class Clock:
         now = 1_800_000_000_000
@@ -248,7 +248,7 @@ async def test_finished_events_are_purged_after_the_retry_horizon_only(make_clie
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.old")), 200)
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.open")), 200)
-    queue = client.server.app[SERVICES].queue
+    queue = client.server.app[STORAGE].queue
     [claimed] = [i for i in await queue.claim("test-worker", 10) if i.event_key == "wamid.old"]
     await queue.finish(claimed, "done")
     clock.now += 8 * 24 * 3600 * 1000  # Meta may still retry a WhatsApp delivery for 7 days: nothing goes yet

@@ -10,6 +10,7 @@ from core.errors import NotFound
 from core.ids import new_id
 from core.models import Account
 from core.storage.db import Database, Row
+from core.storage.records import from_row
 from core.storage.updates import set_clause
 
 _COLUMNS = "id, name, email, plan_id, locked, created_at, updated_at"
@@ -17,15 +18,7 @@ UPDATABLE = ("name", "email", "plan_id")
 
 
 def _account(row: Row) -> Account:
-    return Account(
-        id=row["id"],
-        name=row["name"],
-        email=row["email"],
-        plan_id=row["plan_id"],
-        locked=bool(row["locked"]),
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-    )
+    return from_row(Account, row, locked=bool(row["locked"]))
 
 
 class AccountStore:

@@ -13,15 +13,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import Field
 
 from core.clock import Clock
+from core.fields import EpochMs
 from core.ids import new_id
-from core.models import Contact
+from core.models import Contact, Record
 from core.storage.db import Database, Row, Transaction
 from core.storage.keyset import newest_first
+from core.storage.records import from_row
 
-KINDS = ("conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action", "dead_letter")
+ActivityKind = Literal[
+    "conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action", "dead_letter"
+]
+KINDS: tuple[str, ...] = get_args(ActivityKind)
 # Shares of the period's allowance that raise a warning, in percent.
 QUOTA_THRESHOLDS = (80, 100)
 _ERROR_STATUSES = {"needs_reauth": "needs re-authorisation", "disabled": "was disabled"}
@@ -41,31 +48,20 @@ class NewActivity:
     dedupe_key: str | None = None  # a second row with the same key is silently not written
 
 
-@dataclass(frozen=True, slots=True)
-class ActivityEntry:
+class ActivityEntry(Record):
     id: str
     account_id: str
-    kind: str
+    kind: ActivityKind
+    summary: str = Field(description="one sentence; never a customer's id or words")
     bot_id: str | None
     channel_id: str | None
     contact_id: str | None
-    summary: str
-    detail: Mapping[str, Any] | None
-    created_at: int
+    detail: dict[str, Any] | None = Field(description="kind-specific figures (threshold, status, ...)")
+    created_at: EpochMs
 
 
 def _entry(row: Row) -> ActivityEntry:
-    return ActivityEntry(
-        id=row["id"],
-        account_id=row["account_id"],
-        kind=row["kind"],
-        bot_id=row["bot_id"],
-        channel_id=row["channel_id"],
-        contact_id=row["contact_id"],
-        summary=row["summary"],
-        detail=None if row["detail"] is None else json.loads(row["detail"]),
-        created_at=int(row["created_at"]),
-    )
+    return from_row(ActivityEntry, row, detail=None if row["detail"] is None else json.loads(row["detail"]))
 
 
 async def add_activity(tx: Transaction, entry: NewActivity, now_ms: int) -> bool:

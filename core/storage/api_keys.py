@@ -16,6 +16,7 @@ from core.ids import new_id
 from core.models import Account, ApiKey
 from core.storage.accounts import _account
 from core.storage.db import Database, Row
+from core.storage.records import from_row
 
 KEY_PREFIX = "nxk_"
 _COLUMNS = "id, account_id, prefix, name, created_at, last_used_at, revoked_at"
@@ -34,15 +35,7 @@ def hash_key(plaintext: str) -> str:
 
 
 def _api_key(row: Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        account_id=row["account_id"],
-        prefix=row["prefix"],
-        name=row["name"],
-        created_at=int(row["created_at"]),
-        last_used_at=row["last_used_at"],
-        revoked_at=row["revoked_at"],
-    )
+    return from_row(ApiKey, row)
 
 
 class ApiKeyStore:

@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from core.clock import Clock
+from core.fields import EpochMs
 from core.ids import new_id
+from core.models import Record
 from core.storage.activity import NewActivity, add_activity
 from core.storage.db import Database, Row
 from core.storage.keyset import newest_first
+from core.storage.records import from_row
 
 _COLUMNS = (
     "id, actor, actor_role, account_id, action, method, path, target_type, target_id, status, request_id, detail,"
@@ -28,21 +33,20 @@ _COLUMNS = (
 _OWNER_TABLES = {"bot_id": "bots", "channel_id": "channels", "contact_id": "contacts"}
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
+class AuditEntry(Record):
     id: str
-    actor: str
-    actor_role: str
-    account_id: str | None  # the account the mutation touched; None for platform-wide ones (plans)
-    action: str
+    actor: str = Field(description="the token's subject")
+    actor_role: Literal["admin", "owner", "viewer"]
+    account_id: str | None = Field(description="the account touched; null for platform-wide changes")
+    action: str = Field(description="the operation, e.g. update_bot")
     method: str
-    path: str  # the route pattern, e.g. /api/admin/bots/{bot_id}
+    path: str = Field(description="the route pattern, e.g. /api/admin/bots/{bot_id}")
     target_type: str | None
     target_id: str | None
-    status: int
+    status: int = Field(description="the answer's status code")
     request_id: str | None
-    detail: Mapping[str, Any] | None
-    created_at: int
+    detail: dict[str, Any] | None = Field(description="the names (never the values) of the body fields sent")
+    created_at: EpochMs
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +65,7 @@ class NewAuditEntry:
 
 
 def _entry(row: Row) -> AuditEntry:
-    return AuditEntry(
-        id=row["id"],
-        actor=row["actor"],
-        actor_role=row["actor_role"],
-        account_id=row["account_id"],
-        action=row["action"],
-        method=row["method"],
-        path=row["path"],
-        target_type=row["target_type"],
-        target_id=row["target_id"],
-        status=int(row["status"]),
-        request_id=row["request_id"],
-        detail=None if row["detail"] is None else json.loads(row["detail"]),
-        created_at=int(row["created_at"]),
-    )
+    return from_row(AuditEntry, row, detail=None if row["detail"] is None else json.loads(row["detail"]))
 
 
 class AuditStore:

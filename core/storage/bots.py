@@ -12,44 +12,16 @@ from typing import Any
 from core.clock import Clock
 from core.errors import NotFound
 from core.ids import new_id
-from core.models import Bot
+from core.models import Bot, BotSettings
 from core.storage.activity import record_dead_letter
-from core.storage.db import Database, Row
+from core.storage.db import Database
+from core.storage.records import columns, from_row
 from core.storage.updates import set_clause
 
-_COLUMNS = (
-    "id, account_id, name, persona, model, temperature, max_reply_tokens, memory_tokens, "
-    "fallback_message, created_at, updated_at, media_reply, handover_pause_minutes"
-)
-UPDATABLE = (
-    "name",
-    "persona",
-    "model",
-    "temperature",
-    "max_reply_tokens",
-    "memory_tokens",
-    "fallback_message",
-    "media_reply",
-    "handover_pause_minutes",
-)
-
-
-def _bot(row: Row) -> Bot:
-    return Bot(
-        id=row["id"],
-        account_id=row["account_id"],
-        name=row["name"],
-        persona=row["persona"],
-        model=row["model"],
-        temperature=row["temperature"],
-        max_reply_tokens=int(row["max_reply_tokens"]),
-        memory_tokens=int(row["memory_tokens"]),
-        fallback_message=row["fallback_message"],
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-        media_reply=row["media_reply"],
-        handover_pause_minutes=int(row["handover_pause_minutes"]),
-    )
+# Every column the store reads is a field of Bot; the ones an owner sets are the fields of BotSettings.
+_FIELDS = columns(Bot)
+_SETTINGS = columns(BotSettings)
+_COLUMNS = ", ".join(_FIELDS)
 
 
 class BotStore:
@@ -57,34 +29,22 @@ class BotStore:
         self._db = db
         self._clock = clock
 
-    async def create(self, account_id: str, fields: Mapping[str, Any]) -> Bot:
+    async def create(self, account_id: str, settings: BotSettings) -> Bot:
         now = self._clock.now_ms()
+        values = {**settings.model_dump(), "id": new_id("bot"), "account_id": account_id}
+        values |= {"created_at": now, "updated_at": now}
+        names = [name for name in _FIELDS if name in values]
         async with self._db.transaction() as tx:
             if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
                 raise NotFound("account")
             # `seq` orders an account's bots by creation even within one millisecond: the first is the default.
             row = await tx.fetch_one(
-                f"INSERT INTO bots ({_COLUMNS}, seq) SELECT {', '.join('?' * 13)}, COALESCE(MAX(seq), 0) + 1"
-                f" FROM bots WHERE account_id = ? RETURNING {_COLUMNS}",
-                (
-                    new_id("bot"),
-                    account_id,
-                    fields["name"],
-                    fields["persona"],
-                    fields.get("model"),
-                    fields.get("temperature"),
-                    fields["max_reply_tokens"],
-                    fields["memory_tokens"],
-                    fields["fallback_message"],
-                    now,
-                    now,
-                    fields.get("media_reply"),
-                    fields.get("handover_pause_minutes", 30),
-                    account_id,
-                ),
+                f"INSERT INTO bots ({', '.join(names)}, seq) SELECT {', '.join('?' * len(names))},"
+                f" COALESCE(MAX(seq), 0) + 1 FROM bots WHERE account_id = ? RETURNING {_COLUMNS}",
+                (*(values[name] for name in names), account_id),
             )
         assert row is not None
-        return _bot(row)
+        return from_row(Bot, row)
 
     async def get(self, bot_id: str, *, account_id: str | None = None) -> Bot:
         """A live bot; with `account_id`, only if it belongs to that account (else NotFound, like a bad id)."""
@@ -96,14 +56,14 @@ class BotStore:
         row = await self._db.fetch_one(sql, params)
         if row is None:
             raise NotFound("bot")
-        return _bot(row)
+        return from_row(Bot, row)
 
     async def list(self, account_id: str) -> list[Bot]:
         rows = await self._db.fetch_all(
             f"SELECT {_COLUMNS} FROM bots WHERE account_id = ? AND deleted_at IS NULL ORDER BY seq",
             (account_id,),
         )
-        return [_bot(r) for r in rows]
+        return [from_row(Bot, r) for r in rows]
 
     async def first(self, account_id: str) -> Bot:
         bots = await self.list(account_id)
@@ -112,7 +72,7 @@ class BotStore:
         return bots[0]
 
     async def update(self, bot_id: str, fields: Mapping[str, Any]) -> Bot:
-        clause, params = set_clause(fields, UPDATABLE, updated_at=self._clock.now_ms())
+        clause, params = set_clause(fields, _SETTINGS, updated_at=self._clock.now_ms())
         async with self._db.transaction() as tx:
             row = await tx.fetch_one(
                 f"UPDATE bots SET {clause} WHERE id = ? AND deleted_at IS NULL RETURNING {_COLUMNS}",
@@ -120,7 +80,7 @@ class BotStore:
             )
         if row is None:
             raise NotFound("bot")
-        return _bot(row)
+        return from_row(Bot, row)
 
     async def delete(self, bot_id: str) -> None:
         """Hide the bot and disconnect its channels in one commit: no webhook may reach a deleted bot."""

@@ -13,31 +13,17 @@ from typing import Any
 from core.clock import Clock
 from core.errors import Conflict, NotFound
 from core.ids import new_id
+from core.models import Channel
 from core.secrets import SecretBox
 from core.storage.activity import record_channel_error
 from core.storage.db import Database, Row
+from core.storage.records import from_row
 
 STATUSES = ("active", "needs_reauth", "disabled")
 _COLUMNS = (
     "id, account_id, bot_id, platform, external_id, access_token_sealed, app_secret_sealed, verify_token_sealed, "
     "status, status_reason, created_at, updated_at, disconnected_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    id: str
-    account_id: str
-    bot_id: str
-    platform: str
-    external_id: str
-    status: str  # active | needs_reauth (Graph error 190: sends stop) | disabled
-    status_reason: str | None
-    has_app_secret: bool
-    has_verify_token: bool
-    created_at: int
-    updated_at: int
-    disconnected_at: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +36,11 @@ class ChannelSecrets:
 
 
 def _channel(row: Row) -> Channel:
-    return Channel(
-        id=row["id"],
-        account_id=row["account_id"],
-        bot_id=row["bot_id"],
-        platform=row["platform"],
-        external_id=row["external_id"],
-        status=row["status"],
-        status_reason=row["status_reason"],
+    return from_row(
+        Channel,
+        row,
         has_app_secret=row["app_secret_sealed"] is not None,
         has_verify_token=row["verify_token_sealed"] is not None,
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-        disconnected_at=row["disconnected_at"],
     )
 
 
@@ -149,6 +127,18 @@ class ChannelStore:
         if row is None:
             raise NotFound("channel")
         return _channel(row)
+
+    async def reseal_all(self) -> int:
+        """Re-encrypt every channel's secrets under the first key of SECRETS_KEY (key rotation); the count."""
+        sealed = ("access_token_sealed", "app_secret_sealed", "verify_token_sealed")
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch_all(f"SELECT id, {', '.join(sealed)} FROM channels")
+            for row in rows:
+                await tx.execute(
+                    f"UPDATE channels SET {' = ?, '.join(sealed)} = ? WHERE id = ?",
+                    (*(None if row[c] is None else self._box.reseal(row[c]) for c in sealed), row["id"]),
+                )
+        return len(rows)
 
     async def set_status(self, channel_id: str, status: str, reason: str) -> None:
         """Set by the sender (190: needs_reauth); the activity feed gets the change in the same commit.

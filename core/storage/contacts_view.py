@@ -8,13 +8,19 @@ contact's pause is the latest one over the live channels of its bot on its platf
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import Field
 
 from core.errors import NotFound
+from core.fields import EpochMs
+from core.models import Record
 from core.storage.db import Database, Row
+from core.storage.records import from_row
 
 PREVIEW_CHARS = 140
-PLATFORMS = ("messenger", "instagram", "whatsapp", "relay")
+ConversationPlatform = Literal["messenger", "instagram", "whatsapp", "relay"]
+PLATFORMS: tuple[str, ...] = get_args(ConversationPlatform)
 
 _PAUSED_UNTIL = """(SELECT MAX(s.paused_until) FROM conversation_state s JOIN channels ch ON ch.id = s.channel_id
     WHERE s.customer_id = c.external_id AND ch.bot_id = c.bot_id AND ch.platform = c.platform
@@ -51,15 +57,14 @@ class ConversationFilter:
     bot_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MessageView:
+class MessageView(Record):
     id: str
-    seq: int
-    role: str
+    seq: int = Field(ge=1)
+    role: Literal["user", "assistant"]
     content: str
-    tokens: int
-    created_at: int
-    rating: str | None  # the feedback on a bot reply, if any
+    tokens: int = Field(ge=0)
+    created_at: EpochMs
+    rating: Literal["up", "down"] | None = Field(description="feedback on a reply")
 
 
 def _summary(row: Row) -> ConversationSummary:
@@ -149,18 +154,7 @@ class ConversationView:
             " LEFT JOIN feedback f ON f.message_id = m.id WHERE m.contact_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
             (contact_id, after_seq or 0, limit),
         )
-        return [
-            MessageView(
-                id=r["id"],
-                seq=int(r["seq"]),
-                role=r["role"],
-                content=r["content"],
-                tokens=int(r["tokens"]),
-                created_at=int(r["created_at"]),
-                rating=r["rating"],
-            )
-            for r in rows
-        ]
+        return [from_row(MessageView, r) for r in rows]
 
     async def live_channels(self, summary: ConversationSummary) -> list[str]:
         """The connected channels this conversation runs on (its bot's, on its platform)."""

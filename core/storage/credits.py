@@ -7,20 +7,13 @@ from core.errors import NotFound
 from core.ids import new_id
 from core.models import CreditEntry
 from core.storage.db import Database, Row, Transaction
+from core.storage.records import from_row
 
 _COLUMNS = "id, account_id, kind, tokens, note, created_by, created_at"
 
 
 def _entry(row: Row) -> CreditEntry:
-    return CreditEntry(
-        id=row["id"],
-        account_id=row["account_id"],
-        kind=row["kind"],
-        tokens=int(row["tokens"]),
-        note=row["note"],
-        created_by=row["created_by"],
-        created_at=int(row["created_at"]),
-    )
+    return from_row(CreditEntry, row)
 
 
 async def append_entry(

@@ -7,13 +7,20 @@ pointing at nothing. The dashboard's metrics count these rows by account and tim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+from pydantic import Field
 
 from core.clock import Clock
 from core.errors import GatewayError, NotFound
+from core.fields import EpochMs
 from core.ids import new_id
+from core.models import Record
 from core.storage.db import Database, Row
+from core.storage.records import from_row
 
-RATINGS = ("up", "down")
+RatingValue = Literal["up", "down"]
+RATINGS: tuple[str, ...] = get_args(RatingValue)
 _COLUMNS = "id, account_id, bot_id, contact_id, message_id, rating, comment, created_by, created_at, updated_at"
 
 
@@ -29,33 +36,21 @@ class Rating:
     created_by: str  # a JWT subject, or "api_key:<key prefix>"
 
 
-@dataclass(frozen=True, slots=True)
-class Feedback:
+class Feedback(Record):
     id: str
+    message_id: str
     account_id: str
     bot_id: str
     contact_id: str
-    message_id: str
-    rating: str
+    rating: RatingValue
     comment: str | None
-    created_by: str | None
-    created_at: int
-    updated_at: int
+    created_by: str | None = Field(exclude=True)  # a JWT subject or "api_key:<prefix>": for the audit, not shown
+    created_at: EpochMs
+    updated_at: EpochMs
 
 
 def _feedback(row: Row) -> Feedback:
-    return Feedback(
-        id=row["id"],
-        account_id=row["account_id"],
-        bot_id=row["bot_id"],
-        contact_id=row["contact_id"],
-        message_id=row["message_id"],
-        rating=row["rating"],
-        comment=row["comment"],
-        created_by=row["created_by"],
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-    )
+    return from_row(Feedback, row)
 
 
 class FeedbackStore:

@@ -9,8 +9,9 @@ from typing import Any
 from core.clock import Clock
 from core.errors import Conflict, NotFound
 from core.ids import new_id
-from core.models import Plan
+from core.models import Plan, PlanSettings
 from core.storage.db import Database, Row
+from core.storage.records import from_row
 from core.storage.updates import set_clause
 
 _COLUMNS = (
@@ -20,17 +21,7 @@ UPDATABLE = ("name", "monthly_token_limit", "models", "default_model", "overage_
 
 
 def _plan(row: Row) -> Plan:
-    return Plan(
-        id=row["id"],
-        name=row["name"],
-        monthly_token_limit=int(row["monthly_token_limit"]),
-        models=tuple(json.loads(row["models"])),
-        default_model=row["default_model"],
-        overage_percent=int(row["overage_percent"]),
-        messages_per_minute=row["messages_per_minute"],
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-    )
+    return from_row(Plan, row, models=json.loads(row["models"]))
 
 
 def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,9 +33,9 @@ class PlanStore:
         self._db = db
         self._clock = clock
 
-    async def create(self, fields: Mapping[str, Any]) -> Plan:
+    async def create(self, settings: PlanSettings) -> Plan:
         now = self._clock.now_ms()
-        values = _encode(fields)
+        values = _encode(settings.model_dump())
         async with self._db.transaction() as tx:
             if await tx.fetch_one("SELECT 1 FROM plans WHERE name = ?", (values["name"],)):
                 raise Conflict(f"a plan named {values['name']!r} already exists")

@@ -1,0 +1,209 @@
+"""Typed request input: a body or query string becomes a model, or a clear 400 naming the field.
+
+A handler declares what it reads in its signature: `body: Body[BotSettings]`, `query: Query[UsageQuery]`. The
+operation table reads the same annotations to document the operation (api/openapi.py), so what is documented is
+what is checked. Input is parsed when the handler asks for it (`await body.parse()`), not before: a handler
+first settles who is asking and which object (401, 403, 404) and only then looks at the body (400), as clients
+of this service have always seen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, get_args, get_origin
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from api.errors import ApiError, bad_request
+
+M = TypeVar("M", bound=BaseModel)
+
+# The names (never the values) of the fields a JSON body carried, for the audit trail (api/audit_trail.py).
+BODY_FIELDS = web.RequestKey("body_fields", tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Configured bounds the bodies are checked against (and documented with)."""
+
+    max_body_bytes: int
+    max_message_chars: int
+
+
+LIMITS = web.AppKey("api.limits", Limits)
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The whole body, or 413 as soon as it passes `limit` bytes (declared or streamed, chunked included)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Body(Generic[M]):
+    """A JSON object body, checked against `M` when the handler parses it."""
+
+    required = True
+
+    def __init__(self, request: web.Request, model: type[M]) -> None:
+        self._request = request
+        self.model = model
+
+    async def parse(self) -> M:
+        if not self._request.can_read_body:
+            if not self.required:
+                return self.model()
+            raise bad_request("a JSON object body is required")
+        limits = self._request.config_dict[LIMITS]
+        raw = await read_limited(self._request, limits.max_body_bytes)
+        try:
+            data = json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise bad_request("the body is not valid JSON (or is nested too deeply)") from None
+        if not isinstance(data, dict):
+            raise bad_request("the body must be a JSON object")
+        self._request[BODY_FIELDS] = tuple(data)
+        return validate(self.model, data, limits)
+
+
+class OptionalBody(Body[M]):
+    """A body that may be left out altogether (then every field takes its default)."""
+
+    required = False
+
+
+class Query(Generic[M]):
+    """The query string, checked against `M` (each parameter once; the first value counts, as in aiohttp)."""
+
+    def __init__(self, request: web.Request, model: type[M]) -> None:
+        self._request = request
+        self.model = model
+
+    def parse(self) -> M:
+        query = self._request.query
+        return validate(self.model, {name: query[name] for name in query}, None, noun="query parameter(s)")
+
+
+class Form(Generic[M]):
+    """An application/x-www-form-urlencoded body, each field sent exactly once."""
+
+    def __init__(self, request: web.Request, model: type[M]) -> None:
+        self._request = request
+        self.model = model
+
+    async def parse(self) -> M:
+        limits = self._request.config_dict[LIMITS]
+        raw = await read_limited(self._request, limits.max_body_bytes)
+        form = parse_qs(raw.decode("utf-8", "replace"))
+        for name, values in form.items():
+            if len(values) != 1:
+                raise bad_request(f"the form field {name} must be sent once", field=name)
+        return validate(self.model, {name: values[0] for name, values in form.items()}, limits)
+
+
+def input_kind(annotation: Any) -> tuple[Literal["body", "query", "form"], type[BaseModel], bool] | None:
+    """For a handler parameter's annotation: what it reads, its model, and whether it is required."""
+    origin = get_origin(annotation)
+    if origin is None or not isinstance(origin, type):
+        return None
+    args = get_args(annotation)
+    if issubclass(origin, Body):
+        return "body", args[0], origin.required
+    if issubclass(origin, Query):
+        return "query", args[0], False
+    if issubclass(origin, Form):
+        return "form", args[0], True
+    return None
+
+
+def validate(model: type[M], data: Mapping[str, Any], limits: Limits | None, *, noun: str = "field(s)") -> M:
+    try:
+        return model.model_validate(data, context={"limits": limits})
+    except ValidationError as exc:
+        raise _bad_input(model, exc.errors(), noun) from None
+
+
+def _bad_input(model: type[BaseModel], errors: Sequence[ErrorDetails], noun: str) -> ApiError:
+    """One 400 for the first problem; unknown fields first, all of them named (typos and injected keys)."""
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and e["loc"])
+    if unknown:
+        return bad_request(f"unknown {noun}: {', '.join(unknown)}", fields=unknown)
+    error = errors[0]
+    loc = error["loc"]
+    field = str(loc[0]) if loc else str((error.get("ctx") or {}).get("field", ""))
+    return bad_request(f"'{field}' {_reason(model, field, error)}", field=field)
+
+
+_TYPE_NAMES = {
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+}
+
+
+def _reason(model: type[BaseModel], field: str, error: ErrorDetails) -> str:
+    kind, ctx, loc = error["type"], error.get("ctx") or {}, error["loc"]
+    item = f"entry {loc[1]} " if len(loc) > 1 and isinstance(loc[1], int) else ""
+    if kind == "missing":
+        return "is required"
+    if error["input"] is None and (kind in _TYPE_NAMES or kind.endswith("_type")):
+        return f"{item}may not be null"
+    if kind in _TYPE_NAMES:
+        return item + _TYPE_NAMES[kind]
+    if kind == "string_unicode":
+        return f"{item}is not valid Unicode text (lone surrogate)"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"must be at least {_number(ctx.get('ge', ctx.get('gt')))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"must be at most {_number(ctx.get('le', ctx.get('lt')))}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "too_short":
+        return "may not be empty"
+    if kind == "too_long":
+        return f"may hold at most {ctx.get('max_length')} entries"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of: {', '.join(_choices(model, field))}"
+    if kind.startswith(("text_", "credential_", "list_", "not_", "query_")):
+        return item + str(error["msg"])  # our own rules (core/fields.py) say why in words already
+    return f"{item}is not valid: {error['msg']}"
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _choices(model: type[BaseModel], field: str) -> list[str]:
+    info = model.model_fields.get(field)
+    if info is None:
+        return []
+    return [str(choice) for choice in _literal_values(info.annotation)]
+
+
+def _literal_values(annotation: Any) -> list[Any]:
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    found: list[Any] = []
+    for arg in get_args(annotation):
+        found += _literal_values(arg)
+    return found
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

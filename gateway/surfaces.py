@@ -1,0 +1,150 @@
+"""The composition root of the HTTP API: which surfaces the service serves, and their handler objects.
+
+`SURFACES` is the one list the app factory mounts and the OpenAPI document describes. `provide_handlers` builds
+each operation table's handler object from the service groups, passing each exactly what its constructor asks for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from api import conversations, dashboard, feedback, provisioning, relay, service, status, webhooks
+from api.audit_trail import AUDIT_STORE
+from api.bodies import Limits
+from api.conversations.handlers import Conversations
+from api.dashboard.activity import Activity
+from api.dashboard.reports import Reports
+from api.dashboard.user_quota import UserQuotas
+from api.feedback.handlers import Feedbacks
+from api.openapi import build_document
+from api.operations import Surface
+from api.provisioning.accounts import Accounts
+from api.provisioning.api_keys import ApiKeys
+from api.provisioning.audit import AuditTrail
+from api.provisioning.bots import Bots
+from api.provisioning.channels import Channels
+from api.provisioning.credits import Credits
+from api.provisioning.exports import Exports
+from api.provisioning.plans import Plans
+from api.relay.handlers import Relay
+from api.service.handlers import Service
+from api.status.handlers import Status
+from api.webhooks import DataDeletion, Deliveries, InboxSignals
+from core.clock import Clock
+from core.metrics import Metrics
+from gateway.services import Storage, Upstreams, Web
+from gateway.settings import Settings
+
+SURFACES: tuple[Surface, ...] = (
+    service.SURFACE,
+    relay.SURFACE,
+    webhooks.SURFACE,
+    feedback.SURFACE,
+    provisioning.SURFACE,
+    conversations.SURFACE,
+    *dashboard.SURFACES,
+    status.SURFACE,
+)
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(max_body_bytes=settings.max_body_bytes, max_message_chars=settings.max_message_chars)
+
+
+def openapi_document(settings: Settings) -> dict[str, object]:
+    return build_document(
+        SURFACES, version=_version(), limits=limits(settings), public_base_url=settings.public_base_url
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """What the handlers are built from (the service groups of gateway/services.py, and the frame's own)."""
+
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    storage: Storage
+    upstreams: Upstreams
+    web: Web
+    signals: InboxSignals
+
+
+def provide_handlers(app: web.Application, g: Groups) -> None:
+    s, settings = g.storage, g.settings
+    service.OPERATIONS.provide(
+        app,
+        Service(
+            s.db,
+            s.status_reads,
+            g.metrics,
+            llm_configured=g.upstreams.engine is not None,
+            metrics_token=settings.metrics_token,
+            host=settings.host,
+            document=_cached(lambda: openapi_document(settings)),
+        ),
+    )
+    relay.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine))
+    webhooks.deliveries.OPERATIONS.provide(
+        app,
+        Deliveries(
+            g.web.directory, g.web.inbox_writer, g.metrics, g.signals, max_body_bytes=settings.max_webhook_bytes
+        ),
+    )
+    webhooks.data_deletion.OPERATIONS.provide(
+        app,
+        DataDeletion(
+            s.eraser,
+            s.deletion_requests,
+            app_secret=settings.meta_app_secret,
+            public_base_url=settings.public_base_url,
+        ),
+    )
+    app[AUDIT_STORE] = s.audit  # the JWT surfaces' audit trail middleware writes there
+    feedback.handlers.OPERATIONS.provide(app, Feedbacks(s.feedback, s.api_keys))
+    p = provisioning
+    p.plans.OPERATIONS.provide(app, Plans(s.plans))
+    p.accounts.OPERATIONS.provide(app, Accounts(s.accounts, s.quota))
+    p.api_keys.OPERATIONS.provide(app, ApiKeys(s.api_keys, s.accounts))
+    p.credits.OPERATIONS.provide(app, Credits(s.credits))
+    p.bots.OPERATIONS.provide(app, Bots(s.bots, s.accounts, s.plans, g.web.directory))
+    p.channels.OPERATIONS.provide(app, Channels(s.channels, s.bots, g.web.directory, g.upstreams.graph, s.queue))
+    p.audit.OPERATIONS.provide(app, AuditTrail(s.audit, s.accounts))
+    p.exports.OPERATIONS.provide(app, Exports(s.exports, s.accounts, g.web.export_slots))
+    conversations.handlers.OPERATIONS.provide(
+        app,
+        Conversations(s.conversation_view, s.state, s.bots, s.accounts, s.eraser, g.web.search_slots, g.clock),
+    )
+    dashboard.reports.OPERATIONS.provide(
+        app, Reports(s.reports, s.usage_series, s.bot_reports, s.accounts, s.quota, g.clock)
+    )
+    dashboard.activity.OPERATIONS.provide(app, Activity(s.activity, s.accounts))
+    dashboard.user_quota.OPERATIONS.provide(app, UserQuotas(s.quota, s.accounts))
+    status.handlers.OPERATIONS.provide(
+        app,
+        Status(g.upstreams.openai_probe, s.status_reads, s.accounts, g.clock, openai_base_url=settings.openai_base_url),
+    )
+
+
+def _cached(build: Callable[[], dict[str, object]]) -> Callable[[], bytes]:
+    """The encoded document, built on first use (it walks every model) and then served from memory."""
+    body: list[bytes] = []
+
+    def encoded() -> bytes:
+        if not body:
+            body.append(json.dumps(build(), separators=(",", ":")).encode())
+        return body[0]
+
+    return encoded
+
+
+def _version() -> str:
+    try:
+        return version("nexus-gateway")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
