@@ -41,6 +41,7 @@ from types import MappingProxyType
 from typing import Any
 
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, InboundEvent, Platform, Reaction, Referral
+from adapters.text_clean import clean_text
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _SECONDS_BELOW = 10**12  # epoch ms passed 10^12 in 2001; anything smaller is a seconds value
@@ -275,13 +276,14 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else _EMPTY
 
 
+# Every string of an event is read through these two, and so made storable here (adapters/text_clean.py).
 def as_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return clean_text(value) if isinstance(value, str) and value else None
 
 
 def as_id(value: object) -> str | None:
     if isinstance(value, str):
-        return value or None
+        return clean_text(value) or None
     # bool is an int, and a huge int would overflow int->str: neither is an id anyone sent on purpose.
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() < 128:
         return str(value)

@@ -24,6 +24,7 @@ from adapters.events import (
     Reaction,
     SharedContact,
 )
+from adapters.text_clean import clean_text
 
 # Media arrive by id (fetched later through Graph); the platform's name is kept as the attachment type.
 _MEDIA = {
@@ -56,14 +57,15 @@ def as_mapping(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+# Every string of an event is read through these two, and so made storable here (adapters/text_clean.py).
 def as_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return clean_text(value) if isinstance(value, str) else None
 
 
 def as_id(value: Any) -> str | None:
     """Ids are always str; Meta sends strings, but a number is still recognisably an id."""
     if isinstance(value, str):
-        return value if value.strip() else None
+        return clean_text(value) if value.strip() else None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None

@@ -14,6 +14,7 @@ import pytest
 
 from adapters import instagram, messenger
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, Platform, Reaction, Referral
+from tests.event_text import assert_storable
 from tests.test_parse_messenger import REPLACEMENTS, SAMPLES, T, assert_well_formed, digest, mutations
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta" / "instagram"
@@ -172,6 +173,35 @@ def test_event_keys_survive_a_retry(name: str) -> None:
     body = load(name)
     retried = {**body, "entry": [{**entry, "time": entry["time"] + 30_000} for entry in body["entry"]]}
     assert [e.event_key for e in instagram.parse(retried)] == [e.event_key for e in instagram.parse(body)]
+
+
+def test_lone_surrogate_in_a_story_reply_is_replaced_so_the_event_can_be_stored_and_answered() -> None:
+    """Regression: a signed message whose ids or text held a lone surrogate was acknowledged, then failed every
+    worker attempt (it cannot be encoded for OpenAI, Graph or PostgreSQL) and was dead-lettered."""
+    body = load("story_reply")
+    element = body["entry"][0]["messaging"][0]
+    element["sender"]["id"] = "\ud800" + IGSID
+    element["message"].update({"mid": "aWdf\x00", "text": "Love \udc00this"})
+    element["message"]["reply_to"]["story"]["url"] = f"{CDN}/story/\x00.jpg"
+
+    [event] = instagram.parse(body)
+
+    assert event.kind is MESSAGE and event.answerable
+    assert (event.customer_id, event.event_key, event.text) == ("\ufffd" + IGSID, "aWdf\ufffd", "Love \ufffdthis")
+    assert event.attachments == (Attachment("story", url=f"{CDN}/story/\ufffd.jpg"),)
+    assert event.raw["message"]["mid"] == "aWdf\x00"  # raw keeps what was received
+    assert_storable(event)
+
+
+def test_nul_and_lone_surrogates_in_a_postback_are_replaced() -> None:
+    body = load("postback")
+    body["entry"][0]["messaging"][0]["postback"].update({"title": "See\x00prices", "payload": "PRICES\udbff"})
+
+    [event] = instagram.parse(body)
+
+    assert (event.kind, event.text) == (EventKind.POSTBACK, "See\ufffdprices")
+    assert event.button == ButtonReply("PRICES\ufffd", "See\ufffdprices")
+    assert_storable(event)
 
 
 @pytest.mark.parametrize("body", [None, "x", [], {}, {"object": "instagram", "entry": "nope"}])

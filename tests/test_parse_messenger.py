@@ -17,6 +17,7 @@ import pytest
 
 from adapters import instagram, messenger
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, InboundEvent, Platform, Reaction, Referral
+from tests.event_text import assert_storable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta" / "messenger"
 # Meta's own samples live in the shared/ checkout beside the repo: present in CI, absent for most users.
@@ -191,6 +192,42 @@ def test_event_keys_survive_a_retry(name: str) -> None:
     body = load(name)
     retried = {**body, "entry": [{**entry, "time": entry["time"] + 30_000} for entry in body["entry"]]}
     assert [e.event_key for e in messenger.parse(retried)] == [e.event_key for e in messenger.parse(body)]
+
+
+def test_lone_surrogate_in_the_sender_is_replaced_so_the_event_can_be_stored_and_answered() -> None:
+    """Regression: a signed message whose ids or text held a lone surrogate was acknowledged, then failed every
+    worker attempt (it cannot be encoded for OpenAI, Graph or PostgreSQL) and was dead-lettered."""
+    body = load("quick_reply")
+    element = body["entry"][0]["messaging"][0]
+    element["sender"]["id"] = PSID + "\ud800"
+    element["recipient"]["id"] = "\x00" + PAGE
+    element["message"].update({"mid": "m_\udc00", "text": "Medium\x00"})
+    element["message"]["quick_reply"]["payload"] = "SIZE_\ud83d"
+
+    [event] = messenger.parse(body)
+
+    assert event.kind is MESSAGE and event.answerable
+    assert (event.channel_external_id, event.customer_id) == ("\ufffd" + PAGE, PSID + "\ufffd")
+    assert event.event_key == event.message_id == "m_\ufffd"
+    assert event.text == "Medium\ufffd" and event.button == ButtonReply("SIZE_\ufffd", "Medium\ufffd")
+    assert event.raw["sender"]["id"] == PSID + "\ud800"  # raw keeps what was received
+    assert_storable(event)
+
+
+def test_nul_and_lone_surrogates_in_echoes_referrals_and_reactions_are_replaced() -> None:
+    echo, referral, reaction = load("echo_ours"), load("ads_referral_message"), load("reaction")
+    echo["entry"][0]["messaging"][0]["message"].update({"metadata": "nexus:\x00reply", "app_id": "9\ud800"})
+    referral["entry"][0]["messaging"][0]["message"]["referral"].update({"ref": "ad-\udfff", "ad_id": "\x00"})
+    reaction["entry"][0]["messaging"][0]["reaction"].update({"emoji": "\ud83d", "mid": "m_text_\x00"})
+
+    [echoed], [referred], [reacted] = messenger.parse(echo), messenger.parse(referral), messenger.parse(reaction)
+
+    assert (echoed.echo_metadata, echoed.app_id) == ("nexus:\ufffdreply", "9\ufffd")
+    assert (referred.referral.ref, referred.referral.ad_id) == ("ad-\ufffd", "\ufffd")
+    assert reacted.reaction == Reaction("m_text_\ufffd", "\ufffd", removed=False)
+    assert reacted.event_key == f"reaction:m_text_\ufffd:react:love:{PSID}"
+    for event in (echoed, referred, reacted):
+        assert_storable(event)
 
 
 # --- malformed input ----------------------------------------------------------------------------------------------

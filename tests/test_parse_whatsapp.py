@@ -33,6 +33,7 @@ from adapters.events import (
     event_to_json,
 )
 from adapters.whatsapp import parse
+from tests.event_text import assert_storable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "meta" / "whatsapp"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "meta-samples"
@@ -408,6 +409,48 @@ def test_an_edit_of_a_caption_carries_the_new_media_and_caption() -> None:
     assert (event.kind, event.content_type, event.text) == (EventKind.EDITED, ContentType.IMAGE, "New caption")
     assert event.attachments == (media("image", "9100000000000099", "image/jpeg", caption="New caption"),)
     assert event.reply_to_message_id == "wamid.TXT001"
+
+
+def test_lone_surrogate_in_from_is_replaced_so_the_event_can_be_stored_and_answered() -> None:
+    """Regression: such a signed message was acknowledged, then failed every worker attempt (its sender cannot be
+    encoded for OpenAI, Graph or PostgreSQL) and was dead-lettered after five retries."""
+    payload = load("text")
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["phone_number_id"] = PNID + "\x00"
+    value["contacts"][0].update({"wa_id": WA + "\ud800", "profile": {"name": "Ada \udc00"}})
+    value["messages"][0].update({"from": WA + "\ud800", "id": "wamid.\x00TXT001", "text": {"body": "Hi \ud83d\x00"}})
+
+    [event] = parse(payload)
+
+    assert event.kind is EventKind.MESSAGE and event.answerable
+    assert (event.channel_external_id, event.customer_id) == (PNID + "\ufffd", WA + "\ufffd")
+    assert event.event_key == event.message_id == "wamid.\ufffdTXT001"
+    assert (event.text, event.customer_name) == ("Hi \ufffd\ufffd", "Ada \ufffd")  # the name still matches its sender
+    assert event.raw["from"] == WA + "\ud800"  # raw keeps what was received
+    assert_storable(event)
+
+
+def test_nul_and_lone_surrogates_in_statuses_errors_and_shared_contacts_are_replaced() -> None:
+    failed, contacts = load("status_failed"), load("contacts")
+    status = failed["entry"][0]["changes"][0]["value"]["statuses"][0]
+    status.update({"id": "wamid.\ud800", "recipient_id": "\x00" + WA})
+    status["errors"][0].update({"title": "Re-engagement\x00", "message": "\udfff"})
+    card = contacts["entry"][0]["changes"][0]["value"]["messages"][0]["contacts"][0]
+    card["name"]["formatted_name"] = "Grace\x00Hopper"
+    card["phones"][0]["phone"] = "+1 202\ud800"
+    card["emails"][0]["email"] = "grace\udc00@example.com"
+
+    [state], [shared] = parse(failed), parse(contacts)
+
+    assert (state.event_key, state.customer_id) == ("status:wamid.\ufffd:failed", "\ufffd" + WA)
+    assert state.status == DeliveryStatus(
+        "failed", "\ufffd" + WA, (PlatformError(131047, "Re-engagement\ufffd", "\ufffd"),)
+    )
+    assert shared.contacts[0] == SharedContact(
+        "Grace\ufffdHopper", ("+1 202\ufffd", "+1 202 555 0199"), ("grace\ufffd@example.com",)
+    )
+    assert_storable(state)
+    assert_storable(shared)
 
 
 # --- the shared real samples ---------------------------------------------------------------------------------
