@@ -5,7 +5,7 @@
     python -m bench.export --tracemalloc       # also the Python heap peak of each phase (slower)
 
 A temp SQLite file (WAL) is filled by a child process (so its memory never counts here), then, in this process:
-  1. baseline: iterate every record through the export's own keyset pager (core/storage/export_rows.py), doing
+  1. baseline: iterate every record through the export's own keyset pager (core/storage/reads/usage_export.py), doing
      nothing with them: the least any streaming export has to hold.
   2. csv / ndjson: `GET /api/admin/logs/export` of all accounts through the real app (`create_app`, a TCP socket,
      an admin JWT), the client reading and discarding the body as it arrives, counting lines.
@@ -39,8 +39,8 @@ from aiohttp import web
 
 from admin.tokens import mint_token
 from core.storage.db import Database
-from core.storage.export_rows import ExportFilter, ExportReader
 from core.storage.migrations import apply_migrations
+from core.storage.reads.usage_export import ExportFilter, ExportReader
 from gateway.app import create_app
 from gateway.logging import configure_logging
 from gateway.settings import DEFAULT_DATA_DIR, Settings

@@ -37,24 +37,24 @@ from core.storage.api_keys import ApiKeyStore
 from core.storage.audit import AuditStore
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
-from core.storage.contacts_view import ConversationView
 from core.storage.conversation_state import ConversationStateStore
 from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.data_deletion import DataDeletionStore
 from core.storage.db import Database
 from core.storage.erasure import Eraser
-from core.storage.export_rows import ExportReader
 from core.storage.feedback import FeedbackStore
 from core.storage.inbox import InboxWriter
 from core.storage.inbox_queue import InboxQueue
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService
-from core.storage.reports import ReportStore
-from core.storage.reports_bots import BotReportStore
-from core.storage.reports_usage import UsageSeriesStore
-from core.storage.status_reads import StatusReader
+from core.storage.reads.bots import BotReportReader
+from core.storage.reads.conversations import ConversationReader
+from core.storage.reads.status import StatusReader
+from core.storage.reads.totals import TotalsReader
+from core.storage.reads.usage_export import ExportReader
+from core.storage.reads.usage_series import UsageSeriesReader
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
@@ -86,12 +86,12 @@ class Storage:
     audit: AuditStore
     eraser: Eraser
     deletion_requests: DataDeletionStore
-    status_reads: StatusReader
-    conversation_view: ConversationView
-    exports: ExportReader
-    reports: ReportStore
-    usage_series: UsageSeriesStore
-    bot_reports: BotReportStore
+    status_reader: StatusReader
+    conversation_reader: ConversationReader
+    export_reader: ExportReader
+    totals_reader: TotalsReader
+    usage_series_reader: UsageSeriesReader
+    bot_report_reader: BotReportReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +156,12 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             audit=AuditStore(db, clock),
             eraser=Eraser(db, clock),
             deletion_requests=DataDeletionStore(db, clock),
-            status_reads=StatusReader(db),
-            conversation_view=ConversationView(db, reports_db),
-            exports=ExportReader(reports_db),
-            reports=ReportStore(reports_db),
-            usage_series=UsageSeriesStore(reports_db),
-            bot_reports=BotReportStore(reports_db),
+            status_reader=StatusReader(db),
+            conversation_reader=ConversationReader(db, reports_db),
+            export_reader=ExportReader(reports_db),
+            totals_reader=TotalsReader(reports_db),
+            usage_series_reader=UsageSeriesReader(reports_db),
+            bot_report_reader=BotReportReader(reports_db),
         )
     finally:
         await reports_db.close()

@@ -81,7 +81,7 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
         app,
         Service(
             s.db,
-            s.status_reads,
+            s.status_reader,
             g.metrics,
             llm_configured=g.upstreams.engine is not None,
             metrics_token=settings.metrics_token,
@@ -115,19 +115,21 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
     p.bots.OPERATIONS.provide(app, Bots(s.bots, s.accounts, s.plans, g.web.directory))
     p.channels.OPERATIONS.provide(app, Channels(s.channels, s.bots, g.web.directory, g.upstreams.graph, s.queue))
     p.audit.OPERATIONS.provide(app, AuditTrail(s.audit, s.accounts))
-    p.exports.OPERATIONS.provide(app, Exports(s.exports, s.accounts, g.web.export_slots))
+    p.exports.OPERATIONS.provide(app, Exports(s.export_reader, s.accounts, g.web.export_slots))
     conversations.handlers.OPERATIONS.provide(
         app,
-        Conversations(s.conversation_view, s.state, s.bots, s.accounts, s.eraser, g.web.search_slots, g.clock),
+        Conversations(s.conversation_reader, s.state, s.bots, s.accounts, s.eraser, g.web.search_slots, g.clock),
     )
     dashboard.reports.OPERATIONS.provide(
-        app, Reports(s.reports, s.usage_series, s.bot_reports, s.accounts, s.quota, g.clock)
+        app, Reports(s.totals_reader, s.usage_series_reader, s.bot_report_reader, s.accounts, s.quota, g.clock)
     )
     dashboard.activity.OPERATIONS.provide(app, Activity(s.activity, s.accounts))
     dashboard.user_quota.OPERATIONS.provide(app, UserQuotas(s.quota, s.accounts))
     status.handlers.OPERATIONS.provide(
         app,
-        Status(g.upstreams.openai_probe, s.status_reads, s.accounts, g.clock, openai_base_url=settings.openai_base_url),
+        Status(
+            g.upstreams.openai_probe, s.status_reader, s.accounts, g.clock, openai_base_url=settings.openai_base_url
+        ),
     )
 
 

@@ -8,7 +8,6 @@ are checked too when the checkout has them.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -550,7 +549,7 @@ def check_invariants(events: Any) -> None:
 
 
 def test_no_mutation_of_any_fixture_raises() -> None:
-    started, count = time.perf_counter(), 0
+    count = 0
     for fixture in sorted(FIXTURES.glob("*.json")):
         payload = json.loads(fixture.read_text(encoding="utf-8"))
         for body in (None, 42, "x", [], {}):
@@ -560,4 +559,3 @@ def test_no_mutation_of_any_fixture_raises() -> None:
                 check_invariants(parse(mutated(payload, path, new)))
                 count += 1
     assert count > 10_000
-    assert time.perf_counter() - started < 5

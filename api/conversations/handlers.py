@@ -36,9 +36,9 @@ from api.scopes import account_scope
 from core.clock import Clock
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
-from core.storage.contacts_view import ConversationFilter, ConversationSummary, ConversationView
 from core.storage.conversation_state import ConversationStateStore
 from core.storage.erasure import Eraser
+from core.storage.reads.conversations import ConversationFilter, ConversationReader, ConversationSummary
 
 # When the bot's handover pause is 0 (echoes do not pause it), an explicit takeover still needs a length.
 FALLBACK_PAUSE_MINUTES = 30
@@ -47,7 +47,7 @@ FALLBACK_PAUSE_MINUTES = 30
 class Conversations:
     def __init__(
         self,
-        view: ConversationView,
+        view: ConversationReader,
         state: ConversationStateStore,
         bots: BotStore,
         accounts: AccountStore,

@@ -10,7 +10,7 @@ from api.pagination import PageQuery
 from api.query import AccountId
 from api.shapes import ApiModel
 from core.fields import Choice, EpochMs, Text, WholeNumber
-from core.storage.contacts_view import ConversationPlatform, MessageView
+from core.storage.reads.conversations import ConversationPlatform, MessageView
 
 # The longest pause one call may set: a week, as for a bot's own handover pause.
 MAX_PAUSE_MINUTES = 7 * 24 * 60

@@ -131,7 +131,7 @@ class UsageReport(ApiModel):
     series: list[UsageSeries] = Field(description="most model calls first, the `other` series (if any) last")
 
 
-class BotChannelHealth(ApiModel):
+class BotChannel(ApiModel):
     id: str
     platform: str
     external_id: str
@@ -148,7 +148,7 @@ class DashboardBot(ApiModel):
     name: str
     model: str | None
     created_at: EpochMs
-    channels: list[BotChannelHealth]
+    channels: list[BotChannel]
     last_activity_at: EpochMs | None = Field(description="the newest message with any of its contacts")
     contacts: int = Field(
         description="contacts with a turn answered by the model: in the range when one is given, over the bot's "

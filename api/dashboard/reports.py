@@ -1,7 +1,7 @@
 """`GET /api/dashboard/metrics`, `/usage` and `/bots`: what an account's bots did and cost, from the real data.
 
 Owners and viewers see their own account; an admin sees one account with `account_id`, or every account's
-totals without it. Figures come from the database (core/storage/reports*.py).
+totals without it. Figures come from the database (core/storage/reads/).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aiohttp import web
 from api.bodies import Query
 from api.dashboard.models import (
     MESSAGES_COUNTED,
-    BotChannelHealth,
+    BotChannel,
     DashboardBot,
     DashboardBots,
     DashboardMetrics,
@@ -34,9 +34,9 @@ from api.shapes import QuotaDetail
 from core.clock import Clock
 from core.storage.accounts import AccountStore
 from core.storage.quota import QuotaService
-from core.storage.reports import ReportScope, ReportStore
-from core.storage.reports_bots import BotReport, BotReportStore
-from core.storage.reports_usage import Series, UsageSeriesStore
+from core.storage.reads.bots import BotReport, BotReportReader
+from core.storage.reads.totals import ReportScope, TotalsReader
+from core.storage.reads.usage_series import Series, UsageSeriesReader
 
 SCOPE = (
     "Owners and viewers see their own account (another account's `account_id` answers 404); an admin sees the "
@@ -47,15 +47,15 @@ SCOPE = (
 class Reports:
     def __init__(
         self,
-        reports: ReportStore,
-        usage_series: UsageSeriesStore,
-        bot_reports: BotReportStore,
+        totals: TotalsReader,
+        usage_series: UsageSeriesReader,
+        bot_reports: BotReportReader,
         accounts: AccountStore,
         quota: QuotaService,
         clock: Clock,
     ) -> None:
         # The three readers run on the reports connection: a year of usage never queues the relay's reads.
-        self._reports = reports
+        self._totals = totals
         self._usage_series = usage_series
         self._bot_reports = bot_reports
         self._accounts = accounts
@@ -67,10 +67,10 @@ class Reports:
         account_id = await account_scope(principal(request), asked.account_id, self._accounts)
         span = asked.span(self._clock.now_ms())
         scope = ReportScope(account_id, span.start, span.end)
-        usage = await self._reports.usage(scope)
-        messages = await self._reports.messages(scope)
-        dead_letters = await self._reports.dead_letters(scope)
-        feedback = await self._reports.feedback(scope)
+        usage = await self._totals.usage(scope)
+        messages = await self._totals.messages(scope)
+        dead_letters = await self._totals.dead_letters(scope)
+        feedback = await self._totals.feedback(scope)
         # A quota belongs to one account: an admin's all-accounts view has none.
         quota = None if account_id is None else QuotaDetail.of(await self._quota.snapshot(account_id))
         average = usage.latency_avg_ms
@@ -193,7 +193,7 @@ def _bot(report: BotReport) -> DashboardBot:
         name=report.name,
         model=report.model,
         created_at=report.created_at,
-        channels=[BotChannelHealth.model_validate(c, from_attributes=True) for c in report.channels],
+        channels=[BotChannel.model_validate(c, from_attributes=True) for c in report.channels],
         last_activity_at=report.last_activity_at,
         contacts=report.contacts,
         messages=report.messages,

@@ -1,6 +1,6 @@
 """`GET /api/admin/logs/export`: usage records streamed as CSV or NDJSON, a year of them without holding them.
 
-The answer is written page by page from a keyset-paginated query (core/storage/export_rows.py): memory stays flat
+The answer is written page by page from a keyset-paginated query (core/storage/reads/usage_export.py): memory stays flat
 whatever the range. The columns are a stable, documented contract (EXPORT_COLUMNS); new columns are only ever
 appended. An admin exports any one account or all; owners and viewers export their own account only.
 """
@@ -30,7 +30,7 @@ from api.read_slots import ReadSlots
 from core.fields import Choice
 from core.pricing import format_usd
 from core.storage.accounts import AccountStore
-from core.storage.export_rows import ExportFilter, ExportReader, ExportRow
+from core.storage.reads.usage_export import ExportFilter, ExportReader, ExportRow
 
 log = structlog.get_logger("api.provisioning.exports")
 

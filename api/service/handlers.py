@@ -24,14 +24,14 @@ from api.service.models import Liveness, Readiness, ReadinessChecks
 from core.metrics import Metrics
 from core.storage.db import TRANSIENT_ERRORS, Database
 from core.storage.migrations import LATEST_VERSION, current_version
-from core.storage.status_reads import StatusReader
+from core.storage.reads.status import StatusReader
 
 
 class Service:
     def __init__(
         self,
         db: Database,
-        status_reads: StatusReader,
+        status: StatusReader,
         metrics: Metrics,
         *,
         llm_configured: bool,
@@ -40,7 +40,7 @@ class Service:
         document: Callable[[], bytes],
     ) -> None:
         self._db = db
-        self._status_reads = status_reads
+        self._status = status
         self._metrics = metrics
         self._llm_configured = llm_configured
         self._metrics_token = metrics_token
@@ -71,7 +71,7 @@ class Service:
             raise ApiError(
                 401, "unauthorized", "a valid metrics token is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        for state, count in (await self._status_reads.inbox_depth()).items():
+        for state, count in (await self._status.inbox_depth()).items():
             self._metrics.inbox_depth.labels(state).set(count)
         body = generate_latest(self._metrics.registry)
         # The classic text format (0.0.4), which every Prometheus version and scraper reads.

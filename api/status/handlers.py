@@ -26,21 +26,21 @@ from api.status.models import (
 from core.clock import Clock
 from core.openai_probe import OpenAIProbe, ProbeError
 from core.storage.accounts import AccountStore
-from core.storage.status_reads import StatusReader
+from core.storage.reads.status import StatusReader
 
 
 class Status:
     def __init__(
         self,
         probe: OpenAIProbe,
-        status_reads: StatusReader,
+        status: StatusReader,
         accounts: AccountStore,
         clock: Clock,
         *,
         openai_base_url: str,
     ) -> None:
         self._probe = probe
-        self._status_reads = status_reads
+        self._status = status
         self._accounts = accounts
         self._clock = clock
         self._openai_base_url = openai_base_url
@@ -50,7 +50,7 @@ class Status:
         query.parse()
         status = await self._probe.status()
         result = status.result
-        last_call = await self._status_reads.last_call(own_account(who))
+        last_call = await self._status.last_call(own_account(who))
         return OpenAIStatus(
             configured=result.configured,
             reachable=result.reachable,
@@ -74,7 +74,7 @@ class Status:
     async def webhooks_status(self, request: web.Request, query: Query[WebhookStatusQuery]) -> WebhookStatus:
         asked = query.parse()
         account_id = await account_scope(principal(request), asked.account_id, self._accounts)
-        channels = await self._status_reads.channels(account_id, self._clock.now_ms())
+        channels = await self._status.channels(account_id, self._clock.now_ms())
         return WebhookStatus(
             channels=[
                 ChannelHealth(

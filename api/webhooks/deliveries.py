@@ -21,6 +21,7 @@ from aiohttp import web
 from adapters import instagram, messenger, whatsapp
 from adapters.events import EventKind, InboundEvent, event_to_json
 from adapters.meta_auth import SIGNATURE_HEADER, handshake_challenge, matching_secret
+from adapters.text_clean import clean_text
 from api.bodies import Query, read_limited
 from api.errors import ApiError
 from api.operations import META_SIGNATURE, Answer, OperationTable
@@ -105,7 +106,7 @@ class Deliveries:
             kind = payload.get("object") if isinstance(payload, dict) else None
             parse = PARSERS.get(kind) if isinstance(kind, str) else None
             if parse is None:
-                platform = _text(str(kind)[:64]) if kind is not None else "unknown"
+                platform = clean_text(str(kind)[:64]) if kind is not None else "unknown"
                 unrouted.append(_unrouted(platform, "", "unknown", "unknown_object", json.dumps(payload)[:100_000]))
             else:
                 for event in parse(payload):
@@ -137,9 +138,9 @@ class Deliveries:
                     InboxRow(
                         id=new_id("evt"),
                         channel_id=channel.id,
-                        event_key=_text(event.event_key),
+                        event_key=event.event_key,  # the parsers cleaned every id (adapters/text_clean.py)
                         kind=event.kind.value,
-                        customer_id=None if event.customer_id is None else _text(event.customer_id),
+                        customer_id=event.customer_id,
                         platform_ts=event.timestamp_ms,
                         event_json=event_to_json(event),
                         state="pending" if event.kind in _WORKER_KINDS and not event.standby else "recorded",
@@ -147,9 +148,7 @@ class Deliveries:
                 )
                 return
         unrouted.append(
-            _unrouted(
-                event.platform.value, _text(event.channel_external_id), event.kind.value, reason, event_to_json(event)
-            )
+            _unrouted(event.platform.value, event.channel_external_id, event.kind.value, reason, event_to_json(event))
         )
 
 
@@ -159,11 +158,6 @@ def webhook_platform(path: str) -> str:
         if path.rstrip("/") in paths:
             return platform
     return "unknown"
-
-
-def _text(value: str) -> str:
-    """Ids as the database can store them: a lone surrogate (legal in JSON) would make the commit fail."""
-    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _unrouted(platform: str, external_id: str, kind: str, reason: str, event_json: str) -> UnroutedRow:

@@ -195,7 +195,7 @@ MIGRATIONS += (
                 updated_at BIGINT NOT NULL,
                 UNIQUE (channel_id, event_key))""",
             # Partial indexes over pending events only: they stay small however much history accumulates, and
-            # make the worker's claim (core/queue.py) a short index walk instead of a sort of the backlog.
+            # make the worker's claim (core/storage/inbox_queue.py) a short index walk instead of a sort of the backlog.
             "CREATE INDEX inbox_pending ON inbox(platform_ts, arrival) WHERE state = 'pending'",
             """CREATE INDEX inbox_pending_conversation ON inbox(channel_id, customer_id, platform_ts)
                 WHERE state = 'pending'""",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.storage.db import Database, Params
-from core.storage.reports import ReportScope
+from core.storage.reads.totals import ReportScope
 
 _BOTS = "SELECT id, account_id, name, model, created_at FROM bots WHERE deleted_at IS NULL{account} ORDER BY {order}"
 _CHANNELS = """SELECT id, bot_id, platform, external_id, status, status_reason, last_delivery_at, last_error,
@@ -30,7 +30,7 @@ _USAGE = """SELECT COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) AS
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelHealth:
+class BotChannel:
     id: str
     platform: str
     external_id: str
@@ -48,7 +48,7 @@ class BotReport:
     name: str
     model: str | None
     created_at: int
-    channels: tuple[ChannelHealth, ...]
+    channels: tuple[BotChannel, ...]
     last_activity_at: int | None  # the newest message with any of its contacts, whatever the range
     contacts: int  # contacts with messages (in the range, when one is given; over the bot's life otherwise)
     messages: int
@@ -58,7 +58,7 @@ class BotReport:
     unpriced_requests: int
 
 
-class BotReportStore:
+class BotReportReader:
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -99,11 +99,11 @@ class BotReportStore:
             )
         return reports
 
-    async def _channels(self, account: str, params: Params) -> dict[str, list[ChannelHealth]]:
-        by_bot: dict[str, list[ChannelHealth]] = {}
+    async def _channels(self, account: str, params: Params) -> dict[str, list[BotChannel]]:
+        by_bot: dict[str, list[BotChannel]] = {}
         for r in await self._db.fetch_all(_CHANNELS.format(account=account), params):
             by_bot.setdefault(r["bot_id"], []).append(
-                ChannelHealth(
+                BotChannel(
                     id=r["id"],
                     platform=r["platform"],
                     external_id=r["external_id"],

@@ -94,7 +94,7 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-class ConversationView:
+class ConversationReader:
     def __init__(self, db: Database, listing_db: Database) -> None:
         self._db = db
         # Listing and search may scan every message of an account (a `q` that matches nothing): they run on the

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.storage.db import Database
-from core.storage.reports import ReportScope
+from core.storage.reads.totals import ReportScope
 
 # What `group_by` names, and the usage_records column it groups on.
 GROUP_COLUMNS = {"model": "model", "bot": "bot_id", "platform": "channel"}
@@ -83,7 +83,7 @@ class SeriesSet:
     groups: int | None  # distinct groups with rows in the range (None without grouping)
 
 
-class UsageSeriesStore:
+class UsageSeriesReader:
     def __init__(self, db: Database) -> None:
         self._db = db
 

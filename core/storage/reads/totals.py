@@ -106,7 +106,7 @@ _DEAD_LETTERS = "SELECT COUNT(*) AS n FROM activity WHERE kind = 'dead_letter' A
 _FEEDBACK = "SELECT rating, COUNT(*) AS n FROM feedback WHERE {where} GROUP BY rating"
 
 
-class ReportStore:
+class TotalsReader:
     def __init__(self, db: Database) -> None:
         self._db = db
 
