@@ -16,18 +16,23 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m gateway
 
+# Style, types (mypy over the packages and bench), and the import contracts between the packages (pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
+# -rs: every skipped test is listed with its reason (tests that need ../shared beside the checkout).
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 bench: install
 	$(PY) -m bench.relay
 	$(PY) -m bench.webhooks
 	$(PY) -m bench.export
 	$(PY) -m bench.dashboard
+	$(PY) -m bench.codec
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -102,8 +102,9 @@ def _message_id(raw: bytes) -> str | None:
         return None
     if not isinstance(body, dict):
         return None
-    if isinstance(body.get("message_id"), str):
-        return body["message_id"]
+    message_id = body.get("message_id")
+    if isinstance(message_id, str):
+        return message_id
     messages = body.get("messages")
     if isinstance(messages, list) and messages and isinstance(messages[0], dict):
         found = messages[0].get("id")

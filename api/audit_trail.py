@@ -25,7 +25,7 @@ from aiohttp.typedefs import Handler
 from api.bodies import BODY_FIELDS
 from api.context import request_id
 from api.envelope import from_domain
-from api.errors import ApiError
+from api.errors import ApiError, ClientDisconnected
 from api.jwt_auth import principal
 from core.errors import GatewayError
 from core.storage.audit import AuditStore, NewAuditEntry
@@ -68,7 +68,7 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
     except TRANSIENT_ERRORS:
         status = 503  # what error_envelope answers for a busy database
         raise
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, ClientDisconnected):
         status = 0  # the client went away: no answer was sent, nothing to record as one
         raise
     finally:

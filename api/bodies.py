@@ -9,6 +9,7 @@ of this service have always seen.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from api.errors import ApiError, bad_request
+from api.errors import ApiError, ClientDisconnected, bad_request
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,22 +34,36 @@ class Limits:
 
     max_body_bytes: int
     max_message_chars: int
+    # The whole body must arrive within this many seconds of the handler asking for it: a client that sends
+    # headers and then trickles (or stops) cannot hold a connection and a handler open indefinitely.
+    body_read_seconds: float = 15.0
 
 
 LIMITS = web.AppKey("api.limits", Limits)
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it passes `limit` bytes (declared or streamed, chunked included)."""
+    """The whole body, or 413 as soon as it passes `limit` bytes (declared or streamed, chunked included), or 408
+    when it has not all arrived within the configured time. A client that hangs up meanwhile is ClientDisconnected
+    (not an error of ours: the frame logs it and answers no one)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+    seconds = request.config_dict[LIMITS].body_read_seconds
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the request body did not arrive within {seconds:g} s", close=True
+        ) from None
+    except ConnectionError:
+        raise ClientDisconnected() from None
     return b"".join(chunks)
 
 
@@ -185,7 +200,7 @@ def _reason(model: type[BaseModel], field: str, error: ErrorDetails) -> str:
     return f"{item}is not valid: {error['msg']}"
 
 
-def _number(value: Any) -> str:
+def _number(value: object) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 

@@ -22,6 +22,7 @@ class ApiError(Exception):
         *,
         details: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -29,12 +30,20 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers
+        self.close = close  # end the connection after this answer (the client's stream is in an unknown state)
 
     def response(self) -> web.Response:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
             error["details"] = dict(self.details)
-        return web.json_response({"error": error}, status=self.status, headers=self.headers)
+        response = web.json_response({"error": error}, status=self.status, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request body was being read: nobody is left to answer."""
 
 
 def bad_request(message: str, **details: Any) -> ApiError:

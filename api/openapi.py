@@ -8,7 +8,7 @@ message) are filled in from the same `Limits` the bodies are checked against.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -69,6 +69,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing or invalid credentials",
     403: "Authenticated, but this caller may not do this",
     404: "No such object (or it belongs to another account)",
+    408: "The request body did not arrive in time (BODY_READ_TIMEOUT_SECONDS); the connection is closed",
     409: "Conflicts with the current state",
     413: "The request body is too large",
     429: "Quota used up or rate limited (with Retry-After)",
@@ -91,7 +92,7 @@ PATH_PARAMETERS = {
 class _Schemas(GenerateJsonSchema):
     """Pydantic's JSON schemas without a title on every property (the property's name says it)."""
 
-    def field_title_should_be_set(self, schema: Any) -> bool:
+    def field_title_should_be_set(self, schema: object) -> bool:
         return False
 
 
@@ -138,7 +139,7 @@ def _refuse_duplicates(operations: Sequence[tuple[str, Operation]]) -> None:
 
 
 def _component_schemas(
-    operations: Any,
+    operations: Iterable[Operation],
 ) -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]], dict[str, Any]]:
     wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
     for op in operations:
@@ -151,10 +152,14 @@ def _component_schemas(
             if answer.model is not None:
                 wanted[(answer.model, "serialization")] = None
     refs, top = models_json_schema(list(wanted), ref_template=REF, schema_generator=_Schemas)
-    return dict(refs), _clean(top.get("$defs", {}))
+    return {(model, mode): ref for (model, mode), ref in refs.items() if issubclass(model, BaseModel)}, _clean(
+        top.get("$defs", {})
+    )
 
 
-def _operation(path: str, op: Operation, refs: Mapping[tuple[type[BaseModel], JsonSchemaMode], Any]) -> Any:
+def _operation(
+    path: str, op: Operation, refs: Mapping[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]]
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -202,7 +207,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _responses(op: Operation, refs: Mapping[tuple[type[BaseModel], JsonSchemaMode], Any]) -> dict[str, Any]:
+def _responses(op: Operation, refs: Mapping[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, description in op.success.items():
         answer: dict[str, Any] = {"description": description}
@@ -245,7 +250,9 @@ def _error_statuses(op: Operation) -> list[int]:
     if op.path_params:
         statuses.add(404)
     if any(i.kind in ("body", "form") for i in op.inputs):
-        statuses |= {400, 413}
+        statuses |= {400, 408, 413}
+    if op.request_content is not None:
+        statuses |= {408, 413}
     query = op.input("query")
     if query is not None:
         statuses.add(400)

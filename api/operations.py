@@ -88,12 +88,12 @@ class Operation:
     def input(self, kind: str) -> Input | None:
         return next((i for i in self.inputs if i.kind == kind), None)
 
-    async def invoke(self, handlers: Any, request: web.Request) -> web.StreamResponse:
+    async def invoke(self, handlers: object, request: web.Request) -> web.StreamResponse:
         args = [i.wrapper(request, i.model) for i in self.inputs]
         result = await self.function(handlers, request, *args)
         return self.render(result)
 
-    def render(self, result: Any) -> web.StreamResponse:
+    def render(self, result: object) -> web.StreamResponse:
         if isinstance(result, web.StreamResponse):
             return result
         if result is None:

@@ -50,7 +50,7 @@ async def admin_post(
 ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with session.post(f"{base}/api/admin{path}", json=body, headers=headers) as resp:
-        answer = await resp.json()
+        answer: dict[str, Any] = await resp.json()
         if resp.status != 201:
             raise RuntimeError(f"POST /api/admin{path} answered {resp.status}: {answer}")
         return answer

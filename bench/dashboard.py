@@ -43,7 +43,7 @@ from aiohttp import web
 from admin.tokens import mint_token
 from bench.common import admin_post
 from gateway.app import create_app
-from gateway.keys import SERVICES
+from gateway.keys import STORAGE
 from gateway.logging import configure_logging
 from gateway.settings import Settings
 
@@ -169,7 +169,7 @@ async def measure(args: argparse.Namespace, app: web.Application, base: str, set
     assert settings.admin_jwt_secret is not None
     now_s = int(time.time())
     admin = mint_token(settings.admin_jwt_secret, role="admin", sub="bench", account_id=None, ttl=7200, now=now_s)
-    db = app[SERVICES].db
+    db = app[STORAGE].db
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         measured, others = await provision(session, base, admin, args.bots)
         end = int(time.time() * 1000)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bench.common import expect_message
 from tests.fakes.graph_server import FakeGraph, GraphCall
@@ -69,7 +70,7 @@ async def _serve(model_latency: float, results: Any, stop: Any, replies: Any) ->
     counter = ReplyCounter(graph)
 
     @web.middleware
-    async def count_replies(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def count_replies(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         finally:  # the handler has recorded how the request ended: publish before the response goes out

@@ -67,7 +67,7 @@ from bench.common import admin_post, expect_message, provision
 from bench.fakes_process import FakesProcess, FakesStats
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
-from gateway.keys import SERVICES
+from gateway.keys import STORAGE
 from gateway.logging import configure_logging
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
@@ -481,7 +481,7 @@ async def gateway_phase(
     freeze_gc_after_startup(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
     async with serving(gateway) as (base, app):
         await provision_with_channel(base, env)
-        db = app[SERVICES].db
+        db = app[STORAGE].db
         spec = spec_for(base + WEBHOOK_PATH)
         async with Generator(spec) as generator:
             (commits, transactions), cpu = db.commits, time.process_time()

@@ -92,7 +92,7 @@ class ChannelDirectory:
                 return snapshot  # loaded by the request we waited behind
             generation = self._generation
             loaded = await self._store.live()
-            by_key = {
+            by_key: dict[tuple[str, str], RoutedChannel] = {
                 (c.platform, c.external_id): RoutedChannel(
                     c.id, c.account_id, c.bot_id, c.platform, c.external_id, c.status, s.app_secret, s.verify_token
                 )

@@ -31,6 +31,7 @@ from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
 from core.storage.conversation_state import ConversationStateStore
+from core.storage.db import Transaction
 from core.storage.inbox_queue import InboxItem, InboxQueue, LeaseLost
 
 log = structlog.get_logger("core.channel_worker")
@@ -113,7 +114,10 @@ class ChannelWorker:
         if channel.status != "active":
             await d.queue.finish(item, "skipped", f"channel {channel.status}")
             return
-        customer = event.customer_id or ""
+        if event.customer_id is None:
+            await d.queue.finish(item, "skipped", "no customer to answer")
+            return
+        customer = event.customer_id
         paused = await d.state.paused_until(channel.id, customer)
         if item.reply_text is None and paused is not None and paused > d.clock.now_ms():
             await d.queue.finish(item, "skipped", "a human is answering this conversation")
@@ -159,7 +163,7 @@ class ChannelWorker:
             return None
         account = await d.accounts.get(channel.account_id)
 
-        async def keep(tx, reply: str) -> None:  # type: ignore[no-untyped-def]
+        async def keep(tx: Transaction, reply: str) -> None:
             await d.queue.store_reply(tx, item, reply)
 
         try:
@@ -167,9 +171,11 @@ class ChannelWorker:
                 TurnRequest(account, bot, channel.platform, event.customer_id or "", prompt, item.id, on_commit=keep)
             )
         except QuotaExceeded:
-            return await self._notice(item, channel, event, "quota", QUOTA_NOTICE)
+            await self._notice(item, channel, event, "quota", QUOTA_NOTICE)
+            return None
         except RateLimited:
-            return await self._notice(item, channel, event, "rate", RATE_NOTICE)
+            await self._notice(item, channel, event, "rate", RATE_NOTICE)
+            return None
         except AccountLocked:
             await d.queue.finish(item, "skipped", "account locked")
             return None
@@ -204,6 +210,7 @@ class ChannelWorker:
     ) -> None:
         d = self._d
         reply_to = event.message_id if channel.platform == "whatsapp" else None
+        assert event.customer_id is not None  # _process skips events without a customer before any send
         parts = text_requests(
             channel.platform, channel.external_id, event.customer_id, text, reply_to_message_id=reply_to
         )

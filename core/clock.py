@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import Protocol
 
 
@@ -16,10 +16,16 @@ class SystemClock:
         return int(time.time() * 1000)
 
 
+# 10000-01-01T00:00:00Z: the end of December 9999, which datetime cannot represent as a date of its own.
+_YEAR_10000_MS = 253_402_300_800_000
+
+
 def month_bounds(now_ms: int) -> tuple[int, int]:
     """First instant of the calendar month (UTC) holding `now_ms`, and of the next one, in epoch ms."""
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if start.month == 12 and start.year == MAXYEAR:
+        return int(start.timestamp() * 1000), _YEAR_10000_MS
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 

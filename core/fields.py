@@ -94,6 +94,34 @@ class Credential:
         return value
 
 
+@dataclass(frozen=True, slots=True)
+class NotNull:
+    """On `X | None = None`: the field may be left out (then it is None), but not sent as null.
+
+    For optional fields whose absence means "the default" and for which null means nothing: `{"bot_id": null}` is
+    a client's mistake worth a 400, not a silent default. The documented schema is X's alone.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(_refuse_null, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        branches = [b for b in json_schema.get("anyOf", ()) if b != {"type": "null"}]
+        if len(branches) == 1:
+            rest = {key: value for key, value in json_schema.items() if key not in ("anyOf", "default")}
+            return {**branches[0], **rest}
+        return json_schema
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError("not_null", "may not be null")
+    return value
+
+
 def clean_text(value: str, max_length: int = DEFAULT_MAX_CHARS) -> str:
     """The rule of `Text`, for callers outside a model: trimmed, not empty, no NUL, bounded."""
     value = value.strip()

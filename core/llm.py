@@ -14,7 +14,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +155,7 @@ class LLMClient:
                 )
             await self.sleep(delay)
 
-    async def _attempt(self, request: LLMRequest, *, attempt_timeout: float) -> tuple[dict[str, Any], Any]:
+    async def _attempt(self, request: LLMRequest, *, attempt_timeout: float) -> tuple[object, Mapping[str, str]]:
         quirks = self._quirks.setdefault(request.model, _ModelQuirks())
         reasoning = is_reasoning_model(request.model)
         params: dict[str, Any] = {
@@ -196,7 +196,7 @@ class LLMClient:
     def _delay(self, failure: _Failure, attempts: int) -> float:
         if failure.retry_after is not None:
             return failure.retry_after
-        backoff = min(_BACKOFF_BASE * 2 ** (attempts - 1), _BACKOFF_CAP)
+        backoff = min(_BACKOFF_BASE * 2.0 ** (attempts - 1), _BACKOFF_CAP)
         return backoff * (0.5 + self.rng.random() / 2)  # "equal jitter": spreads retries, keeps a floor
 
 
@@ -250,7 +250,7 @@ def _status_failure(exc: openai.APIStatusError) -> _Failure:
     return _Failure(code, message, retry=False, temporary=False)
 
 
-def _retry_after(headers: Any) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
@@ -264,8 +264,9 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-def _completion(body: Any, headers: Any, attempts: int, started: float) -> Completion:
+def _completion(body: object, headers: Mapping[str, str], attempts: int, started: float) -> Completion:
     choice = _first_choice(body)
+    assert isinstance(body, dict)  # _first_choice checked it
     message = choice.get("message")
     if not isinstance(message, dict):
         raise MalformedResponse("choices[0].message is not an object")
@@ -284,7 +285,7 @@ def _completion(body: Any, headers: Any, attempts: int, started: float) -> Compl
     )
 
 
-def _first_choice(body: Any) -> dict[str, Any]:
+def _first_choice(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise MalformedResponse("the body is not an object")
     choices = body.get("choices")
@@ -293,7 +294,7 @@ def _first_choice(body: Any) -> dict[str, Any]:
     return choices[0]
 
 
-def _usage(usage: Any) -> TokenUsage:
+def _usage(usage: object) -> TokenUsage:
     """The provider's usage, checked: it is what we charge, so an impossible figure is a malformed answer."""
     if not isinstance(usage, dict):
         raise MalformedResponse("the body has no usage object")
@@ -301,15 +302,16 @@ def _usage(usage: Any) -> TokenUsage:
     completion_details = usage.get("completion_tokens_details") or {}
     if not isinstance(prompt_details, dict) or not isinstance(completion_details, dict):
         raise MalformedResponse("usage details are not objects")
-    figures = {
-        "prompt": usage.get("prompt_tokens"),
-        "completion": usage.get("completion_tokens"),
-        "cached": prompt_details.get("cached_tokens") or 0,
-        "reasoning": completion_details.get("reasoning_tokens") or 0,
-    }
-    for name, value in figures.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise MalformedResponse(f"usage {name} tokens is not a non-negative whole number")
-    if figures["cached"] > figures["prompt"] or figures["reasoning"] > figures["completion"]:
+    prompt = _count("prompt", usage.get("prompt_tokens"))
+    completion = _count("completion", usage.get("completion_tokens"))
+    cached = _count("cached", prompt_details.get("cached_tokens") or 0)
+    reasoning = _count("reasoning", completion_details.get("reasoning_tokens") or 0)
+    if cached > prompt or reasoning > completion:
         raise MalformedResponse("usage details exceed their totals")
-    return TokenUsage(figures["prompt"], figures["completion"], figures["cached"], figures["reasoning"])
+    return TokenUsage(prompt, completion, cached, reasoning)
+
+
+def _count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedResponse(f"usage {name} tokens is not a non-negative whole number")
+    return value

@@ -141,7 +141,7 @@ class Metrics:
                 self.inbox_events.labels(platform, outcome).inc(count)
 
     def refused(self, platform: str, result: str) -> None:
-        """A delivery answered with an error: unsigned (401) or too_large (413)."""
+        """A delivery answered with an error: unsigned (401), too_large (413) or too_slow (408)."""
         self.webhook_deliveries.labels(platform, result).inc()
 
     def llm_call(self, record: UsageRecord) -> None:

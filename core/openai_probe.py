@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 
@@ -85,16 +86,16 @@ class OpenAIProbe:
     async def _probe(self) -> ProbeResult:
         now = self._clock.now_ms()
         if self._sdk is None:
-            error = ProbeError("not_configured", "OPENAI_API_KEY is not set", now)
-            return ProbeResult(False, False, None, now, None, error)
+            unset = ProbeError("not_configured", "OPENAI_API_KEY is not set", now)
+            return ProbeResult(False, False, None, now, None, unset)
         started = time.monotonic()
         status: int | None = None
+        error: ProbeError | None = None
         try:
             # A hard deadline around the SDK's own timeout, which only bounds each read.
             async with asyncio.timeout(self._timeout):
                 raw = await self._sdk.models.with_raw_response.list(timeout=self._timeout)
             status = raw.status_code
-            error = None
         except openai.APIStatusError as exc:
             status = exc.status_code
             code = _status_code(exc)
@@ -111,8 +112,9 @@ class OpenAIProbe:
 
 
 def _status_code(exc: openai.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    nested = body.get("error") if isinstance(body.get("error"), dict) else {}
+    body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {}
+    inner = body.get("error")
+    nested: dict[str, Any] = inner if isinstance(inner, dict) else {}
     code = exc.code or body.get("code") or nested.get("code") or body.get("type") or f"http_{exc.status_code}"
     # A code is a short identifier; anything else (a proxy's prose) is replaced by the status.
     text = str(code)

@@ -3,7 +3,15 @@
 import os
 import sys
 
-from gateway.cli import main
+
+def _main() -> int:
+    try:
+        from gateway.cli import main  # inside the try: Ctrl-C while the packages load is a quiet exit too
+
+        return main(sys.argv[1:], os.environ)
+    except KeyboardInterrupt:
+        return 130
+
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], os.environ))
+    sys.exit(_main())

@@ -12,8 +12,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from aiohttp import web
-
 from admin.tokens import ROLES, mint_token
 from core.clock import SystemClock
 from core.models import BotSettings, PlanSettings
@@ -28,6 +26,7 @@ from core.storage.plans import PlanStore
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.services import open_database
+from gateway.serving import serve
 from gateway.settings import Settings, SettingsError
 
 
@@ -70,8 +69,7 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     freeze_gc_after_startup(app)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
-    return 0
+    return serve(app, settings)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:

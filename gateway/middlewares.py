@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from api.envelope import from_domain
-from api.errors import ApiError
+from api.errors import ApiError, ClientDisconnected
 from core.errors import GatewayError
 from core.storage.db import TRANSIENT_ERRORS
 from gateway.keys import METRICS
@@ -20,6 +20,7 @@ log = structlog.get_logger("gateway.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 RELAY_PATH = "/api/messages/relay"
+CLIENT_CLOSED_REQUEST = 499
 # A caller's own request id is kept only if it is short and plain, so it cannot forge log content.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -30,6 +31,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -73,6 +75,13 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return exc.response()
+    except ClientDisconnected:
+        # Not our failure and not a 500: the client hung up before its body arrived. Nobody reads this answer;
+        # 499 (nginx's "client closed request") is what the access line and the relay counter record.
+        log.info("client_disconnected", method=request.method, path=request.path)
+        response = web.Response(status=CLIENT_CLOSED_REQUEST)
+        response.force_close()
+        return response
     except GatewayError as exc:
         return from_domain(exc).response()
     except web.HTTPException as exc:

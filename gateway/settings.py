@@ -49,6 +49,8 @@ class Settings:
     # Longest inbound message accepted, in characters; longer ones are refused with 400, never silently cut.
     max_message_chars: int = 4000
     max_body_bytes: int = 256 * 1024
+    # A request body must arrive within this many seconds (else 408 and the connection is closed).
+    body_read_timeout_seconds: int = 15
     # Meta documents webhook bodies of up to 3 MB (WhatsApp); a little headroom above that.
     max_webhook_bytes: int = 4 * 1024 * 1024
     # Inbox workers in this process (0: ingest only); an event's lease outlives a whole turn and its sends.
@@ -109,6 +111,9 @@ class Settings:
             llm_total_budget=_float(env, "LLM_TOTAL_BUDGET", defaults.llm_total_budget),
             max_message_chars=_int(env, "MAX_MESSAGE_CHARS", defaults.max_message_chars, low=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, low=1024),
+            body_read_timeout_seconds=_int(
+                env, "BODY_READ_TIMEOUT_SECONDS", defaults.body_read_timeout_seconds, low=1, high=600
+            ),
             workers=_int(env, "WORKERS", defaults.workers, low=0, high=256),
             worker_ack_target_ms=_int(env, "WORKER_ACK_TARGET_MS", defaults.worker_ack_target_ms, low=0, high=10_000),
             inbox_lease_seconds=_int(env, "INBOX_LEASE_SECONDS", defaults.inbox_lease_seconds, low=30),

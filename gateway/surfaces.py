@@ -53,7 +53,11 @@ SURFACES: tuple[Surface, ...] = (
 
 
 def limits(settings: Settings) -> Limits:
-    return Limits(max_body_bytes=settings.max_body_bytes, max_message_chars=settings.max_message_chars)
+    return Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_message_chars=settings.max_message_chars,
+        body_read_seconds=settings.body_read_timeout_seconds,
+    )
 
 
 def openapi_document(settings: Settings) -> dict[str, object]:
@@ -77,7 +81,7 @@ class Groups:
 
 def provide_handlers(app: web.Application, g: Groups) -> None:
     s, settings = g.storage, g.settings
-    service.OPERATIONS.provide(
+    service.handlers.OPERATIONS.provide(
         app,
         Service(
             s.db,
@@ -89,7 +93,7 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
             document=_cached(lambda: openapi_document(settings)),
         ),
     )
-    relay.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine))
+    relay.handlers.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine))
     webhooks.deliveries.OPERATIONS.provide(
         app,
         Deliveries(

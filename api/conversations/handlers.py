@@ -98,7 +98,7 @@ class Conversations:
         require_writer(principal(request))
         sent = await body.parse()
         channel_ids = await self._channels(summary)
-        if "minutes" in sent.model_fields_set:
+        if sent.minutes is not None:
             minutes = sent.minutes
         else:
             bot = await self._bots.get(summary.bot_id)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
 from api.pagination import PageQuery
 from api.query import AccountId
 from api.shapes import ApiModel
-from core.fields import Choice, EpochMs, Text, WholeNumber
+from core.fields import Choice, EpochMs, NotNull, Text, WholeNumber
 from core.storage.reads.conversations import ConversationPlatform, MessageView
 
 # The longest pause one call may set: a week, as for a bot's own handover pause.
 MAX_PAUSE_MINUTES = 7 * 24 * 60
 
 
-def _blank_is_none(value: Any) -> Any:
+def _blank_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -71,8 +71,7 @@ class ConversationDetail(ApiModel):
 
 
 class PauseRequest(ApiModel):
-    # Optional but never null: read it only when sent (`model_fields_set`).
-    minutes: Annotated[int, Field(ge=1, le=MAX_PAUSE_MINUTES), WholeNumber] = Field(
+    minutes: Annotated[Annotated[int, Field(ge=1, le=MAX_PAUSE_MINUTES), WholeNumber] | None, NotNull()] = Field(
         default=None, description="default: the bot's handover_pause_minutes (30 if that is 0)"
     )
 

@@ -20,7 +20,7 @@ class ApiKeys:
     async def issue_key(self, request: web.Request, body: OptionalBody[ApiKeyRequest]) -> IssuedApiKey:
         _, account_id = path_account(request, "write")
         sent = await body.parse()
-        issued = await self._api_keys.issue(account_id, sent.name if "name" in sent.model_fields_set else None)
+        issued = await self._api_keys.issue(account_id, sent.name)
         return IssuedApiKey(**issued.key.model_dump(), account_id=account_id, key=issued.plaintext)
 
     async def list_keys(self, request: web.Request) -> ApiKeyList:

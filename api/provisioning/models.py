@@ -6,12 +6,12 @@ A plan, an account, a bot, an API key, a credit entry and a channel are answered
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from api.shapes import AccountQuota, ApiModel, partial
-from core.fields import Choice, Credential, Text, WholeNumber
+from api.shapes import AccountQuota, ApiModel, Changes, partial
+from core.fields import Choice, Credential, NotNull, Text, WholeNumber
 from core.models import (
     OPERATOR_CREDIT_KINDS,
     Account,
@@ -25,9 +25,15 @@ from core.models import (
     PlanSettings,
 )
 
-PlanChanges = partial(PlanSettings, "PlanChanges")
-AccountChanges = partial(AccountSettings, "AccountChanges")
-BotChanges = partial(BotSettings, "BotChanges")
+if TYPE_CHECKING:  # to the type checker an update body is what every update body is: sent() gives its fields
+    PlanChanges = Changes
+    AccountChanges = Changes
+    BotChanges = Changes
+    ChannelChanges = Changes
+else:
+    PlanChanges = partial(PlanSettings, "PlanChanges")
+    AccountChanges = partial(AccountSettings, "AccountChanges")
+    BotChanges = partial(BotSettings, "BotChanges")
 
 Platform = Literal["messenger", "instagram", "whatsapp"]
 OperatorCreditKind = Literal["purchase", "grant", "refund", "adjustment"]
@@ -51,8 +57,9 @@ class LockRequest(ApiModel):
 
 
 class ApiKeyRequest(ApiModel):
-    # Optional but never null: read it only when sent (`model_fields_set`).
-    name: Annotated[str, Text(100)] = Field(default=None, description="a name to recognise the key by")
+    name: Annotated[Annotated[str, Text(100)] | None, NotNull()] = Field(
+        default=None, description="a name to recognise the key by"
+    )
 
 
 class IssuedApiKey(ApiKey):
@@ -111,7 +118,8 @@ class ChannelSettings(ApiModel):
     )
 
 
-ChannelChanges = partial(ChannelSettings, "ChannelChanges")
+if not TYPE_CHECKING:
+    ChannelChanges = partial(ChannelSettings, "ChannelChanges")
 
 
 class ChannelList(ApiModel):

@@ -32,7 +32,7 @@ class Relay:
         sent = await body.parse()
         if self._engine is None:
             raise NotConfigured("OPENAI_API_KEY is not set, so the bot cannot answer; ask the operator to set it")
-        if "bot_id" in sent.model_fields_set:
+        if sent.bot_id is not None:
             bot = await self._bots.get(sent.bot_id, account_id=account.id)
         else:
             try:

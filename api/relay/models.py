@@ -7,15 +7,14 @@ from typing import Annotated
 from pydantic import Field
 
 from api.shapes import ApiModel, QuotaBlock, Usd
-from core.fields import Text
+from core.fields import NotNull, Text
 
 
 class RelayRequest(ApiModel):
     user_id: Annotated[str, Text(256)] = Field(description="the business's own id for its end customer")
     # Bounded by MAX_MESSAGE_CHARS (longer messages are refused with 400, never silently cut).
     message: Annotated[str, Text(4000, limit="max_message_chars")]
-    # Optional but never null: read it only when sent (`model_fields_set`).
-    bot_id: Annotated[str, Text(64)] = Field(
+    bot_id: Annotated[Annotated[str, Text(64)] | None, NotNull()] = Field(
         default=None, description="which bot answers; the account's first bot when left out"
     )
 

@@ -87,8 +87,8 @@ class Deliveries:
         source = webhook_platform(request.path)
         try:
             raw = await read_limited(request, self._max_body_bytes)
-        except ApiError:
-            self._metrics.refused(source, "too_large")
+        except ApiError as exc:
+            self._metrics.refused(source, "too_large" if exc.status == 413 else "too_slow")
             raise
         secret = matching_secret(raw, request.headers.get(SIGNATURE_HEADER), await self._directory.signing_secrets())
         if secret is None:

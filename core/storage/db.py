@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +145,15 @@ class Database:
         parsed = DatabaseURL.parse(url, base_dir=base_dir)
         parsed.path.parent.mkdir(parents=True, exist_ok=True)
         writer = await WriterThread.open(lambda: _connect_writer(parsed.path))
+        reader = aiosqlite.connect(str(parsed.path), isolation_level=None)
         try:
-            reader = await aiosqlite.connect(str(parsed.path), isolation_level=None)
+            await reader
             reader.row_factory = sqlite3.Row
             await reader._execute(lambda: _configure(reader._conn))  # on the reader's own thread, like its reads
         except BaseException:
+            # Cancelled (Ctrl-C during start-up) or failed: aiosqlite's thread, once started, waits for work until
+            # stopped and would keep the process from exiting.
+            reader.stop()
             await writer.close()
             raise
         return cls(writer, reader, parsed.path)
@@ -203,11 +207,13 @@ class Database:
         return await self.run(lambda tx: tx.execute(sql, params))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._reader.execute_fetchall(sql, params)
+        rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(await self._reader.execute_fetchall(sql, params))
+        # The reader's row factory is sqlite3.Row: a mapping of column names (aiosqlite types it as a plain Row).
+        rows: Iterable[Any] = await self._reader.execute_fetchall(sql, params)
+        return list(rows)
 
     async def ping(self) -> bool:
         """Both connections answer: the reader a query, the writer's thread is running."""
@@ -262,6 +268,6 @@ def _configure(raw: sqlite3.Connection) -> None:
     raw.create_function("casefold", 1, casefold, deterministic=True)
 
 
-def casefold(value: object) -> object:
+def casefold(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
     """The SQL `casefold(x)`: Unicode case folding of text; NULL and non-text values pass through unchanged."""
     return value.casefold() if isinstance(value, str) else value

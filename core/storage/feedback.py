@@ -68,7 +68,7 @@ class FeedbackStore:
         row = await self._db.fetch_one(sql, params)
         if row is None:
             raise NotFound("message")
-        return row["account_id"]
+        return str(row["account_id"])
 
     async def rate(self, rating: Rating, *, account_id: str | None) -> tuple[Feedback, bool]:
         """Store the rating of one bot reply; True when it is the reply's first rating, False when it replaced one.

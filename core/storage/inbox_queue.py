@@ -122,6 +122,7 @@ class InboxQueue:
         """One commit per part sent: our message id (so its echo is known as ours), the count of parts sent (so a
         retry resumes after it) and, after the last part, the event's final state and note."""
         now = self._clock.now_ms()
+        params: tuple[int | str | None, ...]
         if finish is None:
             sql, params = "UPDATE inbox SET reply_parts_sent = ?, updated_at = ? WHERE id = ?", (count, now)
         else:

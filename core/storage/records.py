@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from core.models import Record
 from core.storage.db import Row
@@ -19,4 +19,4 @@ def from_row(model: type[R], row: Row, **converted: Any) -> R:
     """A record from a row this service wrote (no re-validation); `converted` gives the fields whose stored form
     differs (a JSON list in a text column, a 0/1 flag)."""
     values = {name: row[name] for name in model.model_fields if name not in converted}
-    return model.model_construct(**values, **converted)
+    return cast(R, model.model_construct(**values, **converted))

@@ -357,8 +357,9 @@ class FakeGraph:
         finally:
             self.in_flight -= 1
             if gen == self._gen:
-                done = {"status": status, "response": payload, "ended_at": time.monotonic()}
-                self.requests[index] = replace(self.requests[index], **done)
+                self.requests[index] = replace(
+                    self.requests[index], status=status, response=payload, ended_at=time.monotonic()
+                )
 
     async def _answer(
         self, request: web.Request, call: GraphCall, rejection: dict[str, Any] | None

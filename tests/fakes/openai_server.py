@@ -283,8 +283,9 @@ class FakeOpenAI:
         finally:
             self.in_flight -= 1
             if ctx.gen == self._gen and 0 <= ctx.index < len(self.calls):
-                done = {"usage": ctx.usage, "status": ctx.status, "ended_at": time.monotonic()}
-                self.calls[ctx.index] = replace(self.calls[ctx.index], **done)
+                self.calls[ctx.index] = replace(
+                    self.calls[ctx.index], usage=ctx.usage, status=ctx.status, ended_at=time.monotonic()
+                )
 
     async def _answer(self, request: web.Request, body: dict | None, ctx: _Ctx) -> web.StreamResponse:
         fault, kind = ctx.fault, ctx.kind
@@ -325,7 +326,13 @@ class FakeOpenAI:
         if stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(request, ctx, head, text, finish, usage, include_usage)
-        message = {"role": "assistant", "content": text, "refusal": None, "annotations": [], "tool_calls": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": text,
+            "refusal": None,
+            "annotations": [],
+            "tool_calls": None,
+        }
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         payload = json.dumps({**head, "choices": [choice], "usage": usage})
         ctx.status = 200

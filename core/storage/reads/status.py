@@ -53,7 +53,8 @@ class StatusReader:
         self._db = db
 
     async def channels(self, account_id: str | None, now_ms: int) -> list[ChannelHealth]:
-        sql, params = _CHANNELS, [now_ms - DAY_MS]
+        sql = _CHANNELS
+        params: list[int | str] = [now_ms - DAY_MS]
         if account_id is not None:
             sql += " AND c.account_id = ?"
             params.append(account_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from core.storage.db import Database, Row
@@ -57,14 +57,16 @@ class ExportRow:
 
 
 def _row(r: Row) -> ExportRow:
-    return ExportRow(*r)
+    return ExportRow(**r)  # by name: the query's columns are ExportRow's fields
 
 
 class ExportReader:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def pages(self, where: ExportFilter, *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[list[ExportRow]]:
+    async def pages(
+        self, where: ExportFilter, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncGenerator[list[ExportRow], None]:
         """Every matching record in (created_at, id) order, one page (a list) at a time.
 
         The next page is read while the caller renders this one (the database works in its own thread), so a

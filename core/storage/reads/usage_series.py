@@ -74,7 +74,8 @@ class Series:
 
     @classmethod
     def empty(cls, key: str | None, count: int, *, other: bool = False) -> Series:
-        return cls(key, *([0] * count for _ in range(7)), other=other)
+        zeros = [[0] * count for _ in range(7)]
+        return cls(key, zeros[0], zeros[1], zeros[2], zeros[3], zeros[4], zeros[5], zeros[6], other=other)
 
 
 @dataclass(frozen=True, slots=True)
