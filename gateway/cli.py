@@ -91,6 +91,12 @@ def _token(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
         raise SettingsError("ADMIN_JWT_SECRET is not set; tokens are signed with it")
     if args.ttl <= 0:
         raise SettingsError("--ttl must be positive")
+    if args.ttl > settings.admin_jwt_max_ttl_seconds:
+        # The service would refuse such a token: say so now rather than print one that cannot be used.
+        raise SettingsError(
+            f"--ttl may be at most {settings.admin_jwt_max_ttl_seconds} s (ADMIN_JWT_MAX_TTL_SECONDS); "
+            "raise that setting on the service first if a longer-lived token is really needed"
+        )
     token = mint_token(
         settings.admin_jwt_secret,
         role=args.role,
