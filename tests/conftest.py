@@ -15,7 +15,8 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import PROJECT_DATA, make_settings
+from tests.support.harness import make_settings
+from tests.support.paths import PROJECT_DATA
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 

@@ -13,9 +13,9 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
-from tests.test_channel_flow import NOW_MS, PAGE_ID, PSID, deliver, fb_event, fb_text, settled, until
-from tests.test_conversations import SteppingClock
+from tests.support.channel_traffic import NOW_MS, PAGE_ID, PSID, deliver, fb_event, fb_text, settled, until
+from tests.support.clocks import SteppingClock
+from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
 
 FEED = "/api/dashboard/activity"
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, connect_channel, expect, provision, relay
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 ROLES = ("admin", "owner", "viewer")
 CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 409: "conflict"}

@@ -22,7 +22,7 @@ from admin.tokens import LEEWAY_SECONDS
 from gateway.cli import main as cli_main
 from gateway.settings import Settings
 from tests.conftest import MakeClient
-from tests.harness import JWT_SECRET, auth, expect, provision, token
+from tests.support.harness import JWT_SECRET, auth, expect, provision, token
 
 ISSUER = "nexus-gateway"
 AUDIENCE = "nexus-gateway-admin"

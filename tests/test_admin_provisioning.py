@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, expect, provision, relay
+from tests.support.harness import Tenant, auth, expect, provision, relay
 
 ADMIN = "/api/admin"
 PLAN = {

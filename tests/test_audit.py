@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import auth, db_rows, expect, provision, relay
-from tests.test_conversations import SteppingClock
+from tests.support.clocks import SteppingClock
+from tests.support.harness import auth, db_rows, expect, provision, relay
 
 TRAIL = "/api/admin/audit"
 

@@ -23,7 +23,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.authz_support import (
+from tests.support.authz import (
     GUARDED,
     ID_PREFIXES,
     OPERATIONS,
@@ -38,7 +38,7 @@ from tests.authz_support import (
     snapshot,
     without_audit,
 )
-from tests.harness import auth, expect
+from tests.support.harness import auth, expect
 
 Statuses = tuple[int, int, int]  # for targets own, other, random
 Access = Literal["read", "write", "operator", "catalogue", "catalogue_operator"]

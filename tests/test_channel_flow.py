@@ -19,42 +19,22 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.harness import Tenant, auth, connect_channel, db_rows, expect, provision, quota_row, signed
-
-PHONE_ID = "106540352242922"
-PAGE_ID = "1122334455"
-WA_USER = "16505551234"
-PSID = "2900000000000001"
-# Deliveries are recent, as real ones are: older than 24 hours the gateway no longer answers.
-NOW_S = int(time.time()) - 60
-NOW_MS = NOW_S * 1000
-
-
-def wa_message(wamid: str, content: dict[str, Any], *, wa_id: str = WA_USER, ts: int = NOW_S) -> dict:
-    message = {"from": wa_id, "id": wamid, "timestamp": str(ts), **content}
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_ID},
-        "contacts": [{"profile": {"name": "Sheena"}, "wa_id": wa_id}],
-        "messages": [message],
-    }
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
-    }
-
-
-def wa_text(wamid: str, text: str, **kwargs: Any) -> dict:
-    return wa_message(wamid, {"type": "text", "text": {"body": text}}, **kwargs)
-
-
-def fb_event(event: dict[str, Any], *, sender: str = PSID, recipient: str = PAGE_ID, ts: int = NOW_MS) -> dict:
-    messaging = {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": ts, **event}
-    return {"object": "page", "entry": [{"id": PAGE_ID, "time": ts, "messaging": [messaging]}]}
-
-
-def fb_text(mid: str, text: str, **kwargs: Any) -> dict:
-    return fb_event({"message": {"mid": mid, "text": text}}, **kwargs)
+from tests.support.channel_traffic import (
+    NOW_MS,
+    NOW_S,
+    PAGE_ID,
+    PHONE_ID,
+    PSID,
+    WA_USER,
+    deliver,
+    fb_event,
+    fb_text,
+    settled,
+    until,
+    wa_message,
+    wa_text,
+)
+from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, quota_row
 
 
 @pytest.fixture
@@ -67,22 +47,6 @@ async def live(make_client: MakeClient, settings: Settings, monkeypatch: Any) ->
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)
     await connect_channel(client, tenant, "messenger", PAGE_ID)
     return client, tenant, settings
-
-
-async def deliver(client: TestClient, path: str, body: Any) -> None:
-    raw, headers = signed(body)
-    await expect(await client.post(path, data=raw, headers=headers), 200)
-
-
-async def settled(settings: Settings, within: float = 15.0) -> list[Any]:
-    """Wait until no inbox event is pending; return the inbox."""
-    deadline = time.monotonic() + within
-    while True:
-        rows = db_rows(settings, "SELECT * FROM inbox ORDER BY platform_ts, received_at")
-        if rows and all(r["state"] != "pending" for r in rows):
-            return rows
-        assert time.monotonic() < deadline, [(r["event_key"], r["state"], r["last_error"]) for r in rows]
-        await asyncio.sleep(0.05)
 
 
 async def test_whatsapp_text_is_answered_in_context_and_charged(
@@ -309,13 +273,6 @@ async def test_a_held_message_past_the_reply_window_is_let_go(live: Any, fake_op
     rows = {r["event_key"]: r["state"] for r in db_rows(settings, query)}
     assert rows == {"m_new": "pending", "m_old": "undeliverable"}
     assert fake_openai.calls == []
-
-
-async def until(condition: Any, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_outside_the_24_hour_window_is_recorded_not_retried(live: Any, fake_graph: FakeGraph) -> None:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph, GraphFault
-from tests.harness import auth, db_rows, expect, provision
+from tests.support.harness import auth, db_rows, expect, provision
 
 PAGE, OTHER_PAGE, IG, OTHER_IG, PHONE = (
     "1122334455",

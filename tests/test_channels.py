@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.conftest import MakeClient
-from tests.harness import auth, connect_channel, db_rows, expect, provision
+from tests.support.harness import auth, connect_channel, db_rows, expect, provision
 
 
 async def test_connect_list_update_disconnect(client: TestClient, settings: Settings) -> None:

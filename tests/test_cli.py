@@ -12,7 +12,8 @@ import pytest
 from admin.tokens import verify_token
 from gateway.cli import main
 from gateway.settings import Settings, SettingsError
-from tests.harness import JWT_SECRET, PROJECT_DATA, db_rows
+from tests.support.harness import JWT_SECRET, db_rows
+from tests.support.paths import PROJECT_DATA
 
 
 def run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -141,7 +142,7 @@ async def test_rotate_secrets_re_encrypts_under_the_new_key(tmp_path: Path) -> N
     from core.secrets import SecretBox
     from core.storage.channels import ChannelStore
     from core.storage.db import Database
-    from tests.harness import SECRETS_KEY
+    from tests.support.harness import SECRETS_KEY
 
     new_key = base64.urlsafe_b64encode(b"n" * 32).decode()
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "DATA_DIR": str(PROJECT_DATA)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -14,19 +14,9 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
-from tests.test_channel_flow import NOW_MS, PAGE_ID, PSID, deliver, fb_text, settled
-
-
-@dataclass
-class SteppingClock:
-    """Real time, but never the same millisecond twice: "newest first" is then never decided by a tie."""
-
-    last: int = 0
-
-    def now_ms(self) -> int:
-        self.last = max(int(time.time() * 1000), self.last + 1)
-        return self.last
+from tests.support.channel_traffic import NOW_MS, PAGE_ID, PSID, deliver, fb_text, settled
+from tests.support.clocks import SteppingClock
+from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
 
 
 async def listing(client: TestClient, headers: dict[str, str], query: str = "") -> dict[str, Any]:

@@ -49,8 +49,9 @@ from gateway.app import SWEEP_INTERVAL_SECONDS
 from gateway.settings import Settings, SettingsError
 from tests.fakes.graph_server import FakeGraph, GraphCall
 from tests.fakes.openai_server import FakeOpenAI, RecordedCall
-from tests.harness import APP_SECRET, JWT_SECRET, PROJECT_DATA, SECRETS_KEY, Tenant, connect_channel, provision, signed
-from tests.procs import GatewayProcess, free_port
+from tests.support.gateway_process import GatewayProcess, free_port
+from tests.support.harness import APP_SECRET, JWT_SECRET, SECRETS_KEY, Tenant, connect_channel, provision, signed
+from tests.support.paths import PROJECT_DATA
 
 PHONE_ID = "106540352242922"
 CUSTOMERS = 10

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.harness import auth, connect_channel, expect, provision, relay, signed
-from tests.reporting_rows import insert, ms, usage_row
+from tests.support.harness import auth, connect_channel, expect, provision, relay, signed
+from tests.support.reporting_rows import insert, ms, usage_row
 
 PAGE_ID = "1000001"
 

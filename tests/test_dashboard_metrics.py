@@ -19,8 +19,8 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay, signed
-from tests.reporting_rows import (
+from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay, signed
+from tests.support.reporting_rows import (
     conversation,
     dead_letter_row,
     failure_row,

@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, expect, provision, relay
-from tests.reporting_rows import failure_row, insert, ms, usage_row
+from tests.support.harness import Tenant, auth, expect, provision, relay
+from tests.support.reporting_rows import failure_row, insert, ms, usage_row
 
 MAY = {"from": "2025-05-01T00:00:00Z", "to": "2025-05-04T00:00:00Z"}
 DAYS = ["2025-05-01T00:00:00Z", "2025-05-02T00:00:00Z", "2025-05-03T00:00:00Z"]

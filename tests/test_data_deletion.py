@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from adapters.signed_request import encode_signed_request
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import APP_SECRET, connect_channel, db_rows, expect, provision, signed
+from tests.support.harness import APP_SECRET, connect_channel, db_rows, expect, provision, signed
 
 PATH = "/webhooks/meta/data-deletion"
 PAGE_ID = "1122334455"

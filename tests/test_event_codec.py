@@ -11,7 +11,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -35,8 +34,9 @@ from adapters.events import (
     event_from_json,
     event_to_json,
 )
+from tests.support.paths import META_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "meta"
+FIXTURES = META_FIXTURES
 PARSERS: dict[str, Callable[[Any], list[InboundEvent]]] = {
     "messenger": messenger.parse,
     "instagram": instagram.parse,

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.harness import Tenant, auth, db_rows, expect, provision, relay
+from tests.support.harness import Tenant, auth, db_rows, expect, provision, relay
 
 COLUMNS = [
     "id",

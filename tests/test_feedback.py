@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, db_rows, expect, provision, relay
+from tests.support.harness import Tenant, auth, db_rows, expect, provision, relay
 
 PATH = "/api/ai/feedback"
 

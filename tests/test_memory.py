@@ -9,7 +9,7 @@ from core.memory import build_prompt
 from core.models import StoredMessage
 from core.tokens import TokenCounter
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import expect, provision, relay
+from tests.support.harness import expect, provision, relay
 
 PERSONA = ChatMessage(role="system", content="You are a patient bakery assistant.")
 

@@ -14,8 +14,8 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.harness import auth, connect_channel, db_rows, expect, provision, relay, signed
-from tests.test_channel_flow import PHONE_ID, WA_USER, settled, wa_text
+from tests.support.channel_traffic import PHONE_ID, WA_USER, settled, wa_text
+from tests.support.harness import auth, connect_channel, db_rows, expect, provision, relay, signed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -23,7 +23,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.surfaces import SURFACES, openapi_document
 from tests.conftest import MakeClient
-from tests.harness import expect
+from tests.support.harness import expect
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 

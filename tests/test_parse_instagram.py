@@ -14,10 +14,11 @@ import pytest
 
 from adapters import instagram, messenger
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, Platform, Reaction, Referral
-from tests.event_text import assert_storable
+from tests.support.event_text import assert_storable
+from tests.support.paths import META_FIXTURES
 from tests.test_parse_messenger import REPLACEMENTS, SAMPLES, T, assert_well_formed, digest, mutations
 
-FIXTURES = Path(__file__).parent / "fixtures" / "meta" / "instagram"
+FIXTURES = META_FIXTURES / "instagram"
 
 IGID, IGID_B = "17841400000000001", "17841400000000002"
 IGSID, IGSID_B = "6543000000000001", "6543000000000002"

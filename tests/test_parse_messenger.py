@@ -17,11 +17,12 @@ import pytest
 
 from adapters import instagram, messenger
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, InboundEvent, Platform, Reaction, Referral
-from tests.event_text import assert_storable
+from tests.support.event_text import assert_storable
+from tests.support.paths import META_FIXTURES, META_SAMPLES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "meta" / "messenger"
+FIXTURES = META_FIXTURES / "messenger"
 # Meta's own samples live in the shared/ checkout beside the repo: present in CI, absent for most users.
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "meta-samples"
+SAMPLES = META_SAMPLES
 
 PAGE, PAGE_B = "104857600000001", "104857600000002"
 PSID, PSID_B = "7391000000000001", "7391000000000002"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,10 +31,11 @@ from adapters.events import (
     event_to_json,
 )
 from adapters.whatsapp import parse
-from tests.event_text import assert_storable
+from tests.support.event_text import assert_storable
+from tests.support.paths import META_FIXTURES, META_SAMPLES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "meta" / "whatsapp"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "meta-samples"
+FIXTURES = META_FIXTURES / "whatsapp"
+SAMPLES = META_SAMPLES
 PNID, PNID2 = "110200300400500", "110200300400999"
 WA, NAME = "447700900123", "Ada Lovelace"
 OURS = "wamid.HBgMNDQ3NzAwOTAwMTIzFQIAERgSQUJDMTIzT1VUQk9VTkQwMQA="

@@ -12,8 +12,9 @@ import pytest
 
 from core.chat import TokenUsage
 from core.pricing import PriceTable, PricingError, format_usd, to_nanousd
+from tests.support.paths import PROJECT_DATA
 
-PRICES_PATH = Path(__file__).resolve().parent.parent / "data" / "prices.json"
+PRICES_PATH = PROJECT_DATA / "prices.json"
 
 
 @pytest.fixture(scope="module")

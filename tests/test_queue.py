@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient
 from core.storage.inbox_queue import LeaseLost
 from gateway.keys import STORAGE
 from gateway.settings import Settings
-from tests.harness import connect_channel, db_rows, expect, provision, signed
-from tests.test_webhook_ingest import PHONE_ID, whatsapp_text
+from tests.support.channel_traffic import PHONE_ID, whatsapp_text
+from tests.support.harness import connect_channel, db_rows, expect, provision, signed
 
 
 async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settings) -> None:

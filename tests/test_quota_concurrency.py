@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.harness import db_rows, provision, quota_row, relay
+from tests.support.harness import db_rows, provision, quota_row, relay
 
 
 async def _burst(client: TestClient, tenant: Any, n: int) -> list[tuple[int, dict[str, Any]]]:

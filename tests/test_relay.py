@@ -7,7 +7,7 @@ from decimal import Decimal
 from aiohttp.test_utils import TestClient
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import expect, provision, relay
+from tests.support.harness import expect, provision, relay
 
 
 async def test_relay_answers_with_reply_usage_cost_and_quota(client: TestClient, fake_openai: FakeOpenAI) -> None:

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.harness import Tenant, db_rows, expect, provision, quota_row, relay
+from tests.support.harness import Tenant, db_rows, expect, provision, quota_row, relay
 
 
 def assert_nothing_charged(settings: Settings, tenant: Tenant) -> None:

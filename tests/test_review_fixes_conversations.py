@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
-from tests.test_channel_flow import NOW_S, PHONE_ID, deliver, settled, wa_text
+from tests.support.channel_traffic import NOW_S, PHONE_ID, deliver, settled, wa_text
+from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
 
 CONVERSATIONS = "/api/conversations"
 # A WhatsApp customer's wa_id (a phone number), which a business's own app may also use as its relay user id.

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import auth, expect, provision, relay
+from tests.support.harness import auth, expect, provision, relay
 from tests.test_export import COLUMNS, DAY, EXPORT, JAN_1, download, from_csv, insert_usage, stored
 
 FEED = "/api/dashboard/activity"

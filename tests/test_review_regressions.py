@@ -20,7 +20,7 @@ from core.llm import LLMClient, LLMRequest
 from core.storage.db import Database
 from core.storage.migrations import apply_migrations
 from gateway.settings import Settings, SettingsError
-from tests.harness import expect, provision
+from tests.support.harness import expect, provision
 
 REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50)
 

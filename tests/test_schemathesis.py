@@ -47,7 +47,7 @@ from gateway.surfaces import openapi_document
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.serving import serve_app
-from tests.harness import APP_SECRET, db_rows, make_settings, token
+from tests.support.harness import APP_SECRET, db_rows, make_settings, token
 
 CHECKS = [
     not_a_server_error,

@@ -11,7 +11,7 @@ import structlog
 from aiohttp.test_utils import TestClient
 
 from gateway.logging import configure_logging
-from tests.harness import auth, expect, provision, relay
+from tests.support.harness import auth, expect, provision, relay
 
 
 async def test_healthz_and_readyz(client: TestClient) -> None:

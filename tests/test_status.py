@@ -13,8 +13,8 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault, is_text_send
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import auth, connect_channel, db_rows, expect, provision, relay, signed
-from tests.test_channel_flow import NOW_MS, PAGE_ID, PHONE_ID, fb_text, wa_text
+from tests.support.channel_traffic import NOW_MS, PAGE_ID, PHONE_ID, fb_text, wa_text
+from tests.support.harness import auth, connect_channel, db_rows, expect, provision, relay, signed
 
 OPENAI = "/api/status/openai"
 WEBHOOKS = "/api/status/webhooks"

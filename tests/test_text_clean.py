@@ -20,13 +20,14 @@ from adapters.events import InboundEvent
 from adapters.text_clean import clean_text
 from gateway.settings import Settings
 from tests.conftest import MakeClient
-from tests.event_text import assert_storable, event_strings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import connect_channel, provision
-from tests.test_channel_flow import PHONE_ID, WA_USER, deliver, settled, wa_text
+from tests.support.channel_traffic import PHONE_ID, WA_USER, deliver, settled, wa_text
+from tests.support.event_text import assert_storable, event_strings
+from tests.support.harness import connect_channel, provision
+from tests.support.paths import META_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "meta"
+FIXTURES = META_FIXTURES
 PARSERS: dict[str, Callable[[Any], list[InboundEvent]]] = {
     "messenger": messenger.parse,
     "instagram": instagram.parse,

@@ -11,8 +11,9 @@ import tiktoken_ext.openai_public as openai_public
 from core import tokens
 from core.chat import ChatMessage
 from core.tokens import TokenCounter, TokenizerError, encoding_name_for_model
+from tests.support.paths import PROJECT_DATA
 
-TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "data" / "tokenizers"
+TOKENIZER_DIR = PROJECT_DATA / "tokenizers"
 
 # The six-message example from the cookbook's How_to_count_tokens_with_tiktoken notebook.
 COOKBOOK_MESSAGES = (

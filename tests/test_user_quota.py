@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import auth, expect, provision, relay
+from tests.support.harness import auth, expect, provision, relay
 
 
 async def quota(client: TestClient, headers: dict[str, str], **params: str) -> Any:

@@ -11,60 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.harness import APP_SECRET, VERIFY_TOKEN, Tenant, connect_channel, db_rows, expect, provision, signed
-
-PHONE_ID = "106540352242922"
-PAGE_ID = "1122334455"
-
-
-def whatsapp_text(wamid: str, text: str = "Hello", *, phone_id: str = PHONE_ID, wa_id: str = "16505551234") -> dict:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102290129340398",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_id},
-                            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": wa_id}],
-                            "messages": [
-                                {
-                                    "from": wa_id,
-                                    "id": wamid,
-                                    "timestamp": "1749854575",
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def messenger_text(mid: str, text: str = "Hi", *, page_id: str = PAGE_ID) -> dict:
-    return {
-        "object": "page",
-        "entry": [
-            {
-                "id": page_id,
-                "time": 1700000000000,
-                "messaging": [
-                    {
-                        "sender": {"id": "2900000000000001"},
-                        "recipient": {"id": page_id},
-                        "timestamp": 1700000000000,
-                        "message": {"mid": mid, "text": text},
-                    }
-                ],
-            }
-        ],
-    }
+from tests.support.channel_traffic import PAGE_ID, PHONE_ID, messenger_text, whatsapp_text
+from tests.support.harness import APP_SECRET, VERIFY_TOKEN, Tenant, connect_channel, db_rows, expect, provision, signed
 
 
 async def post(client: TestClient, path: str, body: Any, secret: str = APP_SECRET) -> Any:

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from admin.tokens import mint_token
 from gateway.settings import Settings
+from tests.support.paths import PROJECT_DATA
 
 JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
-PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def make_settings(tmp_path: Path, openai_base_url: str | None, **overrides: Any) -> Settings:

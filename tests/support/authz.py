@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from gateway.surfaces import openapi_document
-from tests.harness import auth, connect_channel, db_rows, expect, provision, relay
+from tests.support.harness import auth, connect_channel, db_rows, expect, provision, relay
 
 JWT_ROLES = ("admin", "owner", "viewer")
 # Parameters that name an object, and the prefix of a well-formed id of that kind (core/ids.py).

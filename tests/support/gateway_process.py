@@ -17,8 +17,6 @@ from pathlib import Path
 
 import aiohttp
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 def free_port() -> int:
     with socket.socket() as probe:
