@@ -13,9 +13,10 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.channel_traffic import NOW_MS, PAGE_ID, PSID, deliver, fb_event, fb_text, settled, until
 from tests.support.clocks import SteppingClock
-from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 FEED = "/api/dashboard/activity"
 
@@ -86,7 +87,7 @@ async def test_a_channel_that_needs_reauthorisation_shows_once(
     fake_graph.fail_text_sends_with(GraphFault(190, 463), GraphFault(190, 463))
     await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=NOW_MS))
     await deliver(client, "/webhooks/messenger", fb_text("m_2", "hello?", sender="2900000000000002", ts=NOW_MS))
-    await until(lambda: db_rows(settings, "SELECT status FROM channels")[0]["status"] == "needs_reauth")
+    await until(lambda: database.rows(settings, "SELECT status FROM channels")[0]["status"] == "needs_reauth")
     await asyncio.sleep(0.3)  # the other conversation's send fails too, or waits: either way no second row
 
     errors = await feed(client, auth("owner", tenant.account_id), "?kind=channel_error")

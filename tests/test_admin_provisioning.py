@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.harness import Tenant, auth, expect, provision, relay
 
 ADMIN = "/api/admin"
@@ -198,18 +196,12 @@ async def test_locked_account_cannot_relay_until_unlocked(client: TestClient, fa
 # --- API keys -----------------------------------------------------------------------------------------------------
 
 
-def _database_path(settings: Settings) -> Path:
-    return Path(settings.database_url.removeprefix("sqlite:///"))
-
-
-def _all_text(path: Path) -> list[str]:
+def _all_text(settings: Settings) -> list[str]:
     """Every text or blob value of every table in the database."""
     values: list[str] = []
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            for row in db.execute(f'SELECT * FROM "{table}"'):
-                values += [v if isinstance(v, str) else v.decode("latin-1") for v in row if isinstance(v, (str, bytes))]
+    for table in database.table_names(settings):
+        for row in database.rows(settings, f'SELECT * FROM "{table}"'):
+            values += [v if isinstance(v, str) else v.decode("latin-1") for v in row if isinstance(v, (str, bytes))]
     return values
 
 
@@ -232,12 +224,10 @@ async def test_api_key_is_shown_once_and_stored_only_as_hash(
     # The new key works, so what is stored must be enough to check it...
     await expect(await relay(client, Tenant(tenant.plan_id, tenant.account_id, tenant.bot_id, key), "hi"), 200)
     # ...and yet the database holds no plaintext, only the SHA-256 of every key.
-    database = _database_path(settings)
-    text = _all_text(database)
+    text = _all_text(settings)
     for plaintext in (key, tenant.api_key):
         assert not any(plaintext[12:] in value for value in text)
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        hashes = {r[0] for r in db.execute("SELECT key_hash FROM api_keys")}
+    hashes = {r[0] for r in database.rows(settings, "SELECT key_hash FROM api_keys")}
     assert hashes == {hashlib.sha256(k.encode()).hexdigest() for k in (key, tenant.api_key)}
 
 

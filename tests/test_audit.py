@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.clocks import SteppingClock
-from tests.support.harness import auth, db_rows, expect, provision, relay
+from tests.support.harness import auth, expect, provision, relay
 
 TRAIL = "/api/admin/audit"
 
@@ -69,7 +70,7 @@ async def test_secrets_sent_or_shown_never_reach_the_trail(client: TestClient, s
 
     assert entries[1]["detail"] == {"fields": ["access_token", "app_secret", "external_id", "platform", "verify_token"]}
     assert entries[0]["status"] == 400 and entries[0]["detail"]["other_fields"] == 1
-    stored = " ".join(str(tuple(row)) for row in db_rows(settings, "SELECT * FROM audit_log"))
+    stored = " ".join(str(tuple(row)) for row in database.rows(settings, "SELECT * FROM audit_log"))
     for secret in (*secrets.values(), tenant.api_key, "sk-live-0123456789abcdef"):
         assert secret not in stored
 

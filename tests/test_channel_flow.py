@@ -6,9 +6,7 @@ import asyncio
 import itertools
 import json
 import random
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +17,7 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault
 from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.support import database
 from tests.support.channel_traffic import (
     NOW_MS,
     NOW_S,
@@ -34,7 +33,7 @@ from tests.support.channel_traffic import (
     wa_message,
     wa_text,
 )
-from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, quota_row
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ async def test_whatsapp_text_is_answered_in_context_and_charged(
     assert text.body["context"] == {"message_id": "wamid.1"}
     assert text.body["text"]["body"] == "You said: Do you deliver on Sundays?"
     assert text.token == f"token-{PHONE_ID}"
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == call.usage["total_tokens"]
+    assert database.quota_row(settings, tenant.account_id)["used_tokens"] == call.usage["total_tokens"]
     assert row["reply_text"] == "You said: Do you deliver on Sundays?"
 
 
@@ -207,8 +206,7 @@ async def test_our_echo_is_ours_even_when_its_message_id_was_never_recorded(
     await settled(settings)
     [ours] = [r for r in fake_graph.requests if r.kind == "text"]
     assert ours.body["message"]["metadata"] == "nexus-gateway"
-    with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as conn, conn:
-        conn.execute("DELETE FROM outbound_messages")  # as if the process died right after the send
+    database.execute(settings, "DELETE FROM outbound_messages")  # as if the process died right after the send
     echo = {"message": {"mid": "m_unrecorded", "is_echo": True, "app_id": 111, "metadata": "nexus-gateway"}}
     await deliver(client, "/webhooks/messenger", fb_event(echo, sender=PAGE_ID, recipient=PSID, ts=NOW_MS + 1000))
     await deliver(client, "/webhooks/messenger", fb_text("m_2", "still there?", ts=NOW_MS + 2000))
@@ -238,14 +236,16 @@ async def test_graph_190_holds_the_conversation_until_the_owner_gives_a_new_toke
     fake_graph.fail_text_sends_with(GraphFault(190, 463))
     await deliver(client, "/webhooks/messenger", fb_text("m_1", "hello", ts=NOW_MS))
     held = "SELECT event_key, state, attempts, last_error FROM inbox WHERE last_error = ? ORDER BY platform_ts"
-    await until(lambda: len(db_rows(settings, held, ("channel needs re-authorisation",))) == 1)
-    [channel] = db_rows(settings, "SELECT id, status, status_reason FROM channels WHERE external_id = ?", (PAGE_ID,))
+    await until(lambda: len(database.rows(settings, held, ("channel needs re-authorisation",))) == 1)
+    [channel] = database.rows(
+        settings, "SELECT id, status, status_reason FROM channels WHERE external_id = ?", (PAGE_ID,)
+    )
     assert channel["status"] == "needs_reauth" and "190" in channel["status_reason"]
     # A later message of the conversation waits behind it (order is kept), without a model call.
     await deliver(client, "/webhooks/messenger", fb_text("m_2", "hello?", ts=NOW_MS + 1000))
     await asyncio.sleep(0.3)
     states = "SELECT event_key, state, attempts FROM inbox WHERE event_key LIKE 'm_%' ORDER BY platform_ts"
-    assert [(r["state"], r["attempts"]) for r in db_rows(settings, states)] == [("pending", 0), ("pending", 0)]
+    assert [(r["state"], r["attempts"]) for r in database.rows(settings, states)] == [("pending", 0), ("pending", 0)]
     assert len(fake_openai.calls) == 1
     # The owner reconnects with a new Page token: both are answered, the first with the reply stored before.
     fake_graph.assets.grant("renewed-page-token", page_id=PAGE_ID)
@@ -263,14 +263,17 @@ async def test_a_held_message_past_the_reply_window_is_let_go(live: Any, fake_op
     """Regression: events held for re-authorisation were held again every two minutes forever, even once the
     24-hour window had closed and nothing could be sent any more."""
     client, _, settings = live
-    with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as conn, conn:
-        conn.execute("UPDATE channels SET status = 'needs_reauth' WHERE external_id = ?", (PAGE_ID,))
+    database.execute(settings, "UPDATE channels SET status = 'needs_reauth' WHERE external_id = ?", (PAGE_ID,))
     day_ago = int(time.time() * 1000) - 24 * 3600 * 1000 - 60_000
     await deliver(client, "/webhooks/messenger", fb_text("m_old", "hello?", ts=day_ago))
     await deliver(client, "/webhooks/messenger", fb_text("m_new", "hello", sender="24000999", ts=NOW_MS))
     query = "SELECT event_key, state, last_error FROM inbox WHERE event_key IN ('m_old', 'm_new') ORDER BY event_key"
-    await until(lambda: all(r["last_error"] for r in db_rows(settings, query)) and len(db_rows(settings, query)) == 2)
-    rows = {r["event_key"]: r["state"] for r in db_rows(settings, query)}
+    await until(
+        lambda: (
+            all(r["last_error"] for r in database.rows(settings, query)) and len(database.rows(settings, query)) == 2
+        )
+    )
+    rows = {r["event_key"]: r["state"] for r in database.rows(settings, query)}
     assert rows == {"m_new": "pending", "m_old": "undeliverable"}
     assert fake_openai.calls == []
 
@@ -306,7 +309,7 @@ async def test_a_model_outage_ends_in_one_fallback_message(
     [row] = await settled(settings, within=30)
     assert row["state"] == "dead" and row["attempts"] == 5
     assert fake_graph.texts_to(WA_USER) == ["Sorry, try again later."]
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == 0
+    assert database.quota_row(settings, tenant.account_id)["used_tokens"] == 0
 
 
 async def test_statuses_and_reactions_are_recorded_not_answered(
@@ -315,11 +318,11 @@ async def test_statuses_and_reactions_are_recorded_not_answered(
     client, _, settings = live
     reaction = {"type": "reaction", "reaction": {"message_id": "wamid.ours", "emoji": "👍"}}
     await deliver(client, "/webhooks/whatsapp", wa_message("wamid.r", reaction))
-    [row] = db_rows(settings, "SELECT state, kind FROM inbox")
+    [row] = database.rows(settings, "SELECT state, kind FROM inbox")
     assert (row["kind"], row["state"]) == ("reaction", "recorded")
     await asyncio.sleep(0.3)
     assert fake_openai.calls == [] and fake_graph.requests == []
-    assert json.loads(db_rows(settings, "SELECT event FROM inbox")[0]["event"])["reaction"]["emoji"] == "👍"
+    assert json.loads(database.rows(settings, "SELECT event FROM inbox")[0]["event"])["reaction"]["emoji"] == "👍"
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_conversation_moves_on(

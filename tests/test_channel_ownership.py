@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph, GraphFault
-from tests.support.harness import auth, db_rows, expect, provision
+from tests.support import database
+from tests.support.harness import auth, expect, provision
 
 PAGE, OTHER_PAGE, IG, OTHER_IG, PHONE = (
     "1122334455",
@@ -53,7 +54,7 @@ async def test_a_token_for_another_page_is_refused_and_nothing_is_stored(
     error = (await expect(response, 400))["error"]
     assert error["code"] == "bad_request" and OTHER_PAGE in error["message"]
     assert "my-page-token" not in error["message"]
-    assert db_rows(settings, "SELECT id FROM channels") == []
+    assert database.rows(settings, "SELECT id FROM channels") == []
 
 
 async def test_an_operator_cannot_skip_the_check_either(client: TestClient, fake_graph: FakeGraph) -> None:
@@ -113,7 +114,7 @@ async def test_graph_unreachable_is_a_502_and_nothing_is_stored(
         fake_graph.read_faults.extend(faults)
         response = await client.post(f"/api/admin/bots/{tenant.bot_id}/channels", json=body, headers=auth())
         assert (await expect(response, 502))["error"]["code"] == "upstream_unavailable"
-    assert db_rows(settings, "SELECT id FROM channels") == []
+    assert database.rows(settings, "SELECT id FROM channels") == []
     # Once Graph answers again, the same request goes through.
     await expect(await client.post(f"/api/admin/bots/{tenant.bot_id}/channels", json=body, headers=auth()), 201)
 
@@ -128,12 +129,12 @@ async def test_a_replacement_token_is_checked_before_it_replaces_the_old_one(
     owner = auth("owner", tenant.account_id)
     created = await connect(client, tenant.bot_id, owner, platform="messenger", external_id=PAGE, access_token="first")
     channel = await expect(created, 201)
-    sealed_before = db_rows(settings, "SELECT access_token_sealed FROM channels")[0][0]
+    sealed_before = database.rows(settings, "SELECT access_token_sealed FROM channels")[0][0]
     url = f"/api/admin/channels/{channel['id']}"
     await expect(await client.patch(url, json={"access_token": "other-page"}, headers=owner), 400)
-    assert db_rows(settings, "SELECT access_token_sealed FROM channels")[0][0] == sealed_before
+    assert database.rows(settings, "SELECT access_token_sealed FROM channels")[0][0] == sealed_before
     await expect(await client.patch(url, json={"access_token": "renewed"}, headers=owner), 200)
-    assert db_rows(settings, "SELECT access_token_sealed FROM channels")[0][0] != sealed_before
+    assert database.rows(settings, "SELECT access_token_sealed FROM channels")[0][0] != sealed_before
     # Changing only the status needs no Graph call.
     reads = len(fake_graph.reads)
     await expect(await client.patch(url, json={"status": "disabled"}, headers=owner), 200)

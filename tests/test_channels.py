@@ -8,7 +8,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.conftest import MakeClient
-from tests.support.harness import auth, connect_channel, db_rows, expect, provision
+from tests.support import database
+from tests.support.harness import auth, connect_channel, expect, provision
 
 
 async def test_connect_list_update_disconnect(client: TestClient, settings: Settings) -> None:
@@ -36,7 +37,7 @@ async def test_secrets_are_sealed_at_rest_and_never_returned(client: TestClient,
     channel = await connect_channel(
         client, tenant, "messenger", "1234567890", app_secret="app-secret-plain", verify_token="verify-plain"
     )
-    dump = "\n".join(str(tuple(row)) for row in db_rows(settings, "SELECT * FROM channels"))
+    dump = "\n".join(str(tuple(row)) for row in database.rows(settings, "SELECT * FROM channels"))
     for plaintext in ("token-1234567890", "app-secret-plain", "verify-plain"):
         assert plaintext not in dump
     body = await (await client.get(f"/api/admin/channels/{channel['id']}", headers=auth())).text()
@@ -50,7 +51,7 @@ async def test_without_secrets_key_nothing_is_stored(make_client: MakeClient, se
     response = await client.post(f"/api/admin/bots/{tenant.bot_id}/channels", json=body, headers=auth())
     error = (await expect(response, 503))["error"]
     assert error["code"] == "not_configured" and "SECRETS_KEY" in error["message"]
-    assert db_rows(settings, "SELECT id FROM channels") == []
+    assert database.rows(settings, "SELECT id FROM channels") == []
 
 
 async def test_the_same_page_cannot_be_connected_twice(client: TestClient) -> None:

@@ -12,7 +12,8 @@ import pytest
 from admin.tokens import verify_token
 from gateway.cli import main
 from gateway.settings import Settings, SettingsError
-from tests.support.harness import JWT_SECRET, db_rows
+from tests.support import database
+from tests.support.harness import JWT_SECRET
 from tests.support.paths import PROJECT_DATA
 
 
@@ -45,20 +46,20 @@ def test_token_refuses_without_secret_or_account(capsys: pytest.CaptureFixture[s
 
 
 def test_migrate_is_idempotent(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "DATA_DIR": str(PROJECT_DATA)}
+    env = {"DATABASE_URL": database.scratch_url(tmp_path, "g.db"), "DATA_DIR": str(PROJECT_DATA)}
     assert "applied 1" in run(["migrate"], env)[1]
     assert "nothing to apply" in run(["migrate"], env)[1]
 
 
 def test_demo_provisions_a_working_tenant(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "DATA_DIR": str(PROJECT_DATA)}
+    env = {"DATABASE_URL": database.scratch_url(tmp_path, "g.db"), "DATA_DIR": str(PROJECT_DATA)}
     code, out = run(["demo"], env)
     assert code == 0
     key = next(word for word in out.split() if word.startswith("nxk_"))
     settings = Settings.from_env(env)
-    assert {r["name"] for r in db_rows(settings, "SELECT name FROM plans")} == {"starter", "growth", "business"}
-    assert len(db_rows(settings, "SELECT id FROM bots")) == 1
-    assert key not in "".join(str(tuple(r)) for r in db_rows(settings, "SELECT * FROM api_keys"))
+    assert {r["name"] for r in database.rows(settings, "SELECT name FROM plans")} == {"starter", "growth", "business"}
+    assert len(database.rows(settings, "SELECT id FROM bots")) == 1
+    assert key not in "".join(str(tuple(r)) for r in database.rows(settings, "SELECT * FROM api_keys"))
     assert "seed plans created: none" in run(["seed"], env)[1]
 
 
@@ -112,7 +113,7 @@ def test_python_m_gateway_serves_with_migrations_applied(tmp_path: Path) -> None
     env = {
         "PATH": "/usr/bin:/bin",
         "PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
+        "DATABASE_URL": database.scratch_url(tmp_path, "served.db"),
         "DATA_DIR": str(PROJECT_DATA),
     }
     proc = subprocess.Popen(
@@ -141,23 +142,20 @@ async def test_rotate_secrets_re_encrypts_under_the_new_key(tmp_path: Path) -> N
     from core.clock import SystemClock
     from core.secrets import SecretBox
     from core.storage.channels import ChannelStore
-    from core.storage.db import Database
     from tests.support.harness import SECRETS_KEY
 
     new_key = base64.urlsafe_b64encode(b"n" * 32).decode()
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'g.db'}", "DATA_DIR": str(PROJECT_DATA)}
+    env = {"DATABASE_URL": database.scratch_url(tmp_path, "g.db"), "DATA_DIR": str(PROJECT_DATA)}
     assert (await asyncio.to_thread(run, ["demo"], env))[0] == 0
-    db = await Database.open(env["DATABASE_URL"])
-    [bot] = db_rows(Settings.from_env(env), "SELECT id, account_id FROM bots")
-    old = ChannelStore(db, SystemClock(), SecretBox(SECRETS_KEY))
-    channel = await old.connect(
-        bot["account_id"], bot["id"], {"platform": "whatsapp", "external_id": "1", "access_token": "tok"}
-    )
-    await db.close()
+    async with database.open_database(env["DATABASE_URL"]) as db:
+        [bot] = database.rows(Settings.from_env(env), "SELECT id, account_id FROM bots")
+        old = ChannelStore(db, SystemClock(), SecretBox(SECRETS_KEY))
+        channel = await old.connect(
+            bot["account_id"], bot["id"], {"platform": "whatsapp", "external_id": "1", "access_token": "tok"}
+        )
 
     code, out = await asyncio.to_thread(run, ["rotate-secrets"], {**env, "SECRETS_KEY": f"{new_key},{SECRETS_KEY}"})
     assert code == 0 and "1 channel" in out
-    db = await Database.open(env["DATABASE_URL"])
-    only_new = ChannelStore(db, SystemClock(), SecretBox(new_key))
-    assert (await only_new.secrets(channel.id)).access_token == "tok"
-    await db.close()
+    async with database.open_database(env["DATABASE_URL"]) as db:
+        only_new = ChannelStore(db, SystemClock(), SecretBox(new_key))
+        assert (await only_new.secrets(channel.id)).access_token == "tok"

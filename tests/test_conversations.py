@@ -14,9 +14,10 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.channel_traffic import NOW_MS, PAGE_ID, PSID, deliver, fb_text, settled
 from tests.support.clocks import SteppingClock
-from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 
 async def listing(client: TestClient, headers: dict[str, str], query: str = "") -> dict[str, Any]:
@@ -231,7 +232,7 @@ async def test_pause_is_for_owners_of_the_account(live: Any, fake_openai: FakeOp
         await expect(await client.post(f"{path}/{action}", headers=auth("owner", other.account_id)), 404)
     await expect(await client.post("/api/conversations/con_missing/pause", headers=auth()), 404)
 
-    assert db_rows(settings, "SELECT * FROM conversation_state WHERE paused_until IS NOT NULL") == []
+    assert database.rows(settings, "SELECT * FROM conversation_state WHERE paused_until IS NOT NULL") == []
     await expect(await client.post(f"{path}/pause", headers=auth()), 200)  # the operator may
 
 
@@ -266,7 +267,7 @@ async def test_erasing_a_contact_removes_their_conversation_in_that_account_only
 
     assert erased["erased"]["contacts"] == 1 and erased["erased"]["messages"] == 2
     await expect(await client.get(path, headers=owner), 404)
-    assert db_rows(settings, "SELECT * FROM messages WHERE content LIKE '%Main St%'") == []
+    assert database.rows(settings, "SELECT * FROM messages WHERE content LIKE '%Main St%'") == []
     remaining = {c["external_id"] for c in (await listing(client, auth()))["conversations"]}
     assert remaining == {"same-person", "other-person"}  # B's customer of the same id, and A's other customer
     assert [c["account_id"] for c in (await listing(client, auth(), "?q=same-person"))["conversations"]] == [

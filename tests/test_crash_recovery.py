@@ -22,7 +22,7 @@ Measured against the plan's W7 bounds:
 
 The dead process's leases expire only INBOX_LEASE_SECONDS (40 s at least, with LLM_TOTAL_BUDGET=5) after they were
 taken, and its reservations RESERVATION_TTL_SECONDS after they were made. The fast SIGKILL test stands in for that
-wait by expiring both in the database file before the restart, the state waiting would reach: leases with
+wait by expiring both in the database before the restart, the state waiting would reach: leases with
 `lease_expires_at = 0`, reservations with `expires_at = 0`, which the restarted process's sweeper releases on its
 first run, at start. One test, and only that one, waits the real lease and the real sweep instead (about 45 s):
 without it nothing would show that the restarted process leaves a live lease alone, takes it over once it expires,
@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from gateway.app import SWEEP_INTERVAL_SECONDS
 from gateway.settings import Settings, SettingsError
 from tests.fakes.graph_server import FakeGraph, GraphCall
 from tests.fakes.openai_server import FakeOpenAI, RecordedCall
+from tests.support import database
 from tests.support.gateway_process import GatewayProcess, free_port
 from tests.support.harness import APP_SECRET, JWT_SECRET, SECRETS_KEY, Tenant, connect_channel, provision, signed
 from tests.support.paths import PROJECT_DATA
@@ -102,12 +101,12 @@ def wa_text(customer: int, n: int) -> dict[str, Any]:
     }
 
 
-def gateway_env(db_path: Path, openai_url: str, graph_url: str) -> dict[str, str]:
+def gateway_env(database_url: str, openai_url: str, graph_url: str) -> dict[str, str]:
     return {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": str(PROJECT_DATA.parent),
         "PORT": str(free_port()),
-        "DATABASE_URL": f"sqlite:///{db_path}",
+        "DATABASE_URL": database_url,
         "DATA_DIR": str(PROJECT_DATA),
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": openai_url,
@@ -127,35 +126,22 @@ def gateway_env(db_path: Path, openai_url: str, graph_url: str) -> dict[str, str
     }
 
 
-# ---- reading the database file, as an operator would ---------------------------------------------------------
+# ---- reading the database, as an operator would --------------------------------------------------------------
 
 
-def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    with closing(sqlite3.connect(db_path, timeout=10)) as conn:
-        conn.row_factory = sqlite3.Row
-        return conn.execute(sql, params).fetchall()
+def inbox(database_url: str) -> dict[str, database.Row]:
+    return {r["event_key"]: r for r in database.rows(database_url, "SELECT * FROM inbox")}
 
 
-def write(db_path: Path, sql: str) -> int:
-    with closing(sqlite3.connect(db_path, timeout=10)) as conn, conn:
-        return conn.execute(sql).rowcount
-
-
-def inbox(db_path: Path) -> dict[str, sqlite3.Row]:
-    return {r["event_key"]: r for r in query(db_path, "SELECT * FROM inbox")}
-
-
-def quota(db_path: Path, account_id: str) -> tuple[int, int, int]:
+def quota(database_url: str, account_id: str) -> tuple[int, int, int]:
     """(used_tokens, reserved_tokens, SUM of the reservation rows' tokens)."""
-    [state] = query(db_path, "SELECT used_tokens, reserved_tokens FROM quota_state WHERE account_id = ?", (account_id,))
-    [held] = query(
-        db_path, "SELECT COALESCE(SUM(tokens), 0) AS n FROM quota_reservations WHERE account_id = ?", (account_id,)
+    [state] = database.rows(
+        database_url, "SELECT used_tokens, reserved_tokens FROM quota_state WHERE account_id = ?", (account_id,)
+    )
+    [held] = database.rows(
+        database_url, "SELECT COALESCE(SUM(tokens), 0) AS n FROM quota_reservations WHERE account_id = ?", (account_id,)
     )
     return int(state["used_tokens"]), int(state["reserved_tokens"]), int(held["n"])
-
-
-def integrity(db_path: Path) -> str:
-    return str(query(db_path, "PRAGMA integrity_check")[0][0])
 
 
 # ---- what the fakes saw ----------------------------------------------------------------------------------------
@@ -190,7 +176,7 @@ class Scenario:
     gateway: GatewayProcess
     openai: FakeOpenAI
     graph: FakeGraph
-    db_path: Path
+    database_url: str
     tenant: Tenant
 
 
@@ -210,8 +196,8 @@ class Left:
 
     graph: list[GraphCall]
     calls: list[RecordedCall]
-    inbox: dict[str, sqlite3.Row]
-    reservations: list[sqlite3.Row]
+    inbox: dict[str, database.Row]
+    reservations: list[database.Row]
     reserved_tokens: int
 
 
@@ -222,15 +208,15 @@ async def scenario(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Scenari
     openai, graph = FakeOpenAI(latency=0.15, jitter=0.1), FakeGraph(latency=0.05, implicit_grants=True)
     openai_url = str((await aiohttp_server(openai.app)).make_url("/v1"))
     graph_url = str((await aiohttp_server(graph.app)).make_url("")).rstrip("/")
-    db_path = tmp_path / "gateway.db"
-    gateway = GatewayProcess(gateway_env(db_path, openai_url, graph_url), tmp_path / "gateway.log", tmp_path)
+    database_url = database.scratch_url(tmp_path)
+    gateway = GatewayProcess(gateway_env(database_url, openai_url, graph_url), tmp_path / "gateway.log", tmp_path)
     try:
         gateway.start()
         await gateway.wait_ready()
         async with aiohttp.ClientSession(base_url=gateway.base_url) as admin:
             tenant = await provision(admin, name="Crashy", plan={"monthly_token_limit": 1_000_000})  # type: ignore[arg-type]
             await connect_channel(admin, tenant, "whatsapp", PHONE_ID)  # type: ignore[arg-type]
-        yield Scenario(gateway, openai, graph, db_path, tenant)
+        yield Scenario(gateway, openai, graph, database_url, tenant)
     finally:
         gateway.close()
 
@@ -246,7 +232,7 @@ async def deliver_all(s: Scenario) -> None:
 
         for n in range(PER_CUSTOMER):
             await asyncio.gather(*(one(c, n) for c in range(CUSTOMERS)))
-    assert len(inbox(s.db_path)) == TOTAL
+    assert len(inbox(s.database_url)) == TOTAL
 
 
 async def signal_with_work_in_flight(s: Scenario, sig: signal.Signals, within: float = 20.0) -> AtKill:
@@ -275,10 +261,10 @@ async def fakes_idle(s: Scenario, within: float = 5.0) -> None:
 
 async def left_behind(s: Scenario) -> Left:
     await fakes_idle(s)
-    _, reserved, held = quota(s.db_path, s.tenant.account_id)
+    _, reserved, held = quota(s.database_url, s.tenant.account_id)
     assert reserved == held  # the ledger is consistent even at a crash: both change in one transaction
-    reservations = query(s.db_path, "SELECT * FROM quota_reservations")
-    return Left(list(s.graph.requests), list(s.openai.calls), inbox(s.db_path), reservations, reserved)
+    reservations = database.rows(s.database_url, "SELECT * FROM quota_reservations")
+    return Left(list(s.graph.requests), list(s.openai.calls), inbox(s.database_url), reservations, reserved)
 
 
 async def until(check: Callable[[], bool], within: float, what: Callable[[], str]) -> None:
@@ -288,17 +274,17 @@ async def until(check: Callable[[], bool], within: float, what: Callable[[], str
         await asyncio.sleep(0.05)
 
 
-async def all_answered(s: Scenario, within: float) -> dict[str, sqlite3.Row]:
+async def all_answered(s: Scenario, within: float) -> dict[str, database.Row]:
     def settled() -> bool:
-        return all(r["state"] != "pending" for r in inbox(s.db_path).values())
+        return all(r["state"] != "pending" for r in inbox(s.database_url).values())
 
     def stuck() -> str:
-        rows = inbox(s.db_path).values()
+        rows = inbox(s.database_url).values()
         states = [(r["event_key"], r["state"], r["lease_owner"], r["last_error"]) for r in rows if r["state"] != "done"]
         return f"not settled in {within} s: {states}\n{s.gateway.log()}"
 
     await until(settled, within, stuck)
-    rows = inbox(s.db_path)
+    rows = inbox(s.database_url)
     assert {r["state"] for r in rows.values()} == {"done"}, stuck()
     return rows
 
@@ -358,14 +344,14 @@ def check_recovered(s: Scenario, left: Left) -> Outcome:
     assert all(len(c) <= 2 for c in calls.values())
 
     # Quota: one charge per message, the usage of the call whose reply was sent; nothing left reserved.
-    used, reserved, held = quota(s.db_path, s.tenant.account_id)
-    ok_rows = query(s.db_path, "SELECT total_tokens FROM usage_records WHERE outcome = 'ok'")
+    used, reserved, held = quota(s.database_url, s.tenant.account_id)
+    ok_rows = database.rows(s.database_url, "SELECT total_tokens FROM usage_records WHERE outcome = 'ok'")
     assert len(ok_rows) == TOTAL
     assert used == sum(int(r["total_tokens"]) for r in ok_rows)
     last_ok = [[c for c in by if c.status == 200][-1] for by in calls.values()]
     assert used == sum(c.usage["total_tokens"] for c in last_ok if c.usage is not None)
     assert (reserved, held) == (0, 0)
-    assert query(s.db_path, "SELECT COUNT(*) FROM quota_reservations")[0][0] == 0
+    assert database.rows(s.database_url, "SELECT COUNT(*) FROM quota_reservations")[0][0] == 0
     return Outcome(len(cut), len(unrecorded), duplicates, total_calls, len(unstored))
 
 
@@ -377,7 +363,7 @@ def report(name: str, **values: Any) -> None:
 
 
 def test_the_crash_settings_are_the_least_the_gateway_accepts(tmp_path: Path) -> None:
-    env = gateway_env(tmp_path / "g.db", "http://127.0.0.1:9/v1", "http://127.0.0.1:9")
+    env = gateway_env(database.scratch_url(tmp_path, "g.db"), "http://127.0.0.1:9/v1", "http://127.0.0.1:9")
     settings = Settings.from_env(env)
     assert (settings.workers, settings.inbox_lease_seconds, settings.reservation_ttl_seconds) == (4, 40, 40)
     assert (settings.llm_total_budget, settings.llm_attempt_timeout) == (5.0, 5.0)
@@ -397,26 +383,26 @@ async def test_sigkill_with_work_in_flight_loses_nothing_after_restart(scenario:
     queued = sum(1 for r in left.inbox.values() if r["state"] == "pending" and r["lease_owner"] is None)
     leased_now = sum(1 for r in left.inbox.values() if r["state"] == "pending" and r["lease_owner"] is not None)
     assert "done" in states and leased_now and queued  # messages answered, in the dead process's hands, and queued
-    assert integrity(s.db_path) == "ok"
+    assert database.integrity_check(s.database_url) == "ok"
 
     # Stands in for waiting out INBOX_LEASE_SECONDS and RESERVATION_TTL_SECONDS (see the module docstring and the
     # next test, which waits for real): the dead process's leases and reservations are made expired, as they
     # would be by then; the restarted process's sweeper releases the reservations on its first run, at start.
-    leased = write(
-        s.db_path, "UPDATE inbox SET lease_expires_at = 0 WHERE lease_owner IS NOT NULL AND state = 'pending'"
+    leased = database.execute(
+        s.database_url, "UPDATE inbox SET lease_expires_at = 0 WHERE lease_owner IS NOT NULL AND state = 'pending'"
     )
-    expired = write(s.db_path, "UPDATE quota_reservations SET expires_at = 0")
+    expired = database.execute(s.database_url, "UPDATE quota_reservations SET expires_at = 0")
     assert leased == leased_now and expired == len(left.reservations) >= 1
 
     s.gateway.start()
     await s.gateway.wait_ready()
     await all_answered(s, within=30)
     await until(
-        lambda: quota(s.db_path, s.tenant.account_id)[1:] == (0, 0), 5, lambda: "reservations were not released"
+        lambda: quota(s.database_url, s.tenant.account_id)[1:] == (0, 0), 5, lambda: "reservations were not released"
     )
     outcome = check_recovered(s, left)
     await stop_gracefully(s)
-    assert integrity(s.db_path) == "ok"
+    assert database.integrity_check(s.database_url) == "ok"
     report(
         "SIGKILL, leases expired in the file",
         replies_before=at_kill.replies,
@@ -474,14 +460,14 @@ async def test_sigkill_then_the_real_lease_and_sweep_recover_everything(scenario
             assert ended + wall < min(leases.values()), message_id
 
     await until(
-        lambda: quota(s.db_path, s.tenant.account_id)[1:] == (0, 0),
+        lambda: quota(s.database_url, s.tenant.account_id)[1:] == (0, 0),
         sweep_due + 10 - time.time(),
-        lambda: f"reservations not released: {quota(s.db_path, s.tenant.account_id)}\n{s.gateway.log()}",
+        lambda: f"reservations not released: {quota(s.database_url, s.tenant.account_id)}\n{s.gateway.log()}",
     )
     outcome = check_recovered(s, left)
     assert "stale_reservations_released" in s.gateway.log(tail=10**7)
     await stop_gracefully(s)
-    assert integrity(s.db_path) == "ok"
+    assert database.integrity_check(s.database_url) == "ok"
     report(
         "SIGKILL, real lease and sweep",
         replies_before=at_kill.replies,
@@ -522,7 +508,7 @@ async def test_sigterm_drains_in_flight_work_and_a_restart_answers_the_rest_once
     assert outcome.duplicates == 0 and outcome.model_calls == TOTAL
     assert all(len(calls) == 1 for calls in text_sends(s.graph.requests).values())
     await stop_gracefully(s)
-    assert integrity(s.db_path) == "ok"
+    assert database.integrity_check(s.database_url) == "ok"
     report(
         "SIGTERM",
         replies_before=at_term.replies,

@@ -4,9 +4,7 @@ past times, compared with values computed by hand; scoping by role and account; 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -19,7 +17,8 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay, signed
+from tests.support import database
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay, signed
 from tests.support.reporting_rows import (
     conversation,
     dead_letter_row,
@@ -293,7 +292,7 @@ async def test_a_dead_letter_stays_a_fallback_after_the_inbox_is_purged(
     raw, headers = signed({"object": "page", "entry": [{"id": "1000001", "time": now_ms, "messaging": [event]}]})
     await expect(await client.post("/webhooks/messenger", data=raw, headers=headers), 200)
     deadline = time.monotonic() + 20
-    while db_rows(settings, "SELECT state FROM inbox")[0]["state"] == "pending":
+    while database.rows(settings, "SELECT state FROM inbox")[0]["state"] == "pending":
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     assert fake_graph.texts_to("2900000000000001") == ["Sorry, try again later."]
@@ -302,9 +301,7 @@ async def test_a_dead_letter_stays_a_fallback_after_the_inbox_is_purged(
     before = await metrics(client, owner)
     # Eleven days later the purge drops the finished event (the figure must not change with it).
     old = int(time.time() * 1000) - 11 * 24 * 3600 * 1000
-    with closing(sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))) as conn:
-        conn.execute("UPDATE inbox SET received_at = ?, updated_at = ?", (old, old))
-        conn.commit()
+    database.execute(settings, "UPDATE inbox SET received_at = ?, updated_at = ?", (old, old))
     assert await client.server.app[STORAGE].queue.purge(older_than_ms=INBOX_RETENTION_MS) == 1
     after = await metrics(client, owner)
     feed = await expect(await client.get("/api/dashboard/activity", params={"kind": "dead_letter"}, headers=owner), 200)

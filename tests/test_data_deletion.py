@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from adapters.signed_request import encode_signed_request
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support.harness import APP_SECRET, connect_channel, db_rows, expect, provision, signed
+from tests.support import database
+from tests.support.harness import APP_SECRET, connect_channel, expect, provision, signed
 
 PATH = "/webhooks/meta/data-deletion"
 PAGE_ID = "1122334455"
@@ -61,10 +62,10 @@ async def customer_with_history(client: TestClient, settings: Settings) -> None:
 def rows_mentioning(settings: Settings, needle: str) -> list[str]:
     """A schema-wide scan: every table, every text column."""
     hits = []
-    for table in db_rows(settings, "SELECT name FROM sqlite_master WHERE type = 'table'"):
-        for row in db_rows(settings, f"SELECT * FROM {table['name']}"):
+    for table in database.table_names(settings):
+        for row in database.rows(settings, f"SELECT * FROM {table}"):
             if any(isinstance(value, str) and needle in value for value in tuple(row)):
-                hits.append(table["name"])
+                hits.append(table)
     return hits
 
 
@@ -80,11 +81,11 @@ async def test_a_valid_request_erases_the_user_and_returns_a_status_url(
     assert rows_mentioning(settings, "1 Main St") == []
     # Only Meta customers: the business's own relay user with the same-looking id is not Meta's to erase.
     assert rows_mentioning(settings, PSID) == ["contacts"]
-    assert db_rows(settings, "SELECT platform FROM contacts")[0]["platform"] == "relay"
+    assert database.rows(settings, "SELECT platform FROM contacts")[0]["platform"] == "relay"
     # The inbox still knows the delivery's id, so a late retry of it is a duplicate, never answered again.
-    assert [r["event_key"] for r in db_rows(settings, "SELECT event_key FROM inbox")] == ["m_secret"]
+    assert [r["event_key"] for r in database.rows(settings, "SELECT event_key FROM inbox")] == ["m_secret"]
     # Usage rows are kept for billing (here the relay user's, still linked to that untouched contact).
-    assert len(db_rows(settings, "SELECT id FROM usage_records")) == 1
+    assert len(database.rows(settings, "SELECT id FROM usage_records")) == 1
     page = await client.get(urlsplit(answer["url"]).path)
     assert page.status == 200 and page.content_type == "text/html"
     text = await page.text()
@@ -120,7 +121,7 @@ async def test_invalid_requests_are_400_and_erase_nothing(
     response = await client.post(PATH, data=data)
     assert (await expect(response, 400))["error"]["code"] == "bad_request"
     assert rows_mentioning(settings, PSID) == before
-    assert db_rows(settings, "SELECT * FROM data_deletion_requests") == []
+    assert database.rows(settings, "SELECT * FROM data_deletion_requests") == []
 
 
 async def test_an_unknown_code_is_404(client: TestClient) -> None:

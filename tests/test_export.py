@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,7 +12,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.support.harness import Tenant, auth, db_rows, expect, provision, relay
+from tests.support import database
+from tests.support.harness import Tenant, auth, expect, provision, relay
 
 COLUMNS = [
     "id",
@@ -45,7 +44,6 @@ DAY = 24 * 3600 * 1000
 
 def insert_usage(settings: Settings, account_id: str, created_at: int, n: int, **overrides: Any) -> None:
     """Usage records as the engine writes them, at chosen times (a relay call can only write `now`)."""
-    path = settings.database_url.removeprefix("sqlite:///")
     rows = []
     for i in range(n):
         row = {
@@ -71,17 +69,12 @@ def insert_usage(settings: Settings, account_id: str, created_at: int, n: int, *
             **overrides,
         }
         rows.append(row)
-    columns = list(rows[0])
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.executemany(
-            f"INSERT INTO usage_records ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            [tuple(r[c] for c in columns) for r in rows],
-        )
+    database.insert(settings, "usage_records", rows)
 
 
 def stored(settings: Settings, where: str = "1 = 1", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """The records as the export must show them, computed independently of the gateway's code."""
-    rows = db_rows(settings, f"SELECT * FROM usage_records WHERE {where} ORDER BY created_at, id", params)
+    rows = database.rows(settings, f"SELECT * FROM usage_records WHERE {where} ORDER BY created_at, id", params)
     expected = []
     for r in rows:
         when = datetime.fromtimestamp(r["created_at"] / 1000, tz=UTC)

@@ -8,7 +8,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support.harness import Tenant, auth, db_rows, expect, provision, relay
+from tests.support import database
+from tests.support.harness import Tenant, auth, expect, provision, relay
 
 PATH = "/api/ai/feedback"
 
@@ -28,7 +29,7 @@ async def test_the_relay_answer_names_the_stored_reply(
 ) -> None:
     tenant = await provision(client)
     message_id = await reply_id(client, tenant, "When do you open?")
-    [row] = db_rows(settings, "SELECT role, content FROM messages WHERE id = ?", (message_id,))
+    [row] = database.rows(settings, "SELECT role, content FROM messages WHERE id = ?", (message_id,))
     assert (row["role"], row["content"]) == ("assistant", "You said: When do you open?")
 
 
@@ -45,7 +46,7 @@ async def test_a_customer_rates_a_reply_through_the_businesss_app_and_can_change
 
     assert first["rating"] == "up" and first["comment"] is None and first["account_id"] == tenant.account_id
     assert second["id"] == first["id"] and second["rating"] == "down" and second["comment"] == "Not helpful"
-    rows = db_rows(settings, "SELECT rating, comment, created_by FROM feedback")
+    rows = database.rows(settings, "SELECT rating, comment, created_by FROM feedback")
     assert [(r["rating"], r["comment"]) for r in rows] == [("down", "Not helpful")]
     assert rows[0]["created_by"].startswith("api_key:nxk_")
 
@@ -58,10 +59,10 @@ async def test_owners_and_the_operator_rate_with_their_token_viewers_cannot(
 
     viewer = await rate(client, auth("viewer", tenant.account_id), message_id=message_id, rating="up")
     assert (await expect(viewer, 403))["error"]["code"] == "forbidden"
-    assert db_rows(settings, "SELECT * FROM feedback") == []
+    assert database.rows(settings, "SELECT * FROM feedback") == []
     await expect(await rate(client, auth("owner", tenant.account_id), message_id=message_id, rating="up"), 201)
     await expect(await rate(client, auth(), message_id=message_id, rating="down"), 200)
-    [row] = db_rows(settings, "SELECT rating, created_by FROM feedback")
+    [row] = database.rows(settings, "SELECT rating, created_by FROM feedback")
     assert (row["rating"], row["created_by"]) == ("down", "tester")
 
 
@@ -76,7 +77,7 @@ async def test_another_accounts_reply_is_not_found_whoever_asks(
         for message_id in (b_reply, "msg_does_not_exist"):
             body = await expect(await rate(client, headers, message_id=message_id, rating="down"), 404)
             assert body == {"error": {"code": "not_found", "message": "message not found"}}
-    assert db_rows(settings, "SELECT * FROM feedback") == []
+    assert database.rows(settings, "SELECT * FROM feedback") == []
 
 
 async def test_only_replies_can_be_rated_and_bodies_are_checked(
@@ -84,7 +85,7 @@ async def test_only_replies_can_be_rated_and_bodies_are_checked(
 ) -> None:
     tenant = await provision(client)
     reply = await reply_id(client, tenant)
-    [question] = db_rows(settings, "SELECT id FROM messages WHERE role = 'user'")
+    [question] = database.rows(settings, "SELECT id FROM messages WHERE role = 'user'")
     key = tenant.key_header
 
     customer_message = await expect(await rate(client, key, message_id=question["id"], rating="up"), 400)
@@ -93,7 +94,7 @@ async def test_only_replies_can_be_rated_and_bodies_are_checked(
     await expect(await rate(client, key, message_id=reply), 400)
     await expect(await rate(client, key, message_id=reply, rating="up", account_id="acc_other"), 400)
     await expect(await rate(client, key, message_id=reply, rating="up", comment="x" * 2001), 400)
-    assert db_rows(settings, "SELECT * FROM feedback") == []
+    assert database.rows(settings, "SELECT * FROM feedback") == []
 
 
 async def test_bad_credentials_are_refused(client: TestClient, fake_openai: FakeOpenAI) -> None:
@@ -135,7 +136,7 @@ async def test_the_rating_shows_in_the_conversation_and_goes_with_an_erasure(
     assert [(m["role"], m["rating"]) for m in read["messages"]] == [("user", None), ("assistant", "down")]
 
     await expect(await client.delete(f"/api/conversations/{contact['id']}", headers=owner), 200)
-    assert db_rows(settings, "SELECT * FROM feedback") == []
+    assert database.rows(settings, "SELECT * FROM feedback") == []
 
 
 async def test_token_ratings_are_audited_key_ratings_are_not(
@@ -147,7 +148,7 @@ async def test_token_ratings_are_audited_key_ratings_are_not(
     await expect(await rate(client, auth("owner", tenant.account_id), message_id=reply, rating="down"), 200)
     await expect(await rate(client, auth("viewer", tenant.account_id), message_id=reply, rating="up"), 403)
 
-    rows = db_rows(
+    rows = database.rows(
         settings, "SELECT actor_role, path, status, account_id FROM audit_log WHERE path = ? ORDER BY rowid", (PATH,)
     )
 

@@ -14,8 +14,9 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault
 from tests.fakes.openai_server import FakeOpenAI, Fault
+from tests.support import database
 from tests.support.channel_traffic import PHONE_ID, WA_USER, settled, wa_text
-from tests.support.harness import auth, connect_channel, db_rows, expect, provision, relay, signed
+from tests.support.harness import auth, connect_channel, expect, provision, relay, signed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -79,7 +80,7 @@ async def test_counters_follow_a_relay_and_webhooks_processed_by_workers(
     assert value(samples, "nexus_openai_errors_total", code="rate_limit_exceeded") == 1
     assert value(samples, "nexus_graph_errors_total", code="131047", action="window_closed") == 1
 
-    usage = db_rows(settings, "SELECT * FROM usage_records")
+    usage = database.rows(settings, "SELECT * FROM usage_records")
     assert len(usage) == 3 and {u["outcome"] for u in usage} == {"ok"}
     model = "gpt-4o-mini"
     assert value(samples, "nexus_llm_calls_total", model=model, outcome="ok") == 3
@@ -121,7 +122,7 @@ async def test_a_metrics_token_is_required_when_configured(make_client: MakeClie
 
 async def test_each_app_has_its_own_registry(make_client: MakeClient, settings: Settings, tmp_path: Any) -> None:
     first = await make_client(settings)
-    second = await make_client(replace(settings, database_url=f"sqlite:///{tmp_path / 'second.db'}"))
+    second = await make_client(replace(settings, database_url=database.scratch_url(tmp_path, "second.db")))
     await expect(await first.post("/api/messages/relay", json={"user_id": "u", "message": "hi"}), 401)
     _, samples = await scrape(second)
     assert value(samples, "nexus_relay_requests_total", status="401") == 0

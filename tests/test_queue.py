@@ -8,8 +8,9 @@ from aiohttp.test_utils import TestClient
 from core.storage.inbox_queue import LeaseLost
 from gateway.keys import STORAGE
 from gateway.settings import Settings
+from tests.support import database
 from tests.support.channel_traffic import PHONE_ID, whatsapp_text
-from tests.support.harness import connect_channel, db_rows, expect, provision, signed
+from tests.support.harness import connect_channel, expect, provision, signed
 
 
 async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settings) -> None:
@@ -21,12 +22,7 @@ async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settin
 
     [stale] = await queue.claim("worker-a", 5)
     assert await queue.claim("worker-b", 5) == []  # one holder at a time
-    path = settings.database_url.removeprefix("sqlite:///")
-    import sqlite3
-    from contextlib import closing
-
-    with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute("UPDATE inbox SET lease_expires_at = 0")  # worker A stalled past its lease
+    database.execute(settings, "UPDATE inbox SET lease_expires_at = 0")  # worker A stalled past its lease
     [fresh] = await queue.claim("worker-b", 5)
     assert fresh.attempts == stale.attempts + 1
 
@@ -40,7 +36,7 @@ async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settin
             await late_write
     assert await queue.extend(fresh) is True
     await queue.finish(fresh, "done")
-    [row] = db_rows(settings, "SELECT state, lease_owner FROM inbox")
+    [row] = database.rows(settings, "SELECT state, lease_owner FROM inbox")
     assert (row["state"], row["lease_owner"]) == ("done", None)
     # The stale worker's send record was rolled back with its fenced update: the message id is not taken as ours.
-    assert db_rows(settings, "SELECT message_id FROM outbound_messages") == []
+    assert database.rows(settings, "SELECT message_id FROM outbound_messages") == []

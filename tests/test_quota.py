@@ -18,6 +18,7 @@ from core.storage.db import Database
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService
+from tests.support.database import open_database, scratch_url
 
 
 @dataclass
@@ -44,20 +45,23 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    db = await Database.open(f"sqlite:///{tmp_path / 'q.db'}")
-    await apply_migrations(db)
-    clock = ManualClock(at(2026, 11, 25, 12))
-    plan = await PlanStore(db, clock).create(
-        PlanSettings(
-            name="p", monthly_token_limit=1000, models=["gpt-4o-mini"], default_model="gpt-4o-mini", overage_percent=10
+    async with open_database(scratch_url(tmp_path, "q.db")) as db:
+        await apply_migrations(db)
+        clock = ManualClock(at(2026, 11, 25, 12))
+        plan = await PlanStore(db, clock).create(
+            PlanSettings(
+                name="p",
+                monthly_token_limit=1000,
+                models=["gpt-4o-mini"],
+                default_model="gpt-4o-mini",
+                overage_percent=10,
+            )
         )
-    )
-    accounts = AccountStore(db, clock)
-    account = await accounts.create("a", plan.id, None)
-    yield World(
-        db, clock, QuotaService(db, clock, reservation_ttl_ms=60_000), CreditLedger(db, clock), accounts, account.id
-    )
-    await db.close()
+        accounts = AccountStore(db, clock)
+        account = await accounts.create("a", plan.id, None)
+        yield World(
+            db, clock, QuotaService(db, clock, reservation_ttl_ms=60_000), CreditLedger(db, clock), accounts, account.id
+        )
 
 
 async def charge(w: World, tokens: int, used: int | None = None) -> None:

@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.support.harness import db_rows, provision, quota_row, relay
+from tests.support import database
+from tests.support.harness import provision, relay
 
 
 async def _burst(client: TestClient, tenant: Any, n: int) -> list[tuple[int, dict[str, Any]]]:
@@ -39,11 +40,11 @@ async def test_200_concurrent_relays_near_the_limit_never_exceed_it(
     assert all("quota" in body["error"]["details"] for body in refused)
     # Refused relays never reached OpenAI.
     assert len(fake_openai.calls) == len(ok)
-    state = quota_row(settings, tenant.account_id)
+    state = database.quota_row(settings, tenant.account_id)
     assert state["used_tokens"] <= limit
     assert state["used_tokens"] == fake_openai.successful_usage_total()["total_tokens"]
     assert state["reserved_tokens"] == 0
-    assert db_rows(settings, "SELECT * FROM quota_reservations") == []
+    assert database.rows(settings, "SELECT * FROM quota_reservations") == []
 
 
 async def test_30_percent_upstream_failures_charge_exactly_the_successes(
@@ -68,15 +69,15 @@ async def test_30_percent_upstream_failures_charge_exactly_the_successes(
     assert 20 <= len(failed) <= 75
     assert all(body["error"]["code"] == "upstream_unavailable" for body in failed)
     charged = fake_openai.successful_usage_total()["total_tokens"]
-    state = quota_row(settings, tenant.account_id)
+    state = database.quota_row(settings, tenant.account_id)
     assert state["used_tokens"] == charged == sum(body["usage"]["total_tokens"] for body in ok)
     assert state["reserved_tokens"] == 0
-    assert db_rows(settings, "SELECT * FROM quota_reservations") == []
-    rows = db_rows(
+    assert database.rows(settings, "SELECT * FROM quota_reservations") == []
+    rows = database.rows(
         settings, "SELECT outcome, COUNT(*) AS n, SUM(total_tokens) AS t FROM usage_records GROUP BY outcome"
     )
     by_outcome = {row["outcome"]: (row["n"], row["t"]) for row in rows}
     assert by_outcome["ok"] == (len(ok), charged)
     assert by_outcome["upstream_error"] == (len(failed), 0)
     # Only successful turns are remembered: two messages each.
-    assert len(db_rows(settings, "SELECT id FROM messages")) == 2 * len(ok)
+    assert len(database.rows(settings, "SELECT id FROM messages")) == 2 * len(ok)

@@ -10,15 +10,16 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI, Fault
-from tests.support.harness import Tenant, db_rows, expect, provision, quota_row, relay
+from tests.support import database
+from tests.support.harness import Tenant, expect, provision, relay
 
 
 def assert_nothing_charged(settings: Settings, tenant: Tenant) -> None:
-    row = quota_row(settings, tenant.account_id)
+    row = database.quota_row(settings, tenant.account_id)
     assert row["used_tokens"] == 0
     assert row["reserved_tokens"] == 0
-    assert db_rows(settings, "SELECT * FROM quota_reservations") == []
-    assert db_rows(settings, "SELECT * FROM messages") == []  # a failed turn leaves no half conversation
+    assert database.rows(settings, "SELECT * FROM quota_reservations") == []
+    assert database.rows(settings, "SELECT * FROM messages") == []  # a failed turn leaves no half conversation
 
 
 async def test_rate_limit_is_retried_after_the_delay_openai_asks_for(
@@ -29,7 +30,7 @@ async def test_rate_limit_is_retried_after_the_delay_openai_asks_for(
     body = await expect(await relay(client, tenant, "hi"), 200)
     first, second = fake_openai.calls
     assert second.started_at - first.started_at >= 0.28  # retry-after-ms: 300
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == second.usage["total_tokens"]
+    assert database.quota_row(settings, tenant.account_id)["used_tokens"] == second.usage["total_tokens"]
     assert body["usage"]["total_tokens"] == second.usage["total_tokens"]
 
 
@@ -40,8 +41,11 @@ async def test_server_errors_then_success_is_charged_once(
     fake_openai.script(Fault.server_error(), Fault.overloaded())
     await expect(await relay(client, tenant, "hi"), 200)
     assert len(fake_openai.calls) == 3
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == fake_openai.successful_usage_total()["total_tokens"]
-    [usage] = db_rows(settings, "SELECT outcome, attempts FROM usage_records")
+    assert (
+        database.quota_row(settings, tenant.account_id)["used_tokens"]
+        == fake_openai.successful_usage_total()["total_tokens"]
+    )
+    [usage] = database.rows(settings, "SELECT outcome, attempts FROM usage_records")
     assert (usage["outcome"], usage["attempts"]) == ("ok", 3)
 
 
@@ -54,7 +58,7 @@ async def test_persistent_outage_gives_503_after_bounded_attempts_and_charges_no
     assert body["error"]["code"] == "upstream_unavailable"
     assert len(fake_openai.calls) == settings.llm_max_attempts == 3
     assert_nothing_charged(settings, tenant)
-    [usage] = db_rows(settings, "SELECT outcome, error_code, total_tokens FROM usage_records")
+    [usage] = database.rows(settings, "SELECT outcome, error_code, total_tokens FROM usage_records")
     assert (usage["outcome"], usage["total_tokens"]) == ("upstream_error", 0)
 
 
@@ -99,7 +103,10 @@ async def test_malformed_body_and_dropped_connection_are_retried(
     fake_openai.script(Fault.malformed(), Fault.reset())
     await expect(await relay(client, tenant, "hi"), 200)
     assert len(fake_openai.calls) == 3
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == fake_openai.successful_usage_total()["total_tokens"]
+    assert (
+        database.quota_row(settings, tenant.account_id)["used_tokens"]
+        == fake_openai.successful_usage_total()["total_tokens"]
+    )
 
 
 async def test_reasoning_model_gets_max_completion_tokens_and_no_temperature(
@@ -158,8 +165,8 @@ async def test_empty_reply_from_a_reasoning_model_sends_the_fallback(
     body = await expect(await relay(client, tenant, "hi"), 200)
     assert body["reply"] == "One moment, please ask again."
     # The provider billed the call, so it is charged and recorded as an empty reply.
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == fake_openai.calls[0].usage["total_tokens"]
-    [usage] = db_rows(settings, "SELECT outcome FROM usage_records")
+    assert database.quota_row(settings, tenant.account_id)["used_tokens"] == fake_openai.calls[0].usage["total_tokens"]
+    [usage] = database.rows(settings, "SELECT outcome FROM usage_records")
     assert usage["outcome"] == "empty_reply"
 
 
@@ -181,11 +188,11 @@ async def test_a_model_without_a_price_is_served_and_its_cost_is_unknown(
     body = await expect(await relay(client, tenant, "hi"), 200)
     assert body["cost_usd"] == "0.000000" and body["cost_known"] is False
     assert body["usage"]["total_tokens"] == fake_openai.calls[0].usage["total_tokens"]
-    [usage] = db_rows(settings, "SELECT cost_nanousd, price_version, total_tokens FROM usage_records")
+    [usage] = database.rows(settings, "SELECT cost_nanousd, price_version, total_tokens FROM usage_records")
     assert usage["cost_nanousd"] is None
     assert usage["price_version"] == "2026-11-25"
     assert usage["total_tokens"] == body["usage"]["total_tokens"]  # tokens still count against the quota
-    assert quota_row(settings, tenant.account_id)["used_tokens"] == body["usage"]["total_tokens"]
+    assert database.quota_row(settings, tenant.account_id)["used_tokens"] == body["usage"]["total_tokens"]
 
 
 async def test_cached_prompt_tokens_are_billed_at_the_cached_rate(
@@ -201,7 +208,7 @@ async def test_cached_prompt_tokens_are_billed_at_the_cached_rate(
         (usage["prompt_tokens"] - 10) * Decimal("2.00") + 10 * Decimal("0.50") + usage["completion_tokens"] * 8
     ) / 10**6
     assert Decimal(body["cost_usd"]) == expected
-    [row] = db_rows(settings, "SELECT cost_nanousd, cached_tokens FROM usage_records")
+    [row] = database.rows(settings, "SELECT cost_nanousd, cached_tokens FROM usage_records")
     assert Decimal(row["cost_nanousd"]) / 10**9 == expected
     assert row["cached_tokens"] == 10
 
@@ -217,7 +224,7 @@ async def test_an_endpoint_that_refuses_connections_is_reported_as_unreachable_n
     tenant = await provision(client)
     body = await expect(await relay(client, tenant, "hi"), 503)
     assert body["error"]["details"]["upstream_code"] == "connection_error"
-    [usage] = db_rows(settings, "SELECT outcome, error_code FROM usage_records")
+    [usage] = database.rows(settings, "SELECT outcome, error_code FROM usage_records")
     assert (usage["outcome"], usage["error_code"]) == ("upstream_error", "connection_error")
     assert_nothing_charged(settings, tenant)
 

@@ -4,9 +4,7 @@ connection and bounded, erasure scoped to one platform, and pauses decided by a 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
@@ -16,8 +14,9 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.channel_traffic import NOW_S, PHONE_ID, deliver, settled, wa_text
-from tests.support.harness import Tenant, auth, connect_channel, db_rows, expect, provision, relay
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 CONVERSATIONS = "/api/conversations"
 # A WhatsApp customer's wa_id (a phone number), which a business's own app may also use as its relay user id.
@@ -31,19 +30,27 @@ async def search(client: TestClient, headers: dict[str, str], q: str) -> list[st
 
 def insert_messages(settings: Settings, contact_id: str, n: int) -> None:
     """A long conversation, written as the engine writes messages (a relay call writes two at a time)."""
-    path = settings.database_url.removeprefix("sqlite:///")
-    with closing(sqlite3.connect(path)) as conn, conn:
-        account_id, bot_id, count = conn.execute(
-            "SELECT account_id, bot_id, message_count FROM contacts WHERE id = ?", (contact_id,)
-        ).fetchone()
-        conn.executemany(
-            "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens, created_at)"
-            " VALUES (?, ?, ?, ?, ?, 'user', ?, 9, ?)",
-            (
-                (f"msg_bulk_{i}", account_id, bot_id, contact_id, count + 1 + i, f"Where is parcel number {i}?", i)
-                for i in range(n)
-            ),
-        )
+    [(account_id, bot_id, count)] = database.rows(
+        settings, "SELECT account_id, bot_id, message_count FROM contacts WHERE id = ?", (contact_id,)
+    )
+    database.insert(
+        settings,
+        "messages",
+        (
+            {
+                "id": f"msg_bulk_{i}",
+                "account_id": account_id,
+                "bot_id": bot_id,
+                "contact_id": contact_id,
+                "seq": count + 1 + i,
+                "role": "user",
+                "content": f"Where is parcel number {i}?",
+                "tokens": 9,
+                "created_at": i,
+            }
+            for i in range(n)
+        ),
+    )
 
 
 async def test_search_finds_non_ascii_text_whatever_its_case(client: TestClient, fake_openai: FakeOpenAI) -> None:
@@ -138,7 +145,7 @@ async def test_erasing_a_relay_user_leaves_the_whatsapp_customer_with_the_same_i
     kept = await expect(await client.get(wa_path, headers=owner), 200)
     assert [m["content"] for m in kept["messages"]] == ["my order 42", "You said: my order 42"]
     assert kept["conversation"]["paused"] is True  # the WhatsApp customer's takeover pause stays too
-    [event] = db_rows(settings, "SELECT customer_id, event FROM inbox WHERE event_key = 'wamid.keep'")
+    [event] = database.rows(settings, "SELECT customer_id, event FROM inbox WHERE event_key = 'wamid.keep'")
     assert event["customer_id"] == SHARED_ID and "my order 42" in event["event"]
     assert [
         c["platform"] for c in (await expect(await client.get(CONVERSATIONS, headers=owner), 200))["conversations"]
@@ -147,7 +154,7 @@ async def test_erasing_a_relay_user_leaves_the_whatsapp_customer_with_the_same_i
     # Erasing the WhatsApp customer scrubs its inbox event and pause, on that platform.
     erased = await expect(await client.delete(wa_path, headers=owner), 200)
     assert erased["erased"] == {"contacts": 1, "messages": 2, "inbox_events": 1}
-    assert db_rows(settings, "SELECT * FROM conversation_state WHERE customer_id = ?", (SHARED_ID,)) == []
+    assert database.rows(settings, "SELECT * FROM conversation_state WHERE customer_id = ?", (SHARED_ID,)) == []
 
 
 async def test_pausing_a_paused_conversation_moves_its_end_without_a_second_takeover(
@@ -164,7 +171,7 @@ async def test_pausing_a_paused_conversation_moves_its_end_without_a_second_take
     second = await expect(await client.post(path, json={"minutes": 60}, headers=owner), 200)
 
     assert second["paused_until"] > first["paused_until"]
-    [row] = db_rows(settings, "SELECT paused_until FROM conversation_state")
+    [row] = database.rows(settings, "SELECT paused_until FROM conversation_state")
     assert 55 * 60_000 < row["paused_until"] - time.time() * 1000 <= 60 * 60_000
     takeovers = (await expect(await client.get("/api/dashboard/activity?kind=human_takeover", headers=owner), 200))[
         "activity"

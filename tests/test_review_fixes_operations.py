@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.harness import auth, expect, provision, relay
 from tests.test_export import COLUMNS, DAY, EXPORT, JAN_1, download, from_csv, insert_usage, stored
 
@@ -110,9 +111,7 @@ async def test_metrics_with_a_token_on_a_public_address_or_open_on_loopback(
     scraped = await public.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert scraped.status == 200 and "# TYPE" in await scraped.text()
     (tmp_path / "v6").mkdir()
-    loopback_v6 = await make_client(
-        replace(settings, host="::1", database_url=f"sqlite:///{tmp_path / 'v6' / 'gateway.db'}")
-    )
+    loopback_v6 = await make_client(replace(settings, host="::1", database_url=database.scratch_url(tmp_path / "v6")))
     assert (await loopback_v6.get("/metrics")).status == 200
 
 

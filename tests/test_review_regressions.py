@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -17,9 +16,9 @@ from aiohttp.test_utils import TestClient
 from core.chat import ChatMessage
 from core.errors import UpstreamUnavailable
 from core.llm import LLMClient, LLMRequest
-from core.storage.db import Database
 from core.storage.migrations import apply_migrations
 from gateway.settings import Settings, SettingsError
+from tests.support.database import open_database, scratch_url, sqlite_connection
 from tests.support.harness import expect, provision
 
 REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50)
@@ -27,25 +26,25 @@ REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50
 
 async def test_cancel_while_begin_waits_does_not_wedge_the_writer(tmp_path: Path) -> None:
     """Was: a cancellation during BEGIN IMMEDIATE left the shared connection mid-transaction for good."""
-    db = await Database.open(f"sqlite:///{tmp_path / 'w.db'}")
-    await apply_migrations(db)
-    with closing(sqlite3.connect(tmp_path / "w.db", isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    url = scratch_url(tmp_path, "w.db")
+    async with open_database(url) as db:
+        await apply_migrations(db)
+        with closing(sqlite_connection(url, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
 
-        async def write() -> None:
-            async with db.transaction() as tx:
-                await tx.execute("CREATE TABLE t1 (x INTEGER)")
+            async def write() -> None:
+                async with db.transaction() as tx:
+                    await tx.execute("CREATE TABLE t1 (x INTEGER)")
 
-        task = asyncio.create_task(write())
-        await asyncio.sleep(0.2)  # now waiting in busy_timeout
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        other.execute("COMMIT")
-    async with db.transaction() as tx:  # the writer works again
-        await tx.execute("CREATE TABLE t2 (x INTEGER)")
-    assert await db.fetch_one("SELECT COUNT(*) AS n FROM t2") is not None
-    await db.close()
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.2)  # now waiting in busy_timeout
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            other.execute("COMMIT")
+        async with db.transaction() as tx:  # the writer works again
+            await tx.execute("CREATE TABLE t2 (x INTEGER)")
+        assert await db.fetch_one("SELECT COUNT(*) AS n FROM t2") is not None
 
 
 @pytest.fixture
@@ -130,9 +129,8 @@ async def test_readiness_answers_while_another_process_holds_the_write_lock(
     client: TestClient, settings: Settings
 ) -> None:
     """Was: /readyz wrote (CREATE TABLE IF NOT EXISTS) and answered 500 after the busy timeout."""
-    path = settings.database_url.removeprefix("sqlite:///")
     # Another process, played by a thread: blocking the event loop would stall our own commits, not theirs.
-    other = await asyncio.to_thread(sqlite3.connect, path, isolation_level=None, check_same_thread=False)
+    other = await asyncio.to_thread(sqlite_connection, settings, isolation_level=None, check_same_thread=False)
     try:
         await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
         body = await expect(await client.get("/readyz"), 200)

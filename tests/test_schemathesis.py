@@ -47,7 +47,8 @@ from gateway.surfaces import openapi_document
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.serving import serve_app
-from tests.support.harness import APP_SECRET, db_rows, make_settings, token
+from tests.support import database
+from tests.support.harness import APP_SECRET, make_settings, token
 
 CHECKS = [
     not_a_server_error,
@@ -165,7 +166,7 @@ def _provision(live: Live) -> Tenant:
         timeout=TIMEOUT,
     )
     assert turn.status_code == 200, turn.text
-    [contact] = db_rows(live.settings, "SELECT id FROM contacts WHERE account_id = ?", (account["id"],))
+    [contact] = database.rows(live.settings, "SELECT id FROM contacts WHERE account_id = ?", (account["id"],))
     # A data deletion request, so its status page is also fetched for a code that exists.
     signed = encode_signed_request({"algorithm": "HMAC-SHA256", "user_id": f"psid-{page_id}"}, APP_SECRET)
     deletion = live.http.post(

@@ -13,8 +13,9 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph, GraphFault, is_text_send
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.channel_traffic import NOW_MS, PAGE_ID, PHONE_ID, fb_text, wa_text
-from tests.support.harness import auth, connect_channel, db_rows, expect, provision, relay, signed
+from tests.support.harness import auth, connect_channel, expect, provision, relay, signed
 
 OPENAI = "/api/status/openai"
 WEBHOOKS = "/api/status/webhooks"
@@ -144,7 +145,7 @@ async def test_channel_health_shows_deliveries_reauthorisation_and_errors(live: 
     assert whatsapp["inbox_pending"] == 1 and whatsapp["dead_letters"] == 0
     for channel in (messenger, whatsapp):
         assert channel["last_delivery_at"] is not None
-    [stored] = db_rows(settings, "SELECT last_delivery_at FROM channels WHERE external_id = ?", (PHONE_ID,))
+    [stored] = database.rows(settings, "SELECT last_delivery_at FROM channels WHERE external_id = ?", (PHONE_ID,))
     assert stored["last_delivery_at"] is not None
 
 

@@ -11,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from tests.support import database
 from tests.support.channel_traffic import PAGE_ID, PHONE_ID, messenger_text, whatsapp_text
-from tests.support.harness import APP_SECRET, VERIFY_TOKEN, Tenant, connect_channel, db_rows, expect, provision, signed
+from tests.support.harness import APP_SECRET, VERIFY_TOKEN, Tenant, connect_channel, expect, provision, signed
 
 
 async def post(client: TestClient, path: str, body: Any, secret: str = APP_SECRET) -> Any:
@@ -30,7 +31,7 @@ async def tenant(client: TestClient) -> Tenant:
 
 
 def inbox(settings: Settings) -> list[Any]:
-    return db_rows(settings, "SELECT * FROM inbox ORDER BY received_at, id")
+    return database.rows(settings, "SELECT * FROM inbox ORDER BY received_at, id")
 
 
 @pytest.mark.parametrize("path", ["/webhooks/whatsapp", "/api/messaging/facebook", "/webhooks/instagram"])
@@ -100,7 +101,7 @@ async def test_bad_signatures_are_401_and_store_nothing(
     raw = json.dumps(whatsapp_text("wamid.B1")).encode()
     response = await client.post("/webhooks/whatsapp", data=raw, headers=make_headers(raw))
     assert (await expect(response, 401))["error"]["code"] == "unauthorized"
-    assert inbox(settings) == [] and db_rows(settings, "SELECT id FROM webhook_unrouted") == []
+    assert inbox(settings) == [] and database.rows(settings, "SELECT id FROM webhook_unrouted") == []
 
 
 async def test_a_tampered_byte_breaks_the_signature(client: TestClient, tenant: Tenant, settings: Settings) -> None:
@@ -141,7 +142,7 @@ async def test_unknown_page_and_malformed_json_are_kept_not_refused(
     await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.E1", phone_id="999")), 200)
     await expect(await post(client, "/webhooks/whatsapp", b"{not json"), 200)
     await expect(await post(client, "/webhooks/whatsapp", {"object": "something_else", "entry": []}), 200)
-    reasons = sorted(r["reason"] for r in db_rows(settings, "SELECT reason FROM webhook_unrouted"))
+    reasons = sorted(r["reason"] for r in database.rows(settings, "SELECT reason FROM webhook_unrouted"))
     assert reasons == ["malformed_json", "unknown_channel", "unknown_object"]
     assert inbox(settings) == []
 
@@ -154,7 +155,7 @@ async def test_a_channel_with_its_own_app_secret_accepts_only_that_secret(
     # Signed with the global secret: authentic for *some* app, but not the app that owns this Page.
     await expect(await post(client, "/webhooks/messenger", messenger_text("m_1", page_id="4242")), 200)
     assert inbox(settings) == []
-    [unrouted] = db_rows(settings, "SELECT reason FROM webhook_unrouted")
+    [unrouted] = database.rows(settings, "SELECT reason FROM webhook_unrouted")
     assert unrouted["reason"] == "wrong_app_secret"
     await expect(await post(client, "/webhooks/messenger", messenger_text("m_2", page_id="4242"), "app-B-secret"), 200)
     assert [r["event_key"] for r in inbox(settings)] == ["m_2"]

@@ -8,17 +8,19 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from core.storage.db import Database, Transaction
+from core.storage.db import Transaction
 from core.storage.writer_thread import WriterThread
+from tests.support.database import open_database, scratch_url, sqlite_connection
 
 
 def connector(path: Path, *, busy_ms: int = 5000) -> Callable[[], sqlite3.Connection]:
     def connect() -> sqlite3.Connection:
-        raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        raw = sqlite_connection(path, isolation_level=None, check_same_thread=False)
         raw.execute("PRAGMA journal_mode=WAL").fetchall()
         raw.execute(f"PRAGMA busy_timeout={busy_ms}").fetchall()
         return raw
@@ -27,14 +29,14 @@ def connector(path: Path, *, busy_ms: int = 5000) -> Callable[[], sqlite3.Connec
 
 
 def rows(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite_connection(path)) as conn:
         return [r[0] for r in conn.execute("SELECT name FROM t ORDER BY rowid")]
 
 
 @pytest.fixture
 async def writer(tmp_path: Path) -> AsyncIterator[WriterThread]:
     path = tmp_path / "w.db"
-    sqlite3.connect(path).execute("CREATE TABLE t (name TEXT UNIQUE)").connection.close()
+    sqlite_connection(path).execute("CREATE TABLE t (name TEXT UNIQUE)").connection.close()
     thread = await WriterThread.open(connector(path))
     try:
         yield thread
@@ -106,9 +108,9 @@ async def test_a_raw_step_runs_alone_between_batches(writer: WriterThread, tmp_p
 
 async def test_a_locked_database_fails_the_whole_batch_and_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
-    sqlite3.connect(path).execute("CREATE TABLE t (name TEXT UNIQUE)").connection.close()
+    sqlite_connection(path).execute("CREATE TABLE t (name TEXT UNIQUE)").connection.close()
     writer = await WriterThread.open(connector(path, busy_ms=50))
-    other = sqlite3.connect(path, isolation_level=None)  # another process holding the write lock
+    other = sqlite_connection(path, isolation_level=None)  # another process holding the write lock
     other.execute("BEGIN IMMEDIATE")
     try:
         gate, held = blocked(writer)
@@ -139,8 +141,7 @@ async def test_close_runs_what_was_queued_and_then_refuses_work(writer: WriterTh
 
 
 async def test_run_refuses_work_that_awaits_anything_but_its_transaction(tmp_path: Path) -> None:
-    db = await Database.open(f"sqlite:///{tmp_path / 'g.db'}")
-    try:
+    async with open_database(scratch_url(tmp_path, "g.db")) as db:
         await db.execute("CREATE TABLE t (name TEXT)")
 
         async def strays(tx: Transaction) -> None:
@@ -156,8 +157,6 @@ async def test_run_refuses_work_that_awaits_anything_but_its_transaction(tmp_pat
 
         assert await db.run(fine) == 1
         assert [r["name"] for r in await db.fetch_all("SELECT name FROM t")] == ["whole"]
-    finally:
-        await db.close()
 
 
 async def test_nothing_runs_inside_a_transaction_left_open_by_raw_steps(writer: WriterThread, tmp_path: Path) -> None:

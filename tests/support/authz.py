@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
 from gateway.surfaces import openapi_document
-from tests.support.harness import auth, connect_channel, db_rows, expect, provision, relay
+from tests.support import database
+from tests.support.harness import auth, connect_channel, expect, provision, relay
 
 JWT_ROLES = ("admin", "owner", "viewer")
 # Parameters that name an object, and the prefix of a well-formed id of that kind (core/ids.py).
@@ -108,7 +109,7 @@ async def make_world(client: TestClient, settings: Settings) -> World:
         keys = await expect(await client.get(f"/api/admin/accounts/{tenant.account_id}/api-keys", headers=auth()), 200)
         channel = await connect_channel(client, tenant, "messenger", page_id)
         reply = await expect(await relay(client, tenant, f"hello from {name}"), 200)
-        [contact] = db_rows(settings, "SELECT id FROM contacts WHERE account_id = ?", (tenant.account_id,))
+        [contact] = database.rows(settings, "SELECT id FROM contacts WHERE account_id = ?", (tenant.account_id,))
         ids = {
             "plan_id": tenant.plan_id,
             "account_id": tenant.account_id,
@@ -144,13 +145,11 @@ def fill(value: Any, world: World, target_ids: dict[str, str]) -> Any:
 
 
 def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, as an operator would read the file."""
-    tables = [
-        row["name"]
-        for row in db_rows(settings, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-    ]
+    """Every row of every table, as an operator would read the database."""
+    tables = database.table_names(settings)
     return {
-        table: sorted((tuple(r) for r in db_rows(settings, f"SELECT * FROM {table}")), key=repr) for table in tables
+        table: sorted((tuple(r) for r in database.rows(settings, f"SELECT * FROM {table}")), key=repr)
+        for table in tables
     }
 
 
@@ -176,4 +175,4 @@ def ids_of(rows: list[tuple[Any, ...]]) -> set[Any]:
 
 def audit_accounts(settings: Settings) -> dict[str, str | None]:
     """Audit entry id -> the account it is recorded against."""
-    return {row["id"]: row["account_id"] for row in db_rows(settings, f"SELECT id, account_id FROM {AUDIT}")}
+    return {row["id"]: row["account_id"] for row in database.rows(settings, f"SELECT id, account_id FROM {AUDIT}")}

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.support.harness import db_rows, expect, signed
+from tests.support import database
+from tests.support.harness import expect, signed
 
 PHONE_ID = "106540352242922"
 PAGE_ID = "1122334455"
@@ -112,7 +113,7 @@ async def settled(settings: Settings, within: float = 15.0) -> list[Any]:
     """Wait until no inbox event is pending; return the inbox."""
     deadline = time.monotonic() + within
     while True:
-        rows = db_rows(settings, "SELECT * FROM inbox ORDER BY platform_ts, received_at")
+        rows = database.rows(settings, "SELECT * FROM inbox ORDER BY platform_ts, received_at")
         if rows and all(r["state"] != "pending" for r in rows):
             return rows
         assert time.monotonic() < deadline, [(r["event_key"], r["state"], r["last_error"]) for r in rows]

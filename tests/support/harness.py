@@ -1,11 +1,9 @@
-"""Test helpers: settings for a temp SQLite file, admin tokens, and provisioning through the real admin API."""
+"""Test helpers: settings with a database of the test's own, admin tokens, provisioning through the real admin API."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from admin.tokens import mint_token
 from gateway.settings import Settings
+from tests.support.database import scratch_url
 from tests.support.paths import PROJECT_DATA
 
 JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -21,7 +20,7 @@ JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
 
 def make_settings(tmp_path: Path, openai_base_url: str | None, **overrides: Any) -> Settings:
     base = Settings(
-        database_url=f"sqlite:///{tmp_path / 'gateway.db'}",
+        database_url=scratch_url(tmp_path),
         openai_api_key="sk-test" if openai_base_url else None,
         openai_base_url=openai_base_url or "http://127.0.0.1:9/v1",
         admin_jwt_secret=JWT_SECRET,
@@ -96,19 +95,6 @@ async def relay(client: TestClient, tenant: Tenant, message: str, *, user_id: st
     return await client.post(
         "/api/messages/relay", json={"user_id": user_id, "message": message, **extra}, headers=tenant.key_header
     )
-
-
-def db_rows(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    """Read the service's SQLite file directly, as an operator would, to check what was really stored."""
-    path = settings.database_url.removeprefix("sqlite:///")
-    with closing(sqlite3.connect(path)) as conn:
-        conn.row_factory = sqlite3.Row
-        return conn.execute(sql, params).fetchall()
-
-
-def quota_row(settings: Settings, account_id: str) -> sqlite3.Row:
-    [row] = db_rows(settings, "SELECT * FROM quota_state WHERE account_id = ?", (account_id,))
-    return row
 
 
 APP_SECRET = "meta-app-secret-for-tests"

@@ -1,4 +1,4 @@
-"""Rows written straight into the service's SQLite file, for reports over past times the clock cannot reach.
+"""Rows written straight into the service's database, for reports over past times the clock cannot reach.
 
 Usage records, contacts, messages, feedback, inbox events and activity rows are written the way the engine, the
 feedback API and the channel worker write them, at chosen instants, so dashboard figures can be compared with
@@ -8,13 +8,12 @@ hand-computed ones.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import Iterable, Mapping
-from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.settings import Settings
+from tests.support import database
 
 _SEQ = itertools.count(1)
 
@@ -25,12 +24,7 @@ def ms(iso: str) -> int:
 
 
 def insert(settings: Settings, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
-    path = settings.database_url.removeprefix("sqlite:///")
-    with closing(sqlite3.connect(path, timeout=10)) as conn:
-        for row in rows:
-            columns = ", ".join(row)
-            conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
-        conn.commit()
+    database.insert(settings, table, rows)
 
 
 def usage_row(
