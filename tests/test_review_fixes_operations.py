@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from tests.api.provisioning.test_export import COLUMNS, DAY, EXPORT, JAN_1, download, from_csv, insert_usage, stored
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.harness import auth, expect, provision, relay
-from tests.test_export import COLUMNS, DAY, EXPORT, JAN_1, download, from_csv, insert_usage, stored
 
 FEED = "/api/dashboard/activity"
 AUDIT = "/api/admin/audit"

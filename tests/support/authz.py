@@ -1,4 +1,4 @@
-"""Support for tests/test_authz_matrix.py: the OpenAPI document read as a table of operations, two provisioned
+"""Support for tests/api/test_authz_matrix.py: the OpenAPI document read as a table of operations, two provisioned
 tenants to aim at, and database snapshots to prove that a call changed nothing."""
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import pytest
 
 from adapters import instagram, messenger
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, Platform, Reaction, Referral
+from tests.adapters.test_parse_messenger import REPLACEMENTS, SAMPLES, T, assert_well_formed, digest, mutations
 from tests.support.event_text import assert_storable
 from tests.support.paths import META_FIXTURES
-from tests.test_parse_messenger import REPLACEMENTS, SAMPLES, T, assert_well_formed, digest, mutations
 
 FIXTURES = META_FIXTURES / "instagram"
 

@@ -1,8 +1,8 @@
 """NUL characters and lone surrogates never leave the adapter edge: the rule, every parser, and the real path.
 
-The per-platform regressions (a poisoned `from`, sender, mid, text...) live in tests/test_parse_*.py; here the same
-contract is checked for every string of every fixture of the three platforms, so a parser that one day reads a
-string without `as_str` / `as_id` fails here, whatever field it fills.
+The per-platform regressions (a poisoned `from`, sender, mid, text...) live in tests/adapters/test_parse_*.py; here
+the same contract is checked for every string of every fixture of the three platforms, so a parser that one day
+reads a string without `as_str` / `as_id` fails here, whatever field it fills.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Admin API authorization: the cases the document-driven matrix (tests/test_authz_matrix.py) does not spell out.
+"""Admin API authorization: the cases the document-driven matrix (tests/api/test_authz_matrix.py) does not spell out.
 
 That matrix covers every operation × role × {own, another account's, random} id and injected body fields; the
 tests here pin particular scenarios: list scoping, a key id of another account under one's own path, an owner
