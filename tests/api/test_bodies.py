@@ -1,6 +1,6 @@
-"""JSON request bodies (api/bodies.py), read the same way on every surface: malformed, too large (declared or
-chunked) or carrying text that cannot be stored, a body is refused with a 400 or 413 in the error envelope, and
-nothing is written.
+"""JSON request bodies (api/bodies.py), read the same way on every surface: malformed (or nested too deep to
+read), too large (declared or chunked) or carrying text that cannot be stored, a body is refused with a 400 or 413
+in the error envelope, and nothing is written.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.support.admin_api import ADMIN, PLAN, expect_error, get
-from tests.support.harness import auth, provision
+from tests.support.harness import auth, expect, provision
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,14 @@ async def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
     headers = {**auth(), "Content-Type": "application/json"}
     await expect_error(await client.post(f"{ADMIN}/plans", data=chunks(), headers=headers), 413)
     assert (await get(client, "/plans"))["plans"] == []
+
+
+async def test_deeply_nested_json_is_400(client: TestClient) -> None:
+    """Was: RecursionError escaped the JSON reader and answered 500."""
+    tenant = await provision(client)
+    headers = {**tenant.key_header, "Content-Type": "application/json"}
+    response = await client.post("/api/messages/relay", data="[" * 100_000, headers=headers)
+    assert (await expect(response, 400))["error"]["code"] == "bad_request"
 
 
 # Regression: a lone UTF-16 surrogate is legal JSON (`"\ud800"`) but not encodable text; it used to reach the

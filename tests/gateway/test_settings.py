@@ -1,5 +1,5 @@
 """Settings from the environment: the contract's defaults, bad values refused naming the variable, secrets kept out
-of the repr.
+of the repr, and a quota reservation that outlives the turn holding it.
 """
 
 from __future__ import annotations
@@ -38,3 +38,10 @@ def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> Non
 def test_secrets_never_show_in_settings_repr() -> None:
     settings = Settings.from_env({"ADMIN_JWT_SECRET": JWT_SECRET, "OPENAI_API_KEY": "sk-very-secret"})
     assert JWT_SECRET not in repr(settings) and "sk-very-secret" not in repr(settings)
+
+
+def test_reservation_ttl_must_outlive_two_model_calls() -> None:
+    """Was: a TTL shorter than a turn let the sweeper free tokens a live call still held."""
+    with pytest.raises(SettingsError, match="RESERVATION_TTL_SECONDS"):
+        Settings.from_env({"RESERVATION_TTL_SECONDS": "60", "LLM_TOTAL_BUDGET": "30"})
+    assert Settings.from_env({"RESERVATION_TTL_SECONDS": "90", "LLM_TOTAL_BUDGET": "30"}).reservation_ttl_seconds == 90

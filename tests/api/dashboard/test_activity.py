@@ -19,6 +19,7 @@ from tests.support.clocks import SteppingClock
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 FEED = "/api/dashboard/activity"
+TRAIL = "/api/admin/audit"
 
 
 @pytest.fixture
@@ -147,6 +148,30 @@ async def test_operator_actions_show_in_the_accounts_feed(client: TestClient) ->
     assert all(a["account_id"] == tenant.account_id for a in actions)
     others = await feed(client, auth("owner", other.account_id), "?kind=admin_action")
     assert all(a["account_id"] == other.account_id for a in others)
+
+
+async def test_the_feed_does_not_name_the_operator(client: TestClient, fake_openai: FakeOpenAI) -> None:
+    tenant = await provision(client)
+    await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"persona": "New."}, headers=auth()), 200)
+    await expect(await relay(client, tenant, "hi", user_id="to-erase"), 200)
+    owner = auth("owner", tenant.account_id)
+    [contact] = (await expect(await client.get("/api/conversations", headers=owner), 200))["conversations"]
+    await expect(await client.delete(f"/api/conversations/{contact['id']}", headers=owner), 200)
+
+    for role in ("owner", "viewer"):
+        actions = (
+            await expect(await client.get(f"{FEED}?kind=admin_action", headers=auth(role, tenant.account_id)), 200)
+        )["activity"]
+        by_path = {a["detail"]["path"]: a for a in actions}
+        operator = by_path["/api/admin/bots/{bot_id}"]
+        assert "actor" not in operator["detail"] and operator["detail"]["actor_role"] == "admin"
+        assert operator["summary"] == f"The operator: update bot {tenant.bot_id}"
+        # An owner's own action still says which of the account's people did it.
+        assert by_path["/api/conversations/{contact_id}"]["detail"]["actor"] == "tester"
+    # The audit trail, for the operator only, keeps who it was.
+    entries = (await expect(await client.get(TRAIL, headers=auth()), 200))["entries"]
+    patch = next(e for e in entries if e["action"] == "update_bot")
+    assert (patch["actor"], patch["actor_role"]) == ("tester", "admin")
 
 
 async def test_the_feed_pages_newest_first_and_is_scoped(client: TestClient, fake_openai: FakeOpenAI) -> None:

@@ -1,8 +1,9 @@
-"""The audit trail: every mutation of the JWT APIs, done or refused, with who, what and which account; read by
-the operator only; never a secret in it."""
+"""The audit trail: every mutation of the JWT APIs, done, refused or failed, with who, what and which account; read
+by the operator only; never a secret in it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.support.clocks import SteppingClock
 from tests.support.harness import auth, expect, provision, relay
 
 TRAIL = "/api/admin/audit"
+FEED = "/api/dashboard/activity"
 
 
 @pytest.fixture
@@ -96,6 +98,24 @@ async def test_refusals_are_recorded_against_the_callers_own_account(client: Tes
     assert (owner_b["actor_role"], owner_b["status"], owner_b["account_id"]) == ("owner", 404, b.account_id)
     assert owner_b["target_id"] == a.bot_id
     assert [e["id"] for e in await trail(client, f"?account_id={a.account_id}") if e["actor_role"] == "owner"] == []
+
+
+async def test_a_mutation_answered_5xx_is_audited_as_an_error(make_client: MakeClient, settings: Settings) -> None:
+    client = await make_client(replace(settings, secrets_key=None))
+    tenant = await provision(client)
+    body = {"platform": "whatsapp", "external_id": "106540352242922", "access_token": "token-secret-value"}
+
+    answer = await client.post(f"/api/admin/bots/{tenant.bot_id}/channels", json=body, headers=auth())
+
+    assert (await expect(answer, 503))["error"]["code"] == "not_configured"
+    entries = (await expect(await client.get(TRAIL, headers=auth()), 200))["entries"]
+    [failed] = [e for e in entries if e["action"] == "connect_channel"]
+    assert (failed["status"], failed["account_id"], failed["target_id"]) == (503, tenant.account_id, tenant.bot_id)
+    assert failed["detail"] == {"outcome": "error", "fields": ["access_token", "external_id", "platform"]}
+    assert "token-secret-value" not in str(entries)
+    # The feed shows what happened to the account; an attempt that failed stays in the trail only.
+    feed = (await expect(await client.get(f"{FEED}?kind=admin_action", headers=auth()), 200))["activity"]
+    assert all(a["detail"]["path"] != "/api/admin/bots/{bot_id}/channels" for a in feed)
 
 
 async def test_conversation_actions_are_audited_too(client: TestClient, fake_openai: FakeOpenAI) -> None:

@@ -1,10 +1,13 @@
-"""Usage exports: what a download holds is exactly the stored records, in order, for the caller's account only."""
+"""Usage exports: what a download holds is exactly the stored records, in order, for the caller's account only;
+bounds in ISO-8601 or epoch milliseconds, range-checked; at most two downloads at once."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -180,6 +183,17 @@ async def test_from_is_inclusive_and_to_exclusive(client: TestClient, settings: 
     )
 
 
+async def test_from_and_to_take_epoch_milliseconds_like_the_dashboard(client: TestClient, settings: Settings) -> None:
+    acme = await provision(client)
+    for day in range(4):
+        insert_usage(settings, acme.account_id, JAN_1 + day * DAY, 2)
+
+    _, body = await download(client, auth(), **{"from": str(JAN_1 + DAY), "to": str(JAN_1 + 3 * DAY)})
+
+    assert from_csv(body) == stored(settings, "created_at >= ? AND created_at < ?", (JAN_1 + DAY, JAN_1 + 3 * DAY))
+    assert len(from_csv(body)) == 4
+
+
 async def test_owners_and_viewers_export_their_own_account_only(client: TestClient, settings: Settings) -> None:
     acme, globex = await two_tenants(client)
     for role in ("owner", "viewer"):
@@ -195,6 +209,27 @@ async def test_owners_and_viewers_export_their_own_account_only(client: TestClie
     await expect(await client.get(EXPORT), 401)
 
 
+async def test_a_third_export_at_once_is_told_to_retry(client: TestClient, settings: Settings) -> None:
+    acme = await provision(client)
+    # About 25 MB of CSV: far more than socket buffers hold, so an export nobody reads stays in progress.
+    insert_usage(settings, acme.account_id, JAN_1, 100_000)
+    owner = auth("owner", acme.account_id)
+    held = [await client.get(EXPORT, headers=owner) for _ in range(2)]
+    assert [r.status for r in held] == [200, 200]
+
+    refused = await client.get(EXPORT, params={"format": "ndjson"}, headers=owner)
+
+    body = await expect(refused, 429)
+    assert body["error"]["code"] == "rate_limited" and refused.headers["Retry-After"] == "5"
+    for response in held:
+        response.close()  # the downloads are abandoned: their slots free
+    deadline = time.monotonic() + 10
+    while (answer := await client.get(EXPORT, params={"from": "2030-01-01"}, headers=owner)).status == 429:
+        assert time.monotonic() < deadline, "the abandoned exports never freed their slots"
+        await asyncio.sleep(0.05)
+    assert await expect(answer, 200) == ",".join(COLUMNS) + "\r\n"  # the header row only: nothing after 2030
+
+
 async def test_bad_parameters_are_400(client: TestClient) -> None:
     for query in (
         {"format": "xml"},
@@ -206,6 +241,20 @@ async def test_bad_parameters_are_400(client: TestClient) -> None:
     ):
         answer = await client.get(EXPORT, params=query, headers=auth())
         assert (await expect(answer, 400))["error"]["code"] == "bad_request", query
+
+
+async def test_instants_out_of_range_are_400_not_500(client: TestClient) -> None:
+    for query in (
+        {"from": "0001-01-01T00:00:00+05:00"},  # before 0001-01-01 in UTC
+        {"to": "9999-12-31T23:00:00-05:00"},  # after 9999-12-31 in UTC
+        {"from": "1969-12-31T23:59:59Z"},
+    ):
+        answer = await client.get(EXPORT, params=query, headers=auth())
+        body = await expect(answer, 400)
+        assert body["error"]["code"] == "bad_request" and "out of range" in body["error"]["message"], query
+    # The last millisecond there is still makes a download, named after it.
+    response, _ = await download(client, auth(), to="9999-12-31T23:59:59.999Z")
+    assert 'filename="usage_all-accounts_start_99991231T235959Z.csv"' in response.headers["Content-Disposition"]
 
 
 async def test_csv_quotes_awkward_text_and_defuses_formulas(client: TestClient, settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """`GET /metrics`: after real traffic (a relay call, signed webhooks answered by the workers), the counters say
-exactly what happened, in the Prometheus text format, with no account ids or phone numbers in any label."""
+exactly what happened, in the Prometheus text format, with no account ids or phone numbers in any label. Who may
+scrape: with METRICS_TOKEN set, its bearer only; without it, anyone, but only on a loopback address."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from tests.support import database
 from tests.support.channel_traffic import PHONE_ID, WA_USER, settled, wa_text
 from tests.support.harness import auth, connect_channel, expect, provision, relay, signed
 
+PUBLIC_HOST = "192.0.2.10"  # a documentation address: any address other than loopback is public here
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -118,6 +120,29 @@ async def test_a_metrics_token_is_required_when_configured(make_client: MakeClie
     await expect(await client.get("/metrics", headers=auth()), 401)
     _, samples = await scrape(client, {"Authorization": "Bearer scrape-me-0123456789"})
     assert value(samples, "nexus_inbox_depth", state="pending") == 0
+
+
+async def test_metrics_need_a_token_on_a_public_address(make_client: MakeClient, settings: Settings) -> None:
+    public = await make_client(replace(settings, host=PUBLIC_HOST))
+
+    answer = await public.get("/metrics")
+
+    body = await expect(answer, 503)
+    assert body["error"]["code"] == "not_configured"
+    assert "set METRICS_TOKEN to expose /metrics on a non-loopback address" in body["error"]["message"]
+    assert "relay_requests" not in str(body)
+
+
+async def test_metrics_with_a_token_on_a_public_address_or_open_on_loopback(
+    make_client: MakeClient, settings: Settings, tmp_path: Any
+) -> None:
+    public = await make_client(replace(settings, host=PUBLIC_HOST, metrics_token="scrape-me"))
+    await expect(await public.get("/metrics"), 401)
+    scraped = await public.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert scraped.status == 200 and "# TYPE" in await scraped.text()
+    (tmp_path / "v6").mkdir()
+    loopback_v6 = await make_client(replace(settings, host="::1", database_url=database.scratch_url(tmp_path / "v6")))
+    assert (await loopback_v6.get("/metrics")).status == 200
 
 
 async def test_each_app_has_its_own_registry(make_client: MakeClient, settings: Settings, tmp_path: Any) -> None:
