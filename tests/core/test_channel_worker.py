@@ -382,3 +382,21 @@ async def test_an_album_of_photos_gets_one_media_answer(
     assert len(fake_graph.texts_to(WA_USER)) == 1
     assert [r["state"] for r in rows] == ["done", "skipped", "skipped", "skipped"]
     assert fake_openai.calls == []
+
+
+async def test_a_signed_whatsapp_message_with_a_lone_surrogate_and_a_nul_is_answered_not_dead_lettered(
+    make_client: MakeClient, settings: Settings, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    """Regression: a lone surrogate in `from` (or the text) was acknowledged, then failed every attempt in the
+    worker (it cannot be encoded for OpenAI or Graph) and was dead-lettered after five retries."""
+    client = await make_client(replace(settings, workers=2))
+    tenant = await provision(client)
+    await connect_channel(client, tenant, "whatsapp", PHONE_ID)
+    body = wa_text("wamid.poisoned", "two \ud83d please\x00", wa_id=WA_USER + "\ud800")
+
+    await deliver(client, "/webhooks/whatsapp", body)
+
+    [row] = await settled(settings)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("done", 1, None)  # answered at the first attempt
+    assert fake_openai.calls[-1].messages[-1] == {"role": "user", "content": "two \ufffd please\ufffd"}
+    assert fake_graph.texts_to(WA_USER + "\ufffd") == ["You said: two \ufffd please\ufffd"]
