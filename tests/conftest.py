@@ -1,4 +1,5 @@
-"""Fixtures: a real app on a temp SQLite file, talking to a fake OpenAI server on a random port."""
+"""Fixtures: a real app on a database of its own (tests/support/database.py), talking to fake OpenAI and Graph
+servers on random ports."""
 
 from __future__ import annotations
 
