@@ -1,4 +1,5 @@
-"""Fixtures: a real app on a temp SQLite file, talking to a fake OpenAI server on a random port."""
+"""Fixtures: a real app on a database of its own (tests/support/database.py), talking to fake OpenAI and Graph
+servers on random ports."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import PROJECT_DATA, make_settings
+from tests.support.harness import make_settings
+from tests.support.paths import PROJECT_DATA
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 

@@ -1,0 +1,78 @@
+"""JSON request bodies (api/bodies.py), read the same way on every surface: malformed (or nested too deep to
+read), too large (declared or chunked) or carrying text that cannot be stored, a body is refused with a 400 or 413
+in the error envelope, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.support.admin_api import ADMIN, PLAN, expect_error, get
+from tests.support.harness import auth, expect, provision
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"{not json", b"", b"[1, 2]", b'"plan"', b'{"name": NaN}', b"\xff\xfe{}"],
+    ids=["broken", "empty", "array", "string", "nan", "bad-utf8"],
+)
+async def test_bad_json_body_is_400(client: TestClient, data: bytes) -> None:
+    headers = {**auth(), "Content-Type": "application/json"}
+    await expect_error(await client.post(f"{ADMIN}/plans", data=data, headers=headers), 400)
+    assert (await get(client, "/plans"))["plans"] == []
+
+
+async def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    body = json.dumps({**PLAN, "name": "x" * (300 * 1024)}).encode()
+    headers = {**auth(), "Content-Type": "application/json"}
+    await expect_error(await client.post(f"{ADMIN}/plans", data=body, headers=headers), 413)
+    assert (await get(client, "/plans"))["plans"] == []
+
+
+async def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
+    async def chunks() -> Any:
+        yield b'{"name": "'
+        for _ in range(300):
+            yield b"x" * 1024
+        yield b'"}'
+
+    headers = {**auth(), "Content-Type": "application/json"}
+    await expect_error(await client.post(f"{ADMIN}/plans", data=chunks(), headers=headers), 413)
+    assert (await get(client, "/plans"))["plans"] == []
+
+
+async def test_deeply_nested_json_is_400(client: TestClient) -> None:
+    """Was: RecursionError escaped the JSON reader and answered 500."""
+    tenant = await provision(client)
+    headers = {**tenant.key_header, "Content-Type": "application/json"}
+    response = await client.post("/api/messages/relay", data="[" * 100_000, headers=headers)
+    assert (await expect(response, 400))["error"]["code"] == "bad_request"
+
+
+# Regression: a lone UTF-16 surrogate is legal JSON (`"\ud800"`) but not encodable text; it used to reach the
+# SQLite driver, which raised UnicodeEncodeError, and the caller got a 500 instead of a 400 naming the field.
+
+
+@pytest.mark.parametrize("route", ["plan", "account", "bot"])
+async def test_lone_surrogate_in_a_string_is_400_not_500(client: TestClient, route: str) -> None:
+    tenant = await provision(client)
+    plans_before = await get(client, "/plans")
+    template = {
+        "plan": (
+            "POST",
+            "/plans",
+            '{"name": "x\\ud800", "monthly_token_limit": 1, "models": ["gpt-4o-mini"], "default_model": "gpt-4o-mini"}',
+        ),
+        "account": ("PATCH", f"/accounts/{tenant.account_id}", '{"name": "Acme \\udfff"}'),
+        "bot": ("POST", f"/accounts/{tenant.account_id}/bots", '{"name": "b", "persona": "Hi \\ud83d"}'),
+    }
+    method, path, data = template[route]
+    headers = {**auth(), "Content-Type": "application/json"}
+    await expect_error(await client.request(method, ADMIN + path, data=data, headers=headers), 400)
+    assert await get(client, "/plans") == plans_before
+    assert (await get(client, f"/accounts/{tenant.account_id}"))["name"] == "Acme"
+    assert len((await get(client, f"/accounts/{tenant.account_id}/bots"))["bots"]) == 1

@@ -1,0 +1,100 @@
+"""The OpenAI client (core/llm.py): built on the SDK's async client, and safe against an upstream that misbehaves in
+ways the SDK does not catch: a body trickled a byte at a time, answers whose content or usage cannot be trusted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from core.chat import ChatMessage
+from core.errors import UpstreamUnavailable
+from core.llm import LLMClient, LLMRequest
+
+REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50)
+
+
+@pytest.fixture
+async def odd_upstream(aiohttp_server: Any) -> AsyncIterator[tuple[list[Any], str]]:
+    """An OpenAI-compatible server that answers whatever the test queues: a body, or a trickle."""
+    answers: list[Any] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        answer = answers.pop(0)
+        if answer == "trickle":
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            for _ in range(40):
+                await response.write(b" ")
+                await asyncio.sleep(0.1)
+            return response
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    server = await aiohttp_server(app)
+    yield answers, str(server.make_url("/v1"))
+
+
+def client_for(url: str, **kwargs: Any) -> LLMClient:
+    options = {"attempt_timeout": 0.5, "max_attempts": 1, "total_budget": 1.0, **kwargs}
+    return LLMClient.create(api_key="sk-test", base_url=url, **options)
+
+
+async def test_a_trickling_upstream_is_cut_at_the_attempt_timeout(odd_upstream: tuple[list[Any], str]) -> None:
+    """Was: the SDK timeout is per read, so a server sending a byte every 100 ms kept the call alive for 4 s."""
+    answers, url = odd_upstream
+    answers.append("trickle")
+    llm = client_for(url)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await llm.complete(REQUEST)
+    assert failed.value.code == "timeout"
+    assert asyncio.get_running_loop().time() - started < 2.0
+    await llm.close()
+
+
+def completion(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        completion(choices=[{"index": 0, "message": None}]),
+        completion(usage=None),
+        completion(usage="lots"),
+        completion(usage={"prompt_tokens": -50000, "completion_tokens": 1}),
+        completion(usage={"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 9}}),
+        completion(usage={"prompt_tokens": 5.5, "completion_tokens": 1}),
+        completion(choices=[]),
+    ],
+    ids=["null-message", "null-usage", "string-usage", "negative", "cached-over-prompt", "float", "no-choices"],
+)
+async def test_untrustworthy_bodies_are_upstream_failures_not_charges(
+    odd_upstream: tuple[list[Any], str], body: dict[str, Any]
+) -> None:
+    """Was: a null message was a 500; a negative usage was charged, handing tokens back to the account."""
+    answers, url = odd_upstream
+    answers.append(body)
+    llm = client_for(url)
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await llm.complete(REQUEST)
+    assert failed.value.code == "malformed_response"
+    await llm.close()
+
+
+def test_the_llm_client_uses_the_async_openai_sdk() -> None:
+    assert isinstance(client_for("http://127.0.0.1:9/v1").sdk, openai.AsyncOpenAI)

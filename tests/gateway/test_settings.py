@@ -1,0 +1,47 @@
+"""Settings from the environment: the contract's defaults, bad values refused naming the variable, secrets kept out
+of the repr, and a quota reservation that outlives the turn holding it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import Settings, SettingsError
+from tests.support.harness import JWT_SECRET
+
+
+def test_settings_from_env_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.database_url == "sqlite:///data/gateway.db"
+    assert settings.openai_base_url == "https://api.openai.com/v1"
+    assert settings.graph_api_base_url == "https://graph.facebook.com"
+    assert (settings.log_level, settings.log_format) == ("INFO", "json")
+    assert settings.admin_jwt_secret is None
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"ADMIN_JWT_SECRET": "short"}, "ADMIN_JWT_SECRET"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LLM_TOTAL_BUDGET": "-1"}, "LLM_TOTAL_BUDGET"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        Settings.from_env(env)
+
+
+def test_secrets_never_show_in_settings_repr() -> None:
+    settings = Settings.from_env({"ADMIN_JWT_SECRET": JWT_SECRET, "OPENAI_API_KEY": "sk-very-secret"})
+    assert JWT_SECRET not in repr(settings) and "sk-very-secret" not in repr(settings)
+
+
+def test_reservation_ttl_must_outlive_two_model_calls() -> None:
+    """Was: a TTL shorter than a turn let the sweeper free tokens a live call still held."""
+    with pytest.raises(SettingsError, match="RESERVATION_TTL_SECONDS"):
+        Settings.from_env({"RESERVATION_TTL_SECONDS": "60", "LLM_TOTAL_BUDGET": "30"})
+    assert Settings.from_env({"RESERVATION_TTL_SECONDS": "90", "LLM_TOTAL_BUDGET": "30"}).reservation_ttl_seconds == 90
