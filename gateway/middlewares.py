@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -30,8 +31,8 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
-    409: "conflict",
     408: "request_timeout",
+    409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -50,6 +51,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED_REQUEST  # the handler was cancelled because the client went away (or at shutdown)
+        raise
     finally:
         log.info(
             "request",

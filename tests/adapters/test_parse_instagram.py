@@ -7,15 +7,14 @@ text. The mutation helpers come from the Messenger tests: both parsers share one
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters import instagram, messenger
 from adapters.events import Attachment, ButtonReply, ContentType, EventKind, Platform, Reaction, Referral
-from tests.adapters.test_parse_messenger import REPLACEMENTS, SAMPLES, T, assert_well_formed, digest, mutations
 from tests.support.event_text import assert_storable
+from tests.support.meta_payloads import REPLACEMENTS, T, assert_well_formed, digest, mutations, samples_dir
 from tests.support.paths import META_FIXTURES
 
 FIXTURES = META_FIXTURES / "instagram"
@@ -239,12 +238,6 @@ SAMPLE_KINDS: dict[str, list[EventKind]] = {
     "instagram_text_chatwoot.json": [MESSAGE],
     "instagram_unsupported.json": [EventKind.UNSUPPORTED],
 }
-
-
-def samples_dir() -> Path:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"{SAMPLES} is not checked out beside the repo")
-    return SAMPLES
 
 
 def load_sample(name: str) -> dict[str, Any]:

@@ -1,43 +1,35 @@
 """Messenger webhook parsing: our own fixtures per event type, Meta's documented samples, and malformed bodies.
 
 The fixtures under tests/fixtures/meta/messenger/ are written from the documented formats with invented ids and
-text. `mutations` and `assert_well_formed` are reused by the Instagram tests.
+text; the mutation helpers they share with the Instagram tests are in tests/support/meta_payloads.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters import instagram, messenger
-from adapters.events import Attachment, ButtonReply, ContentType, EventKind, InboundEvent, Platform, Reaction, Referral
+from adapters.events import Attachment, ButtonReply, ContentType, EventKind, Platform, Reaction, Referral
 from tests.support.event_text import assert_storable
-from tests.support.paths import META_FIXTURES, META_SAMPLES
+from tests.support.meta_payloads import REPLACEMENTS, T, assert_well_formed, digest, mutations, samples_dir
+from tests.support.paths import META_FIXTURES
 
 FIXTURES = META_FIXTURES / "messenger"
-# Meta's own samples live in the shared/ checkout beside the repo: present in CI, absent for most users.
-SAMPLES = META_SAMPLES
 
 PAGE, PAGE_B = "104857600000001", "104857600000002"
 PSID, PSID_B = "7391000000000001", "7391000000000002"
 OUR_APP, INBOX_APP, OTHER_APP = "900000000000001", "263902037430900", "777000000000003"
-T = 1767225600000  # 2026-01-01T00:00:00Z, the fixtures' clock
 
 MESSAGE, ECHO = EventKind.MESSAGE, EventKind.ECHO
 
 
 def load(name: str, folder: Path = FIXTURES) -> dict[str, Any]:
     return json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def digest(element: Any) -> str:
-    return hashlib.sha256(json.dumps(element, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def expect(kind: EventKind, key: str, **fields: Any) -> dict[str, Any]:
@@ -293,34 +285,6 @@ def test_timestamps_are_normalised_to_epoch_ms(event_time: Any, entry_time: Any,
 
 # --- robustness: every fixture, every key dropped, every value replaced ------------------------------------------
 
-# The brief's replacements, plus a bool (an int subclass) and NaN (json.loads accepts it).
-REPLACEMENTS: tuple[Any, ...] = (None, 42, "x", [], {}, True, math.nan)
-
-
-def mutations(node: Any) -> Iterator[Any]:
-    """Every copy of `node` with one key dropped or one value replaced, at every nesting level."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield {k: v for k, v in node.items() if k != key}
-            for variant in (*REPLACEMENTS, *mutations(value)):
-                yield {**node, key: variant}
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield node[:index] + node[index + 1 :]
-            for variant in (*REPLACEMENTS, *mutations(value)):
-                yield [*node[:index], variant, *node[index + 1 :]]
-
-
-def assert_well_formed(events: Any) -> None:
-    assert isinstance(events, list)
-    for event in events:
-        assert isinstance(event, InboundEvent)
-        assert isinstance(event.event_key, str) and event.event_key
-        assert isinstance(event.channel_external_id, str) and isinstance(event.timestamp_ms, int)
-        assert event.customer_id is None or isinstance(event.customer_id, str)
-        assert event.message_id is None or isinstance(event.message_id, str)
-        assert event.app_id is None or isinstance(event.app_id, str)
-
 
 def test_mutation_helper_drops_and_replaces_at_every_level() -> None:
     variants = list(mutations({"a": {"b": 1}}))
@@ -355,12 +319,6 @@ SAMPLE_KINDS: dict[str, list[EventKind]] = {
     "messenger_sticker.json": [MESSAGE],
     "messenger_text.json": [MESSAGE],
 }
-
-
-def samples_dir() -> Path:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"{SAMPLES} is not checked out beside the repo")
-    return SAMPLES
 
 
 @pytest.mark.parametrize(("name", "kinds"), sorted(SAMPLE_KINDS.items()))

@@ -32,6 +32,7 @@ from adapters.events import (
 )
 from adapters.whatsapp import parse
 from tests.support.event_text import assert_storable
+from tests.support.meta_payloads import SAMPLES_MISSING
 from tests.support.paths import META_FIXTURES, META_SAMPLES
 
 FIXTURES = META_FIXTURES / "whatsapp"
@@ -487,7 +488,7 @@ SAMPLE_KINDS: dict[str, list[EventKind]] = {
     "whatsapp_video.json": [EventKind.MESSAGE],
     "whatsapp_voice.json": [EventKind.MESSAGE],
 }
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"shared samples not present at {SAMPLES}")
+needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=SAMPLES_MISSING)
 
 
 @needs_samples

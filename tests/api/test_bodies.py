@@ -1,16 +1,21 @@
 """JSON request bodies (api/bodies.py), read the same way on every surface: malformed (or nested too deep to
-read), too large (declared or chunked) or carrying text that cannot be stored, a body is refused with a 400 or 413
-in the error envelope, and nothing is written.
+read), too large (declared or chunked), too slow to arrive, or carrying text that cannot be stored, a body is
+refused with a 400, 413 or 408 in the error envelope, and nothing is written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.settings import Settings
+from tests.conftest import MakeClient
 from tests.support.admin_api import ADMIN, PLAN, expect_error, get
 from tests.support.harness import auth, expect, provision
 
@@ -76,3 +81,30 @@ async def test_lone_surrogate_in_a_string_is_400_not_500(client: TestClient, rou
     assert await get(client, "/plans") == plans_before
     assert (await get(client, f"/accounts/{tenant.account_id}"))["name"] == "Acme"
     assert len((await get(client, f"/accounts/{tenant.account_id}/bots"))["bots"]) == 1
+
+
+async def partial_request(client: TestClient, path: str, headers: dict[str, str]) -> tuple[Any, Any]:
+    """A raw connection that sends a request's headers and the first bytes of a 1,000-byte body, then nothing."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}".encode())
+    writer.write(b'Content-Length: 1000\r\n\r\n{"name": ')
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_is_closed(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    """Was: a client that sent headers and part of a body held its connection (and a handler) for 75 s."""
+    client = await make_client(replace(settings, body_read_timeout_seconds=1))
+    reader, writer = await partial_request(client, f"{ADMIN}/plans", auth())
+    started = time.monotonic()
+    answer = await asyncio.wait_for(reader.read(), timeout=10)  # read() ends only when the server closes
+    writer.close()
+    await writer.wait_closed()
+    assert time.monotonic() - started < 5
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.split()[1] == "408"
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert (await get(client, "/plans"))["plans"] == []

@@ -1,4 +1,4 @@
-"""Admin API authentication: every bad token is a 401 envelope and never reaches the handler (plan A1)."""
+"""Admin API authentication: every bad token is a 401 envelope and never reaches the handler."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from packaging.version import Version
 
-from admin.tokens import LEEWAY_SECONDS
+from admin.tokens import DEFAULT_MAX_TTL_SECONDS, LEEWAY_SECONDS
 from gateway.cli import main as cli_main
 from gateway.settings import Settings
 from tests.conftest import MakeClient
@@ -108,6 +108,12 @@ BAD_AUTH: dict[str, Callable[[], dict[str, str]]] = {
     "nbf_in_future": lambda: _bearer(_signed(_claims(nbf=int(time.time()) + 3600))),
     # Just past the clock-skew leeway.
     "expired_beyond_leeway": lambda: _bearer(_signed(_claims(exp=int(time.time()) - LEEWAY_SECONDS - 1))),
+    # Lifetimes beyond ADMIN_JWT_MAX_TTL_SECONDS (30 days by default): a leaked token must expire.
+    "lives_10_to_the_30_seconds": lambda: _bearer(_signed(_claims(exp=int(time.time()) + 10**30))),
+    "lives_a_day_past_the_cap": lambda: _bearer(
+        _signed(_claims(exp=int(time.time()) + DEFAULT_MAX_TTL_SECONDS + 86400))
+    ),
+    "issued_long_ago_to_live_long": lambda: _bearer(_signed(_claims(iat=int(time.time()) - 10**9))),
     # Header parameters naming another key source: a token we minted never carries them (RFC 8725 §3.10).
     "jku_header": lambda: _bearer(jwt.encode(_claims(), JWT_SECRET, headers={"jku": "https://evil.example/k"})),
     "jwk_header": lambda: _bearer(jwt.encode(_claims(), JWT_SECRET, headers={"jwk": {"kty": "oct", "k": "eA"}})),
@@ -165,6 +171,18 @@ async def test_admin_api_without_secret_is_503_not_configured(make_client: MakeC
         assert "ADMIN_JWT_SECRET" in body["error"]["message"]
     body = await expect(await client.post("/api/admin/plans", json=PLAN_BODY, headers=auth()), 503)
     _assert_envelope(body, "not_configured")
+
+
+async def test_the_lifetime_cap_is_the_operators_setting(make_client: MakeClient, settings: Settings) -> None:
+    """A 90-day token: refused under the default cap, accepted where the operator raised it; the cap is exp - iat."""
+    now = int(time.time())
+    ninety_days = _bearer(_signed(_claims(iat=now, exp=now + 90 * 86400)))
+    default = await make_client(settings)
+    body = await expect(await default.get("/api/admin/plans", headers=ninety_days), 401)
+    _assert_envelope(body, "unauthorized")
+    assert "longer than" in body["error"]["message"]
+    raised = await make_client(dataclasses.replace(settings, admin_jwt_max_ttl_seconds=100 * 86400))
+    await expect(await raised.get("/api/admin/plans", headers=ninety_days), 200)
 
 
 def test_installed_pyjwt_is_at_least_2_13() -> None:

@@ -63,6 +63,27 @@ def test_demo_provisions_a_working_tenant(tmp_path: Path) -> None:
     assert "seed plans created: none" in run(["seed"], env)[1]
 
 
+def test_demo_run_twice_reuses_the_demo_business_and_issues_a_new_key(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": database.scratch_url(tmp_path, "g.db"), "DATA_DIR": str(PROJECT_DATA)}
+    first, second = run(["demo"], env), run(["demo"], env)
+    assert first[0] == second[0] == 0
+    assert "a new demo business" in first[1] and "the existing demo business (reused)" in second[1]
+    keys = [next(word for word in out.split() if word.startswith("nxk_")) for _, out in (first, second)]
+    assert keys[0] != keys[1]
+    settings = Settings.from_env(env)
+    assert [r["name"] for r in database.rows(settings, "SELECT name FROM accounts")] == ["Demo business"]
+    assert len(database.rows(settings, "SELECT id FROM bots")) == 1
+    assert len(database.rows(settings, "SELECT id FROM api_keys WHERE revoked_at IS NULL")) == 2
+
+
+def test_token_refuses_a_lifetime_the_service_would_refuse(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["token", "--role", "admin", "--sub", "ops", "--ttl", str(31 * 86400)]
+    assert run(argv, {"ADMIN_JWT_SECRET": JWT_SECRET})[0] == 2
+    assert "ADMIN_JWT_MAX_TTL_SECONDS" in capsys.readouterr().err
+    code, out = run(argv, {"ADMIN_JWT_SECRET": JWT_SECRET, "ADMIN_JWT_MAX_TTL_SECONDS": str(40 * 86400)})
+    assert code == 0 and verify_token(out.strip(), JWT_SECRET, max_ttl=40 * 86400).role == "admin"
+
+
 def test_postgres_url_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["migrate"], {"DATABASE_URL": "postgresql://127.0.0.1/test"})[0] == 2
     assert "PostgreSQL" in capsys.readouterr().err

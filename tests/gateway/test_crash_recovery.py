@@ -1,4 +1,4 @@
-"""Work in flight survives the process dying (issue 3 item 9, reliability plan W7): SIGKILL and SIGTERM, for real.
+"""Work in flight survives the process dying (the reliability test plan, W7): SIGKILL and SIGTERM, for real.
 
 The gateway runs as a child process with the Procfile's command (`python -m gateway`, configured only through its
 environment); the fake OpenAI (0.15 to 0.25 s per call) and the fake Graph (0.05 s per request) run in this test's

@@ -1,5 +1,6 @@
 """The frame's middlewares (gateway/middlewares.py), on every route: a request id on each answer, and every error in
-the contract's envelope, unknown routes and methods included.
+the contract's envelope, unknown routes and methods included. (A client hanging up mid-upload: gateway/test_serving.py,
+which serves the app as production does.)
 """
 
 from __future__ import annotations

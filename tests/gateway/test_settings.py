@@ -18,6 +18,8 @@ def test_settings_from_env_defaults_follow_the_contract() -> None:
     assert settings.graph_api_base_url == "https://graph.facebook.com"
     assert (settings.log_level, settings.log_format) == ("INFO", "json")
     assert settings.admin_jwt_secret is None
+    assert settings.admin_jwt_max_ttl_seconds == 30 * 24 * 3600
+    assert settings.body_read_timeout_seconds == 15
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,9 @@ def test_settings_from_env_defaults_follow_the_contract() -> None:
         ({"ADMIN_JWT_SECRET": "short"}, "ADMIN_JWT_SECRET"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"LLM_TOTAL_BUDGET": "-1"}, "LLM_TOTAL_BUDGET"),
+        ({"ADMIN_JWT_MAX_TTL_SECONDS": "10"}, "ADMIN_JWT_MAX_TTL_SECONDS"),
+        ({"ADMIN_JWT_MAX_TTL_SECONDS": "1e9"}, "ADMIN_JWT_MAX_TTL_SECONDS"),
+        ({"BODY_READ_TIMEOUT_SECONDS": "0"}, "BODY_READ_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:

@@ -327,6 +327,8 @@ async def test_pause_length_is_the_callers_and_bounded(live: Any, fake_openai: F
     await expect(await client.post(path, json={"minutes": 0}, headers=owner), 400)
     await expect(await client.post(path, json={"minutes": 7 * 24 * 60 + 1}, headers=owner), 400)
     await expect(await client.post(path, json={"minutes": 5, "account_id": "x"}, headers=owner), 400)
+    refused = await expect(await client.post(path, json={"minutes": None}, headers=owner), 400)
+    assert refused["error"]["details"]["field"] == "minutes" and "null" in refused["error"]["message"]
 
 
 async def test_pausing_a_paused_conversation_moves_its_end_without_a_second_takeover(

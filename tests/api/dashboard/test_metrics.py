@@ -9,6 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import INBOX_RETENTION_MS
@@ -229,6 +230,15 @@ async def test_bad_parameters_are_400_with_the_envelope(client: TestClient) -> N
         body = await expect(await client.get("/api/dashboard/metrics", params=params, headers=headers), 400)
         assert body["error"]["code"] == "bad_request", params
         assert body["error"]["details"]["field"] == field, params
+
+
+@pytest.mark.parametrize("path", ["/api/dashboard/metrics", "/api/dashboard/usage", "/api/dashboard/bots"])
+async def test_a_range_ending_in_the_last_month_of_9999_is_answered_not_500(client: TestClient, path: str) -> None:
+    """Was 500: with `to` alone the range starts at its month, and December 9999 had no next month to end it."""
+    tenant = await provision(client)
+    headers = auth("owner", tenant.account_id)
+    body = await expect(await client.get(path, params={"to": "9999-12-31T23:59:59Z"}, headers=headers), 200)
+    assert (body["from"], body["to"]) == ("9999-12-01T00:00:00Z", "9999-12-31T23:59:59Z")
 
 
 async def test_metrics_need_a_token(client: TestClient) -> None:

@@ -69,3 +69,12 @@ async def test_revoked_key_is_refused_and_other_keys_keep_working(client: TestCl
     assert listed[first_id]["revoked_at"] is not None
     assert listed[spare["id"]]["revoked_at"] is None
     await expect_error(await client.delete(f"{path}/key_00000000000000000000", headers=auth()), 404)
+
+
+async def test_a_key_name_may_be_left_out_but_not_null(client: TestClient) -> None:
+    tenant = await provision(client)
+    path = f"{ADMIN}/accounts/{tenant.account_id}/api-keys"
+    unnamed = await expect(await client.post(path, json={}, headers=auth()), 201)
+    assert unnamed["name"] is None
+    error = await expect_error(await client.post(path, json={"name": None}, headers=auth()), 400)
+    assert error["details"]["field"] == "name" and "null" in error["message"]

@@ -42,6 +42,8 @@ async def test_admin_jwt_is_not_an_api_key(client: TestClient) -> None:
         ({"user_id": "u", "message": "nul \x00 byte"}, "message"),
         ({"user_id": "u", "message": "lone surrogate \ud800"}, "message"),
         ({"user_id": "u", "message": "hi", "account_id": "acc_other"}, "account_id"),
+        # bot_id may be left out (the first bot answers), but null is a client's mistake, not "the default".
+        ({"user_id": "u", "message": "hi", "bot_id": None}, "bot_id"),
     ],
 )
 async def test_bad_bodies_are_400_and_name_the_field(

@@ -1,0 +1,165 @@
+"""Serving as a process (gateway/serving.py), through `python -m gateway`: it says where it listens and with what,
+a taken port is one clear line, a signal during start-up ends it cleanly, and a request the HTTP parser refuses is
+answered in the error envelope without repeating the header it refused; a client hanging up mid-upload is its
+own business, not a 500 of ours."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from core.tokens import TokenCounter
+from gateway.app import create_app
+from gateway.serving import GatewayRunner
+from gateway.settings import Settings
+from tests.support import database
+from tests.support.gateway_process import GatewayProcess, free_port
+from tests.support.harness import JWT_SECRET, PROJECT_DATA, provision
+
+
+def gateway_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PORT": str(port),
+        "DATABASE_URL": database.scratch_url(tmp_path),
+        "DATA_DIR": str(PROJECT_DATA),
+        **extra,
+    }
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    records = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+async def test_start_up_logs_where_it_listens_and_what_is_configured_without_secrets(tmp_path: Path) -> None:
+    port = free_port()
+    env = gateway_env(tmp_path, port, ADMIN_JWT_SECRET=JWT_SECRET, OPENAI_API_KEY="sk-never-shown-0123")
+    gateway = GatewayProcess(env, tmp_path / "gateway.log", tmp_path)
+    try:
+        gateway.start()
+        await gateway.wait_ready()
+        [listening] = [r for r in json_lines(gateway.log()) if r.get("event") == "listening"]
+        assert listening["url"] == f"http://127.0.0.1:{port}"
+        assert listening["database"] == env["DATABASE_URL"]
+        assert listening["admin_api"] == "enabled" and listening["openai_key"] == "set"
+        assert str(listening["secrets_key"]).startswith("not set")
+        assert JWT_SECRET not in gateway.log() and "sk-never-shown-0123" not in gateway.log()
+        gateway.send_signal(signal.SIGTERM)
+        assert await gateway.wait_exit(within=20) == 0
+    finally:
+        gateway.close()
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_status_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway"],
+            env=gateway_env(tmp_path, port),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another gateway running? choose another PORT)"
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+async def test_a_signal_during_start_up_ends_the_process_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C while the database is being opened and migrated: the process exits promptly, nothing left running
+    (a database thread left open used to keep it alive)."""
+    gateway = GatewayProcess(gateway_env(tmp_path, free_port()), tmp_path / "gateway.log", tmp_path)
+    try:
+        gateway.start()
+        for _ in range(2000):  # until start-up is under way: the migrations are applied
+            if "migrations_applied" in gateway.log():
+                break
+            await asyncio.sleep(0.005)
+        gateway.send_signal(signal.SIGINT)
+        assert await gateway.wait_exit(within=15) in (0, 130)
+        assert "Traceback" not in gateway.log()
+    finally:
+        gateway.close()
+
+
+async def test_an_oversized_authorization_header_gets_the_envelope_and_is_never_repeated(tmp_path: Path) -> None:
+    port = free_port()
+    gateway = GatewayProcess(gateway_env(tmp_path, port), tmp_path / "gateway.log", tmp_path)
+    secret = "eyJsecret" * 1200  # over 8 KB, like a forged or runaway bearer token
+    try:
+        gateway.start()
+        await gateway.wait_ready()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /api/admin/plans HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\r\n".encode())
+        await writer.drain()
+        answer = (await asyncio.wait_for(reader.read(), timeout=10)).decode()
+        writer.close()
+        head, _, body = answer.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.") and " 400 " in head.splitlines()[0]
+        assert "application/json" in head
+        error = json.loads(body)["error"]
+        assert error["code"] == "bad_request" and "8190" in error["message"]
+        assert "eyJsecret" not in answer
+        await asyncio.sleep(0.2)
+        assert "eyJsecret" not in gateway.log()
+        assert any(r.get("event") == "http_request_refused" for r in json_lines(gateway.log()))
+    finally:
+        gateway.close()
+
+
+async def test_a_client_that_hangs_up_mid_upload_is_not_an_error_of_ours(
+    settings: Settings, tokens: TokenCounter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: logged as unhandled_error and counted as a 500 answer in /metrics. Served by the production runner, in
+    which (unlike aiohttp's test server) a handler is not cancelled when its client goes away."""
+    runner = GatewayRunner(create_app(settings, tokens=tokens), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            tenant = await provision(http)  # type: ignore[arg-type]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /api/messages/relay HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {tenant.api_key}\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b'{"user_id": "u", "mess'
+            )
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.close()  # gone before the body is complete
+            await writer.wait_closed()
+            for _ in range(100):
+                output = capsys.readouterr().out
+                if "client_disconnected" in output:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the disconnect was never logged")
+            async with http.get("/metrics") as response:
+                metrics = await response.text()
+        assert 'nexus_relay_requests_total{status="499"} 1.0' in metrics
+        assert 'status="500"' not in metrics
+        assert "unhandled_error" not in output + capsys.readouterr().out
+    finally:
+        await runner.cleanup()
