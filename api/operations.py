@@ -11,6 +11,7 @@ the handler, documented by hand with `answers`). The OpenAPI document (api/opena
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -192,20 +193,36 @@ class OperationTable(Generic[H]):
         self.operations.append(operation)
         return operation
 
-    def register(self, router: web.UrlDispatcher, prefix: str = "") -> None:
+    def register(self, router: web.UrlDispatcher, prefix: str = "", middlewares: Sequence[Middleware] = ()) -> None:
         for operation in self.operations:
-            router.add_route(operation.method, prefix + operation.path, self._route(operation))
+            handler = self._route(operation, middlewares)
+            if operation.method == "GET":  # answers HEAD too, as uptime monitors and load balancers ask
+                router.add_get(prefix + operation.path, handler)
+            else:
+                router.add_route(operation.method, prefix + operation.path, handler)
 
-    def _route(self, operation: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _route(
+        self, operation: Operation, middlewares: Sequence[Middleware]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         key = self.key
 
         async def handle(request: web.Request) -> web.StreamResponse:
             return await operation.invoke(request.config_dict[key], request)
 
+        outer: Callable[[web.Request], Awaitable[web.StreamResponse]] = handle
+        for middleware in reversed(middlewares):  # the first middleware runs first, as in an application
+            outer = functools.partial(middleware, handler=outer)
+        if outer is not handle:
+            wrapped = outer
+
+            async def outer_handle(request: web.Request) -> web.StreamResponse:
+                return await wrapped(request)
+
+            outer = outer_handle
         # The audit trail names the action after the route's handler: the method's own name.
-        handle.__name__ = operation.function.__name__
-        handle.__qualname__ = operation.function.__qualname__
-        return handle
+        outer.__name__ = operation.function.__name__
+        outer.__qualname__ = operation.function.__qualname__
+        return outer
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,18 +230,21 @@ class Surface:
     """One API surface: its operation tables, mounted under a prefix, with its own middlewares if any.
 
     A surface with middlewares (the JWT surfaces) is an aiohttp sub-application, so its middlewares never run for
-    another surface's routes; one without is added to the main application's router.
+    another surface's routes; one without is added to the main application's router. `wrap_routes` adds a
+    surface's routes to the main router with its middlewares around each route's handler, for a surface that
+    shares its prefix with nothing and wants unknown paths and methods answered as everywhere else.
     """
 
     name: str
     tables: tuple[OperationTable[Any], ...]
     prefix: str = ""
     middlewares: tuple[Middleware, ...] = ()
+    wrap_routes: bool = False
 
     def mount(self, app: web.Application) -> None:
-        if not self.middlewares:
+        if not self.middlewares or self.wrap_routes:
             for table in self.tables:
-                table.register(app.router, self.prefix)
+                table.register(app.router, self.prefix, self.middlewares)
             return
         sub = web.Application(middlewares=self.middlewares)
         for table in self.tables:

@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJson
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from core.fields import Text
-
 # Up to the last millisecond of year 9999: what datetime can render back as ISO-8601.
 MAX_INSTANT_MS = 253_402_300_799_999
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,8 +93,9 @@ def parse_instant(raw: object) -> int:
     return value
 
 
-# An account id in a query string (`account_id`), as the JWT surfaces take it.
-AccountId = Annotated[str, Text(64)]
+# An account id in a query string (`account_id`), as the JWT surfaces take it: any non-empty string, so that an id
+# that is not the caller's is a 404 (like one that does not exist), never a 400 that would tell them apart.
+AccountId = Annotated[str, Field(min_length=1)]
 
 
 class AccountQuery(QueryModel):

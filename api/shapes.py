@@ -16,8 +16,15 @@ class ApiModel(BaseModel):
     """A request or response body: closed (unknown fields refused, and documented as such), strict, immutable."""
 
     # Python names that are keywords (`from`) are aliases: answers use the alias, code may use either.
+    # Fields with defaults are still in every answer: the serialization schema says so (required).
     model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        serialize_by_alias=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        json_schema_serialization_defaults_required=True,
     )
 
 

@@ -280,10 +280,10 @@ class ChannelWorker:
 def model_input(event: InboundEvent, max_chars: int = 4000) -> str | None:
     """What the model is told the customer sent, or None for media it cannot read (answered without it)."""
     described = _describe(event)
-    return None if described is None else clean_text(described, max_chars)
+    return None if described is None else bounded_text(described, max_chars)
 
 
-def clean_text(text: str, max_chars: int) -> str:
+def bounded_text(text: str, max_chars: int) -> str:
     """Storable, bounded text: lone surrogates replaced, cut on a grapheme boundary at `max_chars`."""
     text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) <= max_chars:

@@ -64,7 +64,7 @@ class Text:
         return json_schema
 
     def _check(self, value: str, info: core_schema.ValidationInfo) -> str:
-        return clean_text(value, _bound(self.max_length, self.limit, info))
+        return check_text(value, _bound(self.max_length, self.limit, info))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ def _refuse_null(value: Any) -> Any:
     return value
 
 
-def clean_text(value: str, max_length: int = DEFAULT_MAX_CHARS) -> str:
+def check_text(value: str, max_length: int = DEFAULT_MAX_CHARS) -> str:
     """The rule of `Text`, for callers outside a model: trimmed, not empty, no NUL, bounded."""
     value = value.strip()
     if not value:

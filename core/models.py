@@ -28,7 +28,10 @@ class Record(BaseModel):
     store reads and writes. Stores build records from rows they wrote themselves with `model_construct`.
     """
 
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    # Fields with defaults are still in every answer: the serialization schema says so (required).
+    model_config = ConfigDict(
+        frozen=True, strict=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
 
 class PlanSettings(Record):

@@ -16,7 +16,7 @@ from core.clock import Clock, SystemClock
 from core.metrics import Metrics
 from core.tokens import TokenCounter
 from gateway.background import TaskRegistry
-from gateway.keys import CLOCK, METRICS, SETTINGS, STORAGE, TOKENS, UPSTREAMS, WEB, WORKER
+from gateway.keys import CLOCK, METRICS, SETTINGS, STORAGE, TOKENS, UPSTREAMS, WORKER
 from gateway.middlewares import count_relay, error_envelope, request_context
 from gateway.services import open_storage, open_upstreams, open_web, open_worker
 from gateway.settings import Settings
@@ -90,7 +90,6 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
 
 async def _web(app: web.Application) -> AsyncIterator[None]:
     async with open_web(app[SETTINGS], app[CLOCK], app[STORAGE]) as group:
-        app[WEB] = group
         groups = Groups(
             settings=app[SETTINGS],
             clock=app[CLOCK],

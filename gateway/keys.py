@@ -11,7 +11,7 @@ from aiohttp import web
 from core.clock import Clock
 from core.metrics import Metrics
 from core.tokens import TokenCounter
-from gateway.services import Storage, Upstreams, Web, Worker
+from gateway.services import Storage, Upstreams, Worker
 from gateway.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -21,4 +21,3 @@ METRICS = web.AppKey("metrics", Metrics)
 STORAGE = web.AppKey("storage", Storage)
 UPSTREAMS = web.AppKey("upstreams", Upstreams)
 WORKER = web.AppKey("worker", Worker)
-WEB = web.AppKey("web", Web)

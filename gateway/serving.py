@@ -20,6 +20,7 @@ import errno
 import signal
 import sys
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
@@ -84,13 +85,21 @@ async def _serve(app: web.Application, settings: Settings, err: TextIO) -> int:
 def describe(settings: Settings) -> dict[str, object]:
     """What an operator wants to see at start-up; secrets only as set or not."""
     return {
-        "database": settings.database_url,
-        "openai_base_url": settings.openai_base_url,
+        "database": without_credentials(settings.database_url),
+        "openai_base_url": without_credentials(settings.openai_base_url),
         "openai_key": "set" if settings.openai_api_key else "not set (the relay answers 503 not_configured)",
         "admin_api": "enabled" if settings.admin_jwt_secret else "disabled (set ADMIN_JWT_SECRET)",
         "secrets_key": "set" if settings.secrets_key else "not set (channels cannot be connected)",
         "workers": settings.workers,
     }
+
+
+def without_credentials(url: str) -> str:
+    """The URL with any user and password replaced (postgresql://user:password@host/db -> postgresql://***@host/db)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _why(exc: OSError) -> str:

@@ -64,8 +64,9 @@ class Conversations:
         self._clock = clock
 
     async def list_conversations(self, request: web.Request, query: Query[ConversationsQuery]) -> ConversationList:
+        # The account first: another account's id is a 404 whatever else the query gets wrong.
+        account_id = await account_scope(principal(request), query.parse_field("account_id"), self._accounts)
         asked = query.parse()
-        account_id = await account_scope(principal(request), asked.account_id, self._accounts)
         page = asked.page((int, str))
         where = ConversationFilter(account_id=account_id, q=asked.q, platform=asked.platform, bot_id=asked.bot_id)
         # A search may scan every message of the account: a bounded number run at once (else 429 with Retry-After).

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field
 from api.pagination import PageQuery
 from api.query import AccountId
 from api.shapes import ApiModel
-from core.fields import Choice, EpochMs, NotNull, Text, WholeNumber
+from core.fields import EpochMs, NotNull, Text, WholeNumber
 from core.storage.reads.conversations import ConversationPlatform, MessageView
 
 # The longest pause one call may set: a week, as for a bot's own handover pause.
@@ -24,7 +24,7 @@ class ConversationsQuery(PageQuery):
     q: Annotated[Annotated[str, Text(200)] | None, BeforeValidator(_blank_is_none)] = Field(
         default=None, description="search text"
     )
-    platform: Annotated[ConversationPlatform, Choice] | None = Field(default=None, description="only this platform")
+    platform: ConversationPlatform | None = Field(default=None, description="only this platform")
     bot_id: Annotated[Annotated[str, Text(64)] | None, BeforeValidator(_blank_is_none)] = Field(
         default=None, description="only this bot's conversations"
     )

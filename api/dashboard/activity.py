@@ -23,8 +23,9 @@ class Activity:
         self._accounts = accounts
 
     async def list_activity(self, request: web.Request, query: Query[ActivityQuery]) -> ActivityPage:
+        # The account first: another account's id is a 404 whatever else the query gets wrong.
+        account_id = await account_scope(principal(request), query.parse_field("account_id"), self._accounts)
         asked = query.parse()
-        account_id = await account_scope(principal(request), asked.account_id, self._accounts)
         page = asked.page((int, str))
         entries = await self._activity.page(
             account_id,

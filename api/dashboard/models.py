@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from api.pagination import PageQuery
 from api.query import AccountId
 from api.shapes import ApiModel, QuotaDetail, Usd
-from core.fields import Choice, EpochMs
+from core.fields import EpochMs
 from core.storage.activity import ActivityEntry, ActivityKind
 
 MESSAGES_COUNTED = (
@@ -171,7 +171,7 @@ class DashboardBots(ApiModel):
 
 
 class ActivityQuery(PageQuery):
-    kind: Annotated[ActivityKind, Choice] | None = Field(default=None, description="only this kind")
+    kind: ActivityKind | None = Field(default=None, description="only this kind")
     account_id: AccountId | None = Field(
         default=None,
         description="admin: one account (404 if unknown), default every account; owner or viewer: only their own "

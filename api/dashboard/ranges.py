@@ -13,7 +13,6 @@ from pydantic import Field
 from api.errors import bad_request
 from api.query import AccountQuery, Count, Instant
 from core.clock import month_bounds
-from core.fields import Choice
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -75,12 +74,12 @@ class RangeQuery(AccountQuery):
 
 
 class UsageQuery(RangeQuery):
-    bucket: Annotated[Literal["hour", "day"], Choice] = Field(
+    bucket: Literal["hour", "day"] = Field(
         default="day",
         description=f"bucket size; buckets start on UTC hours or days; at most {MAX_BUCKETS} buckets per request "
         "(400 beyond)",
     )
-    group_by: Annotated[Literal["model", "bot", "platform"], Choice] | None = Field(
+    group_by: Literal["model", "bot", "platform"] | None = Field(
         default=None,
         description="one series per model, bot or platform (relay, messenger, instagram, whatsapp), for the `top` "
         "groups by model calls, plus one `other` series summing the rest; without it one series",

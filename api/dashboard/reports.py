@@ -63,8 +63,9 @@ class Reports:
         self._clock = clock
 
     async def metrics(self, request: web.Request, query: Query[RangeQuery]) -> DashboardMetrics:
+        # The account first: another account's id is a 404 whatever else the query gets wrong.
+        account_id = await account_scope(principal(request), query.parse_field("account_id"), self._accounts)
         asked = query.parse()
-        account_id = await account_scope(principal(request), asked.account_id, self._accounts)
         span = asked.span(self._clock.now_ms())
         scope = ReportScope(account_id, span.start, span.end)
         usage = await self._totals.usage(scope)
@@ -108,8 +109,9 @@ class Reports:
         )
 
     async def usage(self, request: web.Request, query: Query[UsageQuery]) -> UsageReport:
+        # The account first: another account's id is a 404 whatever else the query gets wrong.
+        account_id = await account_scope(principal(request), query.parse_field("account_id"), self._accounts)
         asked = query.parse()
-        account_id = await account_scope(principal(request), asked.account_id, self._accounts)
         span = asked.span(self._clock.now_ms())
         buckets = asked.buckets(span)
         scope = ReportScope(account_id, span.start, span.end)
@@ -140,8 +142,9 @@ class Reports:
         )
 
     async def bots(self, request: web.Request, query: Query[RangeQuery]) -> DashboardBots:
+        # The account first: another account's id is a 404 whatever else the query gets wrong.
+        account_id = await account_scope(principal(request), query.parse_field("account_id"), self._accounts)
         asked = query.parse()
-        account_id = await account_scope(principal(request), asked.account_id, self._accounts)
         span = asked.optional_span(self._clock.now_ms())  # no range: the bots' whole life
         scope = None if span is None else ReportScope(account_id, span.start, span.end)
         reports = await self._bot_reports.bots(account_id, scope)

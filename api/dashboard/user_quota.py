@@ -24,7 +24,8 @@ class UserQuotas:
         self._accounts = accounts
 
     async def user_quota(self, request: web.Request, query: Query[AccountQuery]) -> UserQuota:
-        account_id = await required_account(principal(request), query.parse().account_id, self._accounts)
+        account_id = await required_account(principal(request), query.parse_field("account_id"), self._accounts)
+        query.parse()  # nothing else to read; unknown parameters are ignored, as everywhere but exports and status
         detail = QuotaDetail.of(await self._quota.snapshot(account_id))
         return UserQuota(**detail.model_dump(), account_id=account_id)
 

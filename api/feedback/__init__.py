@@ -10,6 +10,8 @@ trail).
 from api.feedback.handlers import OPERATIONS, Feedbacks, jwt_unless_api_key
 from api.operations import Surface
 
-SURFACE = Surface("feedback", (OPERATIONS,), prefix="/api/ai", middlewares=(jwt_unless_api_key,))
+# On the main router, not a sub-application: /api/ai/ holds nothing else, and an unknown path or method there is
+# answered 404 or 405 like anywhere, not 401 by the token check.
+SURFACE = Surface("feedback", (OPERATIONS,), prefix="/api/ai", middlewares=(jwt_unless_api_key,), wrap_routes=True)
 
 __all__ = ["SURFACE", "Feedbacks"]

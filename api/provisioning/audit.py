@@ -34,11 +34,12 @@ class AuditTrail:
         self._accounts = accounts
 
     async def list_audit(self, request: web.Request, query: Query[AuditQuery]) -> AuditPage:
-        asked = query.parse()
         who = principal(request)
-        # As everywhere: another account's id is a 404 first, whatever the role; then only the operator reads.
-        account_id = await account_scope(who, asked.account_id, self._accounts)
+        # As everywhere: another account's id is a 404 first, whatever the role; then only the operator reads; then
+        # the rest of the query.
+        account_id = await account_scope(who, query.parse_field("account_id"), self._accounts)
         require_admin(who)
+        asked = query.parse()
         page = asked.page((int, str))
         entries = await self._audit.page(account_id, after=page.after, limit=page.limit + 1)  # type: ignore[arg-type]
         return AuditPage(

@@ -27,7 +27,6 @@ from api.jwt_auth import principal
 from api.operations import JWT, Answer, OperationTable
 from api.query import AccountId, Instant, QueryModel
 from api.read_slots import ReadSlots
-from core.fields import Choice
 from core.pricing import format_usd
 from core.storage.accounts import AccountStore
 from core.storage.reads.usage_export import ExportFilter, ExportReader, ExportRow
@@ -129,7 +128,7 @@ FORMATS = {
 class ExportQuery(QueryModel):
     model_config = ConfigDict(extra="forbid")  # every parameter changes the file: a typo must not go unnoticed
 
-    format: Annotated[Literal["csv", "ndjson"], Choice] = Field(default="csv", description="the file format")
+    format: Literal["csv", "ndjson"] = Field(default="csv", description="the file format")
     from_: Annotated[int, Instant()] | None = Field(
         default=None,
         alias="from",

@@ -31,7 +31,7 @@ class RelayAnswer(ApiModel):
     bot_id: str
     model: str
     usage: Usage
-    # The contract makes cost_usd a decimal string; for a model with no known price it is "0" and cost_known says
+    # The contract makes cost_usd a decimal string; for a model with no known price it is "0.000000" and cost_known says
     # so, rather than a null that strict clients would choke on.
     cost_usd: Usd
     cost_known: bool

@@ -33,6 +33,9 @@ class LastCall(ApiModel):
 
 
 class OpenAIStatus(ApiModel):
+    # base_url is left out for owners and viewers: the one field not in every answer.
+    model_config = ApiModel.model_config | {"json_schema_serialization_defaults_required": False}
+
     configured: bool = Field(description="false when OPENAI_API_KEY is unset")
     reachable: bool = Field(description="GET {base}/models answered 2xx with our key")
     latency_ms: int | None = Field(ge=0)
@@ -51,6 +54,7 @@ class OpenAIStatus(ApiModel):
         default=None,
         exclude_if=lambda value: value is None,  # left out of the answer, not null, for owners and viewers
         description="admin only: the configured OPENAI_BASE_URL",
+        json_schema_extra={"anyOf": [{"type": "string"}]},  # left out, never null
     )
 
 

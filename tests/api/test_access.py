@@ -2,7 +2,8 @@
 
 That matrix covers every operation × role × {own, another account's, random} id and injected body fields; the
 tests here pin particular scenarios: list scoping, a key id of another account under one's own path, an owner
-changing its own plan, and the relay refusing another tenant's bot.
+changing its own plan, the relay refusing another tenant's bot, and another account's id staying a 404 when the
+rest of the query is wrong too.
 """
 
 from __future__ import annotations
@@ -85,3 +86,35 @@ async def test_relay_cannot_reach_another_tenants_bot(client: TestClient, fake_o
     body = await expect(await relay(client, world.a, "hello", bot_id=world.b.bot_id), 404)
     _assert_envelope(body, 404)
     assert fake_openai.calls == []  # B's persona never reached the model on A's behalf
+
+
+@pytest.mark.parametrize(
+    ("path", "bad"),
+    [
+        ("/api/dashboard/metrics", {"from": "bogus"}),
+        ("/api/dashboard/usage", {"top": "999"}),
+        ("/api/dashboard/bots", {"to": "never"}),
+        ("/api/dashboard/activity", {"limit": "0"}),
+        ("/api/conversations", {"platform": "fax"}),
+    ],
+)
+async def test_another_accounts_id_is_a_404_whatever_else_the_query_gets_wrong(
+    client: TestClient, path: str, bad: dict[str, str]
+) -> None:
+    """Was 400 for a while: a 400 for another account but 404 for a made-up one would tell them apart."""
+    mine, theirs = await provision(client, name="Mine"), await provision(client, name="Theirs")
+    for role in ("owner", "viewer"):
+        for account in (theirs.account_id, "acc_" + "9" * 70):
+            params = {"account_id": account, **bad}
+            response = await client.get(path, params=params, headers=auth(role, mine.account_id))
+            assert (await expect(response, 404))["error"]["code"] == "not_found", (path, role, account)
+        response = await client.get(path, params=bad, headers=auth(role, mine.account_id))
+        assert (await expect(response, 400))["error"]["code"] == "bad_request"  # their own account: the query
+
+
+async def test_the_audit_trail_is_the_operators_whatever_the_query(client: TestClient) -> None:
+    tenant = await provision(client)
+    for role in ("owner", "viewer"):
+        response = await client.get("/api/admin/audit", params={"limit": "0"}, headers=auth(role, tenant.account_id))
+        assert (await expect(response, 403))["error"]["code"] == "forbidden"
+    assert await expect(await client.get("/api/admin/audit", params={"limit": "0"}, headers=auth()), 400)

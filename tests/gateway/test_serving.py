@@ -19,7 +19,7 @@ from aiohttp import web
 
 from core.tokens import TokenCounter
 from gateway.app import create_app
-from gateway.serving import GatewayRunner
+from gateway.serving import GatewayRunner, without_credentials
 from gateway.settings import Settings
 from tests.support import database
 from tests.support.gateway_process import GatewayProcess, free_port
@@ -163,3 +163,11 @@ async def test_a_client_that_hangs_up_mid_upload_is_not_an_error_of_ours(
         assert "unhandled_error" not in output + capsys.readouterr().out
     finally:
         await runner.cleanup()
+
+
+def test_urls_are_logged_without_their_credentials() -> None:
+    assert without_credentials("postgresql://gw:s3cret@db.internal:5432/gateway") == (
+        "postgresql://***@db.internal:5432/gateway"
+    )
+    assert without_credentials("https://user@proxy.example/v1") == "https://***@proxy.example/v1"
+    assert without_credentials("sqlite:///data/gateway.db") == "sqlite:///data/gateway.db"

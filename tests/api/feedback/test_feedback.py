@@ -156,3 +156,8 @@ async def test_token_ratings_are_audited_key_ratings_are_not(
         ("owner", 200, tenant.account_id),
         ("viewer", 403, tenant.account_id),
     ]
+
+
+async def test_unknown_paths_and_methods_beside_feedback_are_404_and_405_not_401(client: TestClient) -> None:
+    assert (await expect(await client.get("/api/ai/feedback"), 405))["error"]["code"] == "method_not_allowed"
+    assert (await expect(await client.get("/api/ai/elsewhere"), 404))["error"]["code"] == "not_found"

@@ -123,7 +123,7 @@ def test_settings_shape_the_document() -> None:
 def test_two_tables_registering_the_same_operation_is_an_error() -> None:
     clash = OperationTable(Service, tag="service")
     clash.get("/healthz", Service.healthz, summary="again", operation_id="healthzAgain")
-    limits = Limits(max_body_bytes=1024, max_message_chars=10)
+    limits = Limits(max_body_bytes=1024, max_message_chars=10, body_read_seconds=1)
     with pytest.raises(DuplicateOperation, match="GET /healthz"):
         build_document((*SURFACES, Surface("clash", (clash,))), version="0", limits=limits)
     twin = OperationTable(Service, tag="service")
@@ -145,3 +145,15 @@ async def test_the_document_is_built_once_per_app(
     client = await make_client(settings)
     bodies = [await (await client.get("/api/openapi.json")).read() for _ in range(3)]
     assert builds == [settings] and bodies[0] == bodies[1] == bodies[2]
+
+
+def test_every_field_an_answer_always_carries_is_documented_as_required() -> None:
+    """Generated clients type a field that is not required as optional: a bot's model or temperature is always in
+    the answer (null or not), so it is required; only the admin-only base_url of the OpenAI status may be absent."""
+    schemas = openapi_document(Settings())["components"]["schemas"]
+    for name in ("Bot", "Plan", "Account", "Channel", "RelayAnswer", "DashboardMetrics"):
+        schema = schemas[name]
+        assert set(schema["required"]) == set(schema["properties"]), name
+    status = schemas["OpenAIStatus"]
+    assert set(status["properties"]) - set(status["required"]) == {"base_url"}
+    assert status["properties"]["base_url"].get("anyOf", [{}])[0].get("type") == "string"

@@ -18,6 +18,14 @@ async def test_healthz_and_readyz(client: TestClient) -> None:
     assert body == {"status": "ready", "checks": {"database": True, "migrations": True, "llm_configured": True}}
 
 
+async def test_health_and_readiness_answer_head_as_monitors_send_it(client: TestClient) -> None:
+    """Was 405 for a while: load balancers and uptime monitors often poll with HEAD."""
+    for path in ("/healthz", "/readyz", "/api/openapi.json"):
+        response = await client.head(path)
+        assert response.status == 200, path
+        assert await response.read() == b""
+
+
 async def test_readiness_answers_while_another_process_holds_the_write_lock(
     client: TestClient, settings: Settings
 ) -> None:
