@@ -209,20 +209,12 @@ class OperationTable(Generic[H]):
         async def handle(request: web.Request) -> web.StreamResponse:
             return await operation.invoke(request.config_dict[key], request)
 
-        outer: Callable[[web.Request], Awaitable[web.StreamResponse]] = handle
-        for middleware in reversed(middlewares):  # the first middleware runs first, as in an application
-            outer = functools.partial(middleware, handler=outer)
-        if outer is not handle:
-            wrapped = outer
-
-            async def outer_handle(request: web.Request) -> web.StreamResponse:
-                return await wrapped(request)
-
-            outer = outer_handle
         # The audit trail names the action after the route's handler: the method's own name.
-        outer.__name__ = operation.function.__name__
-        outer.__qualname__ = operation.function.__qualname__
-        return outer
+        functools.update_wrapper(handle, operation.function)
+        route: Callable[[web.Request], Awaitable[web.StreamResponse]] = handle
+        for middleware in reversed(middlewares):  # the first middleware runs first, as in an application
+            route = functools.update_wrapper(functools.partial(middleware, handler=route), operation.function)
+        return route
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ worker that answers it (`event_from_json`). Measured on events parsed from the p
   - contacts: two shared contact cards with phones and emails (contacts.json), the largest single event: more
     nested parts and a larger `raw`.
 New: adapters/events.py, pydantic's TypeAdapter over the event dataclasses (UTF-8 JSON). Baseline: the previous
-implementation, kept here only for this comparison: json.dumps (ensure_ascii) of a walk of the dataclasses, and
-json.loads followed by a field-by-field rebuild. Each side decodes what it encoded itself. Each figure is the best
-of --repeat timeit runs of --number calls, in microseconds per call: the best run is the one least disturbed by
+implementation (tests/support/previous_codec.py, also read by the codec's compatibility tests): json.dumps
+(ensure_ascii) of a walk of the dataclasses, and json.loads followed by a field-by-field rebuild. Each side decodes
+what it encoded itself. Each figure is the best of --repeat timeit runs of --number calls, in microseconds per
+call: the best run is the one least disturbed by
 the rest of the machine. One process, one core; nothing is asserted.
 """
 
@@ -25,87 +26,18 @@ import json
 import sys
 import timeit
 from collections.abc import Callable, Sequence
-from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any
 
 from adapters import whatsapp
 from adapters.events import (
-    Attachment,
-    ButtonReply,
-    ContentType,
-    DeliveryStatus,
-    EventKind,
     InboundEvent,
-    Location,
-    Platform,
-    PlatformError,
-    Reaction,
-    Referral,
-    SharedContact,
     event_from_json,
     event_to_json,
 )
+from tests.support.previous_codec import previous_event_from_json, previous_event_to_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "meta" / "whatsapp"
 EVENTS = {"text": "text.json", "unicode": "unicode_text.json", "contacts": "contacts.json"}
-
-
-# --- the baseline: adapters/events.py before the TypeAdapter -------------------------------------------------------
-
-
-def baseline_to_json(event: InboundEvent) -> str:
-    return json.dumps(_plain(event), ensure_ascii=True, separators=(",", ":"), default=str)
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def baseline_from_json(text: str) -> InboundEvent:
-    data = json.loads(text)
-
-    def many(cls: type, items: Any) -> tuple[Any, ...]:
-        return tuple(cls(**item) for item in items or ())
-
-    def one(cls: type, item: Any) -> Any:
-        return None if item is None else cls(**item)
-
-    status = data.get("status")
-    return InboundEvent(
-        platform=Platform(data["platform"]),
-        kind=EventKind(data["kind"]),
-        channel_external_id=data["channel_external_id"],
-        customer_id=data["customer_id"],
-        event_key=data["event_key"],
-        message_id=data["message_id"],
-        timestamp_ms=data["timestamp_ms"],
-        content_type=None if data.get("content_type") is None else ContentType(data["content_type"]),
-        text=data.get("text"),
-        attachments=many(Attachment, data.get("attachments")),
-        location=one(Location, data.get("location")),
-        contacts=tuple(
-            SharedContact(c["name"], tuple(c.get("phones", ())), tuple(c.get("emails", ())))
-            for c in data.get("contacts") or ()
-        ),
-        button=one(ButtonReply, data.get("button")),
-        reaction=one(Reaction, data.get("reaction")),
-        status=None
-        if status is None
-        else DeliveryStatus(status["status"], status["recipient_id"], many(PlatformError, status.get("errors"))),
-        referral=one(Referral, data.get("referral")),
-        reply_to_message_id=data.get("reply_to_message_id"),
-        app_id=data.get("app_id"),
-        echo_metadata=data.get("echo_metadata"),
-        customer_name=data.get("customer_name"),
-        standby=bool(data.get("standby")),
-        errors=many(PlatformError, data.get("errors")),
-        raw=data.get("raw") or {},
-    )
 
 
 # --- measuring ----------------------------------------------------------------------------------------------------
@@ -126,14 +58,14 @@ ROW = "{:<9} {:>6} {:>6}   {:>9} {:>7} {:>6}   {:>9} {:>7} {:>6}"
 
 
 def measure(name: str, event: InboundEvent, number: int, repeat: int) -> str:
-    old_text, new_text = baseline_to_json(event), event_to_json(event)
+    old_text, new_text = previous_event_to_json(event), event_to_json(event)
     # A codec that answers wrong would be fast for nothing: both must give the event back before they are timed.
-    for decoded in (baseline_from_json(old_text), event_from_json(new_text), event_from_json(old_text)):
+    for decoded in (previous_event_from_json(old_text), event_from_json(new_text), event_from_json(old_text)):
         if decoded != event or decoded.raw != event.raw:
             raise SystemExit(f"{name}: a codec did not give the event back")
-    old_encode = best_us(lambda: baseline_to_json(event), number, repeat)
+    old_encode = best_us(lambda: previous_event_to_json(event), number, repeat)
     new_encode = best_us(lambda: event_to_json(event), number, repeat)
-    old_decode = best_us(lambda: baseline_from_json(old_text), number, repeat)
+    old_decode = best_us(lambda: previous_event_from_json(old_text), number, repeat)
     new_decode = best_us(lambda: event_from_json(new_text), number, repeat)
     return ROW.format(
         name,

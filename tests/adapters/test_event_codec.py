@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -19,22 +19,18 @@ from pydantic import ValidationError
 
 from adapters import instagram, messenger, whatsapp
 from adapters.events import (
-    Attachment,
-    ButtonReply,
     ContentType,
-    DeliveryStatus,
     EventKind,
     InboundEvent,
     Location,
     Platform,
     PlatformError,
-    Reaction,
-    Referral,
     SharedContact,
     event_from_json,
     event_to_json,
 )
 from tests.support.paths import META_FIXTURES
+from tests.support.previous_codec import previous_event_from_json, previous_event_to_json
 
 FIXTURES = META_FIXTURES
 PARSERS: dict[str, Callable[[Any], list[InboundEvent]]] = {
@@ -42,63 +38,6 @@ PARSERS: dict[str, Callable[[Any], list[InboundEvent]]] = {
     "instagram": instagram.parse,
     "whatsapp": whatsapp.parse,
 }
-
-
-# --- the previous codec, verbatim (adapters/events.py before the TypeAdapter) ------------------------------------
-
-
-def old_event_to_json(event: InboundEvent) -> str:
-    return json.dumps(_plain(event), ensure_ascii=True, separators=(",", ":"), default=str)
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def old_event_from_json(text: str) -> InboundEvent:
-    data = json.loads(text)
-
-    def many(cls: type, items: Any) -> tuple[Any, ...]:
-        return tuple(cls(**item) for item in items or ())
-
-    def one(cls: type, item: Any) -> Any:
-        return None if item is None else cls(**item)
-
-    status = data.get("status")
-    return InboundEvent(
-        platform=Platform(data["platform"]),
-        kind=EventKind(data["kind"]),
-        channel_external_id=data["channel_external_id"],
-        customer_id=data["customer_id"],
-        event_key=data["event_key"],
-        message_id=data["message_id"],
-        timestamp_ms=data["timestamp_ms"],
-        content_type=None if data.get("content_type") is None else ContentType(data["content_type"]),
-        text=data.get("text"),
-        attachments=many(Attachment, data.get("attachments")),
-        location=one(Location, data.get("location")),
-        contacts=tuple(
-            SharedContact(c["name"], tuple(c.get("phones", ())), tuple(c.get("emails", ())))
-            for c in data.get("contacts") or ()
-        ),
-        button=one(ButtonReply, data.get("button")),
-        reaction=one(Reaction, data.get("reaction")),
-        status=None
-        if status is None
-        else DeliveryStatus(status["status"], status["recipient_id"], many(PlatformError, status.get("errors"))),
-        referral=one(Referral, data.get("referral")),
-        reply_to_message_id=data.get("reply_to_message_id"),
-        app_id=data.get("app_id"),
-        echo_metadata=data.get("echo_metadata"),
-        customer_name=data.get("customer_name"),
-        standby=bool(data.get("standby")),
-        errors=many(PlatformError, data.get("errors")),
-        raw=data.get("raw") or {},
-    )
 
 
 # --- every fixture of the three platforms ------------------------------------------------------------------------
@@ -136,12 +75,12 @@ def test_every_fixture_event_round_trips(event: InboundEvent) -> None:
 
 @pytest.mark.parametrize("event", [e for _, e in EVENTS], ids=IDS)
 def test_a_row_written_by_the_previous_encoder_decodes_to_the_same_event(event: InboundEvent) -> None:
-    same(event_from_json(old_event_to_json(event)), event)
+    same(event_from_json(previous_event_to_json(event)), event)
 
 
 @pytest.mark.parametrize("event", [e for _, e in EVENTS], ids=IDS)
 def test_after_a_rollback_the_previous_decoder_reads_what_the_new_encoder_wrote(event: InboundEvent) -> None:
-    same(old_event_from_json(event_to_json(event)), event)
+    same(previous_event_from_json(event_to_json(event)), event)
 
 
 # A WhatsApp text row as the previous encoder stored it: ASCII escapes for the emoji (a surrogate pair) and for
@@ -176,14 +115,14 @@ def test_a_pinned_row_of_the_previous_encoder_decodes_field_for_field() -> None:
         errors=(PlatformError(131051, "t", None),),
     )
     assert event.raw == {"from": "447700900123", "id": "wamid.TXT001", "text": {"body": "Café? 👍 \ud800"}}
-    assert event == old_event_from_json(OLD_ROW) and event.raw == old_event_from_json(OLD_ROW).raw
-    assert old_event_to_json(event) == OLD_ROW  # the literal is what the previous encoder wrote
+    assert event == previous_event_from_json(OLD_ROW) and event.raw == previous_event_from_json(OLD_ROW).raw
+    assert previous_event_to_json(event) == OLD_ROW  # the literal is what the previous encoder wrote
 
 
 def test_an_old_row_with_a_lone_surrogate_in_an_id_decodes_as_before() -> None:
     """Decoding restores what was stored; cleaning belongs to the parsers, which wrote no such row since."""
     event = replace(TEXT, customer_id="4477\ud800", raw={"from": "4477\ud800"})
-    same(event_from_json(old_event_to_json(event)), event)
+    same(event_from_json(previous_event_to_json(event)), event)
 
 
 # --- what only `raw` can hold -------------------------------------------------------------------------------------
@@ -213,7 +152,7 @@ def test_a_raw_mapping_that_is_not_a_dict_is_stored_as_a_dict() -> None:
 def test_nan_in_raw_is_written_as_null_and_an_old_row_with_nan_still_reads() -> None:
     event = replace(TEXT, raw={"x": math.nan, "y": math.inf})
     assert event_from_json(event_to_json(event)).raw == {"x": None, "y": None}  # standard JSON, unlike before
-    assert math.isnan(event_from_json(old_event_to_json(event)).raw["x"])
+    assert math.isnan(event_from_json(previous_event_to_json(event)).raw["x"])
 
 
 @pytest.mark.parametrize("row", ["{}", '{"platform": "fax"}', '{"platform": "whatsapp", "raw": "\\udc00"}'])
