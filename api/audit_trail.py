@@ -29,7 +29,6 @@ from api.errors import ApiError, ClientDisconnected
 from api.jwt_auth import principal
 from core.errors import GatewayError
 from core.storage.audit import AuditStore, NewAuditEntry
-from core.storage.db import TRANSIENT_ERRORS
 
 log = structlog.get_logger("api.audit_trail")
 
@@ -64,9 +63,6 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
         raise
     except web.HTTPException as exc:
         status = exc.status
-        raise
-    except TRANSIENT_ERRORS:
-        status = 503  # what error_envelope answers for a busy database
         raise
     except (asyncio.CancelledError, ClientDisconnected):
         status = 0  # the client went away: no answer was sent, nothing to record as one

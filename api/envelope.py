@@ -15,6 +15,7 @@ from core.errors import (
     NotFound,
     QuotaExceeded,
     RateLimited,
+    StorageUnavailable,
     UpstreamUnavailable,
 )
 
@@ -26,6 +27,10 @@ def from_domain(exc: GatewayError) -> ApiError:
         return ApiError(403, "forbidden", str(exc))
     if isinstance(exc, Conflict):
         return ApiError(409, "conflict", str(exc))
+    if isinstance(exc, StorageUnavailable):
+        return ApiError(
+            503, "service_unavailable", "the database is busy; please retry shortly", headers={"Retry-After": "1"}
+        )
     if isinstance(exc, NotConfigured):
         return ApiError(503, "not_configured", str(exc))
     if isinstance(exc, AccountLocked):

@@ -42,6 +42,7 @@ from aiohttp import web
 
 from admin.tokens import mint_token
 from bench.common import admin_post
+from core.storage.sqlite_db import SqliteDatabase
 from gateway.app import create_app
 from gateway.keys import STORAGE
 from gateway.logging import configure_logging
@@ -174,6 +175,7 @@ async def measure(args: argparse.Namespace, app: web.Application, base: str, set
         measured, others = await provision(session, base, admin, args.bots)
         end = int(time.time() * 1000)
         started = time.perf_counter()
+        assert isinstance(db, SqliteDatabase)  # filled through sqlite3 directly
         mine = await asyncio.to_thread(fill, db.path, measured, others, args.rows, args.other_rows, end)
         print(f"filled {args.rows + args.other_rows:,} usage rows in {time.perf_counter() - started:.1f} s")
         owner = mint_token(

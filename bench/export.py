@@ -38,9 +38,9 @@ import aiohttp
 from aiohttp import web
 
 from admin.tokens import mint_token
-from core.storage.db import Database
 from core.storage.migrations import apply_migrations
 from core.storage.reads.usage_export import ExportFilter, ExportReader
+from core.storage.sqlite_db import SqliteDatabase
 from gateway.app import create_app
 from gateway.logging import configure_logging
 from gateway.settings import DEFAULT_DATA_DIR, Settings
@@ -184,7 +184,7 @@ async def bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nexus-bench-export-") as tmp:
         path = Path(tmp) / "bench.db"
         url = f"sqlite:///{path}"
-        db = await Database.open(url)
+        db = await SqliteDatabase.open(path)
         await apply_migrations(db)
         await db.close()
         started = time.perf_counter()
@@ -208,7 +208,7 @@ async def bench(args: argparse.Namespace) -> int:
         token = mint_token(secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
         phases: list[Phase] = []
 
-        db = await Database.open(url)
+        db = await SqliteDatabase.open(path)
         try:
 
             async def iterate() -> tuple[int, int]:

@@ -65,6 +65,7 @@ from adapters.meta_auth import SIGNATURE_HEADER, sign
 from admin.tokens import mint_token
 from bench.common import admin_post, expect_message, provision
 from bench.fakes_process import FakesProcess, FakesStats
+from core.storage.sqlite_db import SqliteDatabase
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.keys import STORAGE
@@ -482,6 +483,7 @@ async def gateway_phase(
     async with serving(gateway) as (base, app):
         await provision_with_channel(base, env)
         db = app[STORAGE].db
+        assert isinstance(db, SqliteDatabase)  # its group commit is measured
         spec = spec_for(base + WEBHOOK_PATH)
         async with Generator(spec) as generator:
             (commits, transactions), cpu = db.commits, time.process_time()

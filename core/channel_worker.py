@@ -25,7 +25,7 @@ from adapters.graph_errors import GraphAction
 from adapters.replies import ECHO_MARK, text_requests, typing_request
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
-from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited
+from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited, StorageUnavailable
 from core.models import Channel
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
@@ -88,8 +88,11 @@ class ChannelWorker:
         worker; renewed at a third of the lease, so two missed beats still leave time."""
         while True:
             await asyncio.sleep(self._d.lease_seconds / 3)
-            if not await self._d.queue.extend(item):
-                return
+            try:
+                if not await self._d.queue.extend(item):
+                    return  # lost: the fence stops this worker's next change
+            except StorageUnavailable:
+                log.warning("inbox_lease_renewal_failed", inbox_id=item.id)  # the next beat tries again
 
     async def _process(self, item: InboxItem) -> None:
         d = self._d

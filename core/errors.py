@@ -19,6 +19,10 @@ class Conflict(GatewayError):
     pass
 
 
+class StorageUnavailable(GatewayError):
+    """The database is busy, locked, full or unreachable right now: nothing was stored; try again shortly."""
+
+
 class NotConfigured(GatewayError):
     pass
 

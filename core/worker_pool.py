@@ -33,6 +33,7 @@ class WorkerPool:
         concurrency: int,
         poll_seconds: float = 0.5,
         ack_target_ms: float = 0.0,
+        settle_seconds: float = 0.0,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -41,6 +42,7 @@ class WorkerPool:
         self._worker = worker
         self._concurrency = concurrency
         self._poll = poll_seconds
+        self._settle = settle_seconds
         self._owner = f"worker-{secrets.token_hex(4)}"
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -55,7 +57,11 @@ class WorkerPool:
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="worker-pool")
 
     def wake(self) -> None:
-        self._wake.set()
+        """Events were stored: they are due once they have settled (INBOX_SETTLE_MS), so look then."""
+        if self._settle > 0:
+            asyncio.get_running_loop().call_later(self._settle, self._wake.set)
+        else:
+            self._wake.set()
 
     async def stop(self, drain_seconds: float = 20.0) -> None:
         """Stop claiming, let running events finish (their leases cover a crash if they cannot)."""

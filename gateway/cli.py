@@ -14,19 +14,21 @@ from typing import TextIO
 
 from admin.tokens import ROLES, mint_token
 from core.clock import SystemClock
+from core.errors import StorageUnavailable
 from core.models import BotSettings, PlanSettings
 from core.secrets import SecretBox, SecretsError
 from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
+from core.storage.backends import connect_database
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
-from core.storage.db import Database, DatabaseURLError
+from core.storage.db import DatabaseURLError
 from core.storage.migrations import apply_migrations, current_version
 from core.storage.plans import PlanStore
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.services import open_database
-from gateway.serving import serve
+from gateway.serving import serve, without_credentials
 from gateway.settings import Settings, SettingsError
 
 
@@ -37,6 +39,9 @@ def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout) 
         return int(args.run(args, settings, out) or 0)
     except (SettingsError, DatabaseURLError, SecretsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"error: database unavailable: {exc}", file=sys.stderr)
         return 2
 
 
@@ -74,7 +79,7 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 
 def _migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     async def run() -> tuple[list[int], int]:
-        db = await Database.open(settings.database_url)
+        db = await connect_database(settings.database_url, pool_size=1)
         try:
             return await apply_migrations(db), await current_version(db)
         finally:
@@ -82,7 +87,7 @@ def _migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 
     applied, version = asyncio.run(run())
     done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"
-    print(f"{done}; schema version {version} ({settings.database_url})", file=out)
+    print(f"{done}; schema version {version} ({without_credentials(settings.database_url)})", file=out)
     return 0
 
 

@@ -13,8 +13,7 @@ from aiohttp.typedefs import Handler
 
 from api.envelope import from_domain
 from api.errors import ApiError, ClientDisconnected
-from core.errors import GatewayError
-from core.storage.db import TRANSIENT_ERRORS
+from core.errors import GatewayError, StorageUnavailable
 from gateway.keys import METRICS
 
 log = structlog.get_logger("gateway.http")
@@ -87,6 +86,9 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         response.force_close()
         return response
     except GatewayError as exc:
+        if isinstance(exc, StorageUnavailable):
+            # Busy, locked, full or unreachable database: nothing was stored; the caller is told to retry.
+            log.warning("database_unavailable", method=request.method, path=request.path, error=str(exc))
         return from_domain(exc).response()
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -98,12 +100,6 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             413: "the request body is too large",
         }.get(exc.status, exc.reason)
         return ApiError(exc.status, code, message, headers=_kept_headers(exc)).response()
-    except TRANSIENT_ERRORS:
-        # Busy or locked database (another process holds the write lock past busy_timeout): try again soon.
-        log.exception("database_unavailable", method=request.method, path=request.path)
-        return ApiError(
-            503, "service_unavailable", "the database is busy; please retry shortly", headers={"Retry-After": "1"}
-        ).response()
     except Exception:
         log.exception("unhandled_error", method=request.method, path=request.path)
         return ApiError(500, "internal_error", "something went wrong on our side; it has been logged").response()

@@ -35,6 +35,7 @@ from core.storage.accounts import AccountStore
 from core.storage.activity import ActivityStore
 from core.storage.api_keys import ApiKeyStore
 from core.storage.audit import AuditStore
+from core.storage.backends import connect_database
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
 from core.storage.conversation_state import ConversationStateStore
@@ -42,6 +43,7 @@ from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.data_deletion import DataDeletionStore
 from core.storage.db import Database
+from core.storage.doorbell import CHANNELS, INBOX
 from core.storage.erasure import Eraser
 from core.storage.feedback import FeedbackStore
 from core.storage.inbox import InboxWriter
@@ -59,6 +61,9 @@ from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
 from gateway.settings import Settings
+
+# PostgreSQL connections of the reports and exports handle (two of each may stream at once: ReadSlots).
+REPORT_CONNECTIONS = 4
 
 log = structlog.get_logger("gateway.services")
 
@@ -117,7 +122,7 @@ class Web:
 
 async def open_database(settings: Settings) -> Database:
     """The database of DATABASE_URL, migrated to the latest schema."""
-    db = await Database.open(settings.database_url, base_dir=None)
+    db = await connect_database(settings.database_url, pool_size=settings.database_pool_size)
     try:
         applied = await apply_migrations(db)
     except BaseException:
@@ -132,7 +137,9 @@ async def open_database(settings: Settings) -> Database:
 async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storage]:
     db = await open_database(settings)
     try:
-        reports_db = await Database.open(settings.database_url, base_dir=None)
+        # Reports and exports read on connections of their own (at most REPORT_CONNECTIONS on PostgreSQL), so a
+        # long export never waits for, nor holds up, the message path's connections.
+        reports_db = await connect_database(settings.database_url, pool_size=REPORT_CONNECTIONS)
     except BaseException:
         await db.close()
         raise
@@ -246,8 +253,10 @@ async def open_worker(
         worker,
         concurrency=settings.workers,
         ack_target_ms=settings.worker_ack_target_ms,
+        settle_seconds=settings.inbox_settle_ms / 1000,
         metrics=metrics,
     )
+    storage.db.doorbell.subscribe(INBOX, pool.wake)  # events stored or made due, by any process
     try:
         yield Worker(pool)
     finally:
@@ -256,13 +265,15 @@ async def open_worker(
 
 @asynccontextmanager
 async def open_web(settings: Settings, clock: Clock, storage: Storage) -> AsyncIterator[Web]:
+    directory = ChannelDirectory(
+        storage.channels,
+        default_app_secret=settings.meta_app_secret,
+        default_verify_token=settings.meta_verify_token,
+    )
+    storage.db.doorbell.subscribe(CHANNELS, directory.invalidate)  # a change in any process reloads it here
     yield Web(
-        directory=ChannelDirectory(
-            storage.channels,
-            default_app_secret=settings.meta_app_secret,
-            default_verify_token=settings.meta_verify_token,
-        ),
-        inbox_writer=InboxWriter(storage.db, clock),
+        directory=directory,
+        inbox_writer=InboxWriter(storage.db, clock, settle_ms=settings.inbox_settle_ms),
         export_slots=ReadSlots("exports", retry_after_seconds=5),
         search_slots=ReadSlots("searches"),
     )

@@ -53,11 +53,20 @@ class Settings:
     body_read_timeout_seconds: int = 15
     # Meta documents webhook bodies of up to 3 MB (WhatsApp); a little headroom above that.
     max_webhook_bytes: int = 4 * 1024 * 1024
-    # Inbox workers in this process (0: ingest only); an event's lease outlives a whole turn and its sends.
+    # Inbox workers in this process (0: ingest only).
     workers: int = 8
     # Fewer workers run while a webhook's inbox commit takes longer than this to acknowledge (0: never give way).
     worker_ack_target_ms: int = 4
-    inbox_lease_seconds: int = 180
+    # How long an event's lease lasts: the worker holding it renews it every third of this while its turn runs
+    # (a model call may take longer than a lease), so this is how soon another worker takes up the events of a
+    # process that died.
+    inbox_lease_seconds: int = 15
+    # A stored event waits this long before a worker may take it, so that an earlier message of the same
+    # conversation still being stored (another delivery, another process) is answered first.
+    inbox_settle_ms: int = 50
+    # PostgreSQL connections this process opens at most for the message path and the APIs (reports and exports
+    # have REPORT_CONNECTIONS more); SQLite has one writer and one reader whatever this says.
+    database_pool_size: int = 10
     # A reservation older than this belongs to a crashed call and is released by the sweeper.
     reservation_ttl_seconds: int = 300
 
@@ -116,7 +125,9 @@ class Settings:
             ),
             workers=_int(env, "WORKERS", defaults.workers, low=0, high=256),
             worker_ack_target_ms=_int(env, "WORKER_ACK_TARGET_MS", defaults.worker_ack_target_ms, low=0, high=10_000),
-            inbox_lease_seconds=_int(env, "INBOX_LEASE_SECONDS", defaults.inbox_lease_seconds, low=30),
+            inbox_lease_seconds=_int(env, "INBOX_LEASE_SECONDS", defaults.inbox_lease_seconds, low=3, high=3600),
+            inbox_settle_ms=_int(env, "INBOX_SETTLE_MS", defaults.inbox_settle_ms, low=0, high=5000),
+            database_pool_size=_int(env, "DATABASE_POOL_SIZE", defaults.database_pool_size, low=2, high=500),
             max_webhook_bytes=_int(env, "MAX_WEBHOOK_BYTES", defaults.max_webhook_bytes, low=64 * 1024),
             reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),
         )
@@ -125,9 +136,6 @@ class Settings:
         floor = 2 * settings.llm_total_budget + 30
         if settings.reservation_ttl_seconds < floor:
             raise SettingsError(f"RESERVATION_TTL_SECONDS must be at least 2 x LLM_TOTAL_BUDGET + 30 = {floor:g}")
-        if settings.inbox_lease_seconds < floor:
-            # A lease shorter than a turn would let a second worker answer the same message.
-            raise SettingsError(f"INBOX_LEASE_SECONDS must be at least 2 x LLM_TOTAL_BUDGET + 30 = {floor:g}")
         return settings
 
 

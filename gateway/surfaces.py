@@ -116,8 +116,8 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
     p.accounts.OPERATIONS.provide(app, Accounts(s.accounts, s.quota))
     p.api_keys.OPERATIONS.provide(app, ApiKeys(s.api_keys, s.accounts))
     p.credits.OPERATIONS.provide(app, Credits(s.credits))
-    p.bots.OPERATIONS.provide(app, Bots(s.bots, s.accounts, s.plans, g.web.directory))
-    p.channels.OPERATIONS.provide(app, Channels(s.channels, s.bots, g.web.directory, g.upstreams.graph, s.queue))
+    p.bots.OPERATIONS.provide(app, Bots(s.bots, s.accounts, s.plans))
+    p.channels.OPERATIONS.provide(app, Channels(s.channels, s.bots, g.upstreams.graph, s.queue))
     p.audit.OPERATIONS.provide(app, AuditTrail(s.audit, s.accounts))
     p.exports.OPERATIONS.provide(app, Exports(s.export_reader, s.accounts, g.web.export_slots))
     conversations.handlers.OPERATIONS.provide(

@@ -3,7 +3,7 @@ servers on random ports."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,36 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.harness import make_settings
 from tests.support.paths import PROJECT_DATA
 
 MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+def pytest_report_header() -> str:
+    where = database.POSTGRES_SERVER if database.BACKEND == "postgresql" else "a file per test"
+    return f"database backend: {database.BACKEND} ({where}; TEST_DATABASE=sqlite|postgresql)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: a test of the SQLite backend's own machinery")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if database.BACKEND == "sqlite":
+        return
+    skip = pytest.mark.skip(reason="tests SQLite's own machinery (TEST_DATABASE=postgresql)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_databases() -> Iterator[None]:
+    """The PostgreSQL database this run made for its scratch schemas is dropped at the end."""
+    yield
+    database.drop_test_databases()
 
 
 @pytest.fixture(scope="session")

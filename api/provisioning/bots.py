@@ -10,7 +10,6 @@ from api.errors import bad_request
 from api.jwt_auth import path_account, principal
 from api.operations import JWT, OperationTable
 from api.provisioning.models import BotChanges, BotList
-from core.channel_directory import ChannelDirectory
 from core.models import Bot, BotSettings
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
@@ -18,11 +17,10 @@ from core.storage.plans import PlanStore
 
 
 class Bots:
-    def __init__(self, bots: BotStore, accounts: AccountStore, plans: PlanStore, directory: ChannelDirectory) -> None:
+    def __init__(self, bots: BotStore, accounts: AccountStore, plans: PlanStore) -> None:
         self._bots = bots
         self._accounts = accounts
         self._plans = plans
-        self._directory = directory
 
     async def create_bot(self, request: web.Request, body: Body[BotSettings]) -> Bot:
         _, account_id = path_account(request, "write")
@@ -49,7 +47,6 @@ class Bots:
         bot = await visible_bot(request, self._bots)
         require_writer(principal(request))
         await self._bots.delete(bot.id)
-        self._directory.invalidate()  # its channels were disconnected with it
 
     async def _check_model(self, account_id: str, model: str | None) -> None:
         if model is None:

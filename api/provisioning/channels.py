@@ -17,7 +17,6 @@ from api.jwt_auth import principal
 from api.operations import JWT, OperationTable
 from api.provisioning.bots import visible_bot
 from api.provisioning.models import ChannelChanges, ChannelConnect, ChannelList
-from core.channel_directory import ChannelDirectory
 from core.channel_ownership import verify_ownership
 from core.errors import NotFound
 from core.models import Channel
@@ -34,13 +33,11 @@ class Channels:
         self,
         channels: ChannelStore,
         bots: BotStore,
-        directory: ChannelDirectory,
         graph: GraphClient,
         queue: InboxQueue,
     ) -> None:
         self._channels = channels
         self._bots = bots
-        self._directory = directory
         self._graph = graph  # Graph reads made for the admin API: does the token control the id?
         self._queue = queue
 
@@ -59,7 +56,6 @@ class Channels:
             channel = await self._channels.connect(bot.account_id, bot.id, wanted.model_dump())
         except SecretsError as exc:
             raise ApiError(503, "not_configured", str(exc)) from None
-        self._directory.invalidate()
         return channel
 
     async def list_channels(self, request: web.Request) -> ChannelList:
@@ -80,7 +76,6 @@ class Channels:
             updated = await self._channels.update(channel.id, changes)
         except SecretsError as exc:
             raise ApiError(503, "not_configured", str(exc)) from None
-        self._directory.invalidate()
         if channel.status == "needs_reauth" and updated.status == "active":
             # Messages that waited for the new token are answered now, not at their next scheduled look.
             woken = await self._queue.wake(channel.id)
@@ -91,7 +86,6 @@ class Channels:
         channel = await self._visible_channel(request)
         require_writer(principal(request))
         await self._channels.disconnect(channel.id)
-        self._directory.invalidate()
 
     async def _check_ownership(self, platform: str, external_id: str, access_token: str) -> None:
         verdict = await verify_ownership(self._graph, platform, external_id, access_token)

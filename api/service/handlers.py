@@ -21,9 +21,10 @@ from api.errors import ApiError
 from api.jwt_auth import bearer
 from api.operations import Answer, OperationTable, Reply
 from api.service.models import Liveness, Readiness, ReadinessChecks
+from core.errors import StorageUnavailable
 from core.metrics import Metrics
-from core.storage.db import TRANSIENT_ERRORS, Database
-from core.storage.migrations import LATEST_VERSION, current_version
+from core.storage.db import Database
+from core.storage.migrations import LATEST_VERSION, current_version, writable
 from core.storage.reads.status import StatusReader
 
 
@@ -54,8 +55,14 @@ class Service:
         database = await self._db.ping()
         try:
             migrations = database and await current_version(self._db) >= LATEST_VERSION
-        except TRANSIENT_ERRORS:
+        except StorageUnavailable:
             migrations = False
+        if migrations and self._db.writes.failing:
+            # Answering reads is not enough: with the disk full every webhook is refused (503). After a write
+            # failed for want of the database, ready again only once a write goes through (one that changes
+            # nothing still needs room in the journal). Not probed otherwise: another process holding SQLite's
+            # write lock for a moment must not make this wait, nor say "not ready".
+            database = await writable(self._db)
         # An unset OpenAI key is reported but does not make the service unready: the admin API still works.
         ready = database and migrations
         checks = ReadinessChecks(database=database, migrations=migrations, llm_configured=self._llm_configured)

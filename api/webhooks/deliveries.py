@@ -55,8 +55,6 @@ class InboxSignals(Protocol):
 
     def acknowledged(self, commit_ms: float) -> None: ...
 
-    def wake(self) -> None: ...
-
 
 class Deliveries:
     def __init__(
@@ -117,8 +115,6 @@ class Deliveries:
         self._metrics.webhook_commit_seconds.observe(waited)
         self._signals.acknowledged(waited * 1000)  # the workers give way if they slowed this down
         self._metrics.delivery(source, result.stored, result.duplicates, result.unrouted)
-        if result.stored:
-            self._signals.wake()
         log.info(
             "webhook_received",
             path=request.path,

@@ -15,6 +15,7 @@ from core.ids import new_id
 from core.models import Bot, BotSettings
 from core.storage.activity import record_dead_letter
 from core.storage.db import Database
+from core.storage.doorbell import CHANNELS
 from core.storage.records import columns, from_row
 from core.storage.updates import set_clause
 
@@ -35,7 +36,8 @@ class BotStore:
         values |= {"created_at": now, "updated_at": now}
         names = [name for name in _FIELDS if name in values]
         async with self._db.transaction() as tx:
-            if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?", (account_id,)):
+            # Locked: two bots created at once for one account (two processes) must not both take the same seq.
+            if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?" + tx.dialect.locked(), (account_id,)):
                 raise NotFound("account")
             # `seq` orders an account's bots by creation even within one millisecond: the first is the default.
             row = await tx.fetch_one(
@@ -94,6 +96,7 @@ class BotStore:
                 "UPDATE channels SET disconnected_at = ?, updated_at = ? WHERE bot_id = ? AND disconnected_at IS NULL",
                 (now, now, bot_id),
             )
+        await self._db.doorbell.ring(CHANNELS)  # its channels went with it, in every process
 
     async def fallback_sent(self, channel_id: str, customer_id: str, inbox_id: str, attempts: int) -> None:
         """A bot answers a customer with its fallback message after an event was given up on: recorded in the

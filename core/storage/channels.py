@@ -17,6 +17,7 @@ from core.models import Channel
 from core.secrets import SecretBox
 from core.storage.activity import record_channel_error
 from core.storage.db import Database, Row
+from core.storage.doorbell import CHANNELS
 from core.storage.records import from_row
 
 STATUSES = ("active", "needs_reauth", "disabled")
@@ -80,6 +81,7 @@ class ChannelStore:
                 ),
             )
         assert row is not None
+        await self._db.doorbell.ring(CHANNELS)  # every process's directory reloads: deliveries route at once
         return _channel(row)
 
     async def get(self, channel_id: str) -> Channel:
@@ -126,18 +128,21 @@ class ChannelStore:
             )
         if row is None:
             raise NotFound("channel")
+        await self._db.doorbell.ring(CHANNELS)  # a new app secret verifies in every process at once
         return _channel(row)
 
     async def reseal_all(self) -> int:
         """Re-encrypt every channel's secrets under the first key of SECRETS_KEY (key rotation); the count."""
         sealed = ("access_token_sealed", "app_secret_sealed", "verify_token_sealed")
         async with self._db.transaction() as tx:
-            rows = await tx.fetch_all(f"SELECT id, {', '.join(sealed)} FROM channels")
+            # Locked: a token replaced meanwhile must not be overwritten with the old one resealed.
+            rows = await tx.fetch_all(f"SELECT id, {', '.join(sealed)} FROM channels" + tx.dialect.locked())
             for row in rows:
                 await tx.execute(
                     f"UPDATE channels SET {' = ?, '.join(sealed)} = ? WHERE id = ?",
                     (*(None if row[c] is None else self._box.reseal(row[c]) for c in sealed), row["id"]),
                 )
+        await self._db.doorbell.ring(CHANNELS)
         return len(rows)
 
     async def set_status(self, channel_id: str, status: str, reason: str) -> None:
@@ -164,6 +169,7 @@ class ChannelStore:
                 await tx.execute(
                     "UPDATE channels SET status_reason = ?, updated_at = ? WHERE id = ?", (reason, now, channel_id)
                 )
+        await self._db.doorbell.ring(CHANNELS)
 
     async def note_error(self, channel_id: str, error: str) -> None:
         """The channel's last failure (a Graph send, a dead letter), shown by GET /api/status/webhooks."""
@@ -180,6 +186,7 @@ class ChannelStore:
         )
         if not done:
             raise NotFound("channel")
+        await self._db.doorbell.ring(CHANNELS)
 
     def _seal(self, fields: Mapping[str, Any]) -> dict[str, str | None]:
         sealed: dict[str, str | None] = {}

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.clock import Clock
+from core.errors import Conflict
 from core.ids import new_id
 from core.models import Contact, StoredMessage
 from core.storage.activity import record_conversation_started
@@ -91,7 +92,8 @@ class ConversationStore:
             " RETURNING message_count",
             (len(messages), now, contact.id),
         )
-        assert row is not None
+        if row is None:  # erased while the reply was being written: the erasure wins, nothing is stored
+            raise Conflict("this conversation was erased while the reply was being written")
         first_seq = int(row["message_count"]) - len(messages) + 1
         values: list[object] = []
         ids = [new_id("msg") for _ in messages]

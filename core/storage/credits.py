@@ -19,7 +19,10 @@ def _entry(row: Row) -> CreditEntry:
 async def append_entry(
     tx: Transaction, account_id: str, kind: str, tokens: int, note: str | None, created_by: str | None, now: int
 ) -> CreditEntry:
-    """Append one entry; `seq` keeps entries in the order they were written, even within one millisecond."""
+    """Append one entry; `seq` keeps entries in the order they were written, even within one millisecond.
+
+    The caller holds the account's quota_state row locked (it changed the balance, or settled a charge, in this
+    transaction): that is what keeps two appends of one account from reading the same MAX(seq)."""
     row = await tx.fetch_one(
         f"INSERT INTO credit_ledger ({_COLUMNS}, seq)"
         " SELECT ?, ?, ?, ?, ?, ?, ?, COALESCE(MAX(seq), 0) + 1 FROM credit_ledger WHERE account_id = ?"

@@ -1,38 +1,93 @@
-"""The database handle: SQLite today, one query dialect meant to carry to PostgreSQL.
+"""What every store function relies on, whichever database is behind it: the interface of a database handle.
 
-Queries everywhere use `?` placeholders and portable SQL (INSERT ... RETURNING, ON CONFLICT, CASE instead of
-MAX/GREATEST), so a PostgreSQL backend only has to translate placeholders. Writes go through one connection on
-its own thread (`WriterThread`, with an urgent lane for the webhook's commits), guarded by an asyncio lock while
-a transaction spans several hops, because two tasks sharing a connection would interleave statements inside each
-other's transactions. Reads that need no transaction use a separate aiosqlite connection (WAL lets them run
-beside the writer). Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the
-write lock from their first statement, across processes too.
+Two backends implement it: SQLite (`core/storage/sqlite_db.py`, the embedded default: one writer thread, an
+urgent lane, group commit) and PostgreSQL (`core/storage/postgres_db.py`: a connection pool, many processes on one
+database). Store functions are written once, in portable SQL: `?` placeholders, INSERT ... RETURNING,
+ON CONFLICT, CASE instead of GREATEST, `casefold(x)` for case-insensitive matching. The few fragments that differ
+come from the transaction's `Dialect` (row locks, the inbox claim's SKIP LOCKED, the migrations' lock).
+
+Each backend turns its driver's failures into the domain's: a unique or foreign-key violation is a `Conflict`
+(409), a busy, locked, full or unreachable database a `StorageUnavailable` (503), never a 500.
+
+Isolation: PostgreSQL runs at READ COMMITTED, where a read followed by a write in one transaction can race
+another process's transaction. A store function that reads a row and then writes from what it read locks that
+row first (`dialect.locked()`, nothing on SQLite, whose write transactions run one at a time), or folds the
+read into a conditional UPDATE whose row count decides.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import aiosqlite
-
-from core.storage.write_lock import WriteLock
-from core.storage.writer_thread import WriterThread, end_transaction
+from core.errors import StorageUnavailable
+from core.storage.doorbell import Doorbell
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]
 T = TypeVar("T")
 
-# Errors that mean "the database is busy or unreachable right now": answered 503, never 500.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
 
-# Wait for another process's write lock instead of failing at once.
-BUSY_TIMEOUT_MS = 5000
+# Row locks a SELECT may take (`Dialect.locked`), until its transaction ends:
+# - "update": the transaction will change the rows from what it read; other writers of them wait. Inserts that
+#   reference them (foreign keys) do not.
+# - "delete": the transaction will delete them; inserts that reference them wait too, and then fail cleanly.
+# - "share": the rows must not be deleted (or their key changed) before this transaction ends.
+_ROW_LOCKS = {"update": " FOR NO KEY UPDATE", "delete": " FOR UPDATE", "share": " FOR KEY SHARE"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str
+    row_locks: bool
+    # Appended to the inbox claim's inner SELECT: rows another claimer holds are passed over, not waited for.
+    skip_locked: str
+    # A statement that holds a lock of `name` until the transaction ends, across every process on the database.
+    advisory_lock: str | None
+    # Whether one execute() may carry several statements (without parameters) separated by semicolons.
+    scripts: bool = False
+
+    def lock(self, name: str) -> str | None:
+        return None if self.advisory_lock is None else self.advisory_lock.replace("{name}", name)
+
+    def locked(self, mode: str = "update", *, of: str | None = None) -> str:
+        """The clause to append to a SELECT to lock the rows it reads (of the table aliased `of` in a join)."""
+        if not self.row_locks:
+            return ""
+        return _ROW_LOCKS[mode] + (f" OF {of}" if of else "")
+
+
+# SQLite: every write transaction starts with BEGIN IMMEDIATE and holds the database's one write lock.
+SQLITE = Dialect("sqlite", row_locks=False, skip_locked="", advisory_lock=None)
+# Advisory locks are per database; the schema's name keeps two deployments sharing a database (tests) apart.
+POSTGRES = Dialect(
+    "postgresql",
+    row_locks=True,
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    advisory_lock="SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':{name}', 0))",
+    scripts=True,
+)
+
+
+class WriteHealth:
+    """Whether the last write transaction failed for want of the database (a full disk, a lock held too long, the
+    server gone) and none has succeeded since: readiness then probes with a write of its own instead of trusting
+    that reads still work. A refused write of the caller's own making (a conflict, a missing row) says nothing."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageUnavailable:
+            self.failing = True
+            raise
+        self.failing = False
 
 
 class DatabaseURLError(ValueError):
@@ -41,8 +96,9 @@ class DatabaseURLError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class DatabaseURL:
-    scheme: str
-    path: Path
+    scheme: str  # sqlite | postgresql
+    path: Path | None  # the SQLite file
+    url: str  # as given (PostgreSQL's connection string)
 
     @classmethod
     def parse(cls, url: str, *, base_dir: Path | None = None) -> DatabaseURL:
@@ -53,16 +109,19 @@ class DatabaseURL:
             path = Path(raw)
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
-            return cls("sqlite", path)
+            return cls("sqlite", path, url)
         if url.startswith(("postgresql://", "postgres://")):
-            raise DatabaseURLError("PostgreSQL is not available in this version yet; use sqlite:///path/to/file.db")
+            if "@" not in url and url.rstrip("/").count("/") < 3:
+                raise DatabaseURLError("DATABASE_URL needs a database name: postgresql://user@host:5432/dbname")
+            return cls("postgresql", None, url)
         raise DatabaseURLError(f"unsupported DATABASE_URL scheme in {url.split(':', 1)[0]!r}")
 
 
 class Transaction(Protocol):
-    """The statements of one write transaction. Store functions take this and await each statement, so the same
-    function runs in either form: `Database.transaction()` (a hop to the database thread per statement, for work
-    that awaits other things in between) or `Database.run(...)` (the whole transaction in one hop)."""
+    """The statements of one write transaction. Store functions take this and await each statement."""
+
+    @property
+    def dialect(self) -> Dialect: ...
 
     async def execute(self, sql: str, params: Params = ()) -> int: ...
 
@@ -75,199 +134,42 @@ class Transaction(Protocol):
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]: ...
 
 
-class ThreadTransaction:
-    """A transaction's statements on the database thread itself (`Database.run`): each await completes at once."""
-
-    def __init__(self, raw: sqlite3.Connection) -> None:
-        self._raw = raw
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        return _rowcount(self._raw.execute(sql, params))
-
-    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
-        return _rowcount(self._raw.executemany(sql, rows))
-
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        rows = self._raw.execute(sql, params).fetchall()
-        return rows[0] if rows else None
-
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        return self._raw.execute(sql, params).fetchall()
-
-
-class HopTransaction:
-    """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection, one hop each.
-
-    BEGIN travels with the first statement: a transaction of N statements costs N + 1 hops (the last is COMMIT)
-    instead of 2N + 2. Every hop is time the write lock is held while the event loop and the database thread hand
-    work back and forth, and the webhook acknowledgement waits behind that lock: transactions on the message path
-    use `Database.run` instead.
-    """
-
-    def __init__(self, writer: WriterThread) -> None:
-        self._writer = writer
-        self.began = False
-
-    async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self._hop(lambda tx: tx.execute(sql, params))
-
-    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
-        return await self._hop(lambda tx: tx.execute_many(sql, rows))
-
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        return await self._hop(lambda tx: tx.fetch_one(sql, params))
-
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self._hop(lambda tx: tx.fetch_all(sql, params))
-
-    async def _hop(self, statement: Callable[[ThreadTransaction], Coroutine[Any, Any, T]]) -> T:
-        begin, self.began = not self.began, True
-
-        def run(raw: sqlite3.Connection) -> T:
-            if begin:
-                raw.execute("BEGIN IMMEDIATE")
-            return _complete(statement(ThreadTransaction(raw)))
-
-        return await self._writer.submit(run)
-
-
-class Database:
-    dialect = "sqlite"
-
-    def __init__(self, writer: WriterThread, reader: aiosqlite.Connection, path: Path) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._write_lock = WriteLock()
-        self.path = path
-
-    @classmethod
-    async def open(cls, url: str, *, base_dir: Path | None = None) -> Database:
-        parsed = DatabaseURL.parse(url, base_dir=base_dir)
-        parsed.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await WriterThread.open(lambda: _connect_writer(parsed.path))
-        reader = aiosqlite.connect(str(parsed.path), isolation_level=None)
-        try:
-            await reader
-            reader.row_factory = sqlite3.Row
-            await reader._execute(lambda: _configure(reader._conn))  # on the reader's own thread, like its reads
-        except BaseException:
-            # Cancelled (Ctrl-C during start-up) or failed: aiosqlite's thread, once started, waits for work until
-            # stopped and would keep the process from exiting.
-            reader.stop()
-            await writer.close()
-            raise
-        return cls(writer, reader, parsed.path)
+class Database(Protocol):
+    @property
+    def dialect(self) -> Dialect: ...
 
     @property
-    def commits(self) -> tuple[int, int]:
-        """Commits made by the writer thread so far, and the whole transactions they carried: for benchmarks."""
-        return self._writer.commits, self._writer.transactions
+    def writes(self) -> WriteHealth: ...
 
-    async def close(self) -> None:
-        async with self._write_lock.hold():
-            await self._reader.close()
-            await self._writer.close()
+    @property
+    def doorbell(self) -> Doorbell:
+        """Rung by stores after a commit others should hear of at once (core/storage/doorbell.py)."""
+        ...
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[HopTransaction]:
-        """One write transaction whose work may await other things between statements (a hop per statement)."""
-        async with self._write_lock.hold():
-            tx = HopTransaction(self._writer)
-            try:
-                yield tx
-                if tx.began:
-                    # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
-                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "COMMIT")))
-            except BaseException:
-                if tx.began:
-                    # Queued behind any hop still running (one cancelled while BEGIN waited for another
-                    # process's lock, say), and decided there: the thread looks whether a transaction is open.
-                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "ROLLBACK")))
-                raise
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """One write transaction whose work may await other things between its statements."""
+        ...
 
     async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
-        """A whole write transaction in one hop to the writer thread, answered once its commit is durable.
+        """A whole write transaction, answered once its commit is durable.
 
-        For the transactions of the message path (the webhook's group commit, claiming inbox work, the quota
-        reservation, a turn's accounting, recording a sent part): nothing is held across a round trip through a
-        busy event loop, and transactions queued together share one commit (`WriterThread`). `work` is an
-        ordinary store coroutine; on the writer thread each of its statements completes at once, so it runs to
-        its end in one step. It must await nothing but its transaction (anything else is a RuntimeError, and the
-        transaction is rolled back) and must not touch the event loop. If it raises, its own changes are undone
-        and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
+        `work` must await nothing but its transaction's statements: a backend may run it in one step (SQLite's
+        writer thread) or run it again from the start when the database aborted it (PostgreSQL's deadlock and
+        serialisation failures). If it raises, its changes are undone and the error is raised here. Once
+        started, a cancelled caller does not stop the commit. `urgent`: a webhook acknowledgement waits on it.
         """
-        async with self._write_lock.hold(urgent=urgent):
-            # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
-            # it; and while a multi-hop transaction is open, the writer thread runs nothing else.
-            done = self._writer.transaction(lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent)
-        return await asyncio.shield(done)
+        ...
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """One statement as its own transaction, in one hop."""
-        return await self.run(lambda tx: tx.execute(sql, params))
+        """One statement as its own transaction."""
+        ...
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None: ...
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        # The reader's row factory is sqlite3.Row: a mapping of column names (aiosqlite types it as a plain Row).
-        rows: Iterable[Any] = await self._reader.execute_fetchall(sql, params)
-        return list(rows)
+        """A read outside any transaction: it sees what was committed."""
+        ...
 
-    async def ping(self) -> bool:
-        """Both connections answer: the reader a query, the writer's thread is running."""
-        if not self._writer.alive:
-            return False
-        try:
-            await self._reader.execute_fetchall("SELECT 1")
-        except (sqlite3.Error, ValueError):
-            return False
-        return True
+    async def ping(self) -> bool: ...
 
-
-def _rowcount(cursor: sqlite3.Cursor) -> int:
-    count = cursor.rowcount
-    cursor.close()
-    return count
-
-
-def _complete(step: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine whose awaits all complete at once (ThreadTransaction statements) to its result."""
-    try:
-        step.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    step.close()
-    raise RuntimeError("a Database.run transaction awaited something other than its own statements")
-
-
-def _connect_writer(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit DEFERRED begins.
-    raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    raw.row_factory = sqlite3.Row
-    try:
-        # WAL lets readers run beside the writer; FULL makes a commit survive power loss, which the quota ledger
-        # and the webhook inbox (acknowledged to Meta) rely on.
-        raw.execute("PRAGMA journal_mode=WAL").fetchall()
-        _configure(raw)
-    except BaseException:
-        raw.close()
-        raise
-    return raw
-
-
-def _configure(raw: sqlite3.Connection) -> None:
-    # fetchall steps each statement to its end, so no half-read PRAGMA cursor keeps a lock open.
-    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").fetchall()
-    raw.execute("PRAGMA synchronous=FULL").fetchall()
-    raw.execute("PRAGMA foreign_keys=ON").fetchall()
-    # Case-insensitive search (conversations `q`) folds both sides with `casefold(...)`: SQLite's LOWER() folds
-    # ASCII only, so "Émile" would never match "émile". PostgreSQL would define casefold(text) as LOWER($1), which
-    # follows the database's collation there (Unicode-aware with a UTF-8/ICU locale).
-    raw.create_function("casefold", 1, casefold, deterministic=True)
-
-
-def casefold(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
-    """The SQL `casefold(x)`: Unicode case folding of text; NULL and non-text values pass through unchanged."""
-    return value.casefold() if isinstance(value, str) else value
+    async def close(self) -> None: ...

@@ -84,7 +84,9 @@ async def _contacts(
         # A Meta user id says nothing about a business's own relay user ids, which merely could look the same.
         clauses.append("platform IN ('messenger', 'instagram', 'whatsapp')")
     scope, scope_params = _scope(account_id, platform)
-    sql = f"SELECT id FROM contacts WHERE {' AND '.join(clauses + scope)}"
+    # Locked for deletion first: a turn appending to one of these conversations waits for the erasure (and then
+    # finds the conversation gone) instead of adding a message the erasure's DELETE would trip over.
+    sql = f"SELECT id FROM contacts WHERE {' AND '.join(clauses + scope)}" + tx.dialect.locked("delete")
     rows = await tx.fetch_all(sql, (*params, *scope_params))
     return [row["id"] for row in rows]
 

@@ -82,7 +82,9 @@ class FeedbackStore:
             sql += " AND account_id = ?"
             params += (account_id,)
         async with self._db.transaction() as tx:
-            message = await tx.fetch_one(sql, params)
+            # Share-locked: an erasure of this conversation waits for the rating, then deletes it with the reply;
+            # a rating after the erasure finds no reply. A rating never outlives its erased reply.
+            message = await tx.fetch_one(sql + tx.dialect.locked("share"), params)
             if message is None:
                 raise NotFound("message")
             if message["role"] != "assistant":

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import structlog
 
 from core.clock import Clock
+from core.errors import StorageUnavailable
 from core.storage.db import Database, Transaction
+from core.storage.doorbell import INBOX
 
 log = structlog.get_logger("core.storage.inbox")
 
@@ -62,9 +64,10 @@ class WriteResult:
 
 
 class InboxWriter:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, settle_ms: int = 0) -> None:
         self._db = db
         self._clock = clock
+        self._settle_ms = settle_ms  # an event becomes due this long after it is stored (next_attempt_at)
         self._arrival = 0  # strictly increasing: orders events with equal platform timestamps as they arrived
         self._marked: dict[str, int] = {}  # channel id -> last_delivery_at this writer last stored
 
@@ -77,7 +80,8 @@ class InboxWriter:
         """
         now = self._clock.now_ms()
         marks = self._due_marks(rows, now)
-        events = [(*_event_values(r), self._next_arrival(now), now, now, now) for r in rows]
+        due = now + self._settle_ms
+        events = [(*_event_values(r), self._next_arrival(now), due, now, now) for r in rows]
         strays = [(u.id, u.platform, u.external_id, u.kind, u.reason, u.event_json, now) for u in unrouted]
 
         async def store(tx: Transaction) -> int:
@@ -93,9 +97,12 @@ class InboxWriter:
         try:
             stored = await self._db.run(store, urgent=True)
         except Exception as exc:
+            # Nothing of the delivery is stored (one transaction); Meta retries on a 503 (StorageUnavailable).
             log.exception("inbox_commit_failed")
-            raise RuntimeError("the inbox could not store this delivery") from exc
+            raise StorageUnavailable("the inbox could not store this delivery; it is safe to retry") from exc
         self._marked.update(dict.fromkeys(marks, now))  # only once committed
+        if stored:
+            await self._db.doorbell.ring(INBOX)  # after the commit: workers in every process look (once settled)
         return WriteResult(stored, len(rows) - stored, len(unrouted))
 
     def _due_marks(self, rows: Sequence[InboxRow], now: int) -> list[str]:

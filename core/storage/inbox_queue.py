@@ -17,19 +17,24 @@ from dataclasses import dataclass
 
 from core.clock import Clock
 from core.storage.db import Database, Row, Transaction
+from core.storage.doorbell import INBOX
 
-_CLAIMABLE = """SELECT i.id FROM inbox i
-    WHERE i.state = 'pending' AND i.next_attempt_at <= ? AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= ?)
-      AND (i.kind = 'echo' OR NOT EXISTS (
-        SELECT 1 FROM inbox j
-        WHERE j.channel_id = i.channel_id AND j.customer_id = i.customer_id AND j.state = 'pending'
-          AND (j.platform_ts < i.platform_ts OR (j.platform_ts = i.platform_ts AND j.arrival < i.arrival))))
-    ORDER BY i.platform_ts, i.arrival
-    LIMIT ?"""
-
-# The claimed row comes back from the UPDATE itself (attempts already counted): one statement, one hop.
-_TAKE = """UPDATE inbox SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
-    WHERE id = ? AND state = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)
+# One statement claims: the inner SELECT picks the first claimable event of each conversation, the UPDATE leases
+# them and hands them back (attempts already counted). Several processes claim at once without waiting on each
+# other: on PostgreSQL the inner SELECT locks what it picks and passes over rows another claimer holds (SKIP
+# LOCKED); a row another claimer leased and committed meanwhile fails the lease test when it is re-read under the
+# lock. The order is total: platform timestamp, then arrival, then id (two processes' arrivals may tie).
+_CLAIM = """UPDATE inbox SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ?
+    WHERE id IN (
+      SELECT i.id FROM inbox i
+      WHERE i.state = 'pending' AND i.next_attempt_at <= ? AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= ?)
+        AND (i.kind = 'echo' OR NOT EXISTS (
+          SELECT 1 FROM inbox j
+          WHERE j.channel_id = i.channel_id AND j.customer_id = i.customer_id AND j.state = 'pending'
+            AND (j.platform_ts < i.platform_ts OR (j.platform_ts = i.platform_ts
+              AND (j.arrival < i.arrival OR (j.arrival = i.arrival AND j.id < i.id))))))
+      ORDER BY i.platform_ts, i.arrival, i.id
+      LIMIT ?{skip_locked})
     RETURNING id, channel_id, event_key, kind, customer_id, platform_ts, event, attempts, reply_text,
         reply_parts_sent"""
 
@@ -85,14 +90,11 @@ class InboxQueue:
     async def claim(self, owner: str, limit: int) -> list[InboxItem]:
         now, expires = self._clock.now_ms(), self._clock.now_ms() + self._lease_ms
 
+        claim = _CLAIM.replace("{skip_locked}", self._db.dialect.skip_locked)
+
         async def take(tx: Transaction) -> list[InboxItem]:
-            claimed = []
-            for row in await tx.fetch_all(_CLAIMABLE, (now, now, limit)):
-                # Conditional: a second claimer (another process) that raced us finds the lease taken.
-                taken = await tx.fetch_one(_TAKE, (owner, expires, now, row["id"], now))
-                if taken is not None:
-                    claimed.append(_item(taken, owner))
-            return claimed
+            rows = await tx.fetch_all(claim, (owner, expires, now, now, now, limit))
+            return [_item(row, owner) for row in rows]
 
         return await self._db.run(take)
 
@@ -176,10 +178,13 @@ class InboxQueue:
     async def wake(self, channel_id: str) -> int:
         """Make a channel's waiting events due now (it was re-authorised); returns how many."""
         now = self._clock.now_ms()
-        return await self._db.execute(
+        woken = await self._db.execute(
             "UPDATE inbox SET next_attempt_at = ? WHERE channel_id = ? AND state = 'pending' AND next_attempt_at > ?",
             (now, channel_id, now),
         )
+        if woken:
+            await self._db.doorbell.ring(INBOX)
+        return woken
 
     async def _fenced(self, item: InboxItem, sql: str, params: tuple[object, ...]) -> None:
         if not await self._db.execute(sql + _FENCE, (*params, item.id, *_fence(item))):

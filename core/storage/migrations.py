@@ -1,8 +1,10 @@
 """Versioned schema migrations, applied on start and by `python -m gateway migrate`.
 
-Each migration runs in its own transaction together with the row that records it, so a crash leaves the schema
-at the old version or the new one, never between. Column types are chosen to mean the same on SQLite and
-PostgreSQL: TEXT ids, BIGINT epoch milliseconds, INTEGER 0/1 flags, BIGINT nano-dollars for money.
+The pending migrations run in one transaction together with the rows that record them, so a crash leaves the
+schema at the old version or the new one, never between. Processes that start together apply each migration once: every
+migration transaction first takes the database's migration lock (PostgreSQL: an advisory lock; SQLite: the write
+lock BEGIN IMMEDIATE takes) and only then looks whether it is applied. Column types are chosen to mean the same
+on SQLite and PostgreSQL: TEXT ids, BIGINT epoch milliseconds, INTEGER 0/1 flags, BIGINT nano-dollars for money.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from core.storage.db import TRANSIENT_ERRORS, Database
+from core.errors import Conflict, StorageUnavailable
+from core.storage.db import Database, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +21,10 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    postgresql: tuple[str, ...] = ()  # run after `statements` on PostgreSQL only
+
+    def for_dialect(self, dialect: str) -> tuple[str, ...]:
+        return self.statements + (self.postgresql if dialect == "postgresql" else ())
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -144,6 +151,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 created_at BIGINT NOT NULL)""",
             "CREATE INDEX usage_account_time ON usage_records(account_id, created_at)",
             "CREATE INDEX usage_time ON usage_records(created_at)",
+        ),
+        postgresql=(
+            # Case-insensitive search folds both sides with casefold(...); SQLite gets Python's str.casefold
+            # (core/storage/sqlite_db.py). Here: lower() (Unicode-aware under a UTF-8 locale, É to é), then the
+            # folds that are not lower-casing: ß and ẞ to ss, final and long s, the Latin ligatures.
+            "CREATE OR REPLACE FUNCTION casefold(text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN"
+            " replace(replace(replace(replace(replace(replace(replace(replace(translate(lower($1), 'ςſ', 'σs'),"
+            " 'ß', 'ss'), 'ﬀ', 'ff'), 'ﬁ', 'fi'), 'ﬂ', 'fl'), 'ﬃ', 'ffi'), 'ﬄ', 'ffl'), 'ﬅ', 'st'), 'ﬆ', 'st')",
         ),
     ),
 )
@@ -320,35 +335,57 @@ async def current_version(db: Database) -> int:
     """Read-only (readiness probes call it): a database with no migrations table is at version 0."""
     try:
         row = await db.fetch_one("SELECT MAX(version) AS v FROM schema_migrations")
-    except TRANSIENT_ERRORS:
+    except StorageUnavailable:  # no such table (both backends say so this way), or the database is down
         if not await db.ping():
             raise
         return 0
     return int(row["v"]) if row is not None and row["v"] is not None else 0
 
 
+async def writable(db: Database) -> bool:
+    """Whether the database takes a write now (a full disk, a read-only replica, a lost lock say no): one row
+    rewritten unchanged, which still goes through the journal (SQLite's WAL, PostgreSQL's)."""
+    try:
+        await db.execute(
+            "UPDATE schema_migrations SET applied_at = applied_at"
+            " WHERE version = (SELECT MAX(version) FROM schema_migrations)"
+        )
+    except (StorageUnavailable, Conflict):  # SQLite reports some refusals as a constraint failing
+        return False
+    return True
+
+
 async def apply_migrations(db: Database) -> list[int]:
-    """Apply every pending migration in order; returns the versions applied now."""
-    await _ensure_table(db)
-    applied: list[int] = []
-    for migration in MIGRATIONS:
-        async with db.transaction() as tx:
-            # Checked inside the write lock so two processes starting together apply each migration once.
-            done = await tx.fetch_one("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,))
-            if done is not None:
+    """Apply every pending migration in order, in one transaction; returns the versions applied now."""
+    async with db.transaction() as tx:
+        # Checked under the migration lock so processes starting together apply each migration once.
+        await _lock_and_ensure_table(tx)
+        rows = await tx.fetch_all("SELECT version FROM schema_migrations")
+        done = {int(row["version"]) for row in rows}
+        applied: list[int] = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
                 continue
-            for statement in migration.statements:
-                await tx.execute(statement)
+            statements = migration.for_dialect(tx.dialect.name)
+            if tx.dialect.scripts:
+                await tx.execute(";\n".join(statements))  # one round trip for the whole migration
+            else:
+                for statement in statements:
+                    await tx.execute(statement)
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, int(time.time() * 1000)),
             )
-        applied.append(migration.version)
+            applied.append(migration.version)
     return applied
 
 
-async def _ensure_table(db: Database) -> None:
-    await db.execute(
+async def _lock_and_ensure_table(tx: Transaction) -> None:
+    lock = tx.dialect.lock("migrations")
+    if lock is not None:
+        await tx.execute(lock)
+    # After the lock: PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent one.
+    await tx.execute(
         """CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY,
             name TEXT NOT NULL,

@@ -111,7 +111,9 @@ class QuotaService:
         used = max(0, used)  # the LLM client refuses negative usage; this keeps the ledger safe regardless
         # Zero when the sweeper already released it: the tokens are then charged but nothing is given back twice.
         held = await _delete_reservation(tx, reservation.id)
-        terms, state = await self._prepare(tx, reservation.account_id)
+        # Charged from what is read here: the account's quota row stays locked until the commit, so two settles of
+        # one account (two processes) draw credits one after the other, never both from the same balance.
+        terms, state = await self._prepare(tx, reservation.account_id, lock=True)
         before, after = int(state["used_tokens"]), int(state["used_tokens"]) + used
         beyond_monthly = max(0, after - terms.monthly) - max(0, before - terms.monthly)
         draw = min(beyond_monthly, max(0, int(state["credit_balance"])))
@@ -145,12 +147,13 @@ class QuotaService:
 
         return await self._db.run(sweep)
 
-    async def _prepare(self, tx: Transaction, account_id: str) -> tuple[_PlanTerms, Row]:
-        """Roll the account into the current month if needed; its plan terms and quota state."""
+    async def _prepare(self, tx: Transaction, account_id: str, *, lock: bool = False) -> tuple[_PlanTerms, Row]:
+        """Roll the account into the current month if needed; its plan terms and quota state (with `lock`, the
+        quota row stays locked until the transaction ends)."""
         now = self._clock.now_ms()
         start, _ = month_bounds(now)
         await tx.execute(_ROLLOVER, (start, now, account_id, start))
-        row = await tx.fetch_one(_TERMS, (account_id,))
+        row = await tx.fetch_one(_TERMS + (tx.dialect.locked(of="q") if lock else ""), (account_id,))
         if row is None:
             raise NotFound("account")
         monthly = int(row["monthly_token_limit"])

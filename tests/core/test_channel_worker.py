@@ -40,7 +40,8 @@ from tests.support.harness import Tenant, auth, connect_channel, expect, provisi
 async def live(make_client: MakeClient, settings: Settings, monkeypatch: Any) -> tuple[TestClient, Tenant, Settings]:
     # Retries in seconds, not minutes, so the dead-letter path runs inside a test.
     monkeypatch.setattr("core.channel_worker._BACKOFF_MS", (20, 20, 20, 20, 20))
-    settings = replace(settings, workers=4)
+    # The default settle time: an event is claimed only once the earlier ones still being stored are in.
+    settings = replace(settings, workers=4, inbox_settle_ms=Settings().inbox_settle_ms)
     client = await make_client(settings)
     tenant = await provision(client, bot={"fallback_message": "Sorry, try again later."})
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)

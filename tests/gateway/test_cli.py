@@ -84,9 +84,12 @@ def test_token_refuses_a_lifetime_the_service_would_refuse(capsys: pytest.Captur
     assert code == 0 and verify_token(out.strip(), JWT_SECRET, max_ttl=40 * 86400).role == "admin"
 
 
-def test_postgres_url_is_refused_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["migrate"], {"DATABASE_URL": "postgresql://127.0.0.1/test"})[0] == 2
-    assert "PostgreSQL" in capsys.readouterr().err
+def test_an_unreachable_postgresql_is_reported_clearly_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["migrate"], {"DATABASE_URL": "postgresql://ops:hunter2-secret@127.0.0.1:1/gateway"})[0] == 2
+    err = capsys.readouterr().err
+    assert "database unavailable" in err and "127.0.0.1" in err and "hunter2-secret" not in err
 
 
 def test_python_m_gateway_serves_with_migrations_applied(tmp_path: Path) -> None:

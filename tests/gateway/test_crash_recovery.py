@@ -57,7 +57,7 @@ CUSTOMERS = 10
 PER_CUSTOMER = 4
 TOTAL = CUSTOMERS * PER_CUSTOMER
 KILL_AFTER_REPLIES = 10
-LEASE_SECONDS = 40  # the least the gateway accepts with LLM_TOTAL_BUDGET=5: 2 x 5 + 30
+LEASE_SECONDS = 40  # the least RESERVATION_TTL_SECONDS the gateway accepts with LLM_TOTAL_BUDGET=5: 2 x 5 + 30
 DRAIN_LIMIT_SECONDS = 30.0
 
 
@@ -367,9 +367,10 @@ def test_the_crash_settings_are_the_least_the_gateway_accepts(tmp_path: Path) ->
     settings = Settings.from_env(env)
     assert (settings.workers, settings.inbox_lease_seconds, settings.reservation_ttl_seconds) == (4, 40, 40)
     assert (settings.llm_total_budget, settings.llm_attempt_timeout) == (5.0, 5.0)
-    for name in ("INBOX_LEASE_SECONDS", "RESERVATION_TTL_SECONDS"):
-        with pytest.raises(SettingsError, match=name):
-            Settings.from_env({**env, name: str(LEASE_SECONDS - 1)})
+    with pytest.raises(SettingsError, match="RESERVATION_TTL_SECONDS"):
+        Settings.from_env({**env, "RESERVATION_TTL_SECONDS": str(LEASE_SECONDS - 1)})
+    with pytest.raises(SettingsError, match="INBOX_LEASE_SECONDS"):
+        Settings.from_env({**env, "INBOX_LEASE_SECONDS": "2"})
 
 
 async def test_sigkill_with_work_in_flight_loses_nothing_after_restart(scenario: Scenario) -> None:

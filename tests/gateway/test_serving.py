@@ -53,7 +53,7 @@ async def test_start_up_logs_where_it_listens_and_what_is_configured_without_sec
         await gateway.wait_ready()
         [listening] = [r for r in json_lines(gateway.log()) if r.get("event") == "listening"]
         assert listening["url"] == f"http://127.0.0.1:{port}"
-        assert listening["database"] == env["DATABASE_URL"]
+        assert listening["database"] == without_credentials(env["DATABASE_URL"])
         assert listening["admin_api"] == "enabled" and listening["openai_key"] == "set"
         assert str(listening["secrets_key"]).startswith("not set")
         assert JWT_SECRET not in gateway.log() and "sk-never-shown-0123" not in gateway.log()

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import db as db_module
+from core.errors import StorageUnavailable
+from core.storage import sqlite_db as db_module
 from core.storage.migrations import apply_migrations
 from tests.support.database import open_database, scratch_url, sqlite_connection
+
+pytestmark = pytest.mark.sqlite_only
 
 
 async def test_cancel_while_begin_waits_does_not_wedge_the_writer(tmp_path: Path) -> None:
@@ -50,7 +53,7 @@ async def test_a_failed_open_leaves_no_database_thread_behind(tmp_path: Path, mo
         configure(raw)
 
     monkeypatch.setattr(db_module, "_configure", refuse_on_the_reader)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StorageUnavailable, match="disk I/O error"):
         async with open_database(scratch_url(tmp_path, "r.db")):
             pass
     for _ in range(100):

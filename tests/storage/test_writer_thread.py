@@ -17,6 +17,8 @@ from core.storage.db import Transaction
 from core.storage.writer_thread import WriterThread
 from tests.support.database import open_database, scratch_url, sqlite_connection
 
+pytestmark = pytest.mark.sqlite_only
+
 
 def connector(path: Path, *, busy_ms: int = 5000) -> Callable[[], sqlite3.Connection]:
     def connect() -> sqlite3.Connection:

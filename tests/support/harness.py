@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from admin.tokens import mint_token
 from gateway.settings import Settings
-from tests.support.database import scratch_url
+from tests.support.database import migrated_url
 from tests.support.paths import PROJECT_DATA
 
 JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -20,7 +20,7 @@ JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop"
 
 def make_settings(tmp_path: Path, openai_base_url: str | None, **overrides: Any) -> Settings:
     base = Settings(
-        database_url=scratch_url(tmp_path),
+        database_url=migrated_url(tmp_path),
         openai_api_key="sk-test" if openai_base_url else None,
         openai_base_url=openai_base_url or "http://127.0.0.1:9/v1",
         admin_jwt_secret=JWT_SECRET,
@@ -29,6 +29,7 @@ def make_settings(tmp_path: Path, openai_base_url: str | None, **overrides: Any)
         meta_app_secret=APP_SECRET,
         meta_verify_token=VERIFY_TOKEN,
         workers=0,  # tests that answer customers turn workers on, with a fake Graph server
+        inbox_settle_ms=0,  # a stored event is claimable at once; tests/core/test_channel_worker.py keeps the default
         graph_api_base_url="http://127.0.0.1:9",
         llm_attempt_timeout=2.0,
         llm_total_budget=5.0,

@@ -219,3 +219,18 @@ async def test_odd_but_signed_bodies_never_answer_5xx(client: TestClient, tenant
     assert [r.status for r in responses] == [200] * 6
     keys = sorted(r["event_key"] for r in inbox(settings))
     assert keys == ["m_s"] + [f"wamid.S{n}" for n in range(5)]
+
+
+async def test_a_delivery_the_inbox_cannot_store_is_a_retryable_503_and_stores_nothing(
+    client: TestClient, tenant: Tenant, settings: Settings
+) -> None:
+    """Was: a failed inbox commit (disk full, database locked) answered 500 internal_error; Meta must see 503."""
+    await asyncio.to_thread(database.fail_writes, settings, "inbox")
+    response = await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.full-disk"))
+    body = await expect(response, 503)
+    assert body["error"]["code"] == "service_unavailable" and response.headers["Retry-After"] == "1"
+    assert inbox(settings) == []
+    await asyncio.to_thread(database.allow_writes, settings, "inbox")
+    # Meta's retry of the same delivery is stored once the database takes writes again.
+    await expect(await post(client, "/webhooks/whatsapp", whatsapp_text("wamid.full-disk")), 200)
+    assert [row["event_key"] for row in inbox(settings)] == ["wamid.full-disk"]

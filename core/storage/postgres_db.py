@@ -1,0 +1,206 @@
+"""The PostgreSQL backend of the database interface (core/storage/db.py): many processes on one database.
+
+psycopg 3 with its connection pool. Statements are the stores' portable SQL: `?` placeholders become psycopg's
+`%s` once per distinct statement (cached), and values are bound on the client side (`AsyncClientCursor`), so an
+untyped parameter (`? IS NULL`) means what it means on SQLite. Connections run in autocommit; a transaction is
+an explicit BEGIN ... COMMIT on one pooled connection, at READ COMMITTED (core/storage/db.py says what the
+stores do about that).
+
+What differs from SQLite, and is handled here rather than in the stores:
+- `SUM(bigint)` is NUMERIC in PostgreSQL: whole numbers come back as `int` (as SQLite gives them), others as float.
+- Text cannot hold NUL: a NUL in a bound value is stored and matched as U+FFFD, as the webhook parsers already
+  store it (adapters/text_clean.py), instead of failing the statement.
+- A transaction PostgreSQL aborted to break a deadlock or a serialisation conflict is run again from the start
+  (`run` only: its work is a function of the transaction alone); what still fails is StorageUnavailable.
+- `casefold(x)` is a SQL function the migrations create: `lower(x)` under the database's collation, which folds
+  Unicode (É to é) with a UTF-8 locale (SQLite's `casefold` is Python's str.casefold).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+import structlog
+from psycopg.adapt import Buffer, Loader
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from core.errors import Conflict, StorageUnavailable
+from core.storage.db import POSTGRES, Dialect, Params, Row, Transaction, WriteHealth
+from core.storage.postgres_doorbell import PostgresDoorbell
+
+T = TypeVar("T")
+log = structlog.get_logger("core.storage.postgres_db")
+
+Connection = psycopg.AsyncConnection[dict[str, Any]]
+
+# How long a caller waits for a free pooled connection before the request is answered 503.
+POOL_WAIT_SECONDS = 10.0
+# Attempts of a `run` transaction that PostgreSQL aborted (deadlock, serialisation failure).
+RUN_ATTEMPTS = 3
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+@lru_cache(maxsize=4096)
+def pg_statement(sql: str) -> str:
+    """The stores' `?` placeholders as psycopg's `%s` (a literal % doubled first). No statement of the stores has
+    a `?` or `%` inside a string literal: patterns (LIKE) are bound values."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _bound(params: Params) -> Sequence[Any]:
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params]
+
+
+class NumericLoader(Loader):
+    """NUMERIC (from SUM, AVG over integers) as int when whole, else float: what the stores expect of SQLite."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data).decode()
+        if "." not in text and "e" not in text.lower() and text.lstrip("-").isdigit():
+            return int(text)
+        value = float(text)
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+async def _configure(conn: Connection) -> None:
+    conn.adapters.register_loader("numeric", NumericLoader)
+
+
+class PostgresTransaction:
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        cursor = (
+            await self._conn.execute(pg_statement(sql), _bound(params)) if params else await self._conn.execute(sql)
+        )
+        return cursor.rowcount
+
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
+        if not rows:
+            return 0
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(pg_statement(sql), [_bound(row) for row in rows])
+            return cursor.rowcount
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        cursor = (
+            await self._conn.execute(pg_statement(sql), _bound(params)) if params else await self._conn.execute(sql)
+        )
+        if cursor.description is None:
+            return []
+        rows: list[Row] = list(await cursor.fetchall())
+        return rows
+
+
+class PostgresDatabase:
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, pool: AsyncConnectionPool[Connection], url: str, schema: str) -> None:
+        self._pool = pool
+        self.writes = WriteHealth()
+        self.doorbell = PostgresDoorbell(url, schema, self._notify)
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int = 10) -> PostgresDatabase:
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            open=False,
+            timeout=POOL_WAIT_SECONDS,
+            kwargs={"autocommit": True, "row_factory": dict_row, "cursor_factory": psycopg.AsyncClientCursor},
+            configure=_configure,
+            name="gateway",
+        )
+        try:
+            with _translated():
+                # One connection first: a wrong host, password or database name is reported as the server
+                # said it, at once (the pool would only say it timed out, after retrying).
+                first = await psycopg.AsyncConnection.connect(url, connect_timeout=int(POOL_WAIT_SECONDS))
+                try:
+                    schema = (await (await first.execute("SELECT current_schema()")).fetchone() or ("public",))[0]
+                finally:
+                    await first.close()
+                await pool.open(wait=True, timeout=POOL_WAIT_SECONDS)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, url, str(schema))
+
+    async def close(self) -> None:
+        await self.doorbell.close()
+        await self._pool.close()
+
+    async def _notify(self, channel: str, payload: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        with self.writes.watch(), _translated():
+            async with self._pool.connection() as conn, conn.transaction():
+                yield PostgresTransaction(conn)
+
+    async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
+        # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
+        return await asyncio.shield(asyncio.ensure_future(self._run(work)))
+
+    async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]]) -> T:
+        with self.writes.watch(), _translated():
+            for attempt in range(1, RUN_ATTEMPTS + 1):
+                try:
+                    async with self._pool.connection() as conn, conn.transaction():
+                        return await work(PostgresTransaction(conn))
+                except _RETRYABLE as exc:
+                    if attempt == RUN_ATTEMPTS:
+                        raise
+                    log.info("transaction_retried", attempt=attempt, error=type(exc).__name__)
+        raise AssertionError("unreachable")
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await self.run(lambda tx: tx.execute(sql, params))
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        with _translated():
+            async with self._pool.connection() as conn:
+                return await PostgresTransaction(conn).fetch_all(sql, params)
+
+    async def ping(self) -> bool:
+        try:
+            async with self._pool.connection(timeout=2.0) as conn:
+                await conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """psycopg's failures as the domain's: a unique or foreign-key violation is a Conflict; a connection lost,
+    a pool exhausted, a disk full, a deadlock that persisted, a server shutting down is StorageUnavailable."""
+    try:
+        yield
+    except psycopg.IntegrityError as exc:
+        raise Conflict("this conflicts with a change made at the same moment; please retry") from exc
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
+        # A missing table is a database not migrated yet: unavailable, as SQLite reports it too.
+        first_line = next(iter(str(exc).strip().splitlines()), "")
+        raise StorageUnavailable(f"postgresql: {type(exc).__name__}: {first_line}") from exc

@@ -1,0 +1,103 @@
+"""The doorbell across processes on PostgreSQL: NOTIFY to ring, one LISTEN connection per process to hear.
+
+A ring calls this process's subscribers at once and sends `pg_notify` on a pooled connection in autocommit
+(after the store's commit, never inside it). Rings of one topic that come while one is being sent are folded
+into the next send: a burst of webhook commits costs a few NOTIFYs, not one each. The listener ignores its own
+process's notifications (it has called its subscribers already) and reconnects with a backoff if its connection
+drops; meanwhile everyone polls.
+
+Channel names carry the schema, so deployments that share a database in separate schemas do not hear each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+
+import psycopg
+import structlog
+
+from core.storage.doorbell import TOPICS, Listener, Subscribers
+
+# How a ring reaches the server: `pg_notify(channel, payload)` on one of the pool's connections.
+SendNotify = Callable[[str, str], Awaitable[None]]
+
+log = structlog.get_logger("core.storage.postgres_doorbell")
+
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+class PostgresDoorbell:
+    def __init__(self, url: str, schema: str, send: SendNotify) -> None:
+        self._url = url
+        self._send = send
+        self._origin = secrets.token_hex(6)  # this process's rings, recognised when they come back
+        self._channels = {topic: f"gateway.{schema}.{topic}" for topic in TOPICS}
+        self._topics = {channel: topic for topic, channel in self._channels.items()}
+        self._subscribers = Subscribers()
+        self._listening: asyncio.Task[None] | None = None
+        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self.listening = asyncio.Event()  # set while LISTEN is in place (tests wait for it)
+
+    def subscribe(self, topic: str, listener: Listener) -> None:
+        self._subscribers.add(topic, listener)
+        if self._listening is None:
+            self._listening = asyncio.get_running_loop().create_task(self._listen(), name="doorbell-listener")
+
+    async def ring(self, topic: str) -> None:
+        self._subscribers.call(topic)
+        if topic in self._sending:
+            self._again.add(topic)  # folded into one more send once this one is out
+            return
+        self._sending[topic] = asyncio.get_running_loop().create_task(self._notify(topic))
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._listening, *self._sending.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _notify(self, topic: str) -> None:
+        try:
+            while True:
+                try:
+                    await self._send(self._channels[topic], self._origin)
+                except Exception as exc:  # the pool is exhausted or the server gone: polling makes up for it
+                    log.warning("doorbell_ring_failed", topic=topic, error=type(exc).__name__)
+                if topic not in self._again:
+                    return
+                self._again.discard(topic)
+        finally:
+            self._sending.pop(topic, None)
+
+    async def _listen(self) -> None:
+        failures = 0
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                try:
+                    for channel in self._channels.values():
+                        await conn.execute(f'LISTEN "{channel}"')
+                    self.listening.set()
+                    if failures:  # deaf for a while: whatever rang meanwhile, look now
+                        for topic in TOPICS:
+                            self._subscribers.call(topic)
+                    failures = 0
+                    async for notice in conn.notifies():
+                        if notice.payload != self._origin and notice.channel in self._topics:
+                            self._subscribers.call(self._topics[notice.channel])
+                finally:
+                    self.listening.clear()
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
+                failures += 1
+                log.warning("doorbell_listener_reconnecting", error=type(exc).__name__, in_seconds=delay)
+                await asyncio.sleep(delay)

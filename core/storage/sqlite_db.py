@@ -1,0 +1,252 @@
+"""The SQLite backend (the embedded default) of the database interface (core/storage/db.py).
+
+Writes go through one connection on
+its own thread (`WriterThread`, with an urgent lane for the webhook's commits), guarded by an asyncio lock while
+a transaction spans several hops, because two tasks sharing a connection would interleave statements inside each
+other's transactions. Reads that need no transaction use a separate aiosqlite connection (WAL lets them run
+beside the writer). Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the
+write lock from their first statement, across processes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from core.errors import Conflict, StorageUnavailable
+from core.storage.db import SQLITE, Dialect, Params, Row, Transaction, WriteHealth
+from core.storage.doorbell import LocalDoorbell
+from core.storage.write_lock import WriteLock
+from core.storage.writer_thread import WriterThread, end_transaction
+
+T = TypeVar("T")
+
+# Wait for another process's write lock instead of failing at once.
+BUSY_TIMEOUT_MS = 5000
+
+
+class ThreadTransaction:
+    """A transaction's statements on the database thread itself (`Database.run`): each await completes at once."""
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return _rowcount(self._raw.execute(sql, params))
+
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
+        return _rowcount(self._raw.executemany(sql, rows))
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = self._raw.execute(sql, params).fetchall()
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._raw.execute(sql, params).fetchall()
+
+
+class HopTransaction:
+    """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection, one hop each.
+
+    BEGIN travels with the first statement: a transaction of N statements costs N + 1 hops (the last is COMMIT)
+    instead of 2N + 2. Every hop is time the write lock is held while the event loop and the database thread hand
+    work back and forth, and the webhook acknowledgement waits behind that lock: transactions on the message path
+    use `Database.run` instead.
+    """
+
+    dialect: Dialect = SQLITE
+
+    def __init__(self, writer: WriterThread) -> None:
+        self._writer = writer
+        self.began = False
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await self._hop(lambda tx: tx.execute(sql, params))
+
+    async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
+        return await self._hop(lambda tx: tx.execute_many(sql, rows))
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        return await self._hop(lambda tx: tx.fetch_one(sql, params))
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._hop(lambda tx: tx.fetch_all(sql, params))
+
+    async def _hop(self, statement: Callable[[ThreadTransaction], Coroutine[Any, Any, T]]) -> T:
+        begin, self.began = not self.began, True
+
+        def run(raw: sqlite3.Connection) -> T:
+            if begin:
+                raw.execute("BEGIN IMMEDIATE")
+            return _complete(statement(ThreadTransaction(raw)))
+
+        return await self._writer.submit(run)
+
+
+class SqliteDatabase:
+    dialect: Dialect = SQLITE
+
+    def __init__(self, writer: WriterThread, reader: aiosqlite.Connection, path: Path) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = WriteLock()
+        self.path = path
+        self.writes = WriteHealth()
+        self.doorbell = LocalDoorbell()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteDatabase:
+        with _translated():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await WriterThread.open(lambda: _connect_writer(path))
+        reader = aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            with _translated():
+                await reader
+                reader.row_factory = sqlite3.Row
+                await reader._execute(lambda: _configure(reader._conn))  # on the reader's own thread, like its reads
+        except BaseException:
+            # Cancelled (Ctrl-C during start-up) or failed: aiosqlite's thread, once started, waits for work until
+            # stopped and would keep the process from exiting.
+            reader.stop()
+            await writer.close()
+            raise
+        return cls(writer, reader, path)
+
+    @property
+    def commits(self) -> tuple[int, int]:
+        """Commits made by the writer thread so far, and the whole transactions they carried: for benchmarks."""
+        return self._writer.commits, self._writer.transactions
+
+    async def close(self) -> None:
+        async with self._write_lock.hold():
+            await self._reader.close()
+            await self._writer.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[HopTransaction]:
+        """One write transaction whose work may await other things between statements (a hop per statement)."""
+        async with self._write_lock.hold():
+            tx = HopTransaction(self._writer)
+            try:
+                with _translated():
+                    yield tx
+                if tx.began:
+                    # Shielded: a cancelled caller must not leave the shared connection mid-transaction.
+                    with self.writes.watch(), _translated():
+                        await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "COMMIT")))
+            except BaseException:
+                if tx.began:
+                    # Queued behind any hop still running (one cancelled while BEGIN waited for another
+                    # process's lock, say), and decided there: the thread looks whether a transaction is open.
+                    await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "ROLLBACK")))
+                raise
+
+    async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
+        """A whole write transaction in one hop to the writer thread, answered once its commit is durable.
+
+        For the transactions of the message path (the webhook's group commit, claiming inbox work, the quota
+        reservation, a turn's accounting, recording a sent part): nothing is held across a round trip through a
+        busy event loop, and transactions queued together share one commit (`WriterThread`). `work` is an
+        ordinary store coroutine; on the writer thread each of its statements completes at once, so it runs to
+        its end in one step. It must await nothing but its transaction (anything else is a RuntimeError, and the
+        transaction is rolled back) and must not touch the event loop. If it raises, its own changes are undone
+        and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
+        """
+        async with self._write_lock.hold(urgent=urgent):
+            # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
+            # it; and while a multi-hop transaction is open, the writer thread runs nothing else.
+            done = self._writer.transaction(lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent)
+        with self.writes.watch(), _translated():
+            return await asyncio.shield(done)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One statement as its own transaction, in one hop."""
+        return await self.run(lambda tx: tx.execute(sql, params))
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        # The reader's row factory is sqlite3.Row: a mapping of column names (aiosqlite types it as a plain Row).
+        with _translated():
+            rows: Iterable[Any] = await self._reader.execute_fetchall(sql, params)
+        return list(rows)
+
+    async def ping(self) -> bool:
+        """Both connections answer: the reader a query, the writer's thread is running."""
+        if not self._writer.alive:
+            return False
+        try:
+            await self._reader.execute_fetchall("SELECT 1")
+        except (sqlite3.Error, ValueError):
+            return False
+        return True
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """sqlite3's failures as the domain's: a constraint is a Conflict, a locked, full or failing file is
+    StorageUnavailable (SQLite reports both as OperationalError, as it does a missing table)."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise Conflict("this conflicts with a change made at the same moment; please retry") from exc
+    except sqlite3.OperationalError as exc:
+        raise StorageUnavailable(f"sqlite: {exc}") from exc
+
+
+def _rowcount(cursor: sqlite3.Cursor) -> int:
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def _complete(step: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine whose awaits all complete at once (ThreadTransaction statements) to its result."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    step.close()
+    raise RuntimeError("a Database.run transaction awaited something other than its own statements")
+
+
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit DEFERRED begins.
+    raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    raw.row_factory = sqlite3.Row
+    try:
+        # WAL lets readers run beside the writer; FULL makes a commit survive power loss, which the quota ledger
+        # and the webhook inbox (acknowledged to Meta) rely on.
+        raw.execute("PRAGMA journal_mode=WAL").fetchall()
+        _configure(raw)
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
+def _configure(raw: sqlite3.Connection) -> None:
+    # fetchall steps each statement to its end, so no half-read PRAGMA cursor keeps a lock open.
+    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").fetchall()
+    raw.execute("PRAGMA synchronous=FULL").fetchall()
+    raw.execute("PRAGMA foreign_keys=ON").fetchall()
+    # Case-insensitive search (conversations `q`) folds both sides with `casefold(...)`: SQLite's LOWER() folds
+    # ASCII only, so "Émile" would never match "émile". PostgreSQL would define casefold(text) as LOWER($1), which
+    # follows the database's collation there (Unicode-aware with a UTF-8/ICU locale).
+    raw.create_function("casefold", 1, casefold, deterministic=True)
+
+
+def casefold(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
+    """The SQL `casefold(x)`: Unicode case folding of text; NULL and non-text values pass through unchanged."""
+    return value.casefold() if isinstance(value, str) else value
