@@ -1,5 +1,11 @@
 """The application factory: `create_app(settings)` mounts the API surfaces and opens the service groups, one
-cleanup context each, in dependency order; nothing happens at import."""
+cleanup context each, in dependency order; nothing happens at import.
+
+`settings.role` decides what the process does (`serve --role`): `all` everything; `web` every HTTP API and
+webhook, no inbox workers and no housekeeping; `worker` the inbox workers and housekeeping, serving only its
+probes and metrics. Housekeeping runs in the process that leads (core/storage/leadership.py): once per database,
+however many processes run it.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,11 @@ from core.clock import Clock, SystemClock
 from core.metrics import Metrics
 from core.tokens import TokenCounter
 from gateway.background import TaskRegistry
-from gateway.keys import CLOCK, METRICS, SETTINGS, STORAGE, TOKENS, UPSTREAMS, WORKER
+from gateway.keys import CLOCK, LEADERSHIP, METRICS, SETTINGS, STORAGE, TOKENS, UPSTREAMS, WORKER
 from gateway.middlewares import count_relay, error_envelope, request_context
 from gateway.services import open_storage, open_upstreams, open_web, open_worker
 from gateway.settings import Settings
-from gateway.surfaces import SURFACES, Groups, limits, provide_handlers
+from gateway.surfaces import Groups, limits, provide_handlers, surfaces_for
 
 log = structlog.get_logger("gateway.app")
 
@@ -29,6 +35,16 @@ SWEEP_INTERVAL_SECONDS = 30.0
 # Finished inbox events are kept this long: beyond Meta's 7-day retry horizon, so a late retry is still a duplicate.
 INBOX_RETENTION_MS = 10 * 24 * 3600 * 1000
 PURGE_INTERVAL_SECONDS = 3600.0
+
+
+class _NoWorkers:
+    """A web process runs no inbox workers: nobody gives way to its webhook acknowledgements."""
+
+    def acknowledged(self, commit_ms: float) -> None:
+        return None
+
+
+NO_WORKERS = _NoWorkers()
 
 
 def create_app(
@@ -46,13 +62,17 @@ def create_app(
     app[METRICS] = Metrics.create()
     app[LIMITS] = limits(settings)
     app[JWT_CONFIG] = JwtConfig(settings.admin_jwt_secret, max_ttl_seconds=settings.admin_jwt_max_ttl_seconds)
-    for surface in SURFACES:
+    surfaces = surfaces_for(settings.role)
+    for surface in surfaces:
         surface.mount(app)
     # In dependency order; torn down in reverse (the workers drain before the database closes).
-    app.cleanup_ctx.extend((_storage, _upstreams, _worker, _web, _housekeeping))
+    if settings.role == "web":
+        app.cleanup_ctx.extend((_storage, _upstreams, _web))
+    else:
+        app.cleanup_ctx.extend((_storage, _upstreams, _worker, _web, _housekeeping))
 
     async def every_handler_provided(app: web.Application) -> None:
-        check_provided(app, SURFACES)
+        check_provided(app, surfaces)
 
     app.on_startup.append(every_handler_provided)  # runs after the cleanup contexts have started
     return app
@@ -97,7 +117,9 @@ async def _web(app: web.Application) -> AsyncIterator[None]:
             storage=app[STORAGE],
             upstreams=app[UPSTREAMS],
             web=group,
-            signals=app[WORKER].pool,  # the webhook tells this process's workers: wake up, or give way
+            # The webhook tells this process's workers to give way when it waits on them (SQLite's one writer).
+            signals=app[WORKER].pool if WORKER in app else NO_WORKERS,
+            database_wide=lambda: LEADERSHIP in app and app[LEADERSHIP].leading,
         )
         provide_handlers(app, groups)
         yield
@@ -107,13 +129,18 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     storage = app[STORAGE]
     pool = app[WORKER].pool
     tasks = TaskRegistry()
+    leadership = app[LEADERSHIP] = storage.db.leadership("housekeeping")
 
     async def sweep() -> None:
+        if not await leadership.check():
+            return  # another process leads: it sweeps
         released = await storage.quota.sweep_expired()
         if released:
             log.warning("stale_reservations_released", count=released)
 
     async def purge() -> None:
+        if not await leadership.check():
+            return
         purged = await storage.queue.purge(older_than_ms=INBOX_RETENTION_MS)
         if purged:
             log.info("inbox_purged", count=purged)
@@ -124,3 +151,4 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     yield
     await pool.stop()  # drain what is in flight before the database goes
     await tasks.close()
+    await leadership.close()

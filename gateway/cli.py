@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TextIO
 
 from admin.tokens import ROLES, mint_token
@@ -29,7 +30,7 @@ from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.services import open_database
 from gateway.serving import serve, without_credentials
-from gateway.settings import Settings, SettingsError
+from gateway.settings import ROLES_OF_A_PROCESS, Settings, SettingsError
 
 
 def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
@@ -47,9 +48,17 @@ def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout) 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Nexus Flow gateway")
-    parser.set_defaults(run=_serve)
+    parser.set_defaults(run=_serve, role="all")
     sub = parser.add_subparsers(title="commands")
-    sub.add_parser("serve", help="apply pending migrations and serve (the default)").set_defaults(run=_serve)
+    serve_parser = sub.add_parser("serve", help="apply pending migrations and serve (the default)")
+    serve_parser.add_argument(
+        "--role",
+        choices=ROLES_OF_A_PROCESS,
+        default="all",
+        help="all: everything (default); web: the HTTP APIs and webhooks, no inbox workers; worker: inbox workers "
+        "and housekeeping, serving only /healthz, /readyz and /metrics on PORT",
+    )
+    serve_parser.set_defaults(run=_serve)
     sub.add_parser("migrate", help="apply pending database migrations and exit").set_defaults(run=_migrate)
     token = sub.add_parser("token", help="mint an admin/owner/viewer JWT (needs ADMIN_JWT_SECRET)")
     token.add_argument("--role", choices=ROLES, required=True)
@@ -71,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    settings = replace(settings, role=args.role)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     freeze_gc_after_startup(app)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from core.clock import Clock
 from core.metrics import Metrics
+from core.storage.leadership import Leadership
 from core.tokens import TokenCounter
 from gateway.services import Storage, Upstreams, Worker
 from gateway.settings import Settings
@@ -21,3 +22,4 @@ METRICS = web.AppKey("metrics", Metrics)
 STORAGE = web.AppKey("storage", Storage)
 UPSTREAMS = web.AppKey("upstreams", Upstreams)
 WORKER = web.AppKey("worker", Worker)
+LEADERSHIP = web.AppKey("leadership", Leadership)

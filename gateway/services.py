@@ -254,6 +254,7 @@ async def open_worker(
         concurrency=settings.workers,
         ack_target_ms=settings.worker_ack_target_ms,
         settle_seconds=settings.inbox_settle_ms / 1000,
+        poll_seconds=settings.inbox_poll_seconds,
         metrics=metrics,
     )
     storage.db.doorbell.subscribe(INBOX, pool.wake)  # events stored or made due, by any process

@@ -90,16 +90,20 @@ def describe(settings: Settings) -> dict[str, object]:
         "openai_key": "set" if settings.openai_api_key else "not set (the relay answers 503 not_configured)",
         "admin_api": "enabled" if settings.admin_jwt_secret else "disabled (set ADMIN_JWT_SECRET)",
         "secrets_key": "set" if settings.secrets_key else "not set (channels cannot be connected)",
-        "workers": settings.workers,
+        "role": settings.role,
+        "workers": 0 if settings.role == "web" else settings.workers,
     }
 
 
 def without_credentials(url: str) -> str:
     """The URL with any user and password replaced (postgresql://user:password@host/db -> postgresql://***@host/db)."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    if "password=" in parts.query:  # libpq also takes the password as a query parameter
+        query = "&".join("password=***" if p.startswith("password=") else p for p in parts.query.split("&"))
+        parts = parts._replace(query=query)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    return urlunsplit(parts)
 
 
 def _why(exc: OSError) -> str:

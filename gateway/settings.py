@@ -16,6 +16,9 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 MIN_JWT_SECRET_BYTES = 32
 
 
+ROLES_OF_A_PROCESS = ("all", "web", "worker")
+
+
 class SettingsError(ValueError):
     """A setting is present but unusable; the message names the variable and what is expected."""
 
@@ -53,7 +56,10 @@ class Settings:
     body_read_timeout_seconds: int = 15
     # Meta documents webhook bodies of up to 3 MB (WhatsApp); a little headroom above that.
     max_webhook_bytes: int = 4 * 1024 * 1024
-    # Inbox workers in this process (0: ingest only).
+    # What this process does (`serve --role`): all (the default), web (every HTTP API and webhook, no inbox
+    # workers) or worker (inbox workers and housekeeping; only /healthz, /readyz and /metrics).
+    role: str = "all"
+    # Inbox workers in this process (0: ingest only; a web process runs none whatever this says).
     workers: int = 8
     # Fewer workers run while a webhook's inbox commit takes longer than this to acknowledge (0: never give way).
     worker_ack_target_ms: int = 4
@@ -64,6 +70,9 @@ class Settings:
     # A stored event waits this long before a worker may take it, so that an earlier message of the same
     # conversation still being stored (another delivery, another process) is answered first.
     inbox_settle_ms: int = 50
+    # Workers look for due events this often without being rung (retries coming due, another process's events
+    # on SQLite, a ring lost with its connection).
+    inbox_poll_seconds: float = 0.5
     # PostgreSQL connections this process opens at most for the message path and the APIs (reports and exports
     # have REPORT_CONNECTIONS more); SQLite has one writer and one reader whatever this says.
     database_pool_size: int = 10
@@ -127,6 +136,7 @@ class Settings:
             worker_ack_target_ms=_int(env, "WORKER_ACK_TARGET_MS", defaults.worker_ack_target_ms, low=0, high=10_000),
             inbox_lease_seconds=_int(env, "INBOX_LEASE_SECONDS", defaults.inbox_lease_seconds, low=3, high=3600),
             inbox_settle_ms=_int(env, "INBOX_SETTLE_MS", defaults.inbox_settle_ms, low=0, high=5000),
+            inbox_poll_seconds=_float(env, "INBOX_POLL_SECONDS", defaults.inbox_poll_seconds),
             database_pool_size=_int(env, "DATABASE_POOL_SIZE", defaults.database_pool_size, low=2, high=500),
             max_webhook_bytes=_int(env, "MAX_WEBHOOK_BYTES", defaults.max_webhook_bytes, low=64 * 1024),
             reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),

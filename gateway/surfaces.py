@@ -32,7 +32,7 @@ from api.provisioning.credits import Credits
 from api.provisioning.exports import Exports
 from api.provisioning.plans import Plans
 from api.relay.handlers import Relay
-from api.service.handlers import Service
+from api.service import Document, Probes
 from api.status.handlers import Status
 from api.webhooks import DataDeletion, Deliveries, InboxSignals
 from core.clock import Clock
@@ -41,7 +41,8 @@ from gateway.services import Storage, Upstreams, Web
 from gateway.settings import Settings
 
 SURFACES: tuple[Surface, ...] = (
-    service.SURFACE,
+    service.PROBES,
+    service.DOCUMENT,
     relay.SURFACE,
     webhooks.SURFACE,
     feedback.SURFACE,
@@ -50,6 +51,12 @@ SURFACES: tuple[Surface, ...] = (
     *dashboard.SURFACES,
     status.SURFACE,
 )
+# A worker process (`serve --role worker`) serves only its probes and metrics.
+WORKER_SURFACES: tuple[Surface, ...] = (service.PROBES,)
+
+
+def surfaces_for(role: str) -> tuple[Surface, ...]:
+    return WORKER_SURFACES if role == "worker" else SURFACES
 
 
 def limits(settings: Settings) -> Limits:
@@ -77,22 +84,24 @@ class Groups:
     upstreams: Upstreams
     web: Web
     signals: InboxSignals
+    database_wide: Callable[[], bool]  # this process exports the database-wide gauges (the housekeeping leader)
 
 
 def provide_handlers(app: web.Application, g: Groups) -> None:
     s, settings = g.storage, g.settings
     service.handlers.OPERATIONS.provide(
         app,
-        Service(
+        Probes(
             s.db,
             s.status_reader,
             g.metrics,
             llm_configured=g.upstreams.engine is not None,
             metrics_token=settings.metrics_token,
             host=settings.host,
-            document=_cached(lambda: openapi_document(settings)),
+            database_wide=g.database_wide,
         ),
     )
+    service.document.OPERATIONS.provide(app, Document(_cached(lambda: openapi_document(settings))))
     relay.handlers.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine))
     webhooks.deliveries.OPERATIONS.provide(
         app,

@@ -30,15 +30,18 @@ def pytest_report_header() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: a test of the SQLite backend's own machinery")
+    config.addinivalue_line("markers", "postgresql_only: what only PostgreSQL does (processes told at once)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if database.BACKEND == "sqlite":
-        return
-    skip = pytest.mark.skip(reason="tests SQLite's own machinery (TEST_DATABASE=postgresql)")
+    skips = {
+        "sqlite_only": pytest.mark.skip(reason="tests SQLite's own machinery (this run: TEST_DATABASE=postgresql)"),
+        "postgresql_only": pytest.mark.skip(reason="PostgreSQL only (this run: SQLite; TEST_DATABASE=postgresql)"),
+    }
+    other = "sqlite_only" if database.BACKEND == "postgresql" else "postgresql_only"
     for item in items:
-        if item.get_closest_marker("sqlite_only") is not None:
-            item.add_marker(skip)
+        if item.get_closest_marker(other) is not None:
+            item.add_marker(skips[other])
 
 
 @pytest.fixture(scope="session", autouse=True)

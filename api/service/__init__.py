@@ -1,8 +1,12 @@
-"""Service endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+"""Service endpoints: liveness, readiness and Prometheus metrics (every process, workers included), and the
+OpenAPI document (processes that serve the API)."""
 
 from api.operations import Surface
-from api.service.handlers import OPERATIONS, Service
+from api.service import document, handlers
+from api.service.document import Document
+from api.service.handlers import Probes
 
-SURFACE = Surface("service", (OPERATIONS,))
+PROBES = Surface("probes", (handlers.OPERATIONS,))
+DOCUMENT = Surface("document", (document.OPERATIONS,))
 
-__all__ = ["SURFACE", "Service"]
+__all__ = ["DOCUMENT", "PROBES", "Document", "Probes"]

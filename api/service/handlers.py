@@ -1,4 +1,4 @@
-"""Liveness and readiness, `GET /metrics` and `GET /api/openapi.json`.
+"""Liveness and readiness and `GET /metrics`: what every process serves, a worker process included.
 
 /metrics: the app's Prometheus registry in the text exposition format. Gauges that describe the database (inbox
 depth) are refreshed from it at each scrape rather than tracked by hooks: the database is the truth, and a scrape
@@ -28,7 +28,7 @@ from core.storage.migrations import LATEST_VERSION, current_version, writable
 from core.storage.reads.status import StatusReader
 
 
-class Service:
+class Probes:
     def __init__(
         self,
         db: Database,
@@ -38,7 +38,7 @@ class Service:
         llm_configured: bool,
         metrics_token: str | None,
         host: str,
-        document: Callable[[], bytes],
+        database_wide: Callable[[], bool],
     ) -> None:
         self._db = db
         self._status = status
@@ -46,7 +46,9 @@ class Service:
         self._llm_configured = llm_configured
         self._metrics_token = metrics_token
         self._loopback = is_loopback(host)
-        self._document = document
+        # Whether this process exports the gauges that describe the whole database (inbox depth): one process
+        # does (the housekeeping leader), so that summing a metric over processes does not count it N times.
+        self._database_wide = database_wide
 
     async def healthz(self, request: web.Request) -> Liveness:
         return Liveness(status="ok")
@@ -78,14 +80,14 @@ class Service:
             raise ApiError(
                 401, "unauthorized", "a valid metrics token is required", headers={"WWW-Authenticate": "Bearer"}
             )
-        for state, count in (await self._status.inbox_depth()).items():
-            self._metrics.inbox_depth.labels(state).set(count)
+        if self._database_wide():
+            for state, count in (await self._status.inbox_depth()).items():
+                self._metrics.inbox_depth.labels(state).set(count)
+        else:
+            self._metrics.inbox_depth.clear()
         body = generate_latest(self._metrics.registry)
         # The classic text format (0.0.4), which every Prometheus version and scraper reads.
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
-
-    async def openapi_document(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._document(), content_type="application/json")
 
 
 def is_loopback(host: str) -> bool:
@@ -98,11 +100,11 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to anything
 
 
-OPERATIONS = OperationTable(Service, tag="service")
-OPERATIONS.get("/healthz", Service.healthz, summary="Liveness: the process is up")
+OPERATIONS = OperationTable(Probes, tag="service")
+OPERATIONS.get("/healthz", Probes.healthz, summary="Liveness: the process is up")
 OPERATIONS.get(
     "/readyz",
-    Service.readyz,
+    Probes.readyz,
     summary="Readiness: the database is reachable and migrated",
     description="llm_configured=false (no OPENAI_API_KEY) does not make the service unready.",
     success={200: "Ready"},
@@ -110,7 +112,7 @@ OPERATIONS.get(
 )
 OPERATIONS.get(
     "/metrics",
-    Service.metrics,
+    Probes.metrics,
     summary="Prometheus metrics",
     description=(
         "The Prometheus text exposition format (0.0.4): webhook deliveries, inbox events and depth, event "
@@ -123,10 +125,4 @@ OPERATIONS.get(
     answers={200: Answer("OK", content={"text/plain": {"type": "string"}})},
     errors=(401, 503),
     operation_id="getMetrics",
-)
-OPERATIONS.get(
-    "/api/openapi.json",
-    Service.openapi_document,
-    summary="This document",
-    answers={200: Answer("The OpenAPI 3.1 document", content={"application/json": {"type": "object"}})},
 )

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from core.errors import StorageUnavailable
 from core.storage.doorbell import Doorbell
+from core.storage.leadership import Leadership
 
 Row = Mapping[str, Any]
 Params = Sequence[Any]
@@ -140,6 +141,10 @@ class Database(Protocol):
 
     @property
     def writes(self) -> WriteHealth: ...
+
+    def leadership(self, name: str) -> Leadership:
+        """Leadership of the chore `name` among the processes on this database (core/storage/leadership.py)."""
+        ...
 
     @property
     def doorbell(self) -> Doorbell:

@@ -33,7 +33,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.errors import Conflict, StorageUnavailable
 from core.storage.db import POSTGRES, Dialect, Params, Row, Transaction, WriteHealth
-from core.storage.postgres_doorbell import PostgresDoorbell
+from core.storage.leadership import Leadership
+from core.storage.postgres_doorbell import PostgresDoorbell, PostgresLeadership
 
 T = TypeVar("T")
 log = structlog.get_logger("core.storage.postgres_db")
@@ -112,6 +113,7 @@ class PostgresDatabase:
     def __init__(self, pool: AsyncConnectionPool[Connection], url: str, schema: str) -> None:
         self._pool = pool
         self.writes = WriteHealth()
+        self._url = url
         self.doorbell = PostgresDoorbell(url, schema, self._notify)
 
     @classmethod
@@ -140,6 +142,9 @@ class PostgresDatabase:
             await pool.close()
             raise
         return cls(pool, url, str(schema))
+
+    def leadership(self, name: str) -> Leadership:
+        return PostgresLeadership(self._url, name)
 
     async def close(self) -> None:
         await self.doorbell.close()

@@ -1,4 +1,5 @@
-"""The doorbell across processes on PostgreSQL: NOTIFY to ring, one LISTEN connection per process to hear.
+"""What coordinates processes on PostgreSQL besides the data: the doorbell (NOTIFY to ring, one LISTEN connection
+per process to hear) and leadership (a session advisory lock).
 
 A ring calls this process's subscribers at once and sends `pg_notify` on a pooled connection in autocommit
 (after the store's commit, never inside it). Rings of one topic that come while one is being sent are folded
@@ -101,3 +102,49 @@ class PostgresDoorbell:
                 failures += 1
                 log.warning("doorbell_listener_reconnecting", error=type(exc).__name__, in_seconds=delay)
                 await asyncio.sleep(delay)
+
+
+class PostgresLeadership:
+    """The leader holds `pg_advisory_lock` on a connection kept for that alone (see core/storage/leadership.py)."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._name = name
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self.leading = False
+
+    async def check(self) -> bool:
+        if self._conn is not None:
+            try:
+                await self._conn.execute("SELECT 1")  # still connected, so still holding the lock
+            except psycopg.Error:
+                await self._drop()
+        if self._conn is None:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            except psycopg.Error as exc:
+                log.warning("leadership_check_failed", error=type(exc).__name__)
+                self.leading = False
+                return False
+            row = await (
+                await conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || %s, 0))", (f":{self._name}",)
+                )
+            ).fetchone()
+            if row is not None and row[0]:
+                self._conn = conn
+                log.info("leadership_taken", name=self._name)
+            else:
+                await conn.close()
+        self.leading = self._conn is not None
+        return self.leading
+
+    async def close(self) -> None:
+        await self._drop()
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self.leading = False
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()

@@ -22,6 +22,7 @@ import aiosqlite
 from core.errors import Conflict, StorageUnavailable
 from core.storage.db import SQLITE, Dialect, Params, Row, Transaction, WriteHealth
 from core.storage.doorbell import LocalDoorbell
+from core.storage.leadership import Leadership, SoleLeader
 from core.storage.write_lock import WriteLock
 from core.storage.writer_thread import WriterThread, end_transaction
 
@@ -120,6 +121,9 @@ class SqliteDatabase:
             await writer.close()
             raise
         return cls(writer, reader, path)
+
+    def leadership(self, name: str) -> Leadership:
+        return SoleLeader()
 
     @property
     def commits(self) -> tuple[int, int]:

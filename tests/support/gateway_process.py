@@ -25,10 +25,12 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    """One `python -m gateway` command, started (and restarted) with the same environment and log file."""
+    """One `python -m gateway [args]` command, started (and restarted) with the same environment and log file;
+    `args` such as ("serve", "--role", "worker")."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path, args: tuple[str, ...] = ()) -> None:
         self.env = env
+        self.args = args
         self.log_path = log_path
         self.cwd = cwd
         self.base_url = f"http://127.0.0.1:{env['PORT']}"
@@ -41,8 +43,13 @@ class GatewayProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.starts} =====\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(  # the child keeps its own copy of the log descriptor
-                [sys.executable, "-m", "gateway"], env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+            # The child keeps its own copy of the log descriptor; its arguments are the test's own, never input.
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "gateway", *self.args],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     async def wait_ready(self, within: float = 20.0) -> None:

@@ -17,7 +17,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 from api.bodies import Limits
 from api.openapi import DuplicateOperation, build_document
 from api.operations import OperationTable, Surface
-from api.service.handlers import Service
+from api.service.handlers import Probes
 from gateway import surfaces
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -121,13 +121,13 @@ def test_settings_shape_the_document() -> None:
 
 
 def test_two_tables_registering_the_same_operation_is_an_error() -> None:
-    clash = OperationTable(Service, tag="service")
-    clash.get("/healthz", Service.healthz, summary="again", operation_id="healthzAgain")
+    clash = OperationTable(Probes, tag="service")
+    clash.get("/healthz", Probes.healthz, summary="again", operation_id="healthzAgain")
     limits = Limits(max_body_bytes=1024, max_message_chars=10, body_read_seconds=1)
     with pytest.raises(DuplicateOperation, match="GET /healthz"):
         build_document((*SURFACES, Surface("clash", (clash,))), version="0", limits=limits)
-    twin = OperationTable(Service, tag="service")
-    twin.get("/healthz-twin", Service.healthz, summary="again", operation_id="healthz")
+    twin = OperationTable(Probes, tag="service")
+    twin.get("/healthz-twin", Probes.healthz, summary="again", operation_id="healthz")
     with pytest.raises(DuplicateOperation, match="operation id healthz"):
         build_document((*SURFACES, Surface("twin", (twin,))), version="0", limits=limits)
 
