@@ -24,8 +24,11 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 # -rs: every skipped test is listed with its reason (tests that need ../shared beside the checkout).
+# The suite runs on SQLite and, side by side, on PostgreSQL when one answers at TEST_POSTGRES_URL (default
+# postgresql://postgres@127.0.0.1:5432/postgres; the run makes a database of its own and drops it): tests/suites.py.
+# REQUIRE_POSTGRES=1 (CI) makes an unreachable PostgreSQL a failure instead of a skip.
 test: install lint
-	$(PY) -m pytest -q -rs
+	$(PY) -m tests.suites -q -rs
 
 bench: install
 	$(PY) -m bench.relay

@@ -3,7 +3,7 @@
 The order matters:
   1. echoes        - a message from the business side that we did not send means a human answered: pause.
   2. gates         - disconnected or re-authorisation-needed channels, paused conversations: no reply.
-  3. reply text    - stored with its charge in one commit (engine on_commit), so a resend never calls the model
+  3. reply text    - stored with its charge in one commit (the turn's keep_reply), so a resend never calls the model
                      again; media we cannot read get the bot's short media answer without a model call.
   4. send          - typing indicator, then the parts; each part sent is recorded, so a retry resumes after it.
 Failures: the model -> retry with backoff, then the bot's fallback message once (dead letter); quota or rate limit
@@ -171,7 +171,7 @@ class ChannelWorker:
 
         try:
             result = await d.engine.handle(
-                TurnRequest(account, bot, channel.platform, event.customer_id or "", prompt, item.id, on_commit=keep)
+                TurnRequest(account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep_reply=keep)
             )
         except QuotaExceeded:
             await self._notice(item, channel, event, "quota", QUOTA_NOTICE)

@@ -13,7 +13,6 @@ A failure at step 5 releases the reservation and charges nothing; the usage row 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -29,11 +28,11 @@ from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
-from core.ratelimit import RateLimiter
 from core.storage.conversations import ConversationStore, NewMessage
 from core.storage.db import Database, Transaction
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService, Reservation
+from core.storage.rate_limits import RateLimitStore
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 
@@ -48,10 +47,10 @@ class TurnRequest:
     external_user_id: str
     text: str
     request_id: str | None
-    # Runs inside the accounting transaction with the reply text: a channel worker stores the reply there, so
-    # the charge and the reply to send are committed together and a resend never calls the model again. It runs
-    # on the database thread (`Database.run`): statements of its transaction only.
-    on_commit: Callable[[Transaction, str], Awaitable[None]] | None = None
+    # A store function run inside the accounting transaction with the reply text: a channel worker stores the
+    # reply there, so the charge and the reply to send are committed together and a resend never calls the model
+    # again. Like any `Database.run` work it issues statements on that transaction and awaits nothing else.
+    keep_reply: Callable[[Transaction, str], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,7 @@ class EngineDeps:
     tokens: TokenCounter
     prices: PriceTable
     llm: LLMClient
-    limiter: RateLimiter
+    limiter: RateLimitStore
     metrics: Metrics = field(default_factory=Metrics.create)
 
 
@@ -89,7 +88,7 @@ class ConversationEngine:
         plan = await d.plans.get(req.account.plan_id)
         model = resolve_model(req.bot, plan)
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
-        self._check_rate(plan, contact)
+        await self._check_rate(plan, contact)
         user = ChatMessage(role="user", content=req.text)
         prompt = await self._prompt(model, req.bot, contact, user, with_history=True)
         needed = prompt.tokens + req.bot.max_reply_tokens
@@ -112,10 +111,10 @@ class ConversationEngine:
             await asyncio.shield(d.quota.release(reservation))
             raise
 
-    def _check_rate(self, plan: Plan, contact: Contact) -> None:
+    async def _check_rate(self, plan: Plan, contact: Contact) -> None:
         if plan.messages_per_minute is None:
             return
-        decision = self._d.limiter.check(contact.id, plan.messages_per_minute, time.monotonic())
+        decision = await self._d.limiter.check(contact.id, plan.messages_per_minute)
         if not decision.allowed:
             raise RateLimited(decision.retry_after, plan.messages_per_minute)
 
@@ -166,8 +165,8 @@ class ConversationEngine:
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
             snapshot = await d.quota.settle(tx, reservation, completion.usage.total_tokens)
             stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
-            if req.on_commit is not None:
-                await req.on_commit(tx, reply)
+            if req.keep_reply is not None:
+                await req.keep_reply(tx, reply)
             await d.usage.record(record, tx=tx)
             return snapshot, stored
 

@@ -37,16 +37,6 @@ INBOX_RETENTION_MS = 10 * 24 * 3600 * 1000
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
-class _NoWorkers:
-    """A web process runs no inbox workers: nobody gives way to its webhook acknowledgements."""
-
-    def acknowledged(self, commit_ms: float) -> None:
-        return None
-
-
-NO_WORKERS = _NoWorkers()
-
-
 def create_app(
     settings: Settings, *, clock: Clock | None = None, tokens: TokenCounter | None = None
 ) -> web.Application:
@@ -117,8 +107,6 @@ async def _web(app: web.Application) -> AsyncIterator[None]:
             storage=app[STORAGE],
             upstreams=app[UPSTREAMS],
             web=group,
-            # The webhook tells this process's workers to give way when it waits on them (SQLite's one writer).
-            signals=app[WORKER].pool if WORKER in app else NO_WORKERS,
             database_wide=lambda: LEADERSHIP in app and app[LEADERSHIP].leading,
         )
         provide_handlers(app, groups)
@@ -137,6 +125,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         released = await storage.quota.sweep_expired()
         if released:
             log.warning("stale_reservations_released", count=released)
+        await storage.rate_limits.sweep()
 
     async def purge() -> None:
         if not await leadership.check():

@@ -29,7 +29,6 @@ from core.llm import LLMClient
 from core.metrics import Metrics
 from core.openai_probe import OpenAIProbe
 from core.pricing import PriceTable
-from core.ratelimit import RateLimiter
 from core.secrets import SecretBox
 from core.storage.accounts import AccountStore
 from core.storage.activity import ActivityStore
@@ -51,6 +50,7 @@ from core.storage.inbox_queue import InboxQueue
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService
+from core.storage.rate_limits import RateLimitStore
 from core.storage.reads.bots import BotReportReader
 from core.storage.reads.conversations import ConversationReader
 from core.storage.reads.status import StatusReader
@@ -84,6 +84,7 @@ class Storage:
     conversations: ConversationStore
     usage: UsageStore
     quota: QuotaService
+    rate_limits: RateLimitStore  # per-minute limits, shared by every process
     queue: InboxQueue
     state: ConversationStateStore  # human takeover pauses
     feedback: FeedbackStore
@@ -139,7 +140,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
     try:
         # Reports and exports read on connections of their own (at most REPORT_CONNECTIONS on PostgreSQL), so a
         # long export never waits for, nor holds up, the message path's connections.
-        reports_db = await connect_database(settings.database_url, pool_size=REPORT_CONNECTIONS)
+        reports_db = await connect_database(settings.database_url, pool_size=REPORT_CONNECTIONS, idle=True)
     except BaseException:
         await db.close()
         raise
@@ -156,6 +157,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             conversations=ConversationStore(db, clock),
             usage=UsageStore(db),
             quota=QuotaService(db, clock, reservation_ttl_ms=settings.reservation_ttl_seconds * 1000),
+            rate_limits=RateLimitStore(db, clock),
             queue=InboxQueue(db, clock, lease_ms=settings.inbox_lease_seconds * 1000),
             state=ConversationStateStore(db, clock),
             feedback=FeedbackStore(db, clock),
@@ -207,7 +209,7 @@ async def open_upstreams(
                     tokens,
                     prices,
                     llm,
-                    RateLimiter(),
+                    storage.rate_limits,
                     metrics,
                 )
             )
@@ -258,6 +260,8 @@ async def open_worker(
         metrics=metrics,
     )
     storage.db.doorbell.subscribe(INBOX, pool.wake)  # events stored or made due, by any process
+    # SQLite: the workers give way when they slow down the webhooks' commits (one writer for all).
+    storage.db.watch_urgent_commits(pool.acknowledged)
     try:
         yield Worker(pool)
     finally:

@@ -98,6 +98,8 @@ def describe(settings: Settings) -> dict[str, object]:
 def without_credentials(url: str) -> str:
     """The URL with any user and password replaced (postgresql://user:password@host/db -> postgresql://***@host/db)."""
     parts = urlsplit(url)
+    if "@" not in parts.netloc and "password=" not in parts.query:
+        return url  # nothing to hide (and sqlite:///path keeps its three slashes)
     if "password=" in parts.query:  # libpq also takes the password as a query parameter
         query = "&".join("password=***" if p.startswith("password=") else p for p in parts.query.split("&"))
         parts = parts._replace(query=query)

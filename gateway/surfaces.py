@@ -34,7 +34,7 @@ from api.provisioning.plans import Plans
 from api.relay.handlers import Relay
 from api.service import Document, Probes
 from api.status.handlers import Status
-from api.webhooks import DataDeletion, Deliveries, InboxSignals
+from api.webhooks import DataDeletion, Deliveries
 from core.clock import Clock
 from core.metrics import Metrics
 from gateway.services import Storage, Upstreams, Web
@@ -83,7 +83,6 @@ class Groups:
     storage: Storage
     upstreams: Upstreams
     web: Web
-    signals: InboxSignals
     database_wide: Callable[[], bool]  # this process exports the database-wide gauges (the housekeeping leader)
 
 
@@ -105,9 +104,7 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
     relay.handlers.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine))
     webhooks.deliveries.OPERATIONS.provide(
         app,
-        Deliveries(
-            g.web.directory, g.web.inbox_writer, g.metrics, g.signals, max_body_bytes=settings.max_webhook_bytes
-        ),
+        Deliveries(g.web.directory, g.web.inbox_writer, g.metrics, max_body_bytes=settings.max_webhook_bytes),
     )
     webhooks.data_deletion.OPERATIONS.provide(
         app,

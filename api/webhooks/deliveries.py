@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -50,26 +50,18 @@ PATHS = {
 _NAMES = {"messenger": "Messenger", "instagram": "Instagram", "whatsapp": "WhatsApp"}
 
 
-class InboxSignals(Protocol):
-    """What the inbox workers of this process want to hear from a delivery (nothing, in a web-only process)."""
-
-    def acknowledged(self, commit_ms: float) -> None: ...
-
-
 class Deliveries:
     def __init__(
         self,
         directory: ChannelDirectory,
         inbox: InboxWriter,
         metrics: Metrics,
-        signals: InboxSignals,
         *,
         max_body_bytes: int,
     ) -> None:
         self._directory = directory
         self._inbox = inbox
         self._metrics = metrics
-        self._signals = signals
         self._max_body_bytes = max_body_bytes
 
     async def verify_webhook(self, request: web.Request, query: Query[Handshake]) -> web.Response:
@@ -113,7 +105,6 @@ class Deliveries:
         result = await self._inbox.write(rows, unrouted)
         waited = time.monotonic() - started
         self._metrics.webhook_commit_seconds.observe(waited)
-        self._signals.acknowledged(waited * 1000)  # the workers give way if they slowed this down
         self._metrics.delivery(source, result.stored, result.duplicates, result.unrouted)
         log.info(
             "webhook_received",

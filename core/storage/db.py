@@ -142,6 +142,13 @@ class Database(Protocol):
     @property
     def writes(self) -> WriteHealth: ...
 
+    def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
+        """Call `listener(milliseconds)` after each urgent transaction (a webhook waits on it) with the time it
+        waited for its commit. A backend whose writers share one connection (SQLite) reports them, so that
+        background work can give way when it slows acknowledgements down; PostgreSQL's commits do not queue
+        behind each other, and it reports nothing."""
+        ...
+
     def leadership(self, name: str) -> Leadership:
         """Leadership of the chore `name` among the processes on this database (core/storage/leadership.py)."""
         ...

@@ -328,6 +328,17 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        4,
+        "per-minute rate limits shared by every process",
+        (
+            # GCRA state per conversation (core/storage/rate_limits.py): the theoretical arrival time, microseconds.
+            "CREATE TABLE rate_limits (key TEXT PRIMARY KEY, tat_us BIGINT NOT NULL)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

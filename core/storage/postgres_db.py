@@ -110,17 +110,18 @@ class PostgresTransaction:
 class PostgresDatabase:
     dialect: Dialect = POSTGRES
 
-    def __init__(self, pool: AsyncConnectionPool[Connection], url: str, schema: str) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Connection], url: str) -> None:
         self._pool = pool
         self.writes = WriteHealth()
         self._url = url
-        self.doorbell = PostgresDoorbell(url, schema, self._notify)
+        self.doorbell = PostgresDoorbell(url, self._notify)
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = 10) -> PostgresDatabase:
+    async def open(cls, url: str, *, pool_size: int = 10, idle: bool = False) -> PostgresDatabase:
+        """`idle`: open no connection until one is needed (a handle for occasional reports)."""
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
-            min_size=1,
+            min_size=0 if idle else 1,
             max_size=max(1, pool_size),
             open=False,
             timeout=POOL_WAIT_SECONDS,
@@ -132,16 +133,17 @@ class PostgresDatabase:
             with _translated():
                 # One connection first: a wrong host, password or database name is reported as the server
                 # said it, at once (the pool would only say it timed out, after retrying).
-                first = await psycopg.AsyncConnection.connect(url, connect_timeout=int(POOL_WAIT_SECONDS))
-                try:
-                    schema = (await (await first.execute("SELECT current_schema()")).fetchone() or ("public",))[0]
-                finally:
+                if not idle:
+                    first = await psycopg.AsyncConnection.connect(url, connect_timeout=int(POOL_WAIT_SECONDS))
                     await first.close()
-                await pool.open(wait=True, timeout=POOL_WAIT_SECONDS)
+                await pool.open(wait=not idle, timeout=POOL_WAIT_SECONDS)
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, url, str(schema))
+        return cls(pool, url)
+
+    def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
+        return None  # commits on separate connections do not wait for each other: nothing to give way to
 
     def leadership(self, name: str) -> Leadership:
         return PostgresLeadership(self._url, name)
@@ -152,7 +154,7 @@ class PostgresDatabase:
 
     async def _notify(self, channel: str, payload: str) -> None:
         async with self._pool.connection() as conn:
-            await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+            await conn.execute("SELECT pg_notify(current_schema() || %s, %s)", (channel, payload))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

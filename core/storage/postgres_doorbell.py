@@ -31,12 +31,12 @@ RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
 class PostgresDoorbell:
-    def __init__(self, url: str, schema: str, send: SendNotify) -> None:
+    def __init__(self, url: str, send: SendNotify) -> None:
         self._url = url
         self._send = send
         self._origin = secrets.token_hex(6)  # this process's rings, recognised when they come back
-        self._channels = {topic: f"gateway.{schema}.{topic}" for topic in TOPICS}
-        self._topics = {channel: topic for topic, channel in self._channels.items()}
+        # Sent as current_schema() || suffix (the server knows the schema); the listener learns it on connecting.
+        self._suffixes = {topic: f".gateway.{topic}" for topic in TOPICS}
         self._subscribers = Subscribers()
         self._listening: asyncio.Task[None] | None = None
         self._sending: dict[str, asyncio.Task[None]] = {}
@@ -67,7 +67,7 @@ class PostgresDoorbell:
         try:
             while True:
                 try:
-                    await self._send(self._channels[topic], self._origin)
+                    await self._send(self._suffixes[topic], self._origin)
                 except Exception as exc:  # the pool is exhausted or the server gone: polling makes up for it
                     log.warning("doorbell_ring_failed", topic=topic, error=type(exc).__name__)
                 if topic not in self._again:
@@ -82,7 +82,10 @@ class PostgresDoorbell:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                 try:
-                    for channel in self._channels.values():
+                    row = await (await conn.execute("SELECT current_schema()")).fetchone()
+                    schema = str(row[0]) if row is not None else "public"
+                    topics = {schema + suffix: topic for topic, suffix in self._suffixes.items()}
+                    for channel in topics:
                         await conn.execute(f'LISTEN "{channel}"')
                     self.listening.set()
                     if failures:  # deaf for a while: whatever rang meanwhile, look now
@@ -90,8 +93,8 @@ class PostgresDoorbell:
                             self._subscribers.call(topic)
                     failures = 0
                     async for notice in conn.notifies():
-                        if notice.payload != self._origin and notice.channel in self._topics:
-                            self._subscribers.call(self._topics[notice.channel])
+                        if notice.payload != self._origin and notice.channel in topics:
+                            self._subscribers.call(topics[notice.channel])
                 finally:
                     self.listening.clear()
                     await conn.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -102,6 +103,7 @@ class SqliteDatabase:
         self.path = path
         self.writes = WriteHealth()
         self.doorbell = LocalDoorbell()
+        self._urgent_watchers: list[Callable[[float], None]] = []
 
     @classmethod
     async def open(cls, path: Path) -> SqliteDatabase:
@@ -121,6 +123,9 @@ class SqliteDatabase:
             await writer.close()
             raise
         return cls(writer, reader, path)
+
+    def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
+        self._urgent_watchers.append(listener)
 
     def leadership(self, name: str) -> Leadership:
         return SoleLeader()
@@ -165,12 +170,18 @@ class SqliteDatabase:
         transaction is rolled back) and must not touch the event loop. If it raises, its own changes are undone
         and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
         """
+        started = time.monotonic()
         async with self._write_lock.hold(urgent=urgent):
             # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
             # it; and while a multi-hop transaction is open, the writer thread runs nothing else.
             done = self._writer.transaction(lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent)
         with self.writes.watch(), _translated():
-            return await asyncio.shield(done)
+            result = await asyncio.shield(done)
+        if urgent:
+            waited_ms = (time.monotonic() - started) * 1000
+            for listener in self._urgent_watchers:
+                listener(waited_ms)
+        return result
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One statement as its own transaction, in one hop."""
@@ -232,6 +243,9 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     try:
         # WAL lets readers run beside the writer; FULL makes a commit survive power loss, which the quota ledger
         # and the webhook inbox (acknowledged to Meta) rely on.
+        # The busy timeout first: switching to WAL takes a lock that another process starting at the same moment
+        # (several `migrate` or `serve` at once) may hold; without it that would fail at once, "database is locked".
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").fetchall()
         raw.execute("PRAGMA journal_mode=WAL").fetchall()
         _configure(raw)
     except BaseException:

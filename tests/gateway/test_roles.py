@@ -23,7 +23,7 @@ from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
 from tests.support import database
-from tests.support.channel_traffic import PHONE_ID, wa_text
+from tests.support.channel_traffic import PHONE_ID, settled, wa_text
 from tests.support.harness import auth, connect_channel, expect, provision, signed
 from tests.support.paths import PROJECT_DATA
 
@@ -54,7 +54,7 @@ async def test_a_web_process_stores_what_a_worker_process_answers(
     raw, headers = signed(wa_text("wamid.roles", "Do you open on Sundays?"))
     await expect(await web.post("/webhooks/whatsapp", data=raw, headers=headers), 200)
     await answered(fake_graph, 1, within=10)
-    [row] = database.rows(settings, "SELECT state, lease_owner FROM inbox")
+    [row] = await settled(settings)
     assert (row["state"], row["lease_owner"]) == ("done", None)
 
     # The worker serves its probes and metrics only; the web process everything but inbox work.
@@ -138,3 +138,19 @@ def test_processes_migrating_at_once_apply_each_migration_once(tmp_path: Path) -
     applied = [o for o in outputs if o.startswith("applied")]
     assert len(applied) == 1 and sum("nothing to apply" in o for o in outputs) == 2, outputs
     assert all(f"schema version {latest}" in o for o in outputs)
+
+
+async def test_the_per_minute_limit_is_the_plans_whatever_process_answers(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    """Was: each process counted its own share, so N processes allowed N times the plan's messages a minute."""
+    first = await make_client(replace(settings, role="web"))
+    second = await make_client(replace(settings, role="web"))
+    tenant = await provision(first, plan={"messages_per_minute": 2})
+    body = {"user_id": "busy-customer", "message": "hello"}
+    for client in (first, second):
+        await expect(await client.post("/api/messages/relay", json=body, headers=tenant.key_header), 200)
+    refused = await second.post("/api/messages/relay", json=body, headers=tenant.key_header)
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+    refused = await first.post("/api/messages/relay", json=body, headers=tenant.key_header)
+    assert refused.status == 429

@@ -171,3 +171,6 @@ def test_urls_are_logged_without_their_credentials() -> None:
     )
     assert without_credentials("https://user@proxy.example/v1") == "https://***@proxy.example/v1"
     assert without_credentials("sqlite:///data/gateway.db") == "sqlite:///data/gateway.db"
+    assert without_credentials("postgresql://db.internal/gateway?user=gw&password=s3cret") == (
+        "postgresql://db.internal/gateway?user=gw&password=***"
+    )

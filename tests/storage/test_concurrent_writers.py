@@ -34,7 +34,7 @@ from core.storage.quota import QuotaService
 from gateway.settings import Settings
 from tests.support import database
 from tests.support.channel_traffic import PHONE_ID
-from tests.support.harness import connect_channel, provision
+from tests.support.harness import auth, connect_channel, provision
 
 WRITERS = 3
 
@@ -181,3 +181,14 @@ async def test_a_rating_never_outlives_the_erasure_of_its_reply(client: TestClie
         await asyncio.gather(*(rate_and_erase(customer, message) for customer, message in replies.items()))
     assert database.rows(settings, "SELECT id FROM messages") == []
     assert database.rows(settings, "SELECT message_id FROM feedback") == []
+
+
+async def test_the_same_plan_created_at_once_is_one_201_and_409s_never_a_500(client: TestClient) -> None:
+    """Two requests racing past the name check meet the unique constraint: that is a conflict, not an error."""
+    body = {"name": "racing", "monthly_token_limit": 1000, "models": ["gpt-4o-mini"], "default_model": "gpt-4o-mini"}
+    answers = await asyncio.gather(*(client.post("/api/admin/plans", json=body, headers=auth()) for _ in range(8)))
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [201] + [409] * 7, statuses
+    for answer in answers:
+        if answer.status == 409:
+            assert (await answer.json())["error"]["code"] == "conflict"

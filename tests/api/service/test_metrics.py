@@ -4,6 +4,8 @@ scrape: with METRICS_TOKEN set, its bearer only; without it, anyone, but only on
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -66,6 +68,13 @@ async def test_counters_follow_a_relay_and_webhooks_processed_by_workers(
     rows = await settled(settings)
     assert [r["state"] for r in rows] == ["done", "undeliverable"]
 
+    # An event's processing time is observed once its worker task ends, a moment after its last commit.
+    deadline = time.monotonic() + 5
+    while (
+        value((samples := (await scrape(client))[1]), "nexus_inbox_event_processing_seconds_count", kind="message") < 2
+    ):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
     text, samples = await scrape(client)
     assert value(samples, "nexus_relay_requests_total", status="200") == 1
     assert value(samples, "nexus_relay_requests_total", status="401") == 1

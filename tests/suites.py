@@ -1,0 +1,60 @@
+"""`make test`'s runner: the whole suite on SQLite and, when PostgreSQL answers, on PostgreSQL, side by side.
+
+    python -m tests.suites [pytest arguments]
+
+The two runs go at once, each in its own pytest process: the PostgreSQL run mostly waits on the server and the
+SQLite run mostly computes, so together they take little longer than the slower one alone. Each run's output goes
+to a log file; once both are done, each is printed whole, one after the other, with which backend it was, and the
+exit status is the worse of the two. PostgreSQL is looked for at TEST_POSTGRES_URL (default
+postgresql://postgres@127.0.0.1:5432/postgres); with REQUIRE_POSTGRES=1 (CI) an unreachable server is a failure,
+otherwise the suite runs on SQLite only and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.support.database import POSTGRES_SERVER, postgres_available
+
+
+def main(args: list[str]) -> int:
+    backends = ["sqlite"]
+    if postgres_available():
+        backends.append("postgresql")
+    elif os.environ.get("REQUIRE_POSTGRES"):
+        print(f"PostgreSQL does not answer at {POSTGRES_SERVER} and REQUIRE_POSTGRES is set", file=sys.stderr)
+        return 1
+    else:
+        print(f"== PostgreSQL does not answer at {POSTGRES_SERVER}: the suite runs on SQLite only ==", flush=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="gateway-suites-") as tmp:
+        runs = {}
+        for backend in backends:
+            log = Path(tmp) / f"{backend}.log"
+            with log.open("wb") as out:
+                runs[backend] = (
+                    log,
+                    subprocess.Popen(  # noqa: S603 (this interpreter running pytest, with the caller's arguments)
+                        [sys.executable, "-m", "pytest", *args],
+                        env={**os.environ, "TEST_DATABASE": backend},
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    ),
+                )
+        print(f"== running the suite on {' and '.join(backends)} ==", flush=True)
+        codes = {backend: proc.wait() for backend, (_, proc) in runs.items()}
+        for backend, (log, _) in runs.items():
+            print(f"\n== the suite on {backend}: exit status {codes[backend]} ==", flush=True)
+            sys.stdout.write(log.read_text(errors="replace"))
+    verdict = ", ".join(f"{b} {'passed' if c == 0 else 'FAILED'}" for b, c in codes.items())
+    print(f"\n== {verdict} ({time.monotonic() - started:.0f} s) ==", flush=True)
+    return max(codes.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
