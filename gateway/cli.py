@@ -1,4 +1,5 @@
-"""`python -m gateway [serve|migrate|token|keygen|seed|demo]`: the one entry point, the Procfile's too."""
+"""`python -m gateway [serve|migrate|copy-database|token|keygen|seed|rotate-secrets|demo]`: the one entry point, the
+Procfile's too."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from core.storage.api_keys import ApiKeyStore
 from core.storage.backends import connect_database
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
+from core.storage.copy import BATCH_ROWS, copy_database
 from core.storage.db import DatabaseURLError
 from core.storage.migrations import apply_migrations, current_version
 from core.storage.plans import PlanStore
@@ -60,6 +62,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve_parser.set_defaults(run=_serve)
     sub.add_parser("migrate", help="apply pending database migrations and exit").set_defaults(run=_migrate)
+    copy = sub.add_parser(
+        "copy-database",
+        help="copy the SQLite database of DATABASE_URL into an empty PostgreSQL database",
+        description=(
+            "Copy every row of the SQLite database of DATABASE_URL into the PostgreSQL database --to, in one "
+            "transaction: the target is migrated first and must hold no data; the source must be at the latest "
+            "schema version (run `migrate` on it first). Stop the gateway before copying: the copy holds the "
+            "SQLite file's write lock while it reads, and writes made elsewhere after it would not be copied. "
+            "Then point DATABASE_URL at the target and start the gateway. The password may be left out of the URL "
+            "and given in PGPASSWORD or ~/.pgpass instead (a command line is visible to other local users)."
+        ),
+    )
+    copy.add_argument("--to", required=True, dest="target", metavar="POSTGRESQL_URL", help="the empty target")
+    copy.add_argument(
+        "--batch-rows", type=int, default=BATCH_ROWS, help=f"rows read and inserted at once (default {BATCH_ROWS})"
+    )
+    copy.set_defaults(run=_copy_database)
     token = sub.add_parser("token", help="mint an admin/owner/viewer JWT (needs ADMIN_JWT_SECRET)")
     token.add_argument("--role", choices=ROLES, required=True)
     token.add_argument("--sub", required=True, help="who the token is for, e.g. ops or an email")
@@ -98,6 +117,18 @@ def _migrate(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     applied, version = asyncio.run(run())
     done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"
     print(f"{done}; schema version {version} ({without_credentials(settings.database_url)})", file=out)
+    return 0
+
+
+def _copy_database(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    report = asyncio.run(copy_database(settings.database_url, args.target, batch_rows=args.batch_rows))
+    source, target = without_credentials(settings.database_url), without_credentials(args.target)
+    print(f"copied {source} to {target} (schema version {report.version}):", file=out)
+    for table in report.tables:
+        nuls = f" ({table.nuls_replaced} NUL value(s) stored as U+FFFD)" if table.nuls_replaced else ""
+        print(f"  {table.name}: {table.rows} row(s){nuls}", file=out)
+    nuls = f", {report.nuls_replaced} NUL value(s) stored as U+FFFD" if report.nuls_replaced else ""
+    print(f"total: {report.rows} row(s) in {len(report.tables)} tables{nuls}, {report.seconds:.1f} s", file=out)
     return 0
 
 

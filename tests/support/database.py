@@ -176,8 +176,14 @@ def postgres_available() -> bool:
 def scratch_url(directory: Path, name: str = "gateway.db") -> str:
     """The DATABASE_URL of a new, empty database of the test's own (the same one for the same arguments)."""
     if BACKEND == "postgresql":
-        return _RUN.url(_RUN.schema_for(str(directory / name)))
+        return postgres_scratch_url(directory, name)
     return f"sqlite:///{directory / name}"
+
+
+def postgres_scratch_url(directory: Path, name: str = "gateway.db") -> str:
+    """A new, empty PostgreSQL schema of the test's own whatever TEST_DATABASE says: for tests that move a SQLite
+    database to PostgreSQL (check `postgres_available()` first)."""
+    return _RUN.url(_RUN.schema_for(str(directory / name)))
 
 
 def migrated_url(directory: Path, name: str = "gateway.db") -> str:
