@@ -99,6 +99,7 @@ class _Run:
         if self.database is None:
             name = f"gateway_test_{os.getpid()}_{secrets.token_hex(3)}"
             with closing(psycopg.connect(POSTGRES_SERVER, autocommit=True)) as admin:
+                _drop_abandoned(admin)
                 admin.execute(f'CREATE DATABASE "{name}"')
             self.database = name
         if key not in self.schemas:
@@ -147,6 +148,15 @@ class _Run:
             admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         self.database = None
         self.schemas.clear()
+
+
+def _drop_abandoned(admin: psycopg.Connection[Any]) -> None:
+    """Databases of earlier runs whose process is gone (killed before its end could drop them)."""
+    names = [row[0] for row in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'gateway_test_%'")]
+    for name in names:
+        pid = name.split("_")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _migrate(url: str) -> None:
