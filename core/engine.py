@@ -6,8 +6,10 @@ The steps, in the order that matters:
   3. memory       - the newest whole turns that fit the bot's budget;
   4. quota        - reserve prompt estimate + max reply tokens, atomically, before spending anything;
   5. LLM          - the provider call with bounded retries;
-  6. accounting   - in one commit: charge the provider's `usage`, store both messages, write the usage row.
-A failure at step 5 releases the reservation and charges nothing; the usage row still records it.
+  6. accounting   - in one commit: charge the provider's `usage` (bounded by what the request could cost,
+                   core/usage_bounds.py), store both messages, write the usage row.
+A failure at step 5 releases the reservation and charges nothing; the usage row still records it. Once the model
+has answered, nothing the provider reported can fail the turn: the customer gets the reply.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from core.storage.quota import QuotaService, Reservation
 from core.storage.rate_limits import RateLimitStore
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
+from core.usage_bounds import Charge, UsageBounds, charge_for
 
 log = structlog.get_logger("core.engine")
 
@@ -97,8 +100,8 @@ class ConversationEngine:
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
         try:
             await d.quota.reserve(req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id)
-            completion = await self._call(req, model, contact, user, prompt)
-            return await self._account(req, model, contact, user, reservation, completion)
+            completion, sent = await self._call(req, model, contact, user, prompt)
+            return await self._account(req, model, contact, user, reservation, completion, sent)
         except QuotaExceeded:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
             raise
@@ -126,17 +129,20 @@ class ConversationEngine:
 
     async def _call(
         self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, prompt: Prompt
-    ) -> Completion:
+    ) -> tuple[Completion, Prompt]:
+        """The completion, and the prompt that got it (its count bounds what the provider may report)."""
         bot = req.bot
         try:
-            return await self._d.llm.complete(LLMRequest(model, prompt.messages, bot.max_reply_tokens, bot.temperature))
+            request = LLMRequest(model, prompt.messages, bot.max_reply_tokens, bot.temperature)
+            return await self._d.llm.complete(request), prompt
         except ContextLengthExceeded:
             if not prompt.history_turns:
                 raise
             # The model's window is smaller than the bot's memory budget: answer without history rather than fail.
             log.warning("context_window_exceeded", bot_id=bot.id, model=model, turns=prompt.history_turns)
             bare = await self._prompt(model, bot, contact, user, with_history=False)
-            return await self._d.llm.complete(LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature))
+            request = LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature)
+            return await self._d.llm.complete(request), bare
 
     async def _account(
         self,
@@ -146,24 +152,36 @@ class ConversationEngine:
         user: ChatMessage,
         reservation: Reservation,
         completion: Completion,
+        sent: Prompt,
     ) -> TurnResult:
         d = self._d
         reply = completion.text.strip()
         # A reasoning model can spend its whole budget thinking and return nothing; the customer still gets an answer.
         outcome = "ok" if reply else "empty_reply"
         reply = reply or req.bot.fallback_message
-        cost = d.prices.cost_usd(completion.model or model, completion.usage)
+        reply_tokens = d.tokens.count_text(model, reply)
+        # Everything below (quota, cost, the usage row, the answer) uses the bounded figures: a charge never exceeds
+        # what the request could cost, so no sum overflows and the reply the customer waits for is delivered.
+        bounds = UsageBounds(sent.tokens, req.bot.max_reply_tokens)
+        received = reply_tokens if outcome == "ok" else 0  # the fallback is ours, not the model's
+        bill = charge_for(completion.usage, bounds, reply_tokens=received)
+        if bill.bounded:
+            self._warn_bounded(req, contact, model, completion, bounds, bill)
+        usage = bill.charged
+        cost = d.prices.cost_usd(completion.model or model, usage)
         if cost is None and completion.model != model:
-            cost = d.prices.cost_usd(model, completion.usage)
+            cost = d.prices.cost_usd(model, usage)
         cost_nanousd = None if cost is None else to_nanousd(cost)
         messages = [
             NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
-            NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
+            NewMessage("assistant", reply, reply_tokens),
         ]
-        record = self._usage_row(req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd)
+        record = self._usage_row(
+            req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd, bill
+        )
 
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
-            snapshot = await d.quota.settle(tx, reservation, completion.usage.total_tokens)
+            snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
             stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
             if req.keep_reply is not None:
                 await req.keep_reply(tx, reply)
@@ -179,18 +197,44 @@ class ConversationEngine:
             bot_id=req.bot.id,
             contact_id=contact.id,
             model=model,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
             attempts=completion.attempts,
             latency_ms=completion.latency_ms,
             outcome=outcome,
         )
-        return TurnResult(reply, req.bot.id, model, completion.usage, cost_nanousd, snapshot, message_id=stored[-1])
+        return TurnResult(reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1])
+
+    @staticmethod
+    def _warn_bounded(
+        req: TurnRequest, contact: Contact, model: str, completion: Completion, bounds: UsageBounds, bill: Charge
+    ) -> None:
+        """The operator's signal: the provider reported what the request cannot have cost (its bug, or a proxy's).
+        The raw figures, the bounds and the charge; the upstream request id is what the provider's support needs."""
+        reported, charged = bill.reported, bill.charged
+        log.warning(
+            "usage_out_of_bounds",
+            account_id=req.account.id,
+            bot_id=req.bot.id,
+            contact_id=contact.id,
+            model=model,
+            response_model=completion.model,
+            upstream_request_id=completion.request_id,
+            reported_prompt_tokens=reported.prompt_tokens,
+            reported_completion_tokens=reported.completion_tokens,
+            reported_cached_tokens=reported.cached_tokens,
+            reported_reasoning_tokens=reported.reasoning_tokens,
+            max_prompt_tokens=bounds.max_prompt_tokens,
+            max_completion_tokens=bounds.max_completion_tokens,
+            charged_prompt_tokens=charged.prompt_tokens,
+            charged_completion_tokens=charged.completion_tokens,
+            alert=True,
+        )
 
     async def _record_failure(
         self, req: TurnRequest, contact: Contact, model: str, outcome: str, code: str, *, attempts: int
     ) -> None:
-        record = self._usage_row(req, contact, model, outcome, code, attempts, None, 0)
+        record = self._usage_row(req, contact, model, outcome, code, attempts, None, 0, None)
         await self._d.usage.record(record)
         self._d.metrics.llm_call(record)
         log.warning("turn_failed", account_id=req.account.id, bot_id=req.bot.id, outcome=outcome, code=code)
@@ -205,8 +249,9 @@ class ConversationEngine:
         attempts: int,
         completion: Completion | None,
         cost_nanousd: int | None,
+        bill: Charge | None,
     ) -> UsageRecord:
-        usage = completion.usage if completion else TokenUsage()
+        usage = bill.charged if bill else TokenUsage()  # the charged figures: the quota ledger sums these
         return UsageRecord(
             id=new_id("use"),
             account_id=req.account.id,
@@ -228,6 +273,7 @@ class ConversationEngine:
             outcome=outcome,
             error_code=error_code,
             created_at=self._d.clock.now_ms(),
+            reported_usage=bill.reported_json() if bill else None,
         )
 
 

@@ -22,6 +22,7 @@ import aiohttp
 import openai
 import structlog
 
+from adapters.text_clean import clean_text
 from core.chat import ChatMessage, Completion, TokenUsage
 from core.errors import UpstreamUnavailable
 from core.metrics import Metrics
@@ -274,9 +275,11 @@ def _completion(body: object, headers: Mapping[str, str], attempts: int, started
     if not isinstance(text, str):
         raise MalformedResponse("message content is not a string")
     usage = _usage(body.get("usage"))
+    # JSON may spell a NUL or a lone surrogate ("\u0000", "\ud800"), which no database column or UTF-8 reply can
+    # hold: replaced here, so a reply the customer paid for is stored and delivered instead of failing the turn.
     return Completion(
-        text=text,
-        model=str(body.get("model") or ""),
+        text=clean_text(text),
+        model=clean_text(str(body.get("model") or "")),
         usage=usage,
         finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
         request_id=headers.get("x-request-id"),

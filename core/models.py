@@ -176,6 +176,9 @@ class UsageRecord:
     outcome: str
     error_code: str | None
     created_at: int
+    # The tokens above are what the account was charged. When the provider reported what the request cannot have
+    # cost (core/usage_bounds.py), its own figures as JSON; None when it was charged as reported.
+    reported_usage: str | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -339,6 +339,18 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        5,
+        "usage rows keep the provider's figures when they were not charged as reported",
+        (
+            # NULL: charged as the provider reported. Otherwise its usage as JSON (core/usage_bounds.py), next to the
+            # charged figures in the token columns. Text, so a count beyond 64-bit integers is kept as it came.
+            "ALTER TABLE usage_records ADD COLUMN reported_usage TEXT",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -3,9 +3,10 @@
 Serves `POST /v1/chat/completions` (plain and `stream: true` with `stream_options.include_usage`)
 and `GET /v1/models` in the real wire format (usage details, dated snapshots, `x-request-id`,
 `x-ratelimit-*`, `openai-processing-ms`, the real error envelope); validates like the API; injects
-faults (`tests.fakes.openai_faults`) from a FIFO `script()` or a seeded `failure_rate`; records
-every call in `calls`. Token counters are injectable; the default is a deterministic
-word/punctuation count inside the cookbook's chat framing (3/message, +1/name, +3 priming).
+faults (`tests.fakes.openai_faults`) from a FIFO `script()` or a seeded `failure_rate`; plays a
+provider whose accounting misbehaves (`usage_with()`, `ignores_max_tokens`); records every call in
+`calls`. Token counters are injectable; the default is a deterministic word/punctuation count
+inside the cookbook's chat framing (3/message, +1/name, +3 priming).
 
     server = await aiohttp_server(fake.app); base_url = str(server.make_url("/v1"))  # pytest
     async with fake.serve() as base_url: ...                     # standalone, random port
@@ -101,6 +102,7 @@ class FakeOpenAI:
         self.api_key: str | None = None  # when set, the bearer token must match exactly
         self.cached_tokens = 0  # reported as prompt_tokens_details.cached_tokens (capped at prompt)
         self.reasoning_tokens = 0  # added to completion_tokens of reasoning models only
+        self.ignores_max_tokens = False  # True: the whole reply, counted in full, whatever max_tokens says
         self.failure_rate = 0.0
         self.random_faults: list[Fault] = [Fault.rate_limit(), Fault.server_error(), Fault.overloaded()]
         self.snapshots: dict[str, str] = dict(SNAPSHOTS)
@@ -110,6 +112,7 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self._reply: Callable[[dict], str] = _default_reply
+        self._usage: Callable[[dict[str, Any], dict], dict[str, Any]] | None = None
         self._script: deque[Fault] = deque()
         self._rng = random.Random(seed)  # fault decisions only
         self._ids = random.Random(f"ids-{seed}")
@@ -130,6 +133,11 @@ class FakeOpenAI:
     def reply_with(self, fn: Callable[[dict], str]) -> None:
         """Script the assistant text from the request body."""
         self._reply = fn
+
+    def usage_with(self, fn: Callable[[dict[str, Any], dict], dict[str, Any]]) -> None:
+        """Script the `usage` object of every complete answer: fn(the usage the fake counted, the request body)
+        returns what is sent instead, however impossible (10**16 tokens, negative, floats)."""
+        self._usage = fn
 
     def script(self, *faults: Fault) -> None:
         """Queue faults, consumed one per chat request in arrival order (before random faults)."""
@@ -216,7 +224,7 @@ class FakeOpenAI:
 
     def _complete(self, body: dict[str, Any], model: str, prompt: int) -> tuple[str, str, dict[str, Any]]:
         text = self._reply(body)
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        limit = None if self.ignores_max_tokens else body.get("max_completion_tokens") or body.get("max_tokens")
         reasoning = self.reasoning_tokens if is_reasoning_model(model) else 0
         finish = "stop"
         if limit is not None:
@@ -231,6 +239,8 @@ class FakeOpenAI:
             "prompt_tokens_details": {"cached_tokens": min(self.cached_tokens, prompt), "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": reasoning, **_ZERO_DETAILS},
         }
+        if self._usage is not None:
+            usage = self._usage(usage, body)
         return text, finish, usage
 
     def _truncate(self, model: str, text: str, limit: int) -> str:

@@ -108,6 +108,32 @@ async def test_max_completion_tokens_truncates_with_length(client: AsyncOpenAI) 
     assert completion.usage is not None and completion.usage.completion_tokens == 2
 
 
+async def test_a_provider_that_ignores_max_tokens_answers_and_bills_in_full(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.ignores_max_tokens = True
+    completion = await _ask(client, max_completion_tokens=2)
+    assert completion.choices[0].message.content == "You said: hi there"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.completion_tokens == 5
+
+
+async def test_scripted_usage_is_sent_as_given_and_recorded(fake: FakeOpenAI, base_url: str) -> None:
+    fake.usage_with(lambda usage, body: {**usage, "completion_tokens": 10**30, "prompt_tokens": -1})
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base_url}/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": HI},
+            headers={"Authorization": "Bearer sk-test"},
+        ) as response,
+    ):
+        body = json.loads(await response.text())  # a number past 64 bits, exactly as the wire carries it
+    assert body["choices"][0]["message"]["content"] == "You said: hi there"
+    assert (body["usage"]["completion_tokens"], body["usage"]["prompt_tokens"]) == (10**30, -1)
+    assert fake.calls[0].usage == body["usage"]
+
+
 async def test_reasoning_and_cached_tokens(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
     fake.reasoning_tokens, fake.cached_tokens = 64, 10_000
     completion = await _ask(client, model="gpt-5-mini", max_completion_tokens=100)

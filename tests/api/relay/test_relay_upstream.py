@@ -239,3 +239,17 @@ async def test_a_connection_dropped_mid_call_is_reported_as_a_connection_error(
     assert body["error"]["details"]["upstream_code"] == "connection_error"  # not "timeout": nothing was slow
     assert len(fake_openai.calls) == 2
     assert_nothing_charged(settings, tenant)
+
+
+async def test_a_reply_with_a_nul_or_a_lone_surrogate_is_delivered_not_a_500(
+    client: TestClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    """Was: JSON may spell "\\u0000" or "\\ud800" in the model's reply; neither database can store them, and the
+    relay answered 500 after the model had been called and paid for."""
+    tenant = await provision(client)
+    fake_openai.reply_with(lambda body: "Open \ud800 today\x00")
+    body = await expect(await relay(client, tenant, "hi"), 200)
+    assert body["reply"] == "Open \ufffd today\ufffd"
+    stored = database.rows(settings, "SELECT content FROM messages WHERE role = 'assistant'")
+    assert [row["content"] for row in stored] == ["Open \ufffd today\ufffd"]
+    assert database.quota_row(settings, tenant.account_id)["used_tokens"] == fake_openai.calls[0].usage["total_tokens"]
