@@ -94,7 +94,7 @@ async def filled(
         tmp_path, openai_url, graph_api_base_url=graph_url, database_url=f"sqlite:///{tmp_path / 'src.db'}", workers=1
     )
     client = await make_client(settings)
-    tenant = await provision(client, bot={"temperature": 0.7})
+    tenant = await provision(client, plan={"messages_per_minute": 600}, bot={"temperature": 0.7})
     admin = auth()
     credits = f"/api/admin/accounts/{tenant.account_id}/credits"
     await expect(
