@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-postgresql clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: install
 	$(PY) -m bench.export
 	$(PY) -m bench.dashboard
 	$(PY) -m bench.codec
+
+# The relay and webhook benchmarks on PostgreSQL (the webhooks' with the gateway as web and worker processes): each
+# creates a database of its own on the server at BENCH_DATABASE and drops it at the end.
+BENCH_DATABASE ?= postgresql://postgres@127.0.0.1:5432/postgres
+bench-postgresql: install
+	$(PY) -m bench.relay --database $(BENCH_DATABASE)
+	$(PY) -m bench.webhooks --database $(BENCH_DATABASE)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,16 +1,24 @@
-"""What the benchmarks share: provisioning a tenant like an operator, and listening to a helper process."""
+"""What the benchmarks share: serving an app on a random port, provisioning a tenant like an operator, and
+listening to a helper process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing.process
 import queue
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
+from admin.tokens import mint_token
+
+HOST = "127.0.0.1"
+ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=30)
 PERSONA = "You are the friendly assistant of a small coffee shop. Answer briefly and politely."
 
 
@@ -43,6 +51,29 @@ async def provision(session: aiohttp.ClientSession, base: str, admin_token: str)
     )
     key = await admin_post(session, base, admin_token, f"/accounts/{account['id']}/api-keys", {"name": "bench"})
     return BenchTenant(account["id"], bot["id"], key["key"], int(bot["memory_tokens"]))
+
+
+async def provision_with_channel(base: str, jwt_secret: str, phone_number_id: str) -> BenchTenant:
+    """The bench tenant plus a WhatsApp channel on `phone_number_id`, made through the admin HTTP API."""
+    token = mint_token(jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
+    async with aiohttp.ClientSession(timeout=ADMIN_TIMEOUT) as session:
+        tenant = await provision(session, base, token)
+        channel = {"platform": "whatsapp", "external_id": phone_number_id, "access_token": f"token-{phone_number_id}"}
+        await admin_post(session, base, token, f"/bots/{tenant.bot_id}/channels", channel)
+    return tenant
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[tuple[str, web.Application]]:
+    """`app` served on a random 127.0.0.1 port in this process's event loop: its base URL and the app."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, HOST, 0)
+        await site.start()
+        yield f"http://{HOST}:{runner.addresses[0][1]}", app
+    finally:
+        await runner.cleanup()
 
 
 async def admin_post(

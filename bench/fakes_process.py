@@ -117,6 +117,10 @@ class FakesProcess:
         self.stats: FakesStats | None = None
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
     def replies(self) -> int:
         return int(self._replies.value)
 

@@ -1,38 +1,44 @@
 """Relay benchmark: what the gateway adds on top of the model call, measured against a fake OpenAI.
 
-    python -m bench.relay                   # latency 0: pure gateway overhead
+    python -m bench.relay                   # latency 0: pure gateway overhead, at concurrency 1 and 20
     python -m bench.relay --latency 0.05    # a 50 ms model, closer to real life
+    python -m bench.relay --database postgresql://postgres@127.0.0.1:5432/postgres   # SQLite and PostgreSQL
 
-Starts a FakeOpenAI and the real gateway app (temp SQLite file) on random 127.0.0.1 ports, provisions a plan,
-an account, a bot and an API key through the admin HTTP API, then sends the same number of chat completions
-twice at the same concurrency: straight to the fake (the baseline), and as relay calls through the gateway
-(spread over --users distinct user_ids, so conversation memory grows as it would in production). Warm-up
-requests come first and are left out of the figures.
+Starts a FakeOpenAI and the real gateway app (temp SQLite file; with --database, a second one on a PostgreSQL
+database the benchmark creates on that server and drops at the end) on random 127.0.0.1 ports, provisions a plan,
+an account, a bot and an API key through each one's admin HTTP API, then, for each --concurrency, sends the same
+number of chat completions straight to the fake (the baseline) and right after as relay calls through each gateway
+(spread over --users distinct user_ids, so conversation memory grows as it would in production). Added latency is
+a gateway's percentile minus the baseline's at the same concurrency. Warm-up requests come first and are left out
+of the figures.
 
-Everything (load generator, gateway, fake) runs in this one process and event loop, so the figures measure
-CPU cost per request on one core; the fake and the load generator cost the same in both runs.
+Everything (load generator, gateways, fake) runs in this one process and event loop, so the figures measure CPU
+cost per request on one core; the fake and the load generator cost the same in every run. PostgreSQL's server is
+the exception: its backends run in processes of their own and may use the machine's other core (this machine has
+2), so a relay on PostgreSQL pays the round trips to the server but not all of its CPU on this process's core.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import secrets
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from admin.tokens import mint_token
-from bench.common import provision
+from bench.common import provision, serving
+from bench.postgres import BenchDatabase, check_server
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.settings import Settings
@@ -125,55 +131,77 @@ async def read_failure(resp: aiohttp.ClientResponse) -> str:
     return text[:200]
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    backend: str  # sqlite | postgresql
+    base: str
+    api_key: str
+    memory_tokens: int
+
+
+@contextlib.asynccontextmanager
+async def gateway_on(backend: str, database_url: str, openai_base: str) -> AsyncIterator[Gateway]:
+    """The real app on `database_url`, served on a random port in this event loop, with the bench tenant."""
+    jwt_secret = secrets.token_urlsafe(48)
+    settings = Settings(
+        host=HOST,
+        port=0,
+        database_url=database_url,
+        openai_api_key="sk-bench",
+        openai_base_url=openai_base,
+        admin_jwt_secret=jwt_secret,
+        data_dir=PROJECT_DATA,
+        log_level="WARNING",
+        log_format="console",
+    )
+    app = create_app(settings)
+    freeze_gc_after_startup(app)  # as `python -m gateway` does
+    async with serving(app) as (base, _):
+        admin_token = mint_token(jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
+        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+            tenant = await provision(session, base, admin_token)
+        yield Gateway(backend, base, tenant.api_key, tenant.memory_tokens)
+
+
 async def bench(args: argparse.Namespace) -> int:
     fake = FakeOpenAI(latency=args.latency)
-    warmup = min(args.warmup, args.requests)
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
-        async with fake.serve(HOST, 0) as openai_base:
-            settings = Settings(
-                host=HOST,
-                port=0,
-                database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
-                openai_api_key="sk-bench",
-                openai_base_url=openai_base,
-                admin_jwt_secret=secrets.token_urlsafe(48),
-                data_dir=PROJECT_DATA,
-                log_level="WARNING",
-                log_format="console",
-            )
-            gateway = create_app(settings)
-            freeze_gc_after_startup(gateway)  # as `python -m gateway` does
-            runner = web.AppRunner(gateway, access_log=None)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, HOST, 0)
-                await site.start()
-                gateway_base = f"http://{HOST}:{runner.addresses[0][1]}"
-                return await measure(args, fake, settings, openai_base, gateway_base, warmup)
-            finally:
-                await runner.cleanup()
+        async with contextlib.AsyncExitStack() as stack:
+            openai_base = await stack.enter_async_context(fake.serve(HOST, 0))
+            gateways = [
+                await stack.enter_async_context(
+                    gateway_on("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", openai_base)
+                )
+            ]
+            server = None
+            if args.database:
+                server = await stack.enter_async_context(BenchDatabase(args.database))
+                url = await server.new_schema("relay")
+                gateways.append(await stack.enter_async_context(gateway_on("postgresql", url, openai_base)))
+            return await measure(args, fake, openai_base, gateways, server)
 
 
 async def measure(
-    args: argparse.Namespace, fake: FakeOpenAI, settings: Settings, openai_base: str, gateway_base: str, warmup: int
+    args: argparse.Namespace,
+    fake: FakeOpenAI,
+    openai_base: str,
+    gateways: Sequence[Gateway],
+    server: BenchDatabase | None,
 ) -> int:
-    assert settings.admin_jwt_secret is not None
-    admin_token = mint_token(
-        settings.admin_jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time())
-    )
+    warmup = min(args.warmup, args.requests)
     async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
-        tenant = await provision(session, gateway_base, admin_token)
         # One probe relay call shows the exact body the gateway sends upstream; the baseline sends the same shape.
-        relay_headers = {"Authorization": f"Bearer {tenant.api_key}"}
         probe = {"user_id": "probe", "message": message(0)}
-        async with session.post(f"{gateway_base}/api/messages/relay", json=probe, headers=relay_headers) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"probe relay call answered {resp.status}: {await resp.text()}")
+        for gateway in gateways:
+            headers = {"Authorization": f"Bearer {gateway.api_key}"}
+            async with session.post(f"{gateway.base}/api/messages/relay", json=probe, headers=headers) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"probe relay call answered {resp.status}: {await resp.text()}")
     template = dict(fake.calls[-1].params)
     fake.reset_records()
 
     completions_url = f"{openai_base}/chat/completions"
-    upstream_headers = {"Authorization": f"Bearer {settings.openai_api_key}"}
+    upstream_headers = {"Authorization": "Bearer sk-bench"}
 
     async def direct(session: aiohttp.ClientSession, i: int) -> tuple[int, str]:
         body = {**template, "messages": [*template["messages"][:-1], {"role": "user", "content": message(i)}]}
@@ -183,57 +211,84 @@ async def measure(
             await resp.read()
             return 200, ""
 
-    relay_url = f"{gateway_base}/api/messages/relay"
+    def relay_through(gateway: Gateway) -> Send:
+        relay_url = f"{gateway.base}/api/messages/relay"
+        relay_headers = {"Authorization": f"Bearer {gateway.api_key}"}
 
-    async def relayed(session: aiohttp.ClientSession, i: int) -> tuple[int, str]:
-        body = {"user_id": f"customer-{i % args.users}", "message": message(i)}
-        async with session.post(relay_url, json=body, headers=relay_headers) as resp:
-            if resp.status != 200:
-                return resp.status, await read_failure(resp)
-            await resp.read()
-            return 200, ""
+        async def relayed(session: aiohttp.ClientSession, i: int) -> tuple[int, str]:
+            body = {"user_id": f"customer-{i % args.users}", "message": message(i)}
+            async with session.post(relay_url, json=body, headers=relay_headers) as resp:
+                if resp.status != 200:
+                    return resp.status, await read_failure(resp)
+                await resp.read()
+                return 200, ""
 
-    load = {"requests": args.requests, "concurrency": args.concurrency, "warmup": warmup}
-    baseline = await run_load("direct to fake", direct, **load)
-    fake.reset_records()
-    gateway = await run_load("through gateway", relayed, **load)
-    upstream_calls = len(fake.calls)
+        return relayed
+
+    # For each concurrency: the baseline, then each backend right after it, so drift falls on all alike. Every
+    # backend gets the same requests in the same order, so its conversations' memory grows alike.
+    runs: list[tuple[Result, list[Result]]] = []
+    calls: dict[str, int] = dict.fromkeys((g.backend for g in gateways), 0)
+    for concurrency in args.concurrency:
+        load = {"requests": args.requests, "concurrency": concurrency, "warmup": warmup}
+        print(f"concurrency {concurrency}: direct to the fake ...", flush=True)
+        baseline = await run_load("direct to fake", direct, **load)
+        results = []
+        for gateway in gateways:
+            print(f"concurrency {concurrency}: through the gateway on {gateway.backend} ...", flush=True)
+            fake.reset_records()
+            results.append(await run_load(f"gateway, {gateway.backend}", relay_through(gateway), **load))
+            calls[gateway.backend] += len(fake.calls)
+        runs.append((baseline, results))
     history = [len(call.messages) - 2 for call in fake.calls[-args.users :]]
 
-    report([baseline, gateway], args)
+    report(runs, args, server)
+    per_request = ", ".join(
+        f"{b} {n / (len(args.concurrency) * (warmup + args.requests)):.2f}" for b, n in calls.items()
+    )
     print(
-        f"upstream calls per relay request: {upstream_calls / (warmup + args.requests):.2f}; "
-        f"history messages sent in the last {len(history)} prompts: "
-        f"{min(history, default=0)}-{max(history, default=0)} (bot memory budget {tenant.memory_tokens} tokens)"
+        f"upstream calls per relay request: {per_request}; history messages sent in the last {len(history)} "
+        f"prompts: {min(history, default=0)}-{max(history, default=0)} (bot memory budget "
+        f"{gateways[0].memory_tokens} tokens)"
     )
     failed = 0
-    for result in (baseline, gateway):
-        failed += result.failed
-        for failure, count in result.failures.most_common(SHOW_FAILURES):
-            print(f"  {result.name}: {count} x {failure}")
+    for baseline, results in runs:
+        for result in (baseline, *results):
+            failed += result.failed
+            for failure, count in result.failures.most_common(SHOW_FAILURES):
+                print(f"  {result.name} (concurrency {result.concurrency}): {count} x {failure}")
     return 1 if failed else 0
 
 
-def report(results: Sequence[Result], args: argparse.Namespace) -> None:
+def report(runs: Sequence[tuple[Result, list[Result]]], args: argparse.Namespace, server: BenchDatabase | None) -> None:
+    backends = "SQLite (temp file)" + (
+        f" and PostgreSQL {server.server_version} (database {server.name}, dropped at the end)" if server else ""
+    )
     print(
-        f"\nrelay benchmark: {args.requests} requests at concurrency {args.concurrency}, "
-        f"fake model latency {args.latency * 1000:g} ms, {args.users} user_ids, {args.warmup} warm-up requests excluded"
+        f"\nrelay benchmark: {args.requests} requests per run, fake model latency {args.latency * 1000:g} ms, "
+        f"{args.users} user_ids, {args.warmup} warm-up requests excluded; the gateway on {backends}; the load "
+        f"generator, the gateways and the fake share this process and its event loop"
+        + ("; PostgreSQL's server runs in processes of its own, on the machine's other core" if server else "")
     )
     columns = ("requests", 8), ("conc", 5), ("req/s", 9), ("p50 ms", 8), ("p99 ms", 8), ("max ms", 8), ("non-200", 8)
-    header = f"{'':<16} " + " ".join(f"{title:>{width}}" for title, width in columns)
+    header = f"{'':<20} " + " ".join(f"{title:>{width}}" for title, width in columns)
     print(header)
     print("-" * len(header))
-    for r in results:
-        print(
-            f"{r.name:<16} {r.requests:>8} {r.concurrency:>5} {r.throughput:>9.1f} "
-            f"{r.pct(50):>8.2f} {r.pct(99):>8.2f} {max(r.latencies_ms, default=0):>8.2f} {r.failed:>8}"
-        )
-    direct, gateway = results
-    print(
-        f"\nadded latency p50/p99 (ms): {gateway.pct(50) - direct.pct(50):.2f} / {gateway.pct(99) - direct.pct(99):.2f}"
-    )
-    ratio = gateway.throughput / direct.throughput if direct.throughput else float("nan")
-    print(f"throughput ratio gateway/direct: {ratio:.3f}")
+    for baseline, results in runs:
+        for r in (baseline, *results):
+            print(
+                f"{r.name:<20} {r.requests:>8} {r.concurrency:>5} {r.throughput:>9.1f} "
+                f"{r.pct(50):>8.2f} {r.pct(99):>8.2f} {max(r.latencies_ms, default=0):>8.2f} {r.failed:>8}"
+            )
+    print()
+    for baseline, results in runs:
+        for gateway in results:
+            ratio = gateway.throughput / baseline.throughput if baseline.throughput else float("nan")
+            print(
+                f"concurrency {baseline.concurrency}, {gateway.name}: added latency p50/p99 (ms) "
+                f"{gateway.pct(50) - baseline.pct(50):.2f} / {gateway.pct(99) - baseline.pct(99):.2f}; "
+                f"throughput ratio gateway/direct {ratio:.3f}"
+            )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -255,13 +310,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         return value
 
     parser.add_argument("--requests", type=positive(int), default=2000, help="measured requests per run (2000)")
-    parser.add_argument("--concurrency", type=positive(int), default=20, help="requests in flight (20)")
+    parser.add_argument(
+        "--concurrency", type=positive(int), nargs="+", default=[1, 20], help="requests in flight, one run each (1 20)"
+    )
     parser.add_argument("--latency", type=seconds, default=0.0, help="fake model latency in seconds (0; try 0.05)")
     parser.add_argument("--users", type=positive(int), default=50, help="distinct relay user_ids (50)")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests before each run (100)")
+    parser.add_argument(
+        "--database",
+        metavar="POSTGRESQL_URL",
+        help="also relay through the gateway on PostgreSQL: a database the benchmark creates on this server and "
+        "drops (e.g. postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
     args = parser.parse_args(argv)
     if args.warmup < 0:
         parser.error("--warmup must be 0 or more")
+    if args.database is not None:
+        if not args.database.startswith(("postgresql://", "postgres://")):
+            parser.error("--database takes a postgresql:// URL")
+        if why := check_server(args.database):
+            parser.error(why)
     return args
 
 

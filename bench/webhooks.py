@@ -5,6 +5,8 @@ and messages answered end to end, each next to a floor measured in the same run.
     python -m bench.webhooks --deliveries 10000 --concurrency 64 --rate 1500 --seconds 5
     python -m bench.webhooks --profile                    # plus the ingest run's hotspots under cProfile
     python -m bench.webhooks --profile-ack                # plus the ack run's hotspots (by cumulative and own time)
+    python -m bench.webhooks --database postgresql://postgres@127.0.0.1:5432/postgres   # on PostgreSQL instead:
+                                                          # 1 web + 1 and 1 web + 2 worker processes, about 4 minutes
 
 Phases, each on its own temp SQLite file (WAL, synchronous=FULL) and its own random 127.0.0.1 ports:
   1. floor: a bare aiohttp handler that reads the raw body, checks X-Hub-Signature-256 with hmac.compare_digest,
@@ -28,6 +30,10 @@ The load generator runs in a separate process (spawn), and so do the fake OpenAI
 callbacks would show up as gateway event-loop lag and as server CPU per delivery. The gateway and the floor run in
 the main process's event loop, as they would on one core in production. Ack latency is measured by the generator:
 request start to response read.
+
+With --database, the phases run on PostgreSQL with the gateway as real processes (one web process, one or more
+worker processes) instead: bench/webhooks_postgres.py says what they measure. The machine's 2 cores are shared by
+the generator, the fakes, PostgreSQL and every gateway process there, and the report shows where the CPU went.
 """
 
 from __future__ import annotations
@@ -35,13 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import cProfile
-import hashlib
-import hmac
-import json
-import math
-import multiprocessing
 import os
 import pstats
 import secrets
@@ -49,22 +49,21 @@ import sqlite3
 import sys
 import tempfile
 import time
-import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import aiosqlite
-from aiohttp import web
 
-from adapters.meta_auth import SIGNATURE_HEADER, sign
-from admin.tokens import mint_token
-from bench.common import admin_post, expect_message, provision
+from bench.common import provision_with_channel, serving
 from bench.fakes_process import FakesProcess, FakesStats
+from bench.floor import FLOOR_SCHEMA, floor_app
+from bench.load import PHONE_NUMBER_ID, SHOW_FAILURES, WEBHOOK_PATH, Generator, LoadResult, LoadSpec
+from bench.postgres import check_server
+from bench.webhooks_postgres import bench_postgres
 from core.storage.sqlite_db import SqliteDatabase
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
@@ -75,239 +74,9 @@ from tests.fakes.graph_server import FakeGraph
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
-WEBHOOK_PATH = "/webhooks/whatsapp"
-PHONE_NUMBER_ID = "106540352242922"
-MESSAGES = (
-    "Hi! Are you open on Sunday?",
-    "Do you have oat milk?",
-    "How much is a large cappuccino?",
-    "Can I book a table for four people tomorrow at noon?",
-    "Is there wifi in the shop?",
-    "Do you sell gift cards?",
-    "What cakes do you have today?",
-    "Can I bring my dog inside?",
-)
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
-ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=30)
-PROCESS_START_TIMEOUT = 60.0  # spawn + imports + warm-up of the generator process
-GO_TIMEOUT = 60.0  # how long a ready generator waits for the signal to start
 E2E_TIMEOUT = 120.0  # longest wait for the end-to-end replies
-OPEN_LOOP_CONNECTIONS = 256  # open loop: requests in flight are not bounded by a sender count
 ACK_P99_TARGET_MS = 10.0
 INGEST_RATIO_TARGET = 0.6
-SHOW_FAILURES = 5
-
-
-# ---- the load generator (runs in its own process) ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LoadSpec:
-    url: str
-    secret: str
-    tag: str  # makes every wamid of a phase distinct from every other phase's
-    count: int  # measured deliveries
-    warmup: int  # unmeasured deliveries first, at `concurrency`
-    concurrency: int  # closed loop: senders; open loop: warm-up senders only
-    customers: int  # distinct WhatsApp users the deliveries come from
-    rate: float | None = None  # deliveries/s offered: open loop; None: closed loop
-
-
-@dataclass(slots=True)
-class LoadResult:
-    sent: int = 0
-    latencies_ms: list[float] = field(default_factory=list)  # acknowledged (200) deliveries only
-    failures: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0  # first send to last answer
-    send_span: float = 0.0  # first send to last send (open loop: what the offered rate is measured over)
-    max_lateness_ms: float = 0.0  # open loop: how far behind its schedule a send started, at worst
-    cpu_seconds: float = 0.0  # the generator process's own CPU time while measuring
-
-    @property
-    def acked(self) -> int:
-        return len(self.latencies_ms)
-
-    @property
-    def throughput(self) -> float:
-        return self.acked / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def offered_rate(self) -> float:
-        return (self.sent - 1) / self.send_span if self.send_span > 0 else float("nan")
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else float("nan")
-
-
-def whatsapp_text(i: int, tag: str, customers: int, now: int) -> dict[str, Any]:
-    """One WhatsApp Cloud API delivery carrying one text message, as Meta sends it."""
-    wa_id = f"1555{i % customers:07d}"
-    message = {
-        "from": wa_id,
-        "id": f"wamid.HBgL{tag}{i:010d}FQIAEhgUM0VCMDRBRjYwMjc1QTk5QUY2NDgA",
-        "timestamp": str(now),
-        "type": "text",
-        "text": {"body": f"{MESSAGES[i % len(MESSAGES)]} (#{i})"},
-    }
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
-        "contacts": [{"profile": {"name": f"Customer {i % customers}"}, "wa_id": wa_id}],
-        "messages": [message],
-    }
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}],
-    }
-
-
-def signed_bodies(spec: LoadSpec) -> list[tuple[bytes, dict[str, str]]]:
-    now = int(time.time())
-    bodies = []
-    for i in range(spec.warmup + spec.count):
-        raw = json.dumps(whatsapp_text(i, spec.tag, spec.customers, now), separators=(",", ":")).encode()
-        bodies.append((raw, {"Content-Type": "application/json", SIGNATURE_HEADER: sign(raw, spec.secret)}))
-    return bodies
-
-
-async def _post(session: aiohttp.ClientSession, url: str, body: tuple[bytes, dict[str, str]]) -> str:
-    """ "" when the delivery was acknowledged with a 200, else a short description of the failure."""
-    raw, headers = body
-    try:
-        async with session.post(url, data=raw, headers=headers) as resp:
-            text = await resp.read()
-            return "" if resp.status == 200 else f"{resp.status} {text[:120].decode(errors='replace')}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"{type(exc).__name__}: {exc}"[:160]
-
-
-async def _closed_loop(
-    session: aiohttp.ClientSession, url: str, bodies: Sequence[tuple[bytes, dict[str, str]]], concurrency: int
-) -> LoadResult:
-    result = LoadResult(sent=len(bodies))
-    next_index = 0
-
-    async def sender() -> None:
-        nonlocal next_index
-        while next_index < len(bodies):  # bounded: every delivery is taken exactly once
-            body = bodies[next_index]
-            next_index += 1
-            started = time.perf_counter()
-            failure = await _post(session, url, body)
-            if failure:
-                result.failures[failure] += 1
-            else:
-                result.latencies_ms.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(concurrency, len(bodies))):
-            group.create_task(sender())
-    result.elapsed = time.perf_counter() - started
-    return result
-
-
-async def _open_loop(
-    session: aiohttp.ClientSession, url: str, bodies: Sequence[tuple[bytes, dict[str, str]]], rate: float
-) -> LoadResult:
-    """Send delivery k at start + k / rate whatever happened to the earlier ones (no coordinated omission)."""
-    result = LoadResult(sent=len(bodies))
-    first_send = last_send = last_answer = 0.0
-
-    async def one(body: tuple[bytes, dict[str, str]], due: float) -> None:
-        nonlocal first_send, last_send, last_answer
-        started = time.perf_counter()
-        first_send = first_send or started
-        last_send = max(last_send, started)
-        result.max_lateness_ms = max(result.max_lateness_ms, (started - due) * 1000)
-        failure = await _post(session, url, body)
-        answered = time.perf_counter()
-        last_answer = max(last_answer, answered)
-        if failure:
-            result.failures[failure] += 1
-        else:
-            result.latencies_ms.append((answered - started) * 1000)
-
-    start = time.perf_counter() + 0.01
-    async with asyncio.TaskGroup() as group:
-        for k, body in enumerate(bodies):
-            due = start + k / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            group.create_task(one(body, due))
-    result.elapsed = last_answer - first_send
-    result.send_span = last_send - first_send
-    return result
-
-
-async def _generate(spec: LoadSpec, results: Any, go: Any) -> None:
-    bodies = signed_bodies(spec)
-    warmup, measured = bodies[: spec.warmup], bodies[spec.warmup :]
-    limit = OPEN_LOOP_CONNECTIONS if spec.rate else spec.concurrency
-    connector = aiohttp.TCPConnector(limit=limit)
-    async with aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT) as session:
-        if warmup:
-            failed = (await _closed_loop(session, spec.url, warmup, spec.concurrency)).failures
-            if failed:
-                raise RuntimeError(f"warm-up deliveries failed: {failed.most_common(SHOW_FAILURES)}")
-        results.put(("ready", None))
-        if not await asyncio.to_thread(go.wait, GO_TIMEOUT):
-            raise RuntimeError("the benchmark never said go")
-        cpu = time.process_time()
-        if spec.rate:
-            result = await _open_loop(session, spec.url, measured, spec.rate)
-        else:
-            result = await _closed_loop(session, spec.url, measured, spec.concurrency)
-        result.cpu_seconds = time.process_time() - cpu
-    results.put(("done", result))
-
-
-def generator_process(spec: LoadSpec, results: Any, go: Any) -> None:
-    """The child process's entry point: results and errors go back through `results`, never raised."""
-    try:
-        asyncio.run(_generate(spec, results, go))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
-
-
-class Generator:
-    """A load generator process: `async with Generator(spec) as gen:` waits until it is warmed up and ready;
-    `gen.go()` starts the measured run; `await gen.result()` returns its LoadResult."""
-
-    def __init__(self, spec: LoadSpec) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._results = context.Queue()
-        self._go = context.Event()
-        self._process = context.Process(target=generator_process, args=(spec, self._results, self._go), daemon=True)
-
-    async def __aenter__(self) -> Generator:
-        self._process.start()
-        await self._expect("ready", PROCESS_START_TIMEOUT)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._go.set()  # a generator still waiting to start ends at once (its wait returns, it reports, exits)
-        await asyncio.to_thread(self._process.join, 10.0)
-        if self._process.is_alive():
-            self._process.terminate()
-            await asyncio.to_thread(self._process.join, 5.0)
-        self._results.close()
-        self._results.join_thread()
-
-    def go(self) -> float:
-        started = time.perf_counter()
-        self._go.set()
-        return started
-
-    async def result(self, within: float) -> LoadResult:
-        result = await self._expect("done", within)
-        assert isinstance(result, LoadResult)
-        return result
-
-    async def _expect(self, kind: str, within: float) -> Any:
-        return await expect_message(self._results, self._process, "load generator", kind, within)
 
 
 # ---- what each phase measured --------------------------------------------------------------------------------
@@ -345,55 +114,6 @@ async def measure(spec: LoadSpec, within: float) -> tuple[LoadResult, float]:
 
 # ---- phase 1: the floor --------------------------------------------------------------------------------------
 
-_FLOOR_SCHEMA = """CREATE TABLE messages (
-    phone_number_id TEXT NOT NULL, wamid TEXT NOT NULL, sender TEXT NOT NULL, platform_ts INTEGER NOT NULL,
-    message TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY (phone_number_id, wamid))"""
-_FLOOR_INSERT = "INSERT INTO messages (phone_number_id, wamid, sender, platform_ts, message, received_at) VALUES "
-_FLOOR_ROW = "(?, ?, ?, ?, ?, ?)"
-
-
-def floor_app(db: aiosqlite.Connection, secret: bytes) -> web.Application:
-    """The naive durable handler: verify, parse, insert, commit, answer; nothing shared between requests."""
-
-    async def receive(request: web.Request) -> web.Response:
-        raw = await request.read()
-        expected = "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected.encode(), request.headers.get(SIGNATURE_HEADER, "").encode()):
-            return web.json_response({"error": "bad signature"}, status=401)
-        payload = json.loads(raw)
-        now = int(time.time() * 1000)
-        params: list[Any] = []
-        for entry in payload.get("entry", ()):
-            for change in entry.get("changes", ()):
-                value = change.get("value", {})
-                phone = value.get("metadata", {}).get("phone_number_id", "")
-                for message in value.get("messages", ()):
-                    params += (phone, message["id"], message["from"], int(message["timestamp"]) * 1000)
-                    params += (json.dumps(message), now)
-        rows = len(params) // 6
-        if rows:
-            # One statement in autocommit mode: one transaction, one fsync (synchronous=FULL) per request.
-            # Only placeholders are joined into the SQL; every value is bound.
-            sql = _FLOOR_INSERT + ", ".join([_FLOOR_ROW] * rows) + " ON CONFLICT DO NOTHING"
-            await db.execute(sql, params)
-        return web.json_response({"stored": rows})
-
-    app = web.Application(client_max_size=4 * 1024 * 1024)
-    app.router.add_post(WEBHOOK_PATH, receive)
-    return app
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[tuple[str, web.Application]]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, HOST, 0)
-        await site.start()
-        yield f"http://{HOST}:{runner.addresses[0][1]}", app
-    finally:
-        await runner.cleanup()
-
 
 async def floor_phase(args: argparse.Namespace, tmp: Path, secret: str, round_no: int) -> Phase:
     path = tmp / f"floor{round_no}.db"
@@ -401,8 +121,8 @@ async def floor_phase(args: argparse.Namespace, tmp: Path, secret: str, round_no
     try:
         await db.execute_fetchall("PRAGMA journal_mode=WAL")
         await db.execute_fetchall("PRAGMA synchronous=FULL")
-        await db.execute(_FLOOR_SCHEMA)
-        async with serving(floor_app(db, secret.encode())) as (base, _):
+        await db.execute(FLOOR_SCHEMA)
+        async with serving(floor_app(db.execute, secret.encode())) as (base, _):
             tag, url = f"FLR{round_no}", base + WEBHOOK_PATH
             spec = LoadSpec(url, secret, tag, args.deliveries, args.warmup, args.concurrency, args.customers)
             load, cpu = await measure(spec, within=600)
@@ -448,15 +168,6 @@ def gateway_settings(
     )
 
 
-async def provision_with_channel(base: str, env: Env) -> None:
-    """The shared bench tenant plus a WhatsApp channel, made through the admin HTTP API."""
-    token = mint_token(env.jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
-    async with aiohttp.ClientSession(timeout=ADMIN_TIMEOUT) as session:
-        tenant = await provision(session, base, token)
-        channel = {"platform": "whatsapp", "external_id": PHONE_NUMBER_ID, "access_token": f"token-{PHONE_NUMBER_ID}"}
-        await admin_post(session, base, token, f"/bots/{tenant.bot_id}/channels", channel)
-
-
 async def gateway_phase(
     args: argparse.Namespace,
     env: Env,
@@ -481,7 +192,7 @@ async def gateway_phase(
     gateway = create_app(settings, tokens=env.tokens)
     freeze_gc_after_startup(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
     async with serving(gateway) as (base, app):
-        await provision_with_channel(base, env)
+        await provision_with_channel(base, env.jwt_secret, PHONE_NUMBER_ID)
         db = app[STORAGE].db
         assert isinstance(db, SqliteDatabase)  # its group commit is measured
         spec = spec_for(base + WEBHOOK_PATH)
@@ -799,6 +510,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--messages", type=positive(int, 100_000), default=2000, help="end-to-end messages to answer (2000)")
     add("--customers", type=positive(int, 10**6), default=1000, help="distinct WhatsApp users (1000)")
     add("--warmup", type=int, default=500, help="unmeasured deliveries before each measured run (500)")
+    add(
+        "--database",
+        metavar="POSTGRESQL_URL",
+        help="run the PostgreSQL phases instead (bench/webhooks_postgres.py): the gateway as 1 web + W worker "
+        "processes on a database the benchmark creates on this server and drops (e.g. "
+        "postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
+    add(
+        "--worker-processes",
+        type=positive(int, 16),
+        nargs="+",
+        default=[1, 2],
+        help="with --database: the topologies, worker processes beside the one web process (1 2)",
+    )
     add("--profile", action="store_true", help="print cProfile hotspots of the gateway during the ingest run")
     add("--profile-ack", action="store_true", help="print cProfile hotspots of the gateway during the ack run")
     add("--profile-lines", type=positive(int, 500), default=30, help="hotspot lines printed per profile (30)")
@@ -809,13 +534,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--worker-ack-target-ms must be 0 or more")
     if args.rate * args.seconds > 200_000:
         parser.error("--rate x --seconds must stay at or below 200,000 deliveries")
+    if args.database is not None:
+        if not args.database.startswith(("postgresql://", "postgres://")):
+            parser.error("--database takes a postgresql:// URL (the SQLite phases are the default)")
+        if args.profile or args.profile_ack:
+            parser.error("--profile and --profile-ack profile the in-process gateway of the SQLite phases")
+        if why := check_server(args.database):
+            parser.error(why)
     return args
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     configure_logging("WARNING", "console")
-    return asyncio.run(bench(args))
+    return asyncio.run(bench_postgres(args) if args.database else bench(args))
 
 
 if __name__ == "__main__":

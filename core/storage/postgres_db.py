@@ -6,6 +6,12 @@ untyped parameter (`? IS NULL`) means what it means on SQLite. Connections run i
 an explicit BEGIN ... COMMIT on one pooled connection, at READ COMMITTED (core/storage/db.py says what the
 stores do about that).
 
+Round trips are what a statement costs most here (a message's turn runs some 30 statements in 6 transactions), so
+none is spent on ceremony: BEGIN travels with the transaction's first statement, in one query string (client-side
+binding runs it on the simple query protocol, which takes several statements; the first result is BEGIN's), and
+`execute` runs its one statement in autocommit, where it is a transaction by itself. A transaction that ran no
+statement sends nothing at all.
+
 What differs from SQLite, and is handled here rather than in the stores:
 - `SUM(bigint)` is NUMERIC in PostgreSQL: whole numbers come back as `int` (as SQLite gives them), others as float.
 - Text cannot hold NUL: a NUL in a bound value is stored and matched as U+FFFD, as the webhook parsers already
@@ -47,6 +53,7 @@ POOL_WAIT_SECONDS = 10.0
 # Attempts of a `run` transaction that PostgreSQL aborted (deadlock, serialisation failure).
 RUN_ATTEMPTS = 3
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_BEGIN = "BEGIN; "
 
 
 @lru_cache(maxsize=4096)
@@ -76,20 +83,38 @@ async def _configure(conn: Connection) -> None:
 
 
 class PostgresTransaction:
+    """The statements of one transaction on `conn`. With `begin`, the transaction is opened by its first statement
+    (BEGIN travels with it) and `opened` says whether that has happened; the owner commits or rolls back."""
+
     dialect: Dialect = POSTGRES
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, begin: bool = False) -> None:
         self._conn = conn
+        self._begin = begin
+        self.opened = False
+
+    async def _send(self, sql: str, params: Params) -> psycopg.AsyncCursor[dict[str, Any]]:
+        if self._begin and not self.opened:
+            self.opened = True  # from here the connection may be in a transaction, whatever the statement does
+            query = _BEGIN + (pg_statement(sql) if params else sql)
+            cursor = await self._conn.execute(query, _bound(params) if params else None)
+            cursor.nextset()  # past BEGIN's result, to the statement's
+            return cursor
+        if params:
+            return await self._conn.execute(pg_statement(sql), _bound(params))
+        return await self._conn.execute(sql)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        cursor = (
-            await self._conn.execute(pg_statement(sql), _bound(params)) if params else await self._conn.execute(sql)
-        )
-        return cursor.rowcount
+        return (await self._send(sql, params)).rowcount
 
     async def execute_many(self, sql: str, rows: Sequence[Params]) -> int:
         if not rows:
             return 0
+        if len(rows) == 1:  # one statement, and BEGIN with it when it opens the transaction
+            return await self.execute(sql, rows[0])
+        if self._begin and not self.opened:
+            self.opened = True
+            await self._conn.execute(_BEGIN)
         async with self._conn.cursor() as cursor:
             await cursor.executemany(pg_statement(sql), [_bound(row) for row in rows])
             return cursor.rowcount
@@ -115,9 +140,7 @@ class PostgresTransaction:
         return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        cursor = (
-            await self._conn.execute(pg_statement(sql), _bound(params)) if params else await self._conn.execute(sql)
-        )
+        cursor = await self._send(sql, params)
         if cursor.description is None:
             return []
         rows: list[Row] = list(await cursor.fetchall())
@@ -176,19 +199,22 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         with self.writes.watch(), _translated():
-            async with self._pool.connection() as conn, conn.transaction():
-                yield PostgresTransaction(conn)
+            async with self._pool.connection() as conn, _transaction(conn) as tx:
+                yield tx
 
     async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
         # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
         return await asyncio.shield(asyncio.ensure_future(self._run(work)))
 
-    async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]]) -> T:
+    async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True) -> T:
         with self.writes.watch(), _translated():
             for attempt in range(1, RUN_ATTEMPTS + 1):
                 try:
-                    async with self._pool.connection() as conn, conn.transaction():
-                        return await work(PostgresTransaction(conn))
+                    async with self._pool.connection() as conn:
+                        if not begin:
+                            return await work(PostgresTransaction(conn))
+                        async with _transaction(conn) as tx:
+                            return await work(tx)
                 except _RETRYABLE as exc:
                     if attempt == RUN_ATTEMPTS:
                         raise
@@ -196,7 +222,8 @@ class PostgresDatabase:
         raise AssertionError("unreachable")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return await self.run(lambda tx: tx.execute(sql, params))
+        # One statement in autocommit is a transaction of its own: no BEGIN, no COMMIT, one round trip.
+        return await asyncio.shield(asyncio.ensure_future(self._run(lambda tx: tx.execute(sql, params), begin=False)))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
@@ -214,6 +241,25 @@ class PostgresDatabase:
         except psycopg.Error:
             return False
         return True
+
+
+@asynccontextmanager
+async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
+    """A transaction opened by its first statement (if it runs any): committed when the block ends, rolled back
+    when it raises. Like psycopg's own transaction blocks, a failed rollback (the connection is gone) is logged and
+    the block's error goes on; the pool discards a connection left in a transaction or broken."""
+    tx = PostgresTransaction(conn, begin=True)
+    try:
+        yield tx
+    except BaseException:
+        if tx.opened:
+            try:
+                await conn.execute("ROLLBACK")
+            except psycopg.Error as exc:
+                log.warning("rollback_failed", error=type(exc).__name__)
+        raise
+    if tx.opened:
+        await conn.execute("COMMIT")
 
 
 @contextmanager

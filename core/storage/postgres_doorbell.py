@@ -3,9 +3,12 @@ per process to hear) and leadership (a session advisory lock).
 
 A ring calls this process's subscribers at once and sends `pg_notify` on a pooled connection in autocommit
 (after the store's commit, never inside it). Rings of one topic that come while one is being sent are folded
-into the next send: a burst of webhook commits costs a few NOTIFYs, not one each. The listener ignores its own
-process's notifications (it has called its subscribers already) and reconnects with a backoff if its connection
-drops; meanwhile everyone polls.
+into the next send, and that send waits until NOTIFY_INTERVAL_SECONDS after the previous one started: a stream of
+webhook commits costs at most one NOTIFY per interval, not one per round trip. Each NOTIFY is a transaction of
+its own on the server, committed under the lock that every NOTIFYing commit of the database takes in turn; at
+1,000 deliveries/s the round trip alone would let several hundred a second through. A lone ring goes out at
+once. The listener ignores its own process's notifications (it has called its subscribers already) and
+reconnects with a backoff if its connection drops; meanwhile everyone polls.
 
 Channel names carry the schema, so deployments that share a database in separate schemas do not hear each other.
 """
@@ -28,6 +31,9 @@ SendNotify = Callable[[str, str], Awaitable[None]]
 log = structlog.get_logger("core.storage.postgres_doorbell")
 
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# Rings closer together than this share one NOTIFY. Well under the inbox's settle window (INBOX_SETTLE_MS, 50 ms
+# by default), which a woken worker waits anyway before it claims.
+NOTIFY_INTERVAL_SECONDS = 0.01
 
 
 class PostgresDoorbell:
@@ -64,15 +70,18 @@ class PostgresDoorbell:
                 await task
 
     async def _notify(self, topic: str) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                started = loop.time()
                 try:
                     await self._send(self._suffixes[topic], self._origin)
                 except Exception as exc:  # the pool is exhausted or the server gone: polling makes up for it
                     log.warning("doorbell_ring_failed", topic=topic, error=type(exc).__name__)
                 if topic not in self._again:
                     return
-                self._again.discard(topic)
+                await asyncio.sleep(max(0.0, started + NOTIFY_INTERVAL_SECONDS - loop.time()))
+                self._again.discard(topic)  # the next send covers every ring until now
         finally:
             self._sending.pop(topic, None)
 
