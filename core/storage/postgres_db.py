@@ -175,7 +175,7 @@ class PostgresDatabase:
                 # said it, at once (the pool would only say it timed out, after retrying).
                 if not idle:
                     first = await psycopg.AsyncConnection.connect(url, connect_timeout=int(POOL_WAIT_SECONDS))
-                    await first.close()
+                    await asyncio.shield(first.close())  # closed even when start-up is cancelled here
                 await pool.open(wait=not idle, timeout=POOL_WAIT_SECONDS)
         except BaseException:
             await pool.close()

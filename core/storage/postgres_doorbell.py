@@ -138,11 +138,15 @@ class PostgresLeadership:
                 log.warning("leadership_check_failed", error=type(exc).__name__)
                 self.leading = False
                 return False
-            row = await (
-                await conn.execute(
-                    "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || %s, 0))", (f":{self._name}",)
-                )
-            ).fetchone()
+            try:
+                row = await (
+                    await conn.execute(
+                        "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || %s, 0))", (f":{self._name}",)
+                    )
+                ).fetchone()
+            except BaseException:  # cancelled (shutdown) or the server went away: never leave the connection open
+                await conn.close()
+                raise
             if row is not None and row[0]:
                 self._conn = conn
                 log.info("leadership_taken", name=self._name)
