@@ -33,6 +33,7 @@ bench: install
 	$(PY) -m bench.export
 	$(PY) -m bench.dashboard
 	$(PY) -m bench.codec
+	$(PY) -m bench.recovery
 
 clean:
 	rm -rf $(VENV) *.egg-info
