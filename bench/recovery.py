@@ -66,7 +66,7 @@ from psycopg.rows import dict_row
 from adapters.meta_auth import SIGNATURE_HEADER, sign
 from admin.tokens import mint_token
 from bench.common import admin_post, provision
-from bench.webhooks import PHONE_NUMBER_ID, whatsapp_text
+from bench.load import PHONE_NUMBER_ID, whatsapp_text
 from core.storage.db import DatabaseURL
 from gateway.logging import configure_logging
 from gateway.settings import Settings
@@ -108,7 +108,7 @@ class Load:
         self.by_text: dict[str, str] = {}  # the text a model call is asked about -> the message id
 
     def payload(self, customer: int, n: int) -> dict[str, Any]:
-        body = whatsapp_text(n * CUSTOMERS + customer, self.tag, CUSTOMERS, self.now)
+        body: dict[str, Any] = whatsapp_text(n * CUSTOMERS + customer, self.tag, CUSTOMERS, self.now)
         [message] = body["entry"][0]["changes"][0]["value"]["messages"]
         self.by_text[message["text"]["body"]] = message["id"]
         return body
