@@ -38,6 +38,7 @@ import aiohttp
 
 from admin.tokens import mint_token
 from bench.common import provision, serving
+from bench.load import MESSAGES
 from bench.postgres import BenchDatabase, check_server
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
@@ -46,16 +47,6 @@ from tests.fakes.openai_server import FakeOpenAI
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
-MESSAGES = (
-    "Hi! Are you open on Sunday?",
-    "Do you have oat milk?",
-    "How much is a large cappuccino?",
-    "Can I book a table for four people tomorrow at noon?",
-    "Is there wifi in the shop?",
-    "Do you sell gift cards?",
-    "What cakes do you have today?",
-    "Can I bring my dog inside?",
-)
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 SHOW_FAILURES = 5
 
