@@ -26,10 +26,15 @@ class TaskRegistry:
 
     @staticmethod
     async def _loop(seconds: float, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        task = asyncio.current_task()
         while True:
             try:
                 await job()
             except Exception:
                 # A failing sweep must not kill the loop: log it, try again next period.
                 log.exception("background_job_failed", job=name)
+            if task is not None and task.cancelling():
+                # Cancelled (shutdown) while a library turned the cancellation into an error of its own (psycopg
+                # may, while connecting): stop now, or close() would wait out the whole period's sleep.
+                raise asyncio.CancelledError
             await asyncio.sleep(seconds)

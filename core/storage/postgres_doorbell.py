@@ -110,6 +110,9 @@ class PostgresDoorbell:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # closing: the cancellation came back as an error
                 delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
                 failures += 1
                 log.warning("doorbell_listener_reconnecting", error=type(exc).__name__, in_seconds=delay)
