@@ -52,7 +52,7 @@ class GatewayProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    async def wait_ready(self, within: float = 20.0) -> None:
+    async def wait_ready(self, within: float = 60.0) -> None:
         deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as session:
             while True:
