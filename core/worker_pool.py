@@ -43,6 +43,8 @@ class WorkerPool:
         self._concurrency = concurrency
         self._poll = poll_seconds
         self._settle = settle_seconds
+        self._settling: asyncio.TimerHandle | None = None
+        self._rung_again = False
         self._owner = f"worker-{secrets.token_hex(4)}"
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -57,14 +59,28 @@ class WorkerPool:
             self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="worker-pool")
 
     def wake(self) -> None:
-        """Events were stored: they are due once they have settled (INBOX_SETTLE_MS), so look then."""
-        if self._settle > 0:
-            asyncio.get_running_loop().call_later(self._settle, self._wake.set)
-        else:
+        """Events were stored: they are due once they have settled (INBOX_SETTLE_MS), so look then. Rung once per
+        webhook commit: rings while a look is scheduled are covered by one more look a settle time after that one
+        (two timers for a burst, not one per delivery; each ring is still followed by a look once it settled)."""
+        if self._settle <= 0:
             self._wake.set()
+        elif self._settling is None:
+            self._settling = asyncio.get_running_loop().call_later(self._settle, self._settled)
+        else:
+            self._rung_again = True
+
+    def _settled(self) -> None:
+        self._settling = None
+        self._wake.set()
+        if self._rung_again:
+            self._rung_again = False
+            self._settling = asyncio.get_running_loop().call_later(self._settle, self._settled)
 
     async def stop(self, drain_seconds: float = 20.0) -> None:
         """Stop claiming, let running events finish (their leases cover a crash if they cannot)."""
+        if self._settling is not None:
+            self._settling.cancel()
+            self._settling = None
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
