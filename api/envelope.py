@@ -17,6 +17,7 @@ from core.errors import (
     RateLimited,
     StorageUnavailable,
     UpstreamUnavailable,
+    ValueOutOfRange,
 )
 
 
@@ -31,6 +32,8 @@ def from_domain(exc: GatewayError) -> ApiError:
         return ApiError(
             503, "service_unavailable", "the database is busy; please retry shortly", headers={"Retry-After": "1"}
         )
+    if isinstance(exc, ValueOutOfRange):
+        return ApiError(400, "bad_request", "a value is outside the range this gateway can store")
     if isinstance(exc, NotConfigured):
         return ApiError(503, "not_configured", str(exc))
     if isinstance(exc, AccountLocked):

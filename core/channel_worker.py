@@ -33,6 +33,7 @@ from core.storage.channels import ChannelStore
 from core.storage.conversation_state import ConversationStateStore
 from core.storage.db import Transaction
 from core.storage.inbox_queue import InboxItem, InboxQueue, LeaseLost
+from core.storage.quota import QuotaService
 
 log = structlog.get_logger("core.channel_worker")
 
@@ -57,6 +58,7 @@ class WorkerDeps:
     bots: BotStore
     accounts: AccountStore
     state: ConversationStateStore
+    quota: QuotaService
     engine: ConversationEngine | None
     graph: GraphClient
     clock: Clock
@@ -165,6 +167,10 @@ class ChannelWorker:
             await self._retry(item, "OPENAI_API_KEY is not set")
             return None
         account = await d.accounts.get(channel.account_id)
+        # Taken over (or retried): an earlier attempt that died mid-call left its reservation under this event's
+        # id; this attempt reserves anew, so that one goes back now rather than at its expiry.
+        if item.attempts > 1 and (released := await d.quota.release_abandoned(item.id)):
+            log.info("abandoned_reservation_released", inbox_id=item.id, tokens=released)
 
         async def keep(tx: Transaction, reply: str) -> None:
             await d.queue.store_reply(tx, item, reply)

@@ -23,6 +23,11 @@ class StorageUnavailable(GatewayError):
     """The database is busy, locked, full or unreachable right now: nothing was stored; try again shortly."""
 
 
+class ValueOutOfRange(GatewayError):
+    """The database refused a value it cannot hold (a number beyond 64 bits, say): nothing was stored. The API's
+    fields are bounded well inside what both backends hold, so this is the last line, never a 500."""
+
+
 class NotConfigured(GatewayError):
     pass
 

@@ -244,6 +244,7 @@ async def open_worker(
             bots=storage.bots,
             accounts=storage.accounts,
             state=storage.state,
+            quota=storage.quota,
             engine=upstreams.engine,
             graph=upstreams.graph,
             clock=clock,

@@ -38,7 +38,7 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
 
-from core.errors import Conflict, StorageUnavailable
+from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
 from core.storage.db import POSTGRES, Dialect, Params, Row, Transaction, WriteHealth
 from core.storage.leadership import Leadership
 from core.storage.postgres_doorbell import PostgresDoorbell, PostgresLeadership
@@ -264,12 +264,15 @@ async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """psycopg's failures as the domain's: a unique or foreign-key violation is a Conflict; a connection lost,
+    """psycopg's failures as the domain's: a unique or foreign-key violation is a Conflict; a value the column
+    cannot hold is ValueOutOfRange; a connection lost,
     a pool exhausted, a disk full, a deadlock that persisted, a server shutting down is StorageUnavailable."""
     try:
         yield
     except psycopg.IntegrityError as exc:
         raise Conflict("this conflicts with a change made at the same moment; please retry") from exc
+    except psycopg.DataError as exc:  # a number out of range, a value the column's type cannot hold
+        raise ValueOutOfRange(f"postgresql: {type(exc).__name__}") from exc
     except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
         # A missing table is a database not migrated yet: unavailable, as SQLite reports it too.
         first_line = next(iter(str(exc).strip().splitlines()), "")

@@ -133,6 +133,22 @@ class QuotaService:
         """Give back a reservation whose call failed: nothing is charged."""
         await self._db.run(lambda tx: _drop_reservation(tx, reservation))
 
+    async def release_abandoned(self, request_id: str) -> int:
+        """Give back what an earlier attempt at `request_id` still holds: a worker that lost its lease (killed, or
+        stalled past it) leaves its reservation behind, and the attempt taking over would otherwise count the turn
+        twice until the sweeper frees it. Returns the tokens given back. A stale attempt that settles later still
+        charges what it used and gives nothing back twice (see settle); its reply is then fenced off anyway."""
+
+        async def drop(tx: Transaction) -> int:
+            rows = await tx.fetch_all(
+                "SELECT id, account_id, tokens FROM quota_reservations WHERE request_id = ?", (request_id,)
+            )
+            for row in rows:
+                await _drop_reservation(tx, Reservation(row["id"], row["account_id"], int(row["tokens"])))
+            return sum(int(row["tokens"]) for row in rows)
+
+        return await self._db.run(drop)
+
     async def sweep_expired(self) -> int:
         """Release reservations left by a process that died mid-call; returns how many."""
         now = self._clock.now_ms()

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from core.errors import Conflict, StorageUnavailable
+from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
 from core.storage.db import SQLITE, Dialect, Params, Row, Transaction, WriteHealth
 from core.storage.doorbell import LocalDoorbell
 from core.storage.leadership import Leadership, SoleLeader
@@ -210,13 +210,18 @@ class SqliteDatabase:
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """sqlite3's failures as the domain's: a constraint is a Conflict, a locked, full or failing file is
-    StorageUnavailable (SQLite reports both as OperationalError, as it does a missing table)."""
+    """sqlite3's failures as the domain's: a constraint is a Conflict, a number beyond 64 bits ValueOutOfRange, a
+    locked, full or failing file StorageUnavailable (SQLite reports both as OperationalError, as it does a missing
+    table)."""
     try:
         yield
     except sqlite3.IntegrityError as exc:
         raise Conflict("this conflicts with a change made at the same moment; please retry") from exc
+    except OverflowError as exc:  # binding an int beyond 64 bits
+        raise ValueOutOfRange(f"sqlite: {exc}") from exc
     except sqlite3.OperationalError as exc:
+        if str(exc) == "integer overflow":  # arithmetic in SQL beyond 64 bits: the value, not the file
+            raise ValueOutOfRange(f"sqlite: {exc}") from exc
         raise StorageUnavailable(f"sqlite: {exc}") from exc
 
 

@@ -19,13 +19,11 @@ accepts; the holder renews its lease every second while a turn runs). The recove
 process held is not touched while its lease is live, and is answered within RECOVERY_MARGIN_SECONDS of the moment
 it can be (its lease ran out and the restarted process is ready), so within the lease plus that margin after the
 restart. Reservations last longer: RESERVATION_TTL_SECONDS is at least 2 x LLM_TOTAL_BUDGET + 30 = 40 s here. The
-fast SIGKILL test stands in for that wait by expiring the dead process's reservations in the database before the
-restart (`expires_at = 0`, the state waiting would reach), which the restarted process's sweeper releases on its
-first run, at start. One test, and only that one, waits for the real sweep instead (about 45 s): without it
-nothing would show that the sweeper leaves a live reservation alone and really gives the expired ones back. It
-restarts the process about 11 s after the kill, which a 3 s lease would long have outlived: there the processes
-run with 25 s leases, so that the restarted process meets live leases and must wait them out. The file runs in
-a little over a minute, most of it that test's wait.
+fast SIGKILL test makes the dead process's reservations expired in the database before the restart (`expires_at =
+0`, the state waiting would reach), which the restarted process's sweeper releases on its first run, at start. One
+test waits out live leases instead: it restarts at once, with 25 s leases, so the restarted process meets them live
+and must leave them alone; each event it then takes over gives back the reservation the dead attempt left under the
+event's id, long before the reservation would expire. The file runs in about a minute.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import SWEEP_INTERVAL_SECONDS
 from gateway.settings import Settings, SettingsError
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
@@ -71,9 +68,9 @@ from tests.support.harness import Tenant, connect_channel, provision
 
 KILL_AFTER_REPLIES = 10
 LEASE_SECONDS = 3  # the least INBOX_LEASE_SECONDS the gateway accepts
-# The real-sweep test restarts about 11 s after the kill (see there): leases of 25 s, renewed every 8 s, still have
-# 16 s or more to run at the kill, so the restarted process meets them live; they run out well before the
-# reservations expire (about 40 s after the kill), so the sweep that test waits for still comes last.
+# The live-lease test restarts at once (see there): leases of 25 s, renewed every 8 s, still have 16 s or more to run
+# at the kill, so the restarted process meets them live; they run out well before the reservations would expire
+# (about 40 s after the kill), so the takeover, not the sweeper, must be what frees them.
 SLOW_RESTART_LEASE_SECONDS = 25
 RESERVATION_TTL_SECONDS = 40  # the least the gateway accepts with LLM_TOTAL_BUDGET=5: 2 x 5 + 30
 DRAIN_LIMIT_SECONDS = 30.0
@@ -263,9 +260,12 @@ async def test_sigkill_with_work_in_flight_loses_nothing_and_recovers_within_the
 
 
 @pytest.mark.parametrize("lease_seconds", [SLOW_RESTART_LEASE_SECONDS])
-async def test_sigkill_then_the_real_lease_and_sweep_recover_everything(scenario: Scenario) -> None:
+async def test_sigkill_then_live_leases_are_waited_out_and_the_takeover_frees_the_dead_reservations(
+    scenario: Scenario,
+) -> None:
     """No help from the test: the restarted process leaves the dead one's live leases alone and takes their events
-    up once the leases run out; its sweeper frees the dead process's reservations once they expire, not before."""
+    up once the leases run out; each takeover gives back the reservation the dead attempt left under that event,
+    at once, not when it expires (the account's reserved tokens would otherwise count those turns twice)."""
     s = scenario
     started = time.monotonic()
     await deliver_all(s.gateway.base_url, s.database_url)
@@ -276,46 +276,35 @@ async def test_sigkill_then_the_real_lease_and_sweep_recover_everything(scenario
     held = leases(left.inbox)
     assert held and left.reservations
     expiries = [int(r["expires_at"]) / 1000 for r in left.reservations]
+    # Every reservation left is a model call the kill cut, under the id of an event the dead process held.
+    assert {r["request_id"] for r in left.reservations} <= {left.inbox[m]["id"] for m in held}
 
-    # The sweeper runs at start, then every SWEEP_INTERVAL_SECONDS: restart late enough that its second run comes
-    # just after the dead process's reservations expire (its first finds them live). That is still before the
-    # dead process's leases run out (SLOW_RESTART_LEASE_SECONDS): the restarted process meets live leases.
-    sweep_due = max(expiries) + 1.0
-    await asyncio.sleep(max(0.0, sweep_due - SWEEP_INTERVAL_SECONDS - time.time()))
-    restarted = time.time()
-    assert restarted < min(held.values()) - 2
     ready = await restart(s)
     live_at_ready = sum(1 for expires in held.values() if expires > ready)
+    assert live_at_ready, "the restarted process met no live lease: nothing shows it waits them out"
     rows = await all_answered(s.database_url, within=max(held.values()) - time.time() + 15, logs=s.gateway.log)
     taken = takeovers(held, s.graph.requests[len(left.graph) :], rows)
     check_takeovers(taken, ready=ready, lease_seconds=SLOW_RESTART_LEASE_SECONDS)
 
-    # Everything was answered before the reservations expired: the first sweep left them alone.
+    # Everything was answered before the dead reservations would have expired, and none is held any more.
     assert time.time() < min(expiries)
-    assert quota(s.database_url, s.tenant.account_id)[1:] == (left.reserved_tokens, left.reserved_tokens)
-    # The sweeper's first run came before the process was ready; its second comes SWEEP_INTERVAL_SECONDS later.
-    await until(
-        lambda: quota(s.database_url, s.tenant.account_id)[1:] == (0, 0),
-        ready + SWEEP_INTERVAL_SECONDS + 10 - time.time(),
-        lambda: f"reservations not released: {quota(s.database_url, s.tenant.account_id)}\n{s.gateway.log()}",
-    )
-    released = time.time()
+    assert quota(s.database_url, s.tenant.account_id)[1:] == (0, 0)
+    assert database.rows(s.database_url, "SELECT COUNT(*) FROM quota_reservations")[0][0] == 0
+    assert "abandoned_reservation_released" in s.gateway.log(tail=10**7)
     outcome = recovered(s, left)
-    assert "stale_reservations_released" in s.gateway.log(tail=10**7)
     await stop_gracefully(s)
     assert database.integrity_check(s.database_url) == "ok"
     report(
-        "SIGKILL, real lease and sweep",
+        "SIGKILL, real lease, reservations freed by the takeover",
         replies_before=at_kill.replies,
         graph_in_flight_at_kill=at_kill.graph_in_flight,
         model_in_flight_at_kill=at_kill.model_in_flight,
         leased=len(held),
-        restart_after_kill=round(restarted - killed, 1),
         live_at_ready=live_at_ready,
         taken_after_expiry=sorted(t.after_expiry() for t in taken.values() if t.taken is not None),
         held_answered_after_kill=round(max(t.finished for t in taken.values()) - killed, 2),
         reservations_left=len(left.reservations),
-        released_after_expiry=round(released - max(expiries), 1),
+        freed_before_expiry=round(min(expiries) - time.time(), 1),
         cut_sends=outcome.cut_sends,
         unrecorded_sends=outcome.unrecorded_sends,
         duplicates=outcome.duplicates,

@@ -128,6 +128,25 @@ async def test_sweeper_frees_reservations_of_a_crashed_call(world: World) -> Non
     assert (snap.used_tokens, snap.reserved_tokens) == (50, 0)
 
 
+async def test_a_takeover_frees_what_the_abandoned_attempt_held_before_it_expires(world: World) -> None:
+    abandoned = await world.quota.reserve(world.account_id, 700, request_id="inb_1")
+    other = await world.quota.reserve(world.account_id, 300, request_id="inb_2")
+    # The next attempt at inb_1 could not reserve again while the dead one's tokens still counted.
+    with pytest.raises(QuotaExceeded):
+        await world.quota.reserve(world.account_id, 700, request_id="inb_1")
+    assert await world.quota.release_abandoned("inb_1") == 700
+    assert await world.quota.release_abandoned("inb_1") == 0  # nothing left to give back
+    assert (await world.quota.snapshot(world.account_id)).reserved_tokens == 300  # inb_2's is not touched
+    await world.quota.reserve(world.account_id, 700, request_id="inb_1")
+    # The abandoned attempt was only stalled and settles after all: it charges what it used and gives nothing
+    # back twice (its reply is fenced off by the lease anyway).
+    async with world.db.transaction() as tx:
+        await world.quota.settle(tx, abandoned, 40)
+    snap = await world.quota.snapshot(world.account_id)
+    assert (snap.used_tokens, snap.reserved_tokens) == (40, 1000)
+    await world.quota.release(other)
+
+
 async def test_locked_account_is_refused(world: World) -> None:
     await world.accounts.set_locked(world.account_id, True)
     with pytest.raises(AccountLocked):
