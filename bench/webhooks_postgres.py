@@ -12,7 +12,8 @@ processes by LISTEN/NOTIFY), each with DATABASE_URL and PORT in its environment.
   2. floor at --rate deliveries/s offered, open loop for --seconds: the baseline of the ack latency below.
   3. ack at --rate offered, 1 web + W worker processes for each W of --worker-processes, the workers answering
      through a fake OpenAI with --model-latency (busy the whole run). Target: ack p99 under 10 ms at 1,000/s.
-     Workers in another process never give way to acknowledgements (WORKER_ACK_TARGET_MS acts within a process).
+     The worker processes give way to the web process's acknowledgements as workers in one process do
+     (WORKER_ACK_TARGET_MS): the web process reports its inbox commits' waits through NOTIFY.
   4. end to end, 1 web + W worker processes: zero-latency fakes, --messages deliveries posted (closed loop),
      timed from the first post until the fake Graph has received that many text replies. Alternated over the
      topologies for --rounds rounds and pooled. Target: the most worker processes answer at least 1.6 x what one

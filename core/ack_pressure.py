@@ -11,6 +11,10 @@ the fastest commit of the last second or so: on a disk whose fsync alone takes l
 add is still told apart from what the disk costs anyway. Additive increase, multiplicative decrease, as TCP does
 with its window. At least one event always runs, so a backlog never stalls; without webhook traffic nothing is cut
 and the pool runs at its full size.
+
+On PostgreSQL the acknowledging process is often another one (`serve --role web`), on the same machine's CPUs:
+the database handle passes on what other processes report of their commits (core/storage/postgres_doorbell.py,
+CommitWaitReports: the fastest and the slowest of each 20 ms), and the allowance judges them the same way.
 """
 
 from __future__ import annotations

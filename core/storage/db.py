@@ -172,7 +172,7 @@ class Database(Protocol):
         """
         ...
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         """One statement as its own transaction."""
         ...
 

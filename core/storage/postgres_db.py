@@ -25,6 +25,7 @@ What differs from SQLite, and is handled here rather than in the stores:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
@@ -41,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
 from core.storage.db import POSTGRES, Dialect, Params, Row, Transaction, WriteHealth
 from core.storage.leadership import Leadership
-from core.storage.postgres_doorbell import PostgresDoorbell, PostgresLeadership
+from core.storage.postgres_doorbell import CommitWaitReports, PostgresDoorbell, PostgresLeadership
 
 T = TypeVar("T")
 log = structlog.get_logger("core.storage.postgres_db")
@@ -155,6 +156,7 @@ class PostgresDatabase:
         self.writes = WriteHealth()
         self._url = url
         self.doorbell = PostgresDoorbell(url, self._notify)
+        self._commit_waits = CommitWaitReports(self.doorbell)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10, idle: bool = False) -> PostgresDatabase:
@@ -183,12 +185,17 @@ class PostgresDatabase:
         return cls(pool, url)
 
     def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
-        return None  # commits on separate connections do not wait for each other: nothing to give way to
+        """Commits on separate connections do not queue behind each other as on SQLite's one writer, but the
+        processes still share the machine's CPU: a webhook's commit waits for its process's event loop and for
+        the server. The listener hears this process's urgent commits and what other processes report of theirs
+        (core/storage/postgres_doorbell.py, CommitWaitReports), so worker processes give way to web processes."""
+        self._commit_waits.watch(listener)
 
     def leadership(self, name: str) -> Leadership:
         return PostgresLeadership(self._url, name)
 
     async def close(self) -> None:
+        await self._commit_waits.close()
         await self.doorbell.close()
         await self._pool.close()
 
@@ -204,7 +211,11 @@ class PostgresDatabase:
 
     async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
         # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
-        return await asyncio.shield(asyncio.ensure_future(self._run(work)))
+        started = time.monotonic()
+        result = await asyncio.shield(asyncio.ensure_future(self._run(work)))
+        if urgent:  # from the caller's side: the wait for a connection, the server and this event loop
+            self._commit_waits.record((time.monotonic() - started) * 1000)
+        return result
 
     async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True) -> T:
         with self.writes.watch(), _translated():
@@ -221,9 +232,15 @@ class PostgresDatabase:
                     log.info("transaction_retried", attempt=attempt, error=type(exc).__name__)
         raise AssertionError("unreachable")
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         # One statement in autocommit is a transaction of its own: no BEGIN, no COMMIT, one round trip.
-        return await asyncio.shield(asyncio.ensure_future(self._run(lambda tx: tx.execute(sql, params), begin=False)))
+        started = time.monotonic()
+        changed = await asyncio.shield(
+            asyncio.ensure_future(self._run(lambda tx: tx.execute(sql, params), begin=False))
+        )
+        if urgent:
+            self._commit_waits.record((time.monotonic() - started) * 1000)
+        return changed
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)

@@ -10,7 +10,13 @@ its own on the server, committed under the lock that every NOTIFYing commit of t
 once. The listener ignores its own process's notifications (it has called its subscribers already) and
 reconnects with a backoff if its connection drops; meanwhile everyone polls.
 
+Besides the rings, one report travels the same way: how long this process's urgent commits (the webhook's inbox
+commits, each a delivery Meta is waiting on) took. `CommitWaitReports` sums them up per REPORT_INTERVAL_SECONDS
+(the fastest and the slowest) into one NOTIFY; worker processes hear them and give way as a worker in the same
+process would (core/ack_pressure.py). Only processes that acknowledge webhooks send them, only while they do.
+
 Channel names carry the schema, so deployments that share a database in separate schemas do not hear each other.
+A notification's payload is the sending process's origin, then for a report a space and what it says.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ SendNotify = Callable[[str, str], Awaitable[None]]
 log = structlog.get_logger("core.storage.postgres_doorbell")
 
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# One report of urgent commit waits per this interval at most: 50 NOTIFYs a second under a stream of webhooks.
+REPORT_INTERVAL_SECONDS = 0.02
+# The report topic: its listeners get the payload (not a ring, so not in doorbell.TOPICS).
+COMMIT_WAITS = "commit_waits"
+
 # Rings closer together than this share one NOTIFY. Well under the inbox's settle window (INBOX_SETTLE_MS, 50 ms
 # by default), which a woken worker waits anyway before it claims.
 NOTIFY_INTERVAL_SECONDS = 0.01
@@ -42,8 +53,10 @@ class PostgresDoorbell:
         self._send = send
         self._origin = secrets.token_hex(6)  # this process's rings, recognised when they come back
         # Sent as current_schema() || suffix (the server knows the schema); the listener learns it on connecting.
-        self._suffixes = {topic: f".gateway.{topic}" for topic in TOPICS}
+        self._suffixes = {topic: f".gateway.{topic}" for topic in (*TOPICS, COMMIT_WAITS)}
         self._subscribers = Subscribers()
+        self._readers: list[Callable[[str], None]] = []  # of COMMIT_WAITS reports
+        self._reporting: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._listening: asyncio.Task[None] | None = None
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -53,6 +66,33 @@ class PostgresDoorbell:
         self._subscribers.add(topic, listener)
         if self._listening is None:
             self._listening = asyncio.get_running_loop().create_task(self._listen(), name="doorbell-listener")
+
+    def read_reports(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with what each report of another process says (COMMIT_WAITS)."""
+        self._readers.append(listener)
+        if self._listening is None:
+            self._listening = asyncio.get_running_loop().create_task(self._listen(), name="doorbell-listener")
+
+    async def report(self, what: str) -> None:
+        """Tell the other processes `what` (a COMMIT_WAITS report) now; the caller keeps the pace. Never raises.
+
+        On a connection of its own, opened on the first report: a report matters most when this process is
+        overloaded, and then its pooled connections have a queue of webhook commits waiting for them."""
+        try:
+            if self._reporting is None or self._reporting.closed:
+                self._reporting = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            await self._reporting.execute(
+                "SELECT pg_notify(current_schema() || %s, %s)", (self._suffixes[COMMIT_WAITS], f"{self._origin} {what}")
+            )
+        except Exception as exc:  # a lost report costs the workers one chance to give way, nothing more
+            log.warning("doorbell_report_failed", error=type(exc).__name__)
+            await self._stop_reporting()
+
+    async def _stop_reporting(self) -> None:
+        if self._reporting is not None:
+            conn, self._reporting = self._reporting, None
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
     async def ring(self, topic: str) -> None:
         self._subscribers.call(topic)
@@ -68,6 +108,7 @@ class PostgresDoorbell:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._stop_reporting()
 
     async def _notify(self, topic: str) -> None:
         loop = asyncio.get_running_loop()
@@ -84,6 +125,13 @@ class PostgresDoorbell:
                 self._again.discard(topic)  # the next send covers every ring until now
         finally:
             self._sending.pop(topic, None)
+
+    def _read(self, what: str) -> None:
+        for reader in self._readers:
+            try:
+                reader(what)
+            except Exception:
+                log.exception("doorbell_report_reader_failed")
 
     async def _listen(self) -> None:
         failures = 0
@@ -102,8 +150,13 @@ class PostgresDoorbell:
                             self._subscribers.call(topic)
                     failures = 0
                     async for notice in conn.notifies():
-                        if notice.payload != self._origin and notice.channel in topics:
-                            self._subscribers.call(topics[notice.channel])
+                        origin, _, what = notice.payload.partition(" ")
+                        if origin == self._origin or notice.channel not in topics:
+                            continue
+                        if (topic := topics[notice.channel]) == COMMIT_WAITS:
+                            self._read(what)
+                        else:
+                            self._subscribers.call(topic)
                 finally:
                     self.listening.clear()
                     await conn.close()
@@ -117,6 +170,67 @@ class PostgresDoorbell:
                 failures += 1
                 log.warning("doorbell_listener_reconnecting", error=type(exc).__name__, in_seconds=delay)
                 await asyncio.sleep(delay)
+
+
+class CommitWaitReports:
+    """This process's urgent commits, told to the others: each wait is passed to this process's own listeners at
+    once, and summed up (fastest, slowest) into one report per REPORT_INTERVAL_SECONDS for the other processes,
+    whose listeners hear the fastest and then the slowest (core/ack_pressure.py keeps the fastest as its baseline
+    and judges the slowest)."""
+
+    def __init__(self, doorbell: PostgresDoorbell, interval: float = REPORT_INTERVAL_SECONDS) -> None:
+        self._doorbell = doorbell
+        self._interval = interval
+        self._listeners: list[Callable[[float], None]] = []
+        self._fastest = float("inf")
+        self._slowest = 0.0
+        self._sending: asyncio.Task[None] | None = None
+        self._heard = False
+
+    def watch(self, listener: Callable[[float], None]) -> None:
+        """`listener(wait_ms)` for every urgent commit of this process and those another process reports."""
+        self._listeners.append(listener)
+        if not self._heard:
+            self._heard = True
+            self._doorbell.read_reports(self._heard_report)
+
+    def record(self, wait_ms: float) -> None:
+        self._tell(wait_ms)
+        self._fastest, self._slowest = min(self._fastest, wait_ms), max(self._slowest, wait_ms)
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send(), name="commit-wait-report")
+
+    async def close(self) -> None:
+        if self._sending is not None:
+            self._sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sending
+
+    async def _send(self) -> None:
+        try:
+            await asyncio.sleep(self._interval)  # what comes meanwhile goes out with this report
+            fastest, slowest = self._fastest, self._slowest
+            self._fastest, self._slowest = float("inf"), 0.0
+            await self._doorbell.report(f"{fastest:.3f} {slowest:.3f}")
+        finally:
+            self._sending = None
+
+    def _heard_report(self, what: str) -> None:
+        try:
+            waits = [float(part) for part in what.split()]
+        except ValueError:
+            log.warning("commit_wait_report_unreadable", report=what[:100])
+            return
+        for wait_ms in waits[:2]:
+            if 0.0 <= wait_ms < 3_600_000.0:
+                self._tell(wait_ms)
+
+    def _tell(self, wait_ms: float) -> None:
+        for listener in self._listeners:
+            try:
+                listener(wait_ms)
+            except Exception:
+                log.exception("commit_wait_listener_failed")
 
 
 class PostgresLeadership:

@@ -183,9 +183,9 @@ class SqliteDatabase:
                 listener(waited_ms)
         return result
 
-    async def execute(self, sql: str, params: Params = ()) -> int:
+    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         """One statement as its own transaction, in one hop."""
-        return await self.run(lambda tx: tx.execute(sql, params))
+        return await self.run(lambda tx: tx.execute(sql, params), urgent=urgent)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
