@@ -67,6 +67,7 @@ class Metrics:
     llm_calls: Counter  # model, outcome: ok|empty_reply|upstream_error
     llm_tokens: Counter  # model, kind: prompt|cached|completion|reasoning
     llm_cost_usd: Counter  # model
+    llm_usage_bounded: Counter  # model: calls whose reported usage was out of bounds and charged at the bound
     openai_errors: Counter  # code, per failed attempt (retried ones included)
     graph_errors: Counter  # code, action
     relay_requests: Counter  # status
@@ -111,6 +112,12 @@ class Metrics:
             llm_tokens=Counter("nexus_llm_tokens", "Tokens reported by the provider", ("model", "kind"), registry=r),
             llm_cost_usd=Counter(
                 "nexus_llm_cost_usd", "Cost of model calls in USD (priced ones)", ("model",), registry=r
+            ),
+            llm_usage_bounded=Counter(
+                "nexus_llm_usage_bounded",
+                "Model calls whose reported usage exceeded what the request could cost (charged at the bound)",
+                ("model",),
+                registry=r,
             ),
             openai_errors=Counter(
                 "nexus_openai_errors", "Failed model call attempts by error code", ("code",), registry=r
@@ -162,6 +169,8 @@ class Metrics:
                 self.llm_tokens.labels(model, kind).inc(count)
         if record.cost_nanousd:
             self.llm_cost_usd.labels(model).inc(record.cost_nanousd / _NANO_PER_USD)
+        if record.reported_usage is not None:
+            self.llm_usage_bounded.labels(model).inc()
 
     def openai_error(self, code: str) -> None:
         self.openai_errors.labels(self.openai_codes(code)).inc()

@@ -53,6 +53,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "outcome",
     "error_code",
     "request_id",
+    "reported_usage",
 )
 # A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); such text cells get a
 # leading apostrophe in CSV. Ids, models and codes never start with them, so real data round-trips unchanged.
@@ -90,6 +91,9 @@ def row_values(row: ExportRow) -> dict[str, Any]:
         "outcome": row.outcome,
         "error_code": row.error_code,
         "request_id": row.request_id,
+        # Set only where the provider reported usage the request cannot have cost (core/usage_bounds.py): its
+        # figures as it sent them, JSON text; the token columns hold what was charged.
+        "reported_usage": row.reported_usage,
     }
 
 

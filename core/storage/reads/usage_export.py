@@ -20,7 +20,7 @@ DEFAULT_PAGE_SIZE = 1000
 _COLUMNS = (
     "id, created_at, account_id, bot_id, contact_id, channel, model, response_model, prompt_tokens, cached_tokens,"
     " completion_tokens, reasoning_tokens, total_tokens, cost_nanousd, latency_ms, attempts, outcome, error_code,"
-    " request_id"
+    " request_id, reported_usage"
 )
 
 
@@ -54,6 +54,7 @@ class ExportRow:
     outcome: str
     error_code: str | None
     request_id: str | None
+    reported_usage: str | None  # the provider's usage as it reported it (JSON), when it was not charged as reported
 
 
 def _row(r: Row) -> ExportRow:

@@ -38,6 +38,7 @@ COLUMNS = [
     "outcome",
     "error_code",
     "request_id",
+    "reported_usage",
 ]
 INTEGERS = {"prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens", "total_tokens", "attempts"}
 EXPORT = "/api/admin/logs/export"

@@ -20,7 +20,7 @@ from gateway.logging import configure_logging
 from gateway.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
-from tests.support.harness import Tenant, expect, provision, relay
+from tests.support.harness import Tenant, auth, expect, provision, relay
 
 Usage = dict[str, Any]
 
@@ -220,3 +220,23 @@ async def test_the_operator_is_told_what_the_provider_reported(
     assert record["upstream_request_id"] == fake_openai.calls[0].request_id
     assert record["account_id"] == tenant.account_id
     assert "4111" not in line  # context, never content
+
+
+async def test_the_export_and_the_metrics_show_which_calls_were_charged_at_the_bound(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    tenant = await provision(client)
+    await expect(await relay(client, tenant, "an honest one"), 200)
+    reporting(fake_openai, completion_tokens=10**30)
+    await expect(await relay(client, tenant, "an absurd one"), 200)
+    export = await client.get("/api/admin/logs/export", params={"format": "ndjson"}, headers=auth())
+    records = [json.loads(line) for line in (await expect_text(export)).splitlines()]
+    assert [r["reported_usage"] is None for r in records] == [True, False]
+    assert json.loads(records[1]["reported_usage"])["completion_tokens"] == 10**30  # exactly as the provider said
+    scraped = await (await client.get("/metrics")).text()
+    assert 'nexus_llm_usage_bounded_total{model="gpt-4o-mini"} 1.0' in scraped
+
+
+async def expect_text(response: Any) -> str:
+    assert response.status == 200, await response.text()
+    return str(await response.text())
