@@ -100,7 +100,8 @@ class ChannelWorker:
         d = self._d
         event = event_from_json(item.event_json)
         try:
-            channel = await d.channels.get(item.channel_id)
+            # One read for the channel and its secrets, opened once for the typing indicator and every part.
+            channel, secrets = await d.channels.get_with_secrets(item.channel_id)
         except NotFound:
             await d.queue.finish(item, "skipped", "channel disconnected")
             return
@@ -132,8 +133,7 @@ class ChannelWorker:
             # Delivered or retried too late: Meta would refuse the reply, so nothing is generated or billed.
             await d.queue.finish(item, "undeliverable", "older than the 24-hour reply window")
             return
-        # Opened once per event (a read and a decryption) for the typing indicator and every part of the reply.
-        token = (await d.channels.secrets(channel.id)).access_token
+        token = secrets.access_token
         if reply is None:
             await self._typing(channel, event, token)
             reply = await self._reply(item, channel, event)

@@ -104,6 +104,15 @@ class ChannelStore:
         rows = await self._db.fetch_all(f"SELECT {_COLUMNS} FROM channels WHERE disconnected_at IS NULL")
         return [(_channel(r), self._open(r)) for r in rows]
 
+    async def get_with_secrets(self, channel_id: str) -> tuple[Channel, ChannelSecrets]:
+        """A connected channel and its opened secrets, in one read (the worker needs both for each event)."""
+        row = await self._db.fetch_one(
+            f"SELECT {_COLUMNS} FROM channels WHERE id = ? AND disconnected_at IS NULL", (channel_id,)
+        )
+        if row is None:
+            raise NotFound("channel")
+        return _channel(row), self._open(row)
+
     async def secrets(self, channel_id: str) -> ChannelSecrets:
         row = await self._db.fetch_one(f"SELECT {_COLUMNS} FROM channels WHERE id = ?", (channel_id,))
         if row is None:

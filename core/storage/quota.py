@@ -168,8 +168,13 @@ class QuotaService:
         quota row stays locked until the transaction ends)."""
         now = self._clock.now_ms()
         start, _ = month_bounds(now)
-        await tx.execute(_ROLLOVER, (start, now, account_id, start))
-        row = await tx.fetch_one(_TERMS + (tx.dialect.locked(of="q") if lock else ""), (account_id,))
+        terms = _TERMS + (tx.dialect.locked(of="q") if lock else "")
+        row = await tx.fetch_one(terms, (account_id,))
+        if row is not None and int(row["period_start"]) < start:
+            # The first use in a new month (rare): roll over, then read again. Conditional, so two callers rolling
+            # over at once (two processes) roll it over once; with `lock` the row is already ours.
+            await tx.execute(_ROLLOVER, (start, now, account_id, start))
+            row = await tx.fetch_one(terms, (account_id,))
         if row is None:
             raise NotFound("account")
         monthly = int(row["monthly_token_limit"])
