@@ -99,13 +99,16 @@ class ChannelWorker:
     async def _process(self, item: InboxItem) -> None:
         d = self._d
         event = event_from_json(item.event_json)
+        echo = event.kind is EventKind.ECHO
         try:
-            # One read for the channel and its secrets, opened once for the typing indicator and every part.
-            channel, secrets = await d.channels.get_with_secrets(item.channel_id)
+            if echo:  # recorded, never answered: no secret is opened for it (a takeover pause needs none)
+                channel, secrets = await d.channels.get(item.channel_id), None
+            else:  # one read for the channel and its secrets, opened once for the typing and every part
+                channel, secrets = await d.channels.get_with_secrets(item.channel_id)
         except NotFound:
             await d.queue.finish(item, "skipped", "channel disconnected")
             return
-        if event.kind is EventKind.ECHO:
+        if echo:
             await self._echo(item, channel, event)
             return
         if channel.status == "needs_reauth":
@@ -133,6 +136,7 @@ class ChannelWorker:
             # Delivered or retried too late: Meta would refuse the reply, so nothing is generated or billed.
             await d.queue.finish(item, "undeliverable", "older than the 24-hour reply window")
             return
+        assert secrets is not None  # opened for every event but echoes
         token = secrets.access_token
         if reply is None:
             await self._typing(channel, event, token)
@@ -169,7 +173,7 @@ class ChannelWorker:
         account = await d.accounts.get(channel.account_id)
         # Taken over (or retried): an earlier attempt that died mid-call left its reservation under this event's
         # id; this attempt reserves anew, so that one goes back now rather than at its expiry.
-        if item.attempts > 1 and (released := await d.quota.release_abandoned(item.id)):
+        if item.attempts > 1 and (released := await d.quota.release_abandoned(account.id, item.id)):
             log.info("abandoned_reservation_released", inbox_id=item.id, tokens=released)
 
         async def keep(tx: Transaction, reply: str) -> None:

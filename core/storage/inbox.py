@@ -96,7 +96,8 @@ class InboxWriter:
         self._arrival = 0  # strictly increasing: orders events with equal platform timestamps as they arrived
         self._marked: dict[str, int] = {}  # channel id -> last_delivery_at this writer last stored
         self._queued: list[_Delivery] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._flushing = 0  # flush tasks running; each leaves in the same step as its last look at the queue
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def write(self, rows: Sequence[InboxRow], unrouted: Sequence[UnroutedRow]) -> WriteResult:
         """Return once `rows` and `unrouted` are committed (durably), or raise StorageUnavailable if the commit
@@ -110,19 +111,25 @@ class InboxWriter:
             done=asyncio.get_running_loop().create_future(),
         )
         self._queued.append(delivery)
-        if len(self._flushing) < _FLUSHES:
+        if self._flushing < _FLUSHES:
+            self._flushing += 1
             task = asyncio.get_running_loop().create_task(self._flush(), name="inbox-writer")
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         # Shielded: a webhook whose client went away still has its delivery committed with the others.
         stored = await asyncio.shield(delivery.done)
         return WriteResult(stored, len(rows) - stored, len(unrouted))
 
     async def _flush(self) -> None:
-        """Write what is queued, then what queued meanwhile, until nothing is left."""
-        while self._queued:
-            batch, self._queued = self._queued[:_BATCH_DELIVERIES], self._queued[_BATCH_DELIVERIES:]
-            await self._commit(batch)
+        """Write what is queued, then what queued meanwhile, until nothing is left. The count of running flushes
+        drops in the very step that finds the queue empty (not in a done-callback a step later): a delivery queued
+        after that step always finds a free slot and starts a flush of its own, so none is left waiting."""
+        try:
+            while self._queued:
+                batch, self._queued = self._queued[:_BATCH_DELIVERIES], self._queued[_BATCH_DELIVERIES:]
+                await self._commit(batch)
+        finally:
+            self._flushing -= 1
 
     async def _commit(self, batch: list[_Delivery]) -> None:
         try:
@@ -130,6 +137,9 @@ class InboxWriter:
         except StorageUnavailable as exc:  # the database cannot take any of them now: each is answered 503
             self._fail(batch, exc)
             return
+        except asyncio.CancelledError as exc:  # shutting down: no webhook waits forever (run shields the commit)
+            self._fail(batch, exc)
+            raise
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch, exc)

@@ -212,10 +212,11 @@ class PostgresDatabase:
     async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
         # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
         started = time.monotonic()
-        result = await asyncio.shield(asyncio.ensure_future(self._run(work)))
-        if urgent:  # from the caller's side: the wait for a connection, the server and this event loop
-            self._commit_waits.record((time.monotonic() - started) * 1000)
-        return result
+        try:
+            return await asyncio.shield(asyncio.ensure_future(self._run(work)))
+        finally:
+            if urgent:  # from the caller's side (the wait for a connection, the server, this event loop), failed too
+                self._commit_waits.record((time.monotonic() - started) * 1000)
 
     async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True) -> T:
         with self.writes.watch(), _translated():
@@ -235,12 +236,13 @@ class PostgresDatabase:
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         # One statement in autocommit is a transaction of its own: no BEGIN, no COMMIT, one round trip.
         started = time.monotonic()
-        changed = await asyncio.shield(
-            asyncio.ensure_future(self._run(lambda tx: tx.execute(sql, params), begin=False))
-        )
-        if urgent:
-            self._commit_waits.record((time.monotonic() - started) * 1000)
-        return changed
+        try:
+            return await asyncio.shield(
+                asyncio.ensure_future(self._run(lambda tx: tx.execute(sql, params), begin=False))
+            )
+        finally:
+            if urgent:
+                self._commit_waits.record((time.monotonic() - started) * 1000)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
@@ -282,13 +284,13 @@ async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
 @contextmanager
 def _translated() -> Iterator[None]:
     """psycopg's failures as the domain's: a unique or foreign-key violation is a Conflict; a value the column
-    cannot hold is ValueOutOfRange; a connection lost,
+    cannot hold (a number out of range) is ValueOutOfRange; a connection lost,
     a pool exhausted, a disk full, a deadlock that persisted, a server shutting down is StorageUnavailable."""
     try:
         yield
     except psycopg.IntegrityError as exc:
         raise Conflict("this conflicts with a change made at the same moment; please retry") from exc
-    except psycopg.DataError as exc:  # a number out of range, a value the column's type cannot hold
+    except psycopg.errors.NumericValueOutOfRange as exc:  # a number beyond what the column's type holds
         raise ValueOutOfRange(f"postgresql: {type(exc).__name__}") from exc
     except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
         # A missing table is a database not migrated yet: unavailable, as SQLite reports it too.

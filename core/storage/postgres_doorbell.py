@@ -41,6 +41,9 @@ RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 REPORT_INTERVAL_SECONDS = 0.02
 # The report topic: its listeners get the payload (not a ring, so not in doorbell.TOPICS).
 COMMIT_WAITS = "commit_waits"
+# After a report the server refused, the next is sent no sooner than this; a connection attempt waits this long.
+REPORT_RETRY_SECONDS = 5.0
+REPORT_CONNECT_TIMEOUT_SECONDS = 5
 
 # Rings closer together than this share one NOTIFY. Well under the inbox's settle window (INBOX_SETTLE_MS, 50 ms
 # by default), which a woken worker waits anyway before it claims.
@@ -57,6 +60,8 @@ class PostgresDoorbell:
         self._subscribers = Subscribers()
         self._readers: list[Callable[[str], None]] = []  # of COMMIT_WAITS reports
         self._reporting: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._reports_paused_until = 0.0  # loop time; after a failed report
+        self._closed = False
         self._listening: asyncio.Task[None] | None = None
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -77,15 +82,23 @@ class PostgresDoorbell:
         """Tell the other processes `what` (a COMMIT_WAITS report) now; the caller keeps the pace. Never raises.
 
         On a connection of its own, opened on the first report: a report matters most when this process is
-        overloaded, and then its pooled connections have a queue of webhook commits waiting for them."""
+        overloaded, and then its pooled connections have a queue of webhook commits waiting for them. When the
+        server refuses it (too many connections, say), reports pause for REPORT_RETRY_SECONDS rather than knock
+        again 50 times a second."""
+        loop = asyncio.get_running_loop()
+        if self._closed or loop.time() < self._reports_paused_until:
+            return
         try:
             if self._reporting is None or self._reporting.closed:
-                self._reporting = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                self._reporting = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=REPORT_CONNECT_TIMEOUT_SECONDS
+                )
             await self._reporting.execute(
                 "SELECT pg_notify(current_schema() || %s, %s)", (self._suffixes[COMMIT_WAITS], f"{self._origin} {what}")
             )
         except Exception as exc:  # a lost report costs the workers one chance to give way, nothing more
-            log.warning("doorbell_report_failed", error=type(exc).__name__)
+            log.warning("doorbell_report_failed", error=type(exc).__name__, paused_seconds=REPORT_RETRY_SECONDS)
+            self._reports_paused_until = loop.time() + REPORT_RETRY_SECONDS
             await self._stop_reporting()
 
     async def _stop_reporting(self) -> None:
@@ -102,6 +115,7 @@ class PostgresDoorbell:
         self._sending[topic] = asyncio.get_running_loop().create_task(self._notify(topic))
 
     async def close(self) -> None:
+        self._closed = True
         tasks = [t for t in (self._listening, *self._sending.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -186,6 +200,7 @@ class CommitWaitReports:
         self._slowest = 0.0
         self._sending: asyncio.Task[None] | None = None
         self._heard = False
+        self._closed = False
 
     def watch(self, listener: Callable[[float], None]) -> None:
         """`listener(wait_ms)` for every urgent commit of this process and those another process reports."""
@@ -197,21 +212,24 @@ class CommitWaitReports:
     def record(self, wait_ms: float) -> None:
         self._tell(wait_ms)
         self._fastest, self._slowest = min(self._fastest, wait_ms), max(self._slowest, wait_ms)
-        if self._sending is None:
+        if self._sending is None and not self._closed:
             self._sending = asyncio.get_running_loop().create_task(self._send(), name="commit-wait-report")
 
     async def close(self) -> None:
+        self._closed = True
         if self._sending is not None:
             self._sending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sending
 
     async def _send(self) -> None:
+        """One report per interval while waits keep coming, those recorded during a send included."""
         try:
-            await asyncio.sleep(self._interval)  # what comes meanwhile goes out with this report
-            fastest, slowest = self._fastest, self._slowest
-            self._fastest, self._slowest = float("inf"), 0.0
-            await self._doorbell.report(f"{fastest:.3f} {slowest:.3f}")
+            while self._slowest or self._fastest != float("inf"):
+                await asyncio.sleep(self._interval)  # what comes meanwhile goes out with this report
+                fastest, slowest = self._fastest, self._slowest
+                self._fastest, self._slowest = float("inf"), 0.0
+                await self._doorbell.report(f"{fastest:.3f} {slowest:.3f}")
         finally:
             self._sending = None
 

@@ -133,15 +133,20 @@ class QuotaService:
         """Give back a reservation whose call failed: nothing is charged."""
         await self._db.run(lambda tx: _drop_reservation(tx, reservation))
 
-    async def release_abandoned(self, request_id: str) -> int:
+    async def release_abandoned(self, account_id: str, request_id: str) -> int:
         """Give back what an earlier attempt at `request_id` still holds: a worker that lost its lease (killed, or
         stalled past it) leaves its reservation behind, and the attempt taking over would otherwise count the turn
-        twice until the sweeper frees it. Returns the tokens given back. A stale attempt that settles later still
-        charges what it used and gives nothing back twice (see settle); its reply is then fenced off anyway."""
+        twice until the sweeper frees it. Returns the tokens given back.
+
+        The price of acting before the expiry: an attempt that was only stalled may still be calling the model,
+        now without a reservation of its own. It cannot be charged (its reply is fenced off by the lease and its
+        transaction rolls back), so the provider's bill for that one call is the gateway's, as it was before;
+        what it cannot do is push the account past its limit, since nothing is settled for it."""
 
         async def drop(tx: Transaction) -> int:
             rows = await tx.fetch_all(
-                "SELECT id, account_id, tokens FROM quota_reservations WHERE request_id = ?", (request_id,)
+                "SELECT id, account_id, tokens FROM quota_reservations WHERE account_id = ? AND request_id = ?",
+                (account_id, request_id),
             )
             for row in rows:
                 await _drop_reservation(tx, Reservation(row["id"], row["account_id"], int(row["tokens"])))

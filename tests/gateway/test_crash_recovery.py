@@ -219,11 +219,31 @@ async def test_sigkill_with_work_in_flight_loses_nothing_and_recovers_within_the
     assert any(r["state"] == "done" for r in left.inbox.values()) and held and queued
     assert database.integrity_check(s.database_url) == "ok"
 
-    # Stands in for waiting out RESERVATION_TTL_SECONDS (see the module docstring and the next test, which waits
-    # for real): the dead process's reservations are made expired, as they would be by then; the restarted
-    # process's sweeper releases them on its first run, at start. Its leases are left as they are.
+    # Stands in for waiting out RESERVATION_TTL_SECONDS (see the module docstring): the dead process's
+    # reservations are made expired, as they would be by then. Its leases are left as they are. The events it held
+    # give their reservations back when they are taken over; one more, of a relay request the kill cut (no inbox
+    # event will ever come back for it), only the restarted process's sweeper can release.
     expired = database.execute(s.database_url, "UPDATE quota_reservations SET expires_at = 0")
     assert expired == len(left.reservations) >= 1
+    database.insert(
+        s.database_url,
+        "quota_reservations",
+        [
+            {
+                "id": "rsv_relay_cut",
+                "account_id": s.tenant.account_id,
+                "tokens": 321,
+                "request_id": "relay-cut",
+                "created_at": 0,
+                "expires_at": 0,
+            }
+        ],
+    )
+    database.execute(
+        s.database_url,
+        "UPDATE quota_state SET reserved_tokens = reserved_tokens + 321 WHERE account_id = ?",
+        (s.tenant.account_id,),
+    )
 
     ready = await restart(s)
     live_at_ready = sum(1 for expires in held.values() if expires > ready)  # leases the new process had to wait out
@@ -235,6 +255,7 @@ async def test_sigkill_with_work_in_flight_loses_nothing_and_recovers_within_the
     )
     outcome = recovered(s, left)
     assert database.rows(s.database_url, "SELECT COUNT(*) FROM quota_reservations")[0][0] == 0
+    assert "stale_reservations_released" in s.gateway.log(tail=10**7)  # the sweeper ran, and took the relay's
     await stop_gracefully(s)
     assert database.integrity_check(s.database_url) == "ok"
     report(

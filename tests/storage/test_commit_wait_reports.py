@@ -36,15 +36,18 @@ async def test_a_worker_process_hears_how_long_the_web_process_waited_for_its_co
         await web.run(lambda tx: tx.execute("SELECT 1"), urgent=True)
         await web.execute("SELECT 1", urgent=True)
         await web.run(slow_commit)  # not urgent: nobody waits on it, nothing is reported
-        for _ in range(100):
-            if in_worker:
+        for _ in range(200):
+            if in_worker and max(in_worker) >= 50:
                 break
             await asyncio.sleep(0.05)
-        # The web process heard each of its urgent commits at once; the worker one report of the three: the
-        # fastest, then the slowest (the 50 ms one).
+        await asyncio.sleep(0.2)  # anything else on its way
+        # The web process heard each of its urgent commits at once. The worker heard reports (one per 20 ms at
+        # most, so one or two here): each the fastest and then the slowest of the commits it covers; together,
+        # the fastest and the slowest of all three.
         assert len(in_web) == 3 and max(in_web) >= 50
-        assert len(in_worker) == 2
-        fastest, slowest = in_worker
-        assert fastest == pytest.approx(min(in_web), abs=0.01) and slowest == pytest.approx(max(in_web), abs=0.01)
+        assert len(in_worker) in (2, 4) and all(any(abs(h - w) < 0.01 for w in in_web) for h in in_worker)
+        assert min(in_worker) == pytest.approx(min(in_web), abs=0.01)
+        assert max(in_worker) == pytest.approx(max(in_web), abs=0.01)
+        heard = len(in_worker)
         await asyncio.sleep(0.2)
-        assert len(in_web) == 3 and len(in_worker) == 2  # no echo of the web's own report, nothing more sent
+        assert len(in_web) == 3 and len(in_worker) == heard  # no echo of the web's own report, nothing more sent

@@ -5,6 +5,7 @@ batch is a duplicate, and a delivery the database refuses fails alone, with a re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -81,4 +82,46 @@ async def test_a_burst_larger_than_a_batch_is_written_whole(
         *(writer.write([event(f"inb_{n}", channel_id, f"k{n:04}")], []) for n in range(deliveries))
     )
     assert sum(r.stored for r in results) == deliveries
-    assert stored_keys(settings) == [f"k{n:04}" for n in range(deliveries)]  # in the order they arrived
+    assert stored_keys(settings) == [f"k{n:04}" for n in range(deliveries)]  # every one, none twice
+
+
+class _GatedDatabase:
+    """Commits that all finish at the same moment (as one SQLite group commit finishes several): each `execute`
+    waits for the gate. Only what InboxWriter uses of a database."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.doorbell = self
+        self.commits = 0
+
+    async def execute(self, sql: str, params: Sequence[object] = (), *, urgent: bool = False) -> int:
+        self.commits += 1
+        await self.gate.wait()
+        return len(params) // 12  # every event stored
+
+    async def ring(self, topic: str) -> None:
+        return None
+
+
+async def test_a_delivery_that_comes_as_every_commit_finishes_is_still_written() -> None:
+    """Was: the flushes left the writer's count of running flushes one loop step after their last look at the queue,
+    so a delivery queued in that step found every slot taken, started nothing, and waited for the next webhook."""
+    db = _GatedDatabase()
+    writer = InboxWriter(db, SystemClock())  # type: ignore[arg-type]  # the part of Database it uses
+    writer._marked["chn_1"] = SystemClock().now_ms()  # delivery marks not due: each write is one statement
+    first = []
+    for n in range(4):  # as many flushes as may run at once, each waiting in its commit
+        first.append(asyncio.create_task(writer.write([event(f"inb_{n}", "chn_1", f"k{n}")], [])))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    assert db.commits == 4
+
+    async def arrives_as_the_commits_finish() -> int:
+        await db.gate.wait()  # woken in the same step as the four flushes, after them
+        return (await writer.write([event("inb_late", "chn_1", "late")], [])).stored
+
+    late = asyncio.create_task(arrives_as_the_commits_finish())
+    await asyncio.sleep(0)
+    db.gate.set()
+    assert [r.stored for r in await asyncio.gather(*first)] == [1, 1, 1, 1]
+    assert await asyncio.wait_for(late, 2) == 1  # no other webhook came to push it out

@@ -134,12 +134,13 @@ async def test_a_takeover_frees_what_the_abandoned_attempt_held_before_it_expire
     # The next attempt at inb_1 could not reserve again while the dead one's tokens still counted.
     with pytest.raises(QuotaExceeded):
         await world.quota.reserve(world.account_id, 700, request_id="inb_1")
-    assert await world.quota.release_abandoned("inb_1") == 700
-    assert await world.quota.release_abandoned("inb_1") == 0  # nothing left to give back
+    assert await world.quota.release_abandoned("acc_other", "inb_1") == 0  # another account's id space
+    assert await world.quota.release_abandoned(world.account_id, "inb_1") == 700
+    assert await world.quota.release_abandoned(world.account_id, "inb_1") == 0  # nothing left to give back
     assert (await world.quota.snapshot(world.account_id)).reserved_tokens == 300  # inb_2's is not touched
     await world.quota.reserve(world.account_id, 700, request_id="inb_1")
-    # The abandoned attempt was only stalled and settles after all: it charges what it used and gives nothing
-    # back twice (its reply is fenced off by the lease anyway).
+    # Had the abandoned attempt been only stalled and settled after all, it would charge what it used and give
+    # nothing back twice (in a worker its reply is fenced off by the lease, so it never gets that far).
     async with world.db.transaction() as tx:
         await world.quota.settle(tx, abandoned, 40)
     snap = await world.quota.snapshot(world.account_id)
