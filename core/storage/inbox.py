@@ -32,9 +32,11 @@ _ID_CHUNK = 500
 # Deliveries written in one commit at most (more wait for the next), and events per INSERT statement (12 values
 # each: well under SQLite's 32,766 bound parameters).
 _BATCH_DELIVERIES = 200
-# Commits of the inbox under way at once (each its own batch).
-_FLUSHES = 4
 _BATCH_EVENTS = 100
+# Commits of the inbox under way at once, each its own batch. Measured on SQLite (bench.webhooks): with one or
+# two, a delivery waits behind a commit too often and the ack p99 at 1,000/s rose by 1.5-2.5 ms; with four it
+# stays within a millisecond of writing each delivery alone.
+_FLUSHES = 4
 
 _INSERT_EVENTS = """INSERT INTO inbox (id, channel_id, event_key, kind, customer_id, platform_ts, event, state,
     arrival, next_attempt_at, received_at, updated_at) VALUES {values}
