@@ -103,8 +103,8 @@ class ChannelWorker:
         try:
             if echo:  # recorded, never answered: no secret is opened for it (a takeover pause needs none)
                 channel, secrets = await d.channels.get(item.channel_id), None
-            else:  # one read for the channel and its secrets, opened once for the typing and every part
-                channel, secrets = await d.channels.get_with_secrets(item.channel_id)
+            else:  # the channel and its secrets, opened, as turns keep them (core/storage/recent.py)
+                channel, secrets = await d.channels.current_with_secrets(item.channel_id)
         except NotFound:
             await d.queue.finish(item, "skipped", "channel disconnected")
             return
@@ -159,7 +159,7 @@ class ChannelWorker:
 
     async def _reply(self, item: InboxItem, channel: Channel, event: InboundEvent) -> str | None:
         d = self._d
-        bot = await d.bots.get(channel.bot_id)
+        bot = await d.bots.current(channel.bot_id)
         prompt = model_input(event)
         if prompt is None:
             # One answer per window: an album of ten photos must not get ten identical replies.
@@ -170,7 +170,7 @@ class ChannelWorker:
         if d.engine is None:
             await self._retry(item, "OPENAI_API_KEY is not set")
             return None
-        account = await d.accounts.get(channel.account_id)
+        account = await d.accounts.current(channel.account_id)
         # Taken over (or retried): an earlier attempt that died mid-call left its reservation under this event's
         # id; this attempt reserves anew, so that one goes back now rather than at its expiry.
         if item.attempts > 1 and (released := await d.quota.release_abandoned(account.id, item.id)):

@@ -88,7 +88,7 @@ class ConversationEngine:
 
     async def handle(self, req: TurnRequest) -> TurnResult:
         d = self._d
-        plan = await d.plans.get(req.account.plan_id)
+        plan = await d.plans.current(req.account.plan_id)
         model = resolve_model(req.bot, plan)
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         await self._check_rate(plan, contact)

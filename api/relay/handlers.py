@@ -33,10 +33,10 @@ class Relay:
         if self._engine is None:
             raise NotConfigured("OPENAI_API_KEY is not set, so the bot cannot answer; ask the operator to set it")
         if sent.bot_id is not None:
-            bot = await self._bots.get(sent.bot_id, account_id=account.id)
+            bot = await self._bots.current(sent.bot_id, account_id=account.id)
         else:
             try:
-                bot = await self._bots.first(account.id)
+                bot = await self._bots.current_first(account.id)
             except NotFound:
                 raise ApiError(404, "not_found", "this account has no bot yet; create one first") from None
         result = await self._engine.handle(

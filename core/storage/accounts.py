@@ -10,6 +10,8 @@ from core.errors import NotFound
 from core.ids import new_id
 from core.models import Account
 from core.storage.db import Database, Row
+from core.storage.doorbell import SETTINGS
+from core.storage.recent import Recent
 from core.storage.records import from_row
 from core.storage.updates import set_clause
 
@@ -25,6 +27,7 @@ class AccountStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._recent: Recent[str, Account] = Recent(db.doorbell, SETTINGS)
 
     async def create(self, name: str, plan_id: str, email: str | None) -> Account:
         now = self._clock.now_ms()
@@ -48,6 +51,11 @@ class AccountStore:
             raise NotFound("account")
         return _account(row)
 
+    async def current(self, account_id: str) -> Account:
+        """`get` for a turn: kept for a few seconds, read again after any change (core/storage/recent.py). A lock
+        is never missed for that: the quota's reservation reads it in its own transaction."""
+        return await self._recent.get(account_id, self.get)
+
     async def list(self, *, only: str | None = None) -> list[Account]:
         if only is not None:
             rows = await self._db.fetch_all(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (only,))
@@ -65,6 +73,7 @@ class AccountStore:
             )
         if row is None:
             raise NotFound("account")
+        await self._db.doorbell.ring(SETTINGS)  # a new plan, say: every process's turns read the account again
         return _account(row)
 
     async def set_locked(self, account_id: str, locked: bool) -> Account:
@@ -76,4 +85,5 @@ class AccountStore:
             )
         if row is None:
             raise NotFound("account")
+        await self._db.doorbell.ring(SETTINGS)
         return _account(row)

@@ -15,7 +15,8 @@ from core.ids import new_id
 from core.models import Bot, BotSettings
 from core.storage.activity import record_dead_letter
 from core.storage.db import Database
-from core.storage.doorbell import CHANNELS
+from core.storage.doorbell import CHANNELS, SETTINGS
+from core.storage.recent import Recent
 from core.storage.records import columns, from_row
 from core.storage.updates import set_clause
 
@@ -29,6 +30,8 @@ class BotStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._recent: Recent[str, Bot] = Recent(db.doorbell, SETTINGS)
+        self._firsts: Recent[str, Bot] = Recent(db.doorbell, SETTINGS)  # by account: its default bot
 
     async def create(self, account_id: str, settings: BotSettings) -> Bot:
         now = self._clock.now_ms()
@@ -60,6 +63,18 @@ class BotStore:
             raise NotFound("bot")
         return from_row(Bot, row)
 
+    async def current(self, bot_id: str, *, account_id: str | None = None) -> Bot:
+        """`get` for a turn: kept for a few seconds, read again after any change (core/storage/recent.py)."""
+        bot = await self._recent.get(bot_id, self.get)
+        if account_id is not None and bot.account_id != account_id:
+            raise NotFound("bot")  # another account's bot: as if it did not exist
+        return bot
+
+    async def current_first(self, account_id: str) -> Bot:
+        """`first` for a turn (the account's default bot), kept as `current` keeps a bot. A new bot never
+        changes it (it comes after); a deleted one rings."""
+        return await self._firsts.get(account_id, self.first)
+
     async def list(self, account_id: str) -> list[Bot]:
         rows = await self._db.fetch_all(
             f"SELECT {_COLUMNS} FROM bots WHERE account_id = ? AND deleted_at IS NULL ORDER BY seq",
@@ -82,6 +97,7 @@ class BotStore:
             )
         if row is None:
             raise NotFound("bot")
+        await self._db.doorbell.ring(SETTINGS)  # every process's next turn of this bot uses the new settings
         return from_row(Bot, row)
 
     async def delete(self, bot_id: str) -> None:
@@ -97,6 +113,7 @@ class BotStore:
                 (now, now, bot_id),
             )
         await self._db.doorbell.ring(CHANNELS)  # its channels went with it, in every process
+        await self._db.doorbell.ring(SETTINGS)
 
     async def fallback_sent(self, channel_id: str, customer_id: str, inbox_id: str, attempts: int) -> None:
         """A bot answers a customer with its fallback message after an event was given up on: recorded in the

@@ -18,6 +18,7 @@ from core.secrets import SecretBox
 from core.storage.activity import record_channel_error
 from core.storage.db import Database, Row
 from core.storage.doorbell import CHANNELS
+from core.storage.recent import Recent
 from core.storage.records import from_row
 
 STATUSES = ("active", "needs_reauth", "disabled")
@@ -50,6 +51,8 @@ class ChannelStore:
         self._db = db
         self._clock = clock
         self._box = box
+        # Every change of a channel (a new token, a status, a disconnect, a key rotation) rings CHANNELS.
+        self._recent: Recent[str, tuple[Channel, ChannelSecrets]] = Recent(db.doorbell, CHANNELS)
 
     def require_sealing(self) -> None:
         """SecretsError unless SECRETS_KEY is set: checked before a connect calls Graph."""
@@ -112,6 +115,11 @@ class ChannelStore:
         if row is None:
             raise NotFound("channel")
         return _channel(row), self._open(row)
+
+    async def current_with_secrets(self, channel_id: str) -> tuple[Channel, ChannelSecrets]:
+        """`get_with_secrets` for a turn: kept for a few seconds (opened, as the webhook directory keeps the
+        signing secrets), read again after any change (core/storage/recent.py)."""
+        return await self._recent.get(channel_id, self.get_with_secrets)
 
     async def secrets(self, channel_id: str) -> ChannelSecrets:
         row = await self._db.fetch_one(f"SELECT {_COLUMNS} FROM channels WHERE id = ?", (channel_id,))

@@ -1,7 +1,8 @@
 """The doorbell: a store that committed a change rings it; whoever subscribed, in any process, hears it at once.
 
-Two topics today: `inbox` (events were stored or made due: workers, look now) and `channels` (a channel or its
-secrets changed: reload the directory). A ring is a hint, never the record: the change is already committed, and
+Three topics: `inbox` (events were stored or made due: workers, look now), `channels` (a channel or its
+secrets changed: reload the directory and what turns keep of channels) and `settings` (a bot, an account or a plan
+changed: core/storage/recent.py). A ring is a hint, never the record: the change is already committed, and
 everything that listens also polls (workers every half second, the directory every 30 s), so a ring lost to a
 broken connection costs latency, not correctness.
 
@@ -23,7 +24,8 @@ log = structlog.get_logger("core.storage.doorbell")
 
 INBOX = "inbox"
 CHANNELS = "channels"
-TOPICS = (INBOX, CHANNELS)
+SETTINGS = "settings"  # a bot, an account or a plan changed: what turns keep of them is read again
+TOPICS = (INBOX, CHANNELS, SETTINGS)
 
 Listener = Callable[[], None]
 

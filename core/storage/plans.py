@@ -11,6 +11,8 @@ from core.errors import Conflict, NotFound
 from core.ids import new_id
 from core.models import Plan, PlanSettings
 from core.storage.db import Database, Row
+from core.storage.doorbell import SETTINGS
+from core.storage.recent import Recent
 from core.storage.records import from_row
 from core.storage.updates import set_clause
 
@@ -32,6 +34,7 @@ class PlanStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._recent: Recent[str, Plan] = Recent(db.doorbell, SETTINGS)
 
     async def create(self, settings: PlanSettings) -> Plan:
         now = self._clock.now_ms()
@@ -62,6 +65,10 @@ class PlanStore:
             raise NotFound("plan")
         return _plan(row)
 
+    async def current(self, plan_id: str) -> Plan:
+        """`get` for a turn: kept for a few seconds, read again after any change (core/storage/recent.py)."""
+        return await self._recent.get(plan_id, self.get)
+
     async def list(self) -> list[Plan]:
         return [_plan(r) for r in await self._db.fetch_all(f"SELECT {_COLUMNS} FROM plans ORDER BY created_at, id")]
 
@@ -76,6 +83,7 @@ class PlanStore:
             row = await tx.fetch_one(f"UPDATE plans SET {clause} WHERE id = ? RETURNING {_COLUMNS}", (*params, plan_id))
         if row is None:
             raise NotFound("plan")
+        await self._db.doorbell.ring(SETTINGS)  # every process's turns read the plan again
         return _plan(row)
 
     async def delete(self, plan_id: str) -> None:
