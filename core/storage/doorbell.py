@@ -4,7 +4,8 @@ Three topics: `inbox` (events were stored or made due: workers, look now), `chan
 secrets changed: reload the directory and what turns keep of channels) and `settings` (a bot, an account or a plan
 changed: core/storage/recent.py). A ring is a hint, never the record: the change is already committed, and
 everything that listens also polls (workers every half second, the directory every 30 s), so a ring lost to a
-broken connection costs latency, not correctness.
+broken connection costs latency, not correctness. (What turns keep of bots, accounts, plans and channels is
+the exception, bounded: it may be up to 10 s old when a ring is lost, core/storage/recent.py.)
 
 Stores ring after their commit, never inside the transaction: on PostgreSQL a NOTIFY inside a transaction takes a
 database-wide lock at commit, which would serialise every commit behind it.

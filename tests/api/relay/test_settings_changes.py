@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from core.storage.doorbell import LocalDoorbell
 from core.storage.recent import Recent
+from gateway.keys import STORAGE
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.fakes.openai_server import FakeOpenAI
@@ -24,7 +25,7 @@ def persona_sent(fake: FakeOpenAI) -> str:
 
 async def test_a_changed_bot_and_plan_reach_the_next_turn(client: TestClient, fake_openai: FakeOpenAI) -> None:
     tenant = await provision(client)
-    bot = {"bot_id": tenant.bot_id}  # named: the bot is then read as turns keep it (the default bot is listed)
+    bot = {"bot_id": tenant.bot_id}  # named, and below unnamed (the account's default bot): both are kept
     await expect(await relay(client, tenant, "hello", **bot), 200)  # the bot and the plan are kept from here on
     await expect(await relay(client, tenant, "hello"), 200)  # and the account's default bot
     assert persona_sent(fake_openai) == "You are the assistant of Acme."
@@ -44,6 +45,32 @@ async def test_a_changed_bot_and_plan_reach_the_next_turn(client: TestClient, fa
     await expect(await client.delete(f"/api/admin/bots/{tenant.bot_id}", headers=auth()), 204)
     gone = await relay(client, tenant, "anyone there?", bot_id=tenant.bot_id)
     assert gone.status == 404
+
+
+async def test_a_changed_account_reaches_the_next_turn(client: TestClient) -> None:
+    """The channel worker takes the account as turns keep it: a new plan or a lock must be read again at once."""
+    tenant = await provision(client)
+    accounts = client.server.app[STORAGE].accounts
+    assert (await accounts.current(tenant.account_id)).plan_id == tenant.plan_id  # kept from here on
+    plan = await expect(
+        await client.post(
+            "/api/admin/plans",
+            json={
+                "name": "Bigger",
+                "monthly_token_limit": 10**6,
+                "models": ["gpt-4o-mini"],
+                "default_model": "gpt-4o-mini",
+            },
+            headers=auth(),
+        ),
+        201,
+    )
+    moved = {"plan_id": plan["id"]}
+    await expect(await client.patch(f"/api/admin/accounts/{tenant.account_id}", json=moved, headers=auth()), 200)
+    assert (await accounts.current(tenant.account_id)).plan_id == plan["id"]
+    locked = {"locked": True}
+    await expect(await client.put(f"/api/admin/users/{tenant.account_id}/lock", json=locked, headers=auth()), 200)
+    assert (await accounts.current(tenant.account_id)).locked
 
 
 @pytest.mark.postgresql_only
