@@ -88,12 +88,7 @@ class ChannelStore:
         return _channel(row)
 
     async def get(self, channel_id: str) -> Channel:
-        row = await self._db.fetch_one(
-            f"SELECT {_COLUMNS} FROM channels WHERE id = ? AND disconnected_at IS NULL", (channel_id,)
-        )
-        if row is None:
-            raise NotFound("channel")
-        return _channel(row)
+        return _channel(await self._connected_row(channel_id))
 
     async def for_bot(self, bot_id: str) -> list[Channel]:
         rows = await self._db.fetch_all(
@@ -109,17 +104,21 @@ class ChannelStore:
 
     async def get_with_secrets(self, channel_id: str) -> tuple[Channel, ChannelSecrets]:
         """A connected channel and its opened secrets, in one read (the worker needs both for each event)."""
-        row = await self._db.fetch_one(
-            f"SELECT {_COLUMNS} FROM channels WHERE id = ? AND disconnected_at IS NULL", (channel_id,)
-        )
-        if row is None:
-            raise NotFound("channel")
+        row = await self._connected_row(channel_id)
         return _channel(row), self._open(row)
 
     async def current_with_secrets(self, channel_id: str) -> tuple[Channel, ChannelSecrets]:
         """`get_with_secrets` for a turn: kept for a few seconds (opened, as the webhook directory keeps the
         signing secrets), read again after any change (core/storage/recent.py)."""
         return await self._recent.get(channel_id, self.get_with_secrets)
+
+    async def _connected_row(self, channel_id: str) -> Row:
+        row = await self._db.fetch_one(
+            f"SELECT {_COLUMNS} FROM channels WHERE id = ? AND disconnected_at IS NULL", (channel_id,)
+        )
+        if row is None:
+            raise NotFound("channel")
+        return row
 
     async def secrets(self, channel_id: str) -> ChannelSecrets:
         row = await self._db.fetch_one(f"SELECT {_COLUMNS} FROM channels WHERE id = ?", (channel_id,))

@@ -144,13 +144,8 @@ class QuotaService:
         what it cannot do is push the account past its limit, since nothing is settled for it."""
 
         async def drop(tx: Transaction) -> int:
-            rows = await tx.fetch_all(
-                "SELECT id, account_id, tokens FROM quota_reservations WHERE account_id = ? AND request_id = ?",
-                (account_id, request_id),
-            )
-            for row in rows:
-                await _drop_reservation(tx, Reservation(row["id"], row["account_id"], int(row["tokens"])))
-            return sum(int(row["tokens"]) for row in rows)
+            released = await _drop_reservations(tx, "account_id = ? AND request_id = ?", (account_id, request_id))
+            return sum(r.tokens for r in released)
 
         return await self._db.run(drop)
 
@@ -159,12 +154,7 @@ class QuotaService:
         now = self._clock.now_ms()
 
         async def sweep(tx: Transaction) -> int:
-            rows = await tx.fetch_all(
-                "SELECT id, account_id, tokens FROM quota_reservations WHERE expires_at <= ?", (now,)
-            )
-            for row in rows:
-                await _drop_reservation(tx, Reservation(row["id"], row["account_id"], int(row["tokens"])))
-            return len(rows)
+            return len(await _drop_reservations(tx, "expires_at <= ?", (now,)))
 
         return await self._db.run(sweep)
 
@@ -189,6 +179,15 @@ class QuotaService:
 async def _delete_reservation(tx: Transaction, reservation_id: str) -> int:
     row = await tx.fetch_one("DELETE FROM quota_reservations WHERE id = ? RETURNING tokens", (reservation_id,))
     return 0 if row is None else int(row["tokens"])
+
+
+async def _drop_reservations(tx: Transaction, where: str, params: tuple[object, ...]) -> list[Reservation]:
+    """Drop every reservation matching `where` (a fixed condition of ours, never input) and give its tokens back."""
+    rows = await tx.fetch_all(f"SELECT id, account_id, tokens FROM quota_reservations WHERE {where}", params)
+    released = [Reservation(row["id"], row["account_id"], int(row["tokens"])) for row in rows]
+    for reservation in released:
+        await _drop_reservation(tx, reservation)
+    return released
 
 
 async def _drop_reservation(tx: Transaction, reservation: Reservation) -> None:
