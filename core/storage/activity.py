@@ -66,7 +66,11 @@ def _entry(row: Row) -> ActivityEntry:
 
 async def add_activity(tx: Transaction, entry: NewActivity, now_ms: int) -> bool:
     """Write one feed row inside the caller's transaction; False when its dedupe key was already used."""
-    written = await tx.execute(
+    return bool(await tx.execute(*_activity_insert(entry, now_ms)))
+
+
+def _activity_insert(entry: NewActivity, now_ms: int) -> tuple[str, tuple[object, ...]]:
+    return (
         "INSERT INTO activity (id, account_id, kind, bot_id, channel_id, contact_id, summary, detail, dedupe_key,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
         (
@@ -82,23 +86,20 @@ async def add_activity(tx: Transaction, entry: NewActivity, now_ms: int) -> bool
             now_ms,
         ),
     )
-    return bool(written)
 
 
 async def record_conversation_started(tx: Transaction, contact: Contact) -> None:
+    """With the caller's commit (no dedupe key: nothing to wait for)."""
     platform = _PLATFORM_NAMES.get(contact.platform, contact.platform)
-    await add_activity(
-        tx,
-        NewActivity(
-            contact.account_id,
-            "conversation_started",
-            f"New conversation on {platform}",
-            bot_id=contact.bot_id,
-            contact_id=contact.id,
-            detail={"platform": contact.platform},
-        ),
-        contact.created_at,
+    entry = NewActivity(
+        contact.account_id,
+        "conversation_started",
+        f"New conversation on {platform}",
+        bot_id=contact.bot_id,
+        contact_id=contact.id,
+        detail={"platform": contact.platform},
     )
+    await tx.defer(*_activity_insert(entry, contact.created_at))
 
 
 async def record_quota_crossings(

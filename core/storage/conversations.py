@@ -61,16 +61,17 @@ class ConversationStore:
         now = self._clock.now_ms()
 
         async def create(tx: Transaction) -> Contact:
-            created = await tx.execute(
+            created = await tx.fetch_one(
                 f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING",
+                f" ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING RETURNING {_CONTACT}",
                 (new_id("con"), *key, now),
             )
-            found = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
-            assert found is not None
-            contact = _contact(found)
-            if created:  # the dashboard feed shows each new conversation once
-                await record_conversation_started(tx, contact)
+            if created is None:  # created a moment ago by another turn
+                found = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+                assert found is not None
+                return _contact(found)
+            contact = _contact(created)
+            await record_conversation_started(tx, contact)  # the dashboard feed shows each new conversation once
             return contact
 
         return await self._db.run(create)
@@ -110,7 +111,7 @@ class ConversationStore:
                 request_id,
                 now,
             ]
-        await tx.execute(
+        await tx.defer(  # with the caller's next statement or its commit
             "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens, request_id,"
             " created_at) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
             values,

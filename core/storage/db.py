@@ -134,6 +134,12 @@ class Transaction(Protocol):
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]: ...
 
+    async def defer(self, sql: str, params: Params = ()) -> None:
+        """A write whose outcome the caller does not need (no rows, no count): it may travel with the
+        transaction's next statement or with its commit, one round trip for both on PostgreSQL. If it fails, the
+        statement it travels with (or the commit) raises, and the whole transaction is rolled back."""
+        ...
+
 
 class Database(Protocol):
     @property
@@ -174,6 +180,10 @@ class Database(Protocol):
 
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         """One statement as its own transaction."""
+        ...
+
+    async def execute_returning(self, sql: str, params: Params = ()) -> list[Row]:
+        """One statement that changes rows, as its own transaction: the rows its RETURNING clause gives back."""
         ...
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None: ...

@@ -92,11 +92,8 @@ class InboxQueue:
 
         claim = _CLAIM.replace("{skip_locked}", self._db.dialect.skip_locked)
 
-        async def take(tx: Transaction) -> list[InboxItem]:
-            rows = await tx.fetch_all(claim, (owner, expires, now, now, now, limit))
-            return [_item(row, owner) for row in rows]
-
-        return await self._db.run(take)
+        rows = await self._db.execute_returning(claim, (owner, expires, now, now, now, limit))
+        return [_item(row, owner) for row in rows]
 
     async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> None:
         """Inside the turn's accounting transaction: the reply is saved with its charge, before any send.
@@ -135,14 +132,14 @@ class InboxQueue:
             params = (count, finish[0], finish[1], now)
 
         async def record(tx: Transaction) -> None:
-            if message_id:
-                await tx.execute(
+            if not await tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
+                raise LeaseLost(item.id)  # nothing recorded; the new holder records its own sends
+            if message_id:  # with the commit
+                await tx.defer(
                     "INSERT INTO outbound_messages (channel_id, message_id, inbox_id, sent_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (channel_id, message_id) DO NOTHING",
                     (item.channel_id, message_id, item.id, now),
                 )
-            if not await tx.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
-                raise LeaseLost(item.id)  # rolls back the outbound row too; the new holder records its own sends
 
         await self._db.run(record)
 

@@ -1,16 +1,16 @@
 """The PostgreSQL backend of the database interface (core/storage/db.py): many processes on one database.
 
 psycopg 3 with its connection pool. Statements are the stores' portable SQL: `?` placeholders become psycopg's
-`%s` once per distinct statement (cached), and values are bound on the client side (`AsyncClientCursor`), so an
-untyped parameter (`? IS NULL`) means what it means on SQLite. Connections run in autocommit; a transaction is
-an explicit BEGIN ... COMMIT on one pooled connection, at READ COMMITTED (core/storage/db.py says what the
-stores do about that).
+`%s` once per distinct statement (cached). Values are bound on the server, and a statement a connection runs
+again and again is prepared there (psycopg does it from the fifth run): the server then skips parsing and planning,
+which was most of its CPU per statement (measured with a turn's statements: 50-300 us each bound on the client,
+23-43 us prepared). Connections run in autocommit; a transaction is an explicit BEGIN ... COMMIT on one pooled
+connection, at READ COMMITTED (core/storage/db.py says what the stores do about that).
 
-Round trips are what a statement costs most here (a message's turn runs some 30 statements in 6 transactions), so
-none is spent on ceremony: BEGIN travels with the transaction's first statement, in one query string (client-side
-binding runs it on the simple query protocol, which takes several statements; the first result is BEGIN's), and
-`execute` runs its one statement in autocommit, where it is a transaction by itself. A transaction that ran no
-statement sends nothing at all.
+Round trips are what a statement costs most here after that, so none is spent on ceremony: BEGIN travels with the
+transaction's first statement and a deferred write (`Transaction.defer`) with the next statement or the COMMIT, in
+psycopg's pipeline mode (sent together, answered together); `execute` and `execute_returning` run their one
+statement in autocommit, where it is a transaction by itself. A transaction that ran no statement sends nothing.
 
 What differs from SQLite, and is handled here rather than in the stores:
 - `SUM(bigint)` is NUMERIC in PostgreSQL: whole numbers come back as `int` (as SQLite gives them), others as float.
@@ -54,7 +54,7 @@ POOL_WAIT_SECONDS = 10.0
 # Attempts of a `run` transaction that PostgreSQL aborted (deadlock, serialisation failure).
 RUN_ATTEMPTS = 3
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-_BEGIN = "BEGIN; "
+_BEGIN = "BEGIN"
 
 
 @lru_cache(maxsize=4096)
@@ -62,6 +62,11 @@ def pg_statement(sql: str) -> str:
     """The stores' `?` placeholders as psycopg's `%s` (a literal % doubled first). No statement of the stores has
     a `?` or `%` inside a string literal: patterns (LIKE) are bound values."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _query(sql: str, params: Params) -> tuple[str, Sequence[Any] | None]:
+    """A statement as psycopg takes it: without parameters as it is (its `%` are not placeholders)."""
+    return (pg_statement(sql), _bound(params)) if params else (sql, None)
 
 
 def _bound(params: Params) -> Sequence[Any]:
@@ -85,7 +90,8 @@ async def _configure(conn: Connection) -> None:
 
 class PostgresTransaction:
     """The statements of one transaction on `conn`. With `begin`, the transaction is opened by its first statement
-    (BEGIN travels with it) and `opened` says whether that has happened; the owner commits or rolls back."""
+    (BEGIN travels with it) and `opened` says whether that has happened; the owner commits or rolls back.
+    Deferred writes wait for the next statement or the commit and travel with it."""
 
     dialect: Dialect = POSTGRES
 
@@ -93,17 +99,43 @@ class PostgresTransaction:
         self._conn = conn
         self._begin = begin
         self.opened = False
+        self._deferred: list[tuple[str, Sequence[Any] | None]] = []
 
     async def _send(self, sql: str, params: Params) -> psycopg.AsyncCursor[dict[str, Any]]:
+        query, values = _query(sql, params)
+        if not self._deferred and (self.opened or not self._begin):
+            return await self._conn.execute(query, values)
+        async with self._conn.pipeline():  # what waits (BEGIN, deferred writes) and the statement: one round trip
+            await self._flush()
+            return await self._conn.execute(query, values)
+
+    async def _flush(self) -> None:
+        """Inside a pipeline: BEGIN if the transaction is not open yet, then the deferred writes."""
         if self._begin and not self.opened:
             self.opened = True  # from here the connection may be in a transaction, whatever the statement does
-            query = _BEGIN + (pg_statement(sql) if params else sql)
-            cursor = await self._conn.execute(query, _bound(params) if params else None)
-            cursor.nextset()  # past BEGIN's result, to the statement's
-            return cursor
-        if params:
-            return await self._conn.execute(pg_statement(sql), _bound(params))
-        return await self._conn.execute(sql)
+            await self._conn.execute(_BEGIN)
+        deferred, self._deferred = self._deferred, []
+        for query, values in deferred:
+            await self._conn.execute(query, values)
+
+    async def _flush_alone(self) -> None:
+        """BEGIN and the deferred writes before a statement that cannot travel with them (executemany, COPY)."""
+        if self._deferred or (self._begin and not self.opened):
+            async with self._conn.pipeline():
+                await self._flush()
+
+    async def defer(self, sql: str, params: Params = ()) -> None:
+        self._deferred.append(_query(sql, params))
+
+    async def commit(self) -> None:
+        """COMMIT, after the writes still deferred, in one round trip (nothing at all if nothing ran)."""
+        if not self._deferred:
+            if self.opened:
+                await self._conn.execute("COMMIT")
+            return
+        async with self._conn.pipeline():
+            await self._flush()
+            await self._conn.execute("COMMIT")
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         return (await self._send(sql, params)).rowcount
@@ -113,9 +145,7 @@ class PostgresTransaction:
             return 0
         if len(rows) == 1:  # one statement, and BEGIN with it when it opens the transaction
             return await self.execute(sql, rows[0])
-        if self._begin and not self.opened:
-            self.opened = True
-            await self._conn.execute(_BEGIN)
+        await self._flush_alone()
         async with self._conn.cursor() as cursor:
             await cursor.executemany(pg_statement(sql), [_bound(row) for row in rows])
             return cursor.rowcount
@@ -130,6 +160,7 @@ class PostgresTransaction:
             Identifier(table), SQL(", ").join(Identifier(column) for column in columns)
         )
         count = 0
+        await self._flush_alone()
         async with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 await copy.write_row(row)
@@ -167,7 +198,7 @@ class PostgresDatabase:
             max_size=max(1, pool_size),
             open=False,
             timeout=POOL_WAIT_SECONDS,
-            kwargs={"autocommit": True, "row_factory": dict_row, "cursor_factory": psycopg.AsyncClientCursor},
+            kwargs={"autocommit": True, "row_factory": dict_row},
             configure=_configure,
             name="gateway",
         )
@@ -244,6 +275,10 @@ class PostgresDatabase:
             if urgent:
                 self._commit_waits.record((time.monotonic() - started) * 1000)
 
+    async def execute_returning(self, sql: str, params: Params = ()) -> list[Row]:
+        # As `execute`: one statement in autocommit, one round trip.
+        return await asyncio.shield(asyncio.ensure_future(self._run(lambda tx: tx.fetch_all(sql, params), begin=False)))
+
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
         return rows[0] if rows else None
@@ -270,6 +305,7 @@ async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
     tx = PostgresTransaction(conn, begin=True)
     try:
         yield tx
+        await tx.commit()  # a deferred write that fails here rolls back like any statement
     except BaseException:
         if tx.opened:
             try:
@@ -277,8 +313,6 @@ async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
             except psycopg.Error as exc:
                 log.warning("rollback_failed", error=type(exc).__name__)
         raise
-    if tx.opened:
-        await conn.execute("COMMIT")
 
 
 @contextmanager

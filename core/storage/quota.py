@@ -93,7 +93,7 @@ class QuotaService:
                 refused = _snapshot(terms, state)
                 await _warn_refused(tx, account_id, refused, now)
                 return refused
-            await tx.execute(
+            await tx.defer(  # with the commit
                 "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (reservation.id, account_id, tokens, request_id, now, now + self._ttl_ms),

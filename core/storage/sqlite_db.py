@@ -54,6 +54,9 @@ class ThreadTransaction:
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return self._raw.execute(sql, params).fetchall()
 
+    async def defer(self, sql: str, params: Params = ()) -> None:
+        self._raw.execute(sql, params).close()  # in-process: nothing to save by waiting
+
 
 class HopTransaction:
     """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection, one hop each.
@@ -81,6 +84,9 @@ class HopTransaction:
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._hop(lambda tx: tx.fetch_all(sql, params))
+
+    async def defer(self, sql: str, params: Params = ()) -> None:
+        await self._hop(lambda tx: tx.defer(sql, params))
 
     async def _hop(self, statement: Callable[[ThreadTransaction], Coroutine[Any, Any, T]]) -> T:
         begin, self.began = not self.began, True
@@ -186,6 +192,9 @@ class SqliteDatabase:
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         """One statement as its own transaction, in one hop."""
         return await self.run(lambda tx: tx.execute(sql, params), urgent=urgent)
+
+    async def execute_returning(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self.run(lambda tx: tx.fetch_all(sql, params))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)

@@ -23,7 +23,7 @@ class UsageStore:
     async def record(self, record: UsageRecord, *, tx: Transaction | None = None) -> None:
         params = (*astuple(record), record.total_tokens)
         if tx is not None:
-            await tx.execute(_INSERT, params)
+            await tx.defer(_INSERT, params)  # with the caller's commit
         else:
             await self._db.execute(_INSERT, params)
 
