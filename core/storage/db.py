@@ -182,7 +182,7 @@ class Database(Protocol):
         """One statement as its own transaction."""
         ...
 
-    async def execute_returning(self, sql: str, params: Params = ()) -> list[Row]:
+    async def execute_returning(self, sql: str, params: Params = (), *, urgent: bool = False) -> list[Row]:
         """One statement that changes rows, as its own transaction: the rows its RETURNING clause gives back."""
         ...
 

@@ -162,17 +162,6 @@ class InboxWriter:
         strays = [stray for delivery in batch for stray in delivery.strays]
         marks = sorted({channel for delivery in batch for channel in delivery.marks})
 
-        if len(batch) == 1 and not marks and not strays and 0 < len(events) <= _BATCH_EVENTS:
-            # The common case when deliveries do not queue: one statement, a transaction by itself (on PostgreSQL
-            # one round trip instead of two), whose row count is what this one delivery stored.
-            try:
-                return [
-                    await self._db.execute(_insert_events(len(events), returning=False), _flat(events), urgent=True)
-                ]
-            except Exception:
-                log.exception("inbox_commit_failed", deliveries=1)
-                raise
-
         async def store(tx: Transaction) -> set[object]:
             stored: set[object] = set()
             for start in range(0, len(events), _BATCH_EVENTS):
@@ -187,7 +176,14 @@ class InboxWriter:
             return stored
 
         try:
-            stored = await self._db.run(store, urgent=True)
+            if marks or strays or len(events) > _BATCH_EVENTS:
+                stored = await self._db.run(store, urgent=True)
+            elif events:
+                # The common case: one statement, a transaction by itself (on PostgreSQL one round trip, not two).
+                rows = await self._db.execute_returning(_insert_events(len(events)), _flat(events), urgent=True)
+                stored = {row["id"] for row in rows}
+            else:
+                stored = set()
         except Exception:
             log.exception("inbox_commit_failed", deliveries=len(batch))
             raise
@@ -213,10 +209,9 @@ class InboxWriter:
         return self._arrival
 
 
-@lru_cache(maxsize=2 * _BATCH_EVENTS)
-def _insert_events(count: int, *, returning: bool = True) -> str:
-    statement = _INSERT_EVENTS.format(values=", ".join([_EVENT_VALUES] * count))
-    return statement + " RETURNING id" if returning else statement
+@lru_cache(maxsize=_BATCH_EVENTS)
+def _insert_events(count: int) -> str:
+    return _INSERT_EVENTS.format(values=", ".join([_EVENT_VALUES] * count)) + " RETURNING id"
 
 
 def _flat(events: list[tuple[object, ...]]) -> list[object]:
@@ -228,9 +223,9 @@ def _event_values(r: InboxRow) -> tuple[object, ...]:
 
 
 async def _mark_delivered(tx: Transaction, channel_ids: list[str], now: int) -> None:
-    """channels.last_delivery_at for the status API: one statement for the delivery, in its own commit, so it
-    costs the acknowledgement one index lookup per channel and never a transaction of its own."""
+    """channels.last_delivery_at for the status API: one statement for the delivery, with its commit, so it
+    costs the acknowledgement one index lookup per channel and never a transaction or a round trip of its own."""
     for start in range(0, len(channel_ids), _ID_CHUNK):
         chunk = channel_ids[start : start + _ID_CHUNK]
         placeholders = ", ".join("?" * len(chunk))
-        await tx.execute(f"UPDATE channels SET last_delivery_at = ? WHERE id IN ({placeholders})", (now, *chunk))
+        await tx.defer(f"UPDATE channels SET last_delivery_at = ? WHERE id IN ({placeholders})", (now, *chunk))

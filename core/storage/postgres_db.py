@@ -265,19 +265,19 @@ class PostgresDatabase:
         raise AssertionError("unreachable")
 
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
-        # One statement in autocommit is a transaction of its own: no BEGIN, no COMMIT, one round trip.
+        return await self._alone(lambda tx: tx.execute(sql, params), urgent=urgent)
+
+    async def execute_returning(self, sql: str, params: Params = (), *, urgent: bool = False) -> list[Row]:
+        return await self._alone(lambda tx: tx.fetch_all(sql, params), urgent=urgent)
+
+    async def _alone(self, statement: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool) -> T:
+        """One statement in autocommit is a transaction of its own: no BEGIN, no COMMIT, one round trip."""
         started = time.monotonic()
         try:
-            return await asyncio.shield(
-                asyncio.ensure_future(self._run(lambda tx: tx.execute(sql, params), begin=False))
-            )
+            return await asyncio.shield(asyncio.ensure_future(self._run(statement, begin=False)))
         finally:
             if urgent:
                 self._commit_waits.record((time.monotonic() - started) * 1000)
-
-    async def execute_returning(self, sql: str, params: Params = ()) -> list[Row]:
-        # As `execute`: one statement in autocommit, one round trip.
-        return await asyncio.shield(asyncio.ensure_future(self._run(lambda tx: tx.fetch_all(sql, params), begin=False)))
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)

@@ -86,7 +86,7 @@ async def test_a_burst_larger_than_a_batch_is_written_whole(
 
 
 class _GatedDatabase:
-    """Commits that all finish at the same moment (as one SQLite group commit finishes several): each `execute`
+    """Commits that all finish at the same moment (as one SQLite group commit finishes several): each statement
     waits for the gate. Only what InboxWriter uses of a database."""
 
     def __init__(self) -> None:
@@ -94,10 +94,12 @@ class _GatedDatabase:
         self.doorbell = self
         self.commits = 0
 
-    async def execute(self, sql: str, params: Sequence[object] = (), *, urgent: bool = False) -> int:
+    async def execute_returning(
+        self, sql: str, params: Sequence[object] = (), *, urgent: bool = False
+    ) -> list[dict[str, object]]:
         self.commits += 1
         await self.gate.wait()
-        return len(params) // 12  # every event stored
+        return [{"id": params[n]} for n in range(0, len(params), 12)]  # every event stored (its id comes first)
 
     async def ring(self, topic: str) -> None:
         return None
