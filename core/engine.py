@@ -181,10 +181,12 @@ class ConversationEngine:
         )
 
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
-            snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
             stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
             if req.keep_reply is not None:
                 await req.keep_reply(tx, reply)
+            # The account's quota row last: it stays locked until the commit, and every turn of the account
+            # (in every worker process) waits for it, so it is held for as few round trips as can be.
+            snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
             await d.usage.record(record, tx=tx)
             return snapshot, stored
 
