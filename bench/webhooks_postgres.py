@@ -402,9 +402,12 @@ def report(
     if len(e2es) > 1:
         ratio = e2es[-1].throughput / one_worker.throughput if one_worker.throughput else float("nan")
         verdict = "met" if ratio >= SCALING_TARGET else "MISSED"
+        most = e2es[-1]  # what the machine's cores allow at its CPU per message, against one worker process's rate
+        ceiling = cores * most.units / most.cpu.accounted / one_worker.throughput if one_worker.throughput else 0.0
         print(
-            f"target {e2es[-1].name.split(', ')[1]} >= {SCALING_TARGET:g} x {one_worker.name.split(', ')[1]} "
-            f"end to end: {ratio:.3f} ({verdict})"
+            f"target {most.name.split(', ')[1]} >= {SCALING_TARGET:g} x {one_worker.name.split(', ')[1]} "
+            f"end to end: {ratio:.3f} ({verdict}); this machine's {cores} cores allow at most {ceiling:.2f} x at the "
+            "CPU per message measured"
         )
     for phase, _ in rows:
         for failure, count in phase.load.failures.most_common(SHOW_FAILURES):
