@@ -1,7 +1,7 @@
 """The durable webhook inbox writer.
 
 A webhook answers 200 only after every event of its body is committed. Committing each delivery on its own
-would cost one fsync (and on PostgreSQL two round trips) per request: deliveries that arrive while a commit is
+would cost one fsync (and on PostgreSQL one round trip) per request: deliveries that arrive while a commit is
 under way are written together in the next one (`InboxWriter`), so a burst of N deliveries costs one commit
 instead of N, and each request is answered as soon as the commit holding its rows is durable. Duplicates (Meta's
 retries) are dropped by UNIQUE (channel_id, event_key).
@@ -86,7 +86,8 @@ class _Delivery:
 class InboxWriter:
     """Deliveries that arrive while commits are under way are written together in the next one: one multi-row
     INSERT and one commit for all of them (on PostgreSQL one round trip and one WAL flush instead of one per
-    delivery; on SQLite one hop to the writer thread). Up to _FLUSHES commits run at once, so a delivery that
+    delivery, two when the batch also marks a channel's last delivery or keeps unrouted ones; on SQLite one hop to
+    the writer thread). Up to _FLUSHES commits run at once, so a delivery that
     finds one under way does not wait for it: it is written at once, and only when that many are in flight do
     deliveries queue and batch. If a batch fails for a reason other than the database being unavailable, each of
     its deliveries is written again on its own: one bad delivery never fails the others."""

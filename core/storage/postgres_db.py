@@ -2,7 +2,7 @@
 
 psycopg 3 with its connection pool. Statements are the stores' portable SQL: `?` placeholders become psycopg's
 `%s` once per distinct statement (cached). Values are bound on the server, and a statement a connection runs
-again and again is prepared there (psycopg does it from the fifth run): the server then skips parsing and planning,
+again and again is prepared there (psycopg does it at the sixth run): the server then skips parsing and planning,
 which was most of its CPU per statement (measured with a turn's statements: 50-300 us each bound on the client,
 23-43 us prepared). Connections run in autocommit; a transaction is an explicit BEGIN ... COMMIT on one pooled
 connection, at READ COMMITTED (core/storage/db.py says what the stores do about that).
@@ -37,6 +37,7 @@ import structlog
 from psycopg.adapt import Buffer, Loader
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
+from psycopg.types.numeric import Int8Dumper
 from psycopg_pool import AsyncConnectionPool
 
 from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
@@ -64,6 +65,16 @@ def pg_statement(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def _stale_plan(exc: psycopg.Error) -> bool:
+    """A statement prepared on this connection whose result columns changed since (another process migrated
+    the database: `SELECT a.*` over a table that gained a column). Run again once unprepared, it works."""
+    return isinstance(exc, psycopg.errors.FeatureNotSupported) and "cached plan must not change result type" in str(exc)
+
+
+def _retryable(exc: psycopg.Error) -> bool:
+    return isinstance(exc, _RETRYABLE) or _stale_plan(exc)
+
+
 def _query(sql: str, params: Params) -> tuple[str, Sequence[Any] | None]:
     """A statement as psycopg takes it: without parameters as it is (its `%` are not placeholders)."""
     return (pg_statement(sql), _bound(params)) if params else (sql, None)
@@ -86,6 +97,9 @@ class NumericLoader(Loader):
 
 async def _configure(conn: Connection) -> None:
     conn.adapters.register_loader("numeric", NumericLoader)
+    # Every int as bigint (the stores' integer columns are): psycopg would otherwise type each by its size
+    # (smallint, integer, bigint), and prepare a statement once per combination of its parameters' sizes.
+    conn.adapters.register_dumper(int, Int8Dumper)
 
 
 class PostgresTransaction:
@@ -105,6 +119,9 @@ class PostgresTransaction:
         query, values = _query(sql, params)
         if not self._deferred and (self.opened or not self._begin):
             return await self._conn.execute(query, values)
+        if values is None:  # perhaps a script of several statements, which a pipeline cannot carry
+            await self._flush_alone()
+            return await self._conn.execute(query)
         async with self._conn.pipeline():  # what waits (BEGIN, deferred writes) and the statement: one round trip
             await self._flush()
             return await self._conn.execute(query, values)
@@ -125,6 +142,9 @@ class PostgresTransaction:
                 await self._flush()
 
     async def defer(self, sql: str, params: Params = ()) -> None:
+        if not self._begin:  # a statement in autocommit: no commit to travel with, so at once
+            await self._send(sql, params)
+            return
         self._deferred.append(_query(sql, params))
 
     async def commit(self) -> None:
@@ -153,7 +173,7 @@ class PostgresTransaction:
     async def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Params]) -> int:
         """Rows into `table` with COPY ... FROM STDIN: a bulk load, for `python -m gateway copy-database` (no store
         uses it). Many times faster than INSERTs: 50,000 usage-shaped rows into a bare table went in at 150,000
-        rows/s, against 6,000 for multi-row INSERTs (their client-side binding is parsed in Python). Values are
+        rows/s, against 6,000 for multi-row INSERTs (measured with client-side binding). Values are
         written as given, without `_bound`'s pass over each: text holding NUL is refused (DataError), so the caller
         replaces it first."""
         statement = SQL("COPY {} ({}) FROM STDIN").format(
@@ -250,16 +270,27 @@ class PostgresDatabase:
                 self._commit_waits.record((time.monotonic() - started) * 1000)
 
     async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True) -> T:
-        with self.writes.watch(), _translated():
+        with self.writes.watch():
+            return await self._attempts(work, begin=begin)
+
+    async def _attempts(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool) -> T:
+        """`work` on a pooled connection (in a transaction with `begin`), run again from the start after a
+        deadlock, a serialisation failure or a stale prepared statement."""
+        with _translated():
             for attempt in range(1, RUN_ATTEMPTS + 1):
                 try:
                     async with self._pool.connection() as conn:
-                        if not begin:
-                            return await work(PostgresTransaction(conn))
-                        async with _transaction(conn) as tx:
-                            return await work(tx)
-                except _RETRYABLE as exc:
-                    if attempt == RUN_ATTEMPTS:
+                        try:
+                            if not begin:
+                                return await work(PostgresTransaction(conn))
+                            async with _transaction(conn) as tx:
+                                return await work(tx)
+                        except psycopg.errors.FeatureNotSupported as exc:
+                            if _stale_plan(exc):
+                                await conn.execute("DEALLOCATE ALL")  # psycopg forgets its prepared statements too
+                            raise
+                except (*_RETRYABLE, psycopg.errors.FeatureNotSupported) as exc:
+                    if attempt == RUN_ATTEMPTS or not _retryable(exc):
                         raise
                     log.info("transaction_retried", attempt=attempt, error=type(exc).__name__)
         raise AssertionError("unreachable")
@@ -284,9 +315,7 @@ class PostgresDatabase:
         return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
-        with _translated():
-            async with self._pool.connection() as conn:
-                return await PostgresTransaction(conn).fetch_all(sql, params)
+        return await self._attempts(lambda tx: tx.fetch_all(sql, params), begin=False)
 
     async def ping(self) -> bool:
         try:
