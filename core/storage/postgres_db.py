@@ -68,7 +68,10 @@ def pg_statement(sql: str) -> str:
 def _stale_plan(exc: psycopg.Error) -> bool:
     """A statement prepared on this connection whose result columns changed since (another process migrated
     the database: `SELECT a.*` over a table that gained a column). Run again once unprepared, it works."""
-    return isinstance(exc, psycopg.errors.FeatureNotSupported) and "cached plan must not change result type" in str(exc)
+    if not isinstance(exc, psycopg.errors.FeatureNotSupported):
+        return False
+    # The server function that refuses it, whatever language the server's messages are in.
+    return exc.diag.source_function == "RevalidateCachedQuery" or "cached plan must not change" in str(exc)
 
 
 def _retryable(exc: psycopg.Error) -> bool:
