@@ -87,10 +87,10 @@ class InboxWriter:
     """Deliveries that arrive while commits are under way are written together in the next one: one multi-row
     INSERT and one commit for all of them (on PostgreSQL one round trip and one WAL flush instead of one per
     delivery, two when the batch also marks a channel's last delivery or keeps unrouted ones; on SQLite one hop to
-    the writer thread). Up to _FLUSHES commits run at once, so a delivery that
-    finds one under way does not wait for it: it is written at once, and only when that many are in flight do
-    deliveries queue and batch. If a batch fails for a reason other than the database being unavailable, each of
-    its deliveries is written again on its own: one bad delivery never fails the others."""
+    the writer thread). Up to _FLUSHES commits run at once, so a delivery that finds one under way does not wait
+    for it: it is written at once, and only when that many are in flight do deliveries queue and batch. If a batch
+    fails for a reason other than the database being unavailable, each of its deliveries is written again on its
+    own: one bad delivery never fails the others."""
 
     def __init__(self, db: Database, clock: Clock, *, settle_ms: int = 0) -> None:
         self._db = db

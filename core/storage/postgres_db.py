@@ -292,7 +292,7 @@ class PostgresDatabase:
                             if _stale_plan(exc):
                                 await conn.execute("DEALLOCATE ALL")  # psycopg forgets its prepared statements too
                             raise
-                except (*_RETRYABLE, psycopg.errors.FeatureNotSupported) as exc:
+                except psycopg.Error as exc:
                     if attempt == RUN_ATTEMPTS or not _retryable(exc):
                         raise
                     log.info("transaction_retried", attempt=attempt, error=type(exc).__name__)
