@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin
 from urllib.parse import parse_qs
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -143,6 +143,88 @@ class Form(Generic[M]):
             if len(values) != 1:
                 raise bad_request(f"the form field {name} must be sent once", field=name)
         return validate(self.model, {name: values[0] for name, values in form.items()}, limits)
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file sent as multipart/form-data (its `file` field), with the form's short text fields."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+    fields: Mapping[str, str]
+
+
+# The multipart form's text fields are short (a title); anything longer is not what the form is for.
+_MAX_FORM_FIELD_BYTES = 4096
+
+
+class JsonOrUpload(Body[M]):
+    """A JSON object body checked against `M`, or a multipart/form-data upload of a `file` field (bounded by
+    `upload_limit`, which the handler passes: an upload's limit is not a JSON body's)."""
+
+    async def parse_either(self, upload_limit: int) -> M | Upload:
+        if self._request.content_type != "multipart/form-data":
+            return await self.parse()
+        seconds = self._request.config_dict[LIMITS].body_read_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                return await _read_upload(self._request, upload_limit)
+        except TimeoutError:
+            self._request.content.feed_eof()
+            raise ApiError(
+                408, "request_timeout", f"the request body did not arrive within {seconds:g} s", close=True
+            ) from None
+        except ConnectionError:
+            raise ClientDisconnected() from None
+
+
+async def _read_upload(request: web.Request, limit: int) -> Upload:
+    if request.content_length is not None and request.content_length > limit + 64 * 1024:
+        raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError):
+        raise bad_request("the multipart/form-data body is malformed") from None
+    file: Upload | None = None
+    fields: dict[str, str] = {}
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError:
+            raise bad_request("the multipart/form-data body is malformed") from None
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise bad_request("nested multipart bodies are not accepted")
+        name = part.name or ""
+        if name == "file":
+            if file is not None:
+                raise bad_request("send one file per request", field="file")
+            data = await _read_part(part, limit, f"the file is larger than {limit} bytes", status=413)
+            file = Upload(part.filename, part.headers.get("Content-Type"), data, {})
+        elif name:
+            raw = await _read_part(part, _MAX_FORM_FIELD_BYTES, f"the form field {name} is too long", status=400)
+            try:
+                fields[name] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise bad_request(f"the form field {name} is not UTF-8 text", field=name) from None
+    if file is None:
+        raise bad_request("the form has no 'file' field", field="file")
+    return Upload(file.filename, file.content_type, file.data, fields)
+
+
+async def _read_part(part: BodyPartReader, limit: int, too_large: str, *, status: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            if status == 413:
+                raise ApiError(413, "payload_too_large", too_large)
+            raise bad_request(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def input_kind(annotation: Any) -> tuple[Literal["body", "query", "form"], type[BaseModel], bool] | None:

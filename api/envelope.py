@@ -11,6 +11,7 @@ from core.errors import (
     Conflict,
     Forbidden,
     GatewayError,
+    LimitReached,
     NotConfigured,
     NotFound,
     QuotaExceeded,
@@ -34,6 +35,8 @@ def from_domain(exc: GatewayError) -> ApiError:
         )
     if isinstance(exc, ValueOutOfRange):
         return ApiError(400, "bad_request", "a value is outside the range this gateway can store")
+    if isinstance(exc, LimitReached):
+        return ApiError(409, "limit_reached", str(exc))
     if isinstance(exc, NotConfigured):
         return ApiError(503, "not_configured", str(exc))
     if isinstance(exc, AccountLocked):

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
-from api.bodies import Limits
+from api.bodies import JsonOrUpload, Limits
 from api.operations import Operation, Surface
 from core.fields import LIMIT_KEY
 
@@ -70,8 +70,10 @@ ERROR_DESCRIPTIONS = {
     403: "Authenticated, but this caller may not do this",
     404: "No such object (or it belongs to another account)",
     408: "The request body did not arrive in time (BODY_READ_TIMEOUT_SECONDS); the connection is closed",
-    409: "Conflicts with the current state",
+    409: "Conflicts with the current state, or a limit of the account would be passed",
     413: "The request body is too large",
+    415: "The uploaded file is not of a kind this route reads",
+    422: "The body is well formed, but its content cannot be used (a file that cannot be read); nothing is stored",
     429: "Quota used up or rate limited (with Retry-After)",
     502: "An upstream service (the model, the Graph API) failed; nothing was charged or stored",
     503: "Not configured (ADMIN_JWT_SECRET, OPENAI_API_KEY, SECRETS_KEY, META_APP_SECRET), or the database is busy",
@@ -177,14 +179,25 @@ def _operation(
     body = next((i for i in op.inputs if i.kind in ("body", "form")), None)
     if body is not None:
         content_type = "application/json" if body.kind == "body" else "application/x-www-form-urlencoded"
-        doc["requestBody"] = {
-            "required": body.required,
-            "content": {content_type: {"schema": refs[(body.model, "validation")]}},
-        }
+        content: dict[str, Any] = {content_type: {"schema": refs[(body.model, "validation")]}}
+        if issubclass(body.wrapper, JsonOrUpload):
+            content["multipart/form-data"] = {"schema": UPLOAD_SCHEMA}
+        doc["requestBody"] = {"required": body.required, "content": content}
     elif op.request_content is not None:
         doc["requestBody"] = {"required": True, "content": {op.request_content: {"schema": {}}}}
     doc["responses"] = _responses(op, refs)
     return doc
+
+
+# A file upload's form (api/bodies.py JsonOrUpload): the file, and optionally a title for it.
+UPLOAD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the file; one per request"},
+        "title": {"type": "string", "description": "the document's title (default: the file's own, or its name)"},
+    },
+}
 
 
 def _path_parameter(name: str, op: Operation) -> dict[str, Any]:

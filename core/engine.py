@@ -3,12 +3,14 @@
 The steps, in the order that matters:
   1. rate limit   - refuse floods before any work is done;
   2. persona      - the bot's system message, first and stable;
-  3. memory       - the newest whole turns that fit the bot's budget;
-  4. quota        - reserve prompt estimate + max reply tokens, atomically, before spending anything;
-  5. LLM          - the provider call with bounded retries;
-  6. accounting   - in one commit: charge the provider's `usage` (bounded by what the request could cost,
+  3. knowledge    - the bot's documents that answer the message, within its knowledge budget (core/knowledge);
+                   in strict mode, when none does, the bot's no-answer message, and no model call;
+  4. memory       - the newest whole turns that fit the bot's budget, the knowledge just before the message;
+  5. quota        - reserve prompt estimate + max reply tokens, atomically, before spending anything;
+  6. LLM          - the provider call with bounded retries;
+  7. accounting   - in one commit: charge the provider's `usage` (bounded by what the request could cost,
                    core/usage_bounds.py), store both messages, write the usage row.
-A failure at step 5 releases the reservation and charges nothing; the usage row still records it. Once the model
+A failure at step 6 releases the reservation and charges nothing; the usage row still records it. Once the model
 has answered, nothing the provider reported can fail the turn: the customer gets the reply.
 """
 
@@ -24,6 +26,7 @@ from core.chat import ChatMessage, Completion, TokenUsage
 from core.clock import Clock
 from core.errors import QuotaExceeded, RateLimited, UpstreamUnavailable
 from core.ids import new_id
+from core.knowledge.service import KnowledgeService, TurnKnowledge
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
 from core.memory import HISTORY_WINDOW, Prompt, build_prompt
 from core.metrics import Metrics
@@ -80,6 +83,7 @@ class EngineDeps:
     llm: LLMClient
     limiter: RateLimitStore
     metrics: Metrics = field(default_factory=Metrics.create)
+    knowledge: KnowledgeService | None = None  # None: bots answer from their persona alone
 
 
 class ConversationEngine:
@@ -93,7 +97,11 @@ class ConversationEngine:
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         await self._check_rate(plan, contact)
         user = ChatMessage(role="user", content=req.text)
-        prompt = await self._prompt(model, req.bot, contact, user, with_history=True)
+        knowledge = await self._knowledge(req.bot, model, req.text)
+        if knowledge is not None and not knowledge.found and req.bot.knowledge_mode == "strict":
+            return await self._no_answer(req, model, contact, user)
+        context = knowledge.message if knowledge is not None else None
+        prompt = await self._prompt(model, req.bot, contact, user, with_history=True, knowledge=context)
         needed = prompt.tokens + req.bot.max_reply_tokens
         # The id is ours before the reservation exists, so every exit below can release it, even a cancellation
         # that lands between the reservation's commit and our getting it back.
@@ -121,11 +129,59 @@ class ConversationEngine:
         if not decision.allowed:
             raise RateLimited(decision.retry_after, plan.messages_per_minute)
 
-    async def _prompt(self, model: str, bot: Bot, contact: Contact, user: ChatMessage, *, with_history: bool) -> Prompt:
+    async def _knowledge(self, bot: Bot, model: str, text: str) -> TurnKnowledge | None:
+        if self._d.knowledge is None or bot.knowledge_mode == "off":
+            return None
+        return await self._d.knowledge.for_turn(bot, model, text)
+
+    async def _prompt(
+        self,
+        model: str,
+        bot: Bot,
+        contact: Contact,
+        user: ChatMessage,
+        *,
+        with_history: bool,
+        knowledge: ChatMessage | None = None,
+    ) -> Prompt:
         history = await self._d.conversations.recent(contact.id, HISTORY_WINDOW) if with_history else []
         return build_prompt(
-            self._d.tokens, model, persona=persona_message(bot), history=history, user=user, budget=bot.memory_tokens
+            self._d.tokens,
+            model,
+            persona=persona_message(bot),
+            history=history,
+            user=user,
+            budget=bot.memory_tokens,
+            knowledge=knowledge,
         )
+
+    async def _no_answer(self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage) -> TurnResult:
+        """Strict knowledge mode found nothing relevant: the bot's no-answer message, stored like any reply (the
+        channel sends it from the same commit), with no model call and nothing charged."""
+        d = self._d
+        reply = req.bot.no_answer_message
+        messages = [
+            NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
+            NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
+        ]
+
+        async def keep(tx: Transaction) -> list[str]:
+            stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
+            if req.keep_reply is not None:
+                await req.keep_reply(tx, reply)
+            return stored
+
+        stored = await d.db.run(keep)
+        snapshot = await d.quota.snapshot(req.account.id)
+        log.info(
+            "turn_answered",
+            account_id=req.account.id,
+            bot_id=req.bot.id,
+            contact_id=contact.id,
+            model=model,
+            outcome="no_answer",
+        )
+        return TurnResult(reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1])
 
     async def _call(
         self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, prompt: Prompt
@@ -140,7 +196,7 @@ class ConversationEngine:
                 raise
             # The model's window is smaller than the bot's memory budget: answer without history rather than fail.
             log.warning("context_window_exceeded", bot_id=bot.id, model=model, turns=prompt.history_turns)
-            bare = await self._prompt(model, bot, contact, user, with_history=False)
+            bare = await self._prompt(model, bot, contact, user, with_history=False, knowledge=prompt.knowledge)
             request = LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature)
             return await self._d.llm.complete(request), bare
 

@@ -28,6 +28,10 @@ class ValueOutOfRange(GatewayError):
     fields are bounded well inside what both backends hold, so this is the last line, never a 500."""
 
 
+class LimitReached(GatewayError):
+    """A documented limit of the account would be passed (documents, knowledge tokens): nothing was stored."""
+
+
 class NotConfigured(GatewayError):
     pass
 

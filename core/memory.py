@@ -24,6 +24,7 @@ class Prompt:
     messages: tuple[ChatMessage, ...]
     tokens: int  # the cookbook count of `messages`: the estimate reserved against the quota
     history_turns: int
+    knowledge: ChatMessage | None = None  # the knowledge excerpts it carries, if any
 
 
 def build_prompt(
@@ -34,7 +35,10 @@ def build_prompt(
     history: Sequence[StoredMessage],
     user: ChatMessage,
     budget: int,
+    knowledge: ChatMessage | None = None,
 ) -> Prompt:
+    """`knowledge` (the excerpts of core/knowledge) goes right before the new message: the persona and the history
+    stay a stable prefix for prompt caching, and its tokens come on top of `budget`, which the history keeps."""
     base = counter.count_messages(model, [persona, user])
     used = base
     kept: list[list[ChatMessage]] = []
@@ -46,7 +50,11 @@ def build_prompt(
         used += cost
         kept.append(turn)
     ordered = [message for turn in reversed(kept) for message in turn]
-    return Prompt(messages=(persona, *ordered, user), tokens=used, history_turns=len(kept))
+    if knowledge is None:
+        return Prompt(messages=(persona, *ordered, user), tokens=used, history_turns=len(kept))
+    extra = counter.count_messages(model, [knowledge]) - counter.count_messages(model, [])
+    messages = (persona, *ordered, knowledge, user)
+    return Prompt(messages, tokens=used + extra, history_turns=len(kept), knowledge=knowledge)
 
 
 def _turns(history: Sequence[StoredMessage]) -> list[list[ChatMessage]]:

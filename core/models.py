@@ -13,8 +13,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from core.fields import EpochMs, Finite, Names, Text, WholeNumber
+from core.fields import Choice, EpochMs, Finite, Names, Text, WholeNumber
 
+KnowledgeMode = Literal["off", "augment", "strict"]
 CreditKind = Literal["purchase", "grant", "refund", "adjustment", "overage", "usage"]
 # Kinds an operator may post; `overage` and `usage` are written by the quota settlement itself.
 OPERATOR_CREDIT_KINDS: tuple[str, ...] = ("purchase", "grant", "refund", "adjustment")
@@ -104,6 +105,18 @@ class BotSettings(Record):
     media_reply: Annotated[str, Text(1000)] | None = None
     # A human reply from the Page inbox pauses the bot this long (0: never).
     handover_pause_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60), WholeNumber] = 30
+    knowledge_mode: Annotated[KnowledgeMode, Choice] = Field(
+        default="augment",
+        description="off: the knowledge base is not used; augment: what is found is shown to the model; strict: when "
+        "nothing relevant is found the bot answers no_answer_message without calling the model",
+    )
+    no_answer_message: Annotated[str, Text(1000)] = Field(
+        default="Sorry, I don't have an answer to that. Please ask in another way, or contact us directly.",
+        description="strict knowledge mode's answer when nothing relevant is found",
+    )
+    knowledge_tokens: Annotated[int, Field(ge=0, le=100_000), WholeNumber] = Field(
+        default=1000, description="the most knowledge tokens shown to the model per turn (0: none)"
+    )
 
 
 class Bot(BotSettings):
@@ -131,6 +144,23 @@ class Channel(Record):
     created_at: EpochMs
     updated_at: EpochMs
     disconnected_at: EpochMs | None = Field(default=None, exclude=True)
+
+
+class KnowledgeDocument(Record):
+    """One source of a bot's knowledge base: a text, an FAQ entry, a fetched page or an uploaded file."""
+
+    id: str
+    account_id: str = Field(exclude=True)
+    bot_id: str
+    title: str
+    kind: Literal["text", "faq", "url", "file"]
+    source: str | None = Field(description="the page's URL or the file's name")
+    status: Literal["ready", "processing", "failed"]
+    error: str | None = Field(description="why it failed (status failed)")
+    chunks: int = Field(description="the pieces it was cut into, each found on its own")
+    tokens: int = Field(description="its text's tokens, counted with the bot's tokenizer")
+    created_at: EpochMs
+    updated_at: EpochMs
 
 
 @dataclass(frozen=True, slots=True)

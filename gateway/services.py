@@ -25,6 +25,7 @@ from core.channel_directory import ChannelDirectory
 from core.channel_worker import ChannelWorker, WorkerDeps
 from core.clock import Clock
 from core.engine import ConversationEngine, EngineDeps
+from core.knowledge.service import KnowledgeService
 from core.llm import LLMClient
 from core.metrics import Metrics
 from core.openai_probe import OpenAIProbe
@@ -47,6 +48,7 @@ from core.storage.erasure import Eraser
 from core.storage.feedback import FeedbackStore
 from core.storage.inbox import InboxWriter
 from core.storage.inbox_queue import InboxQueue
+from core.storage.knowledge import KnowledgeLimits, KnowledgeStore
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService
@@ -98,6 +100,7 @@ class Storage:
     totals_reader: TotalsReader
     usage_series_reader: UsageSeriesReader
     bot_report_reader: BotReportReader
+    knowledge: KnowledgeStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,7 @@ class Upstreams:
     engine: ConversationEngine | None  # None when no OpenAI key is configured
     openai_probe: OpenAIProbe
     prices: PriceTable
+    knowledge: KnowledgeService  # a bot's documents: added and searched by the API, shown to the model in turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,14 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             totals_reader=TotalsReader(reports_db),
             usage_series_reader=UsageSeriesReader(reports_db),
             bot_report_reader=BotReportReader(reports_db),
+            knowledge=KnowledgeStore(
+                db,
+                clock,
+                KnowledgeLimits(
+                    max_documents=settings.knowledge_max_documents,
+                    max_account_tokens=settings.knowledge_max_account_tokens,
+                ),
+            ),
         )
     finally:
         await reports_db.close()
@@ -187,6 +199,7 @@ async def open_upstreams(
     # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
     graph_session = aiohttp.ClientSession()
     llm: LLMClient | None = None
+    knowledge = KnowledgeService(storage.knowledge, tokens)
     try:
         engine = None
         if settings.openai_api_key:
@@ -211,6 +224,7 @@ async def open_upstreams(
                     llm,
                     storage.rate_limits,
                     metrics,
+                    knowledge,
                 )
             )
         else:
@@ -226,6 +240,7 @@ async def open_upstreams(
             engine=engine,
             openai_probe=OpenAIProbe(None if llm is None else llm.sdk, clock),
             prices=prices,
+            knowledge=knowledge,
         )
     finally:
         await graph_session.close()

@@ -78,6 +78,11 @@ class Settings:
     database_pool_size: int = 10
     # A reservation older than this belongs to a crashed call and is released by the sweeper.
     reservation_ttl_seconds: int = 300
+    # Knowledge limits: one uploaded file, and per account the documents and their tokens all together
+    # (2,000,000 tokens: about 3,000 pages of text; each turn reads only the few chunks that answer it).
+    knowledge_max_upload_bytes: int = 20 * 1024 * 1024
+    knowledge_max_documents: int = 1000
+    knowledge_max_account_tokens: int = 2_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -140,6 +145,13 @@ class Settings:
             database_pool_size=_int(env, "DATABASE_POOL_SIZE", defaults.database_pool_size, low=2, high=500),
             max_webhook_bytes=_int(env, "MAX_WEBHOOK_BYTES", defaults.max_webhook_bytes, low=64 * 1024),
             reservation_ttl_seconds=_int(env, "RESERVATION_TTL_SECONDS", defaults.reservation_ttl_seconds, low=30),
+            knowledge_max_upload_bytes=_int(
+                env, "KNOWLEDGE_MAX_UPLOAD_BYTES", defaults.knowledge_max_upload_bytes, low=1024, high=1024**3
+            ),
+            knowledge_max_documents=_int(env, "KNOWLEDGE_MAX_DOCUMENTS", defaults.knowledge_max_documents, low=1),
+            knowledge_max_account_tokens=_int(
+                env, "KNOWLEDGE_MAX_ACCOUNT_TOKENS", defaults.knowledge_max_account_tokens, low=1000
+            ),
         )
         # A turn may call the model twice (once more without history after a context overflow); a reservation
         # must outlive that, plus one sweep period, or the sweeper would free tokens a live call still holds.

@@ -30,6 +30,7 @@ from api.provisioning.bots import Bots
 from api.provisioning.channels import Channels
 from api.provisioning.credits import Credits
 from api.provisioning.exports import Exports
+from api.provisioning.knowledge import Knowledge
 from api.provisioning.plans import Plans
 from api.relay.handlers import Relay
 from api.service import Document, Probes
@@ -124,6 +125,10 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
     p.credits.OPERATIONS.provide(app, Credits(s.credits))
     p.bots.OPERATIONS.provide(app, Bots(s.bots, s.accounts, s.plans))
     p.channels.OPERATIONS.provide(app, Channels(s.channels, s.bots, g.upstreams.graph, s.queue))
+    p.knowledge.OPERATIONS.provide(
+        app,
+        Knowledge(g.upstreams.knowledge, s.bots, s.accounts, s.plans, max_upload=settings.knowledge_max_upload_bytes),
+    )
     p.audit.OPERATIONS.provide(app, AuditTrail(s.audit, s.accounts))
     p.exports.OPERATIONS.provide(app, Exports(s.export_reader, s.accounts, g.web.export_slots))
     conversations.handlers.OPERATIONS.provide(

@@ -6,7 +6,7 @@ A JWT surface: every route needs an operator, owner or viewer token, and its mut
 from api.audit_trail import audit_mutations
 from api.jwt_auth import require_token
 from api.operations import Surface
-from api.provisioning import accounts, api_keys, audit, bots, channels, credits, exports, plans
+from api.provisioning import accounts, api_keys, audit, bots, channels, credits, exports, knowledge, plans
 
 # Order matters: the audit middleware runs inside require_token, so it knows who is acting.
 SURFACE = Surface(
@@ -18,6 +18,7 @@ SURFACE = Surface(
         credits.OPERATIONS,
         bots.OPERATIONS,
         channels.OPERATIONS,
+        knowledge.OPERATIONS,
         audit.OPERATIONS,
         exports.OPERATIONS,
     ),

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
+from api.query import Count, QueryModel
 from api.shapes import AccountQuota, ApiModel, Changes, partial
 from core.fields import Choice, Credential, NotNull, Text, WholeNumber
 from core.models import (
@@ -21,6 +23,7 @@ from core.models import (
     BotSettings,
     Channel,
     CreditEntry,
+    KnowledgeDocument,
     Plan,
     PlanSettings,
 )
@@ -34,6 +37,9 @@ else:
     PlanChanges = partial(PlanSettings, "PlanChanges")
     AccountChanges = partial(AccountSettings, "AccountChanges")
     BotChanges = partial(BotSettings, "BotChanges")
+
+# A knowledge text sent as JSON; the body limit (MAX_BODY_BYTES) bounds it first. Longer texts: upload a file.
+MAX_KNOWLEDGE_TEXT_CHARS = 1_000_000
 
 Platform = Literal["messenger", "instagram", "whatsapp"]
 OperatorCreditKind = Literal["purchase", "grant", "refund", "adjustment"]
@@ -124,3 +130,49 @@ if not TYPE_CHECKING:
 
 class ChannelList(ApiModel):
     channels: list[Channel]
+
+
+class KnowledgeRequest(ApiModel):
+    """One document: a text (`title` and `text`, plain or Markdown) or one FAQ entry (`question` and `answer`)."""
+
+    title: Annotated[str, Text(200)] | None = Field(default=None, description="required with text")
+    text: Annotated[str, Text(MAX_KNOWLEDGE_TEXT_CHARS)] | None = Field(default=None, description="plain or Markdown")
+    question: Annotated[str, Text(2000)] | None = None
+    answer: Annotated[str, Text(20_000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> KnowledgeRequest:
+        faq = self.question is not None or self.answer is not None
+        if self.text is not None and faq:
+            raise PydanticCustomError("not_one_kind", "send either text or question and answer, not both", {})
+        if self.text is not None and self.title is None:
+            raise PydanticCustomError("not_titled", "is required with text", {"field": "title"})
+        if faq and (self.question is None or self.answer is None):
+            missing = "answer" if self.answer is None else "question"
+            raise PydanticCustomError("not_whole", "is required with an FAQ entry", {"field": missing})
+        if self.text is None and not faq:
+            raise PydanticCustomError("not_one_kind", "send a text (title and text) or an FAQ entry", {})
+        return self
+
+
+class KnowledgeList(ApiModel):
+    documents: list[KnowledgeDocument]
+
+
+class SearchQuery(QueryModel):
+    q: Annotated[str, Text(2000)] = Field(description="the question, as a customer would ask it")
+    limit: Annotated[int, Count(1, 50)] = Field(default=5, description="the most results")
+
+
+class KnowledgeResult(ApiModel):
+    document_id: str
+    title: str
+    text: str = Field(description="the chunk, as the model is shown it")
+    score: float = Field(description="BM25 of the chunk for the question: orders the results")
+    relevance: float = Field(description="the share of the question's content words the chunk holds, 0 to 1")
+    relevant: bool = Field(description="relevance reaches the floor: the chunk is shown to the model")
+    tokens: int
+
+
+class KnowledgeSearch(ApiModel):
+    results: list[KnowledgeResult]

@@ -133,13 +133,18 @@ async def _prepare(source: Database, target: Database) -> tuple[int, list[_Table
 
 async def _source_tables(source: Database) -> list[_Table]:
     names = await source.fetch_all(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?"
-        " ORDER BY name",
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        " AND name <> ? ORDER BY name",
         (_MIGRATIONS_TABLE,),
     )
+    # A full-text index (a virtual table and its shadow tables) is SQLite's own: PostgreSQL indexes the same
+    # column with an index of its own, built as the rows arrive.
+    virtual = [str(row["name"]) for row in names if str(row["sql"] or "").upper().startswith("CREATE VIRTUAL TABLE")]
     tables = []
     for row in names:
         name = str(row["name"])
+        if any(name == v or name.startswith(v + "_") for v in virtual):
+            continue
         columns = await source.fetch_all("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid", (name,))
         key = tuple(str(c["name"]) for c in sorted((c for c in columns if c["pk"]), key=lambda c: int(c["pk"])))
         if not key:

@@ -22,9 +22,10 @@ class Migration:
     name: str
     statements: tuple[str, ...]
     postgresql: tuple[str, ...] = ()  # run after `statements` on PostgreSQL only
+    sqlite: tuple[str, ...] = ()  # run after `statements` on SQLite only
 
     def for_dialect(self, dialect: str) -> tuple[str, ...]:
-        return self.statements + (self.postgresql if dialect == "postgresql" else ())
+        return self.statements + (self.postgresql if dialect == "postgresql" else self.sqlite)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -347,6 +348,65 @@ MIGRATIONS += (
             # NULL: charged as the provider reported. Otherwise its usage as JSON (core/usage_bounds.py), next to the
             # charged figures in the token columns. Text, so a count beyond 64-bit integers is kept as it came.
             "ALTER TABLE usage_records ADD COLUMN reported_usage TEXT",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        6,
+        "knowledge bases: documents, their chunks, and a full-text index on each backend",
+        (
+            "ALTER TABLE bots ADD COLUMN knowledge_mode TEXT NOT NULL DEFAULT 'augment'",
+            "ALTER TABLE bots ADD COLUMN no_answer_message TEXT NOT NULL DEFAULT"
+            " 'Sorry, I don''t have an answer to that. Please ask in another way, or contact us directly.'",
+            "ALTER TABLE bots ADD COLUMN knowledge_tokens INTEGER NOT NULL DEFAULT 1000",
+            """CREATE TABLE knowledge_documents (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                bot_id TEXT NOT NULL REFERENCES bots(id),
+                title TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                source TEXT,
+                status TEXT NOT NULL,
+                error TEXT,
+                chunks INTEGER NOT NULL DEFAULT 0,
+                tokens BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            "CREATE INDEX knowledge_documents_bot ON knowledge_documents(bot_id, created_at, id)",
+            "CREATE INDEX knowledge_documents_account ON knowledge_documents(account_id)",
+            # `id` is a random 62-bit integer: SQLite's full-text index addresses rows by an integer that must
+            # never change (a rowid may, on VACUUM), and the same id then travels to PostgreSQL in a copy.
+            # `terms` is what the chunk is found by (core/knowledge/terms.py), `term_count` its length for BM25.
+            """CREATE TABLE knowledge_chunks (
+                id BIGINT PRIMARY KEY,
+                document_id TEXT NOT NULL REFERENCES knowledge_documents(id) ON DELETE CASCADE,
+                bot_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                text TEXT NOT NULL,
+                tokens INTEGER NOT NULL,
+                terms TEXT NOT NULL,
+                term_count INTEGER NOT NULL)""",
+            "CREATE INDEX knowledge_chunks_document ON knowledge_chunks(document_id, seq)",
+            "CREATE INDEX knowledge_chunks_bot ON knowledge_chunks(bot_id)",
+        ),
+        postgresql=(
+            # The `simple` configuration only splits on spaces and lowercases: the terms are already ours.
+            "CREATE INDEX knowledge_chunks_terms ON knowledge_chunks USING GIN (to_tsvector('simple', terms))",
+        ),
+        sqlite=(
+            # An external-content FTS5 index over the chunks' terms (the text is not stored twice), kept in step
+            # by triggers; `bot_id` is indexed so that a search is one MATCH within one bot's chunks.
+            "CREATE VIRTUAL TABLE knowledge_fts USING fts5(bot_id, terms, content='knowledge_chunks',"
+            " content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+            """CREATE TRIGGER knowledge_chunks_indexed AFTER INSERT ON knowledge_chunks BEGIN
+                INSERT INTO knowledge_fts(rowid, bot_id, terms) VALUES (new.id, new.bot_id, new.terms);
+            END""",
+            """CREATE TRIGGER knowledge_chunks_unindexed AFTER DELETE ON knowledge_chunks BEGIN
+                INSERT INTO knowledge_fts(knowledge_fts, rowid, bot_id, terms)
+                VALUES ('delete', old.id, old.bot_id, old.terms);
+            END""",
         ),
     ),
 )

@@ -52,7 +52,12 @@ def run_copy(source: str, target: str, *extra: str) -> tuple[int, str]:
 
 
 def tables(url: str) -> list[str]:
-    return sorted(t for t in database.table_names(url) if t != "schema_migrations" and not t.startswith("sqlite_"))
+    """The gateway's tables: not SQLite's own, nor its full-text index (PostgreSQL indexes that column itself)."""
+    return sorted(
+        t
+        for t in database.table_names(url)
+        if t != "schema_migrations" and not t.startswith(("sqlite_", "knowledge_fts"))
+    )
 
 
 def table_rows(url: str, table: str, key: list[str]) -> dict[tuple[Any, ...], list[tuple[str, Any]]]:
@@ -104,6 +109,8 @@ async def filled(
         answer = await expect(await relay(client, tenant, text, user_id=user), 200)
     feedback = {"message_id": answer["message_id"], "rating": "up"}
     await expect(await client.post("/api/ai/feedback", json=feedback, headers=tenant.key_header), 201)
+    knowledge = {"title": "Opening hours", "text": "# Weekdays\n\nOpen 7 to 19.\n\n# Sundays\n\nOpen 8 to 12."}
+    await expect(await client.post(f"/api/admin/bots/{tenant.bot_id}/knowledge", json=knowledge, headers=admin), 201)
     # A WhatsApp customer answered by the worker (inbox, outbound messages) and then paused (conversation state),
     # a delivery for a number nobody serves (unrouted), and Meta's data deletion callback for someone unknown.
     await connect_channel(client, tenant, "whatsapp", PHONE_ID, verify_token="own-verify-token")
@@ -177,6 +184,10 @@ async def test_a_filled_sqlite_database_is_copied_row_for_row_and_served_from_po
     assert answer["quota"]["used_tokens"] > quota["used_tokens"]
     [alice] = database.rows(target, "SELECT message_count FROM contacts WHERE external_id = 'alice'")
     assert alice["message_count"] == 6
+    # The knowledge came along, and PostgreSQL's own index finds it.
+    search = f"/api/admin/bots/{tenant.bot_id}/knowledge/search"
+    found = await expect(await client.get(search, params={"q": "open on sundays?"}, headers=owner), 200)
+    assert found["results"][0]["text"] == "Opening hours > Sundays\n\nOpen 8 to 12."
 
 
 def test_a_second_copy_into_the_filled_target_is_refused_and_changes_nothing(

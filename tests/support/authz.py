@@ -25,6 +25,7 @@ ID_PREFIXES = {
     "channel_id": "chn",
     "contact_id": "con",
     "message_id": "msg",
+    "document_id": "doc",
 }
 # Query parameters that choose whose data an operation covers; the others (filters, ranges, cursors) stay unset.
 TARGET_QUERY = frozenset({"account_id"})
@@ -102,13 +103,22 @@ class World:
 
 
 async def make_world(client: TestClient, settings: Settings) -> World:
-    """Two tenants with everything an id can name: plan, account, API key, bot, channel, contact, bot reply."""
+    """Two tenants with everything an id can name: plan, account, API key, bot, channel, contact, bot reply,
+    knowledge document."""
 
     async def tenant(name: str, page_id: str) -> tuple[dict[str, str], str]:
         tenant = await provision(client, name=name)
         keys = await expect(await client.get(f"/api/admin/accounts/{tenant.account_id}/api-keys", headers=auth()), 200)
         channel = await connect_channel(client, tenant, "messenger", page_id)
         reply = await expect(await relay(client, tenant, f"hello from {name}"), 200)
+        document = await expect(
+            await client.post(
+                f"/api/admin/bots/{tenant.bot_id}/knowledge",
+                json={"title": f"{name} hours", "text": f"{name} opens at nine."},
+                headers=auth(),
+            ),
+            201,
+        )
         [contact] = database.rows(settings, "SELECT id FROM contacts WHERE account_id = ?", (tenant.account_id,))
         ids = {
             "plan_id": tenant.plan_id,
@@ -118,6 +128,7 @@ async def make_world(client: TestClient, settings: Settings) -> World:
             "channel_id": channel["id"],
             "contact_id": contact["id"],
             "message_id": reply["message_id"],
+            "document_id": document["id"],
         }
         return ids, tenant.api_key
 
