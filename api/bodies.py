@@ -18,6 +18,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_orig
 from urllib.parse import parse_qs
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -177,6 +178,8 @@ class JsonOrUpload(Body[M]):
             ) from None
         except ConnectionError:
             raise ClientDisconnected() from None
+        except (ValueError, AssertionError, HttpProcessingError):  # what aiohttp's multipart reader raises
+            raise bad_request("the multipart/form-data body is malformed") from None
 
 
 async def _read_upload(request: web.Request, limit: int) -> Upload:
@@ -184,14 +187,14 @@ async def _read_upload(request: web.Request, limit: int) -> Upload:
         raise ApiError(413, "payload_too_large", f"the file is larger than {limit} bytes")
     try:
         reader = await request.multipart()
-    except (ValueError, AssertionError):
+    except (ValueError, AssertionError, HttpProcessingError):
         raise bad_request("the multipart/form-data body is malformed") from None
     file: Upload | None = None
     fields: dict[str, str] = {}
     while True:
         try:
             part = await reader.next()
-        except ValueError:
+        except (ValueError, HttpProcessingError):  # a part's headers that are not HTTP headers (InvalidHeader)
             raise bad_request("the multipart/form-data body is malformed") from None
         if part is None:
             break
@@ -257,6 +260,8 @@ def _bad_input(model: type[BaseModel], errors: Sequence[ErrorDetails], noun: str
     error = errors[0]
     loc = error["loc"]
     field = str(loc[0]) if loc else str((error.get("ctx") or {}).get("field", ""))
+    if not field:  # a rule of the whole body (which fields go together), not of one field
+        return bad_request(f"the body does not fit: {_reason(model, field, error)}")
     return bad_request(f"'{field}' {_reason(model, field, error)}", field=field)
 
 

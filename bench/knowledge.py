@@ -35,7 +35,7 @@ from typing import Any
 from bench.postgres import BenchDatabase, check_server
 from core.clock import SystemClock
 from core.knowledge.chunking import chunk_faq, chunk_text
-from core.knowledge.service import KnowledgeService
+from core.knowledge.service import FaqSource, FileSource, KnowledgeService, TextSource
 from core.knowledge.terms import fold
 from core.models import Bot, BotSettings, PlanSettings
 from core.storage.accounts import AccountStore
@@ -95,9 +95,11 @@ async def new_bot(db: Database, name: str) -> Bot:
 
 async def add_document(service: KnowledgeService, bot: Bot, document: dict[str, Any]) -> str:
     if document["kind"] == "faq":
-        added = await service.add_faq(bot, MODEL, document.get("title"), document["question"], document["answer"])
+        added = await service.add(
+            bot, MODEL, FaqSource(document["question"], document["answer"], document.get("title"))
+        )
     else:
-        added = await service.add_text(bot, MODEL, document["title"], document["text"])
+        added = await service.add(bot, MODEL, TextSource(document["title"], document["text"]))
     return added.id
 
 
@@ -212,7 +214,7 @@ async def ingest(db: Database, tokens: TokenCounter, pages: int) -> tuple[float,
     vocabulary = fold(" ".join(d.get("text", "") + d.get("answer", "") for d in _corpus()["documents"])).split()
     pdf = make_pdf([[" ".join(rng.choice(vocabulary) for _ in range(12)) for _ in range(34)] for _ in range(pages)])
     started = time.perf_counter()
-    document = await service.add_file(bot, MODEL, kind="pdf", data=pdf, filename="manual.pdf", title=None)
+    document = await service.add(bot, MODEL, FileSource("pdf", pdf, "manual.pdf"))
     return time.perf_counter() - started, document.chunks, document.tokens
 
 

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import openai
@@ -28,6 +28,7 @@ from core.errors import UpstreamUnavailable
 from core.metrics import Metrics
 
 log = structlog.get_logger("core.llm")
+T = TypeVar("T")
 
 _BILLING_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted"})
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -114,9 +115,33 @@ class LLMClient:
 
     async def complete(self, request: LLMRequest) -> Completion:
         started = time.monotonic()
+
+        async def once(seconds: float, attempts: int) -> Completion:
+            body, headers = await self._attempt(request, attempt_timeout=seconds)
+            return _completion(body, headers, attempts, started)
+
+        return await self._retrying(request.model, once, adapt=True)
+
+    async def embed(self, model: str, texts: Sequence[str]) -> Embedded:
+        """The texts' vectors (in order) and the tokens the provider counted, with the same retries as a
+        completion. A vector of another length than the others, or a count of vectors that is not the count of
+        texts, is a malformed answer (retried, then UpstreamUnavailable)."""
+        started = time.monotonic()
+
+        async def once(seconds: float, attempts: int) -> Embedded:
+            raw = await self.sdk.embeddings.with_raw_response.create(
+                model=model, input=list(texts), encoding_format="float", timeout=seconds
+            )
+            return _embedded(json.loads(raw.content), len(texts), attempts, started)
+
+        return await self._retrying(model, once, adapt=False)
+
+    async def _retrying(self, model: str, once: Callable[[float, int], Awaitable[T]], *, adapt: bool) -> T:
+        """`once(attempt_timeout, attempts)` until it succeeds or a failure is final (UpstreamUnavailable)."""
+        started = time.monotonic()
         deadline = started + self.total_budget
         attempts = 0
-        adapted = False
+        adapted = not adapt
         while True:
             attempts += 1
             remaining = deadline - time.monotonic()
@@ -124,15 +149,14 @@ class LLMClient:
             try:
                 # A hard deadline: the SDK's timeout is per read, so a server trickling bytes would outlive it.
                 async with asyncio.timeout(attempt_timeout):
-                    body, headers = await self._attempt(request, attempt_timeout=attempt_timeout)
-                return _completion(body, headers, attempts, started)
+                    return await once(attempt_timeout, attempts)
             except Exception as exc:  # classified below; anything unknown is a bug and is re-raised
                 error = exc
             failure = _classify(error)
             if failure is None:
                 raise error
             self.metrics.openai_error(failure.code)
-            if not adapted and self._adapt(request.model, error):
+            if not adapted and self._adapt(model, error):
                 adapted = True  # a parameter the model refuses: resend at once, without it
                 attempts -= 1
                 continue
@@ -143,7 +167,7 @@ class LLMClient:
             give_up = not failure.retry or attempts >= self.max_attempts or delay + _MIN_ATTEMPT_SECONDS > remaining
             log.warning(
                 "llm_attempt_failed",
-                model=request.model,
+                model=model,
                 attempt=attempts,
                 code=failure.code,
                 retry=not give_up,
@@ -199,6 +223,36 @@ class LLMClient:
             return failure.retry_after
         backoff = min(_BACKOFF_BASE * 2.0 ** (attempts - 1), _BACKOFF_CAP)
         return backoff * (0.5 + self.rng.random() / 2)  # "equal jitter": spreads retries, keeps a floor
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """What an /embeddings call gave back: one vector per text, in the texts' order."""
+
+    vectors: list[list[float]]
+    model: str
+    prompt_tokens: int  # as the provider reported them
+    attempts: int
+    latency_ms: int
+
+
+def _embedded(body: object, expected: int, attempts: int, started: float) -> Embedded:
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise MalformedResponse("an embeddings answer without data")
+    items = sorted(body["data"], key=lambda item: int(item["index"]))
+    vectors = [[float(x) for x in item["embedding"]] for item in items]
+    if len(vectors) != expected or [int(item["index"]) for item in items] != list(range(expected)):
+        raise MalformedResponse(f"{len(vectors)} vectors for {expected} texts")
+    if expected and (not vectors[0] or any(len(v) != len(vectors[0]) for v in vectors)):
+        raise MalformedResponse("vectors of different lengths")
+    usage = body.get("usage") or {}
+    return Embedded(
+        vectors=vectors,
+        model=str(body.get("model") or ""),
+        prompt_tokens=_count("prompt_tokens", usage.get("prompt_tokens", 0) if isinstance(usage, dict) else 0),
+        attempts=attempts,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
 
 
 class MalformedResponse(ValueError):

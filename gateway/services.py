@@ -25,6 +25,7 @@ from core.channel_directory import ChannelDirectory
 from core.channel_worker import ChannelWorker, WorkerDeps
 from core.clock import Clock
 from core.engine import ConversationEngine, EngineDeps
+from core.knowledge.fetch import AddressPolicy, PageFetcher, parse_networks
 from core.knowledge.service import KnowledgeService
 from core.llm import LLMClient
 from core.metrics import Metrics
@@ -199,7 +200,12 @@ async def open_upstreams(
     # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
     graph_session = aiohttp.ClientSession()
     llm: LLMClient | None = None
-    knowledge = KnowledgeService(storage.knowledge, tokens)
+    fetcher = PageFetcher(
+        AddressPolicy(settings.knowledge_fetch_allow_private, parse_networks(settings.knowledge_fetch_allow_networks)),
+        max_bytes=settings.knowledge_max_upload_bytes,
+        timeout_seconds=settings.knowledge_fetch_timeout_seconds,
+    )
+    knowledge = KnowledgeService(storage.knowledge, tokens, fetcher)
     try:
         engine = None
         if settings.openai_api_key:
@@ -243,6 +249,7 @@ async def open_upstreams(
             knowledge=knowledge,
         )
     finally:
+        await fetcher.close()
         await graph_session.close()
         if llm is not None:
             await llm.close()

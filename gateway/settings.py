@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class Settings:
     knowledge_max_upload_bytes: int = 20 * 1024 * 1024
     knowledge_max_documents: int = 1000
     knowledge_max_account_tokens: int = 2_000_000
+    # URL imports never reach loopback, private or link-local addresses unless allowed here (core/knowledge/fetch.py):
+    # all of them (KNOWLEDGE_FETCH_ALLOW_PRIVATE=1), or only these networks (an intranet wiki, say).
+    knowledge_fetch_allow_private: bool = False
+    knowledge_fetch_allow_networks: tuple[str, ...] = ()
+    knowledge_fetch_timeout_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -148,6 +154,11 @@ class Settings:
             knowledge_max_upload_bytes=_int(
                 env, "KNOWLEDGE_MAX_UPLOAD_BYTES", defaults.knowledge_max_upload_bytes, low=1024, high=1024**3
             ),
+            knowledge_fetch_allow_private=_flag(env, "KNOWLEDGE_FETCH_ALLOW_PRIVATE"),
+            knowledge_fetch_allow_networks=_networks(env, "KNOWLEDGE_FETCH_ALLOW_NETWORKS"),
+            knowledge_fetch_timeout_seconds=_float(
+                env, "KNOWLEDGE_FETCH_TIMEOUT_SECONDS", defaults.knowledge_fetch_timeout_seconds
+            ),
             knowledge_max_documents=_int(env, "KNOWLEDGE_MAX_DOCUMENTS", defaults.knowledge_max_documents, low=1),
             knowledge_max_account_tokens=_int(
                 env, "KNOWLEDGE_MAX_ACCOUNT_TOKENS", defaults.knowledge_max_account_tokens, low=1000
@@ -173,6 +184,27 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high:
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{name} must be {bounds}, got {value}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be comma-separated networks (10.0.0.0/8, fd00::/8), got {item!r}"
+            ) from None
+    return items
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -1,12 +1,16 @@
 """Knowledge: the documents a bot answers from, and the search that shows what it would be shown.
 
-The owner (or the operator) adds a document as JSON (a text, an FAQ entry) or uploads a file (PDF, .txt, .md,
-.html); it is cut into chunks and indexed before the answer, which says how many chunks and tokens it became.
+The owner (or the operator) adds a document as JSON (a text, an FAQ entry, a page's URL) or uploads a file (PDF,
+.txt, .md, .html); it is cut into chunks and indexed before the answer, which says how many chunks and tokens it
+became. A document can be replaced (same id), a page fetched again, and a document deleted.
 A file that cannot be read is a 422 that says why, and nothing is stored. Another account's bot or document is a
 404, like one that does not exist.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
@@ -19,7 +23,8 @@ from api.provisioning.bots import visible_bot
 from api.provisioning.models import KnowledgeList, KnowledgeRequest, KnowledgeResult, KnowledgeSearch, SearchQuery
 from core.engine import resolve_model
 from core.knowledge.extract import UnreadableDocument, kind_of
-from core.knowledge.service import KnowledgeService
+from core.knowledge.fetch import FetchFailed, FetchRefused
+from core.knowledge.service import FaqSource, FileSource, KnowledgeService, Source, TextSource, UrlSource
 from core.models import Bot, KnowledgeDocument
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
@@ -39,18 +44,25 @@ class Knowledge:
     async def add_document(self, request: web.Request, body: JsonOrUpload[KnowledgeRequest]) -> KnowledgeDocument:
         bot = await visible_bot(request, self._bots)
         require_writer(principal(request))
-        sent = await body.parse_either(self._max_upload)
+        source = _source(await body.parse_either(self._max_upload))
         model = await self._model(bot)
-        try:
-            if isinstance(sent, Upload):
-                return await self._upload(bot, model, sent)
-            if sent.text is not None:
-                assert sent.title is not None  # the model's rule: a text has a title
-                return await self._knowledge.add_text(bot, model, sent.title, sent.text)
-            assert sent.question is not None and sent.answer is not None
-            return await self._knowledge.add_faq(bot, model, sent.title, sent.question, sent.answer)
-        except UnreadableDocument as exc:
-            raise ApiError(422, "unreadable_document", str(exc)) from None
+        with _refusals():
+            return await self._knowledge.add(bot, model, source)
+
+    async def replace_document(self, request: web.Request, body: JsonOrUpload[KnowledgeRequest]) -> KnowledgeDocument:
+        document, bot = await self._writable_document(request)
+        source = _source(await body.parse_either(self._max_upload))
+        model = await self._model(bot)
+        with _refusals():
+            return await self._knowledge.replace(document, bot, model, source)
+
+    async def refetch_document(self, request: web.Request) -> KnowledgeDocument:
+        document, bot = await self._writable_document(request)
+        if document.kind != "url":
+            raise ApiError(409, "conflict", "only a document imported from a URL can be fetched again")
+        model = await self._model(bot)
+        with _refusals():
+            return await self._knowledge.refetch(document, bot, model)
 
     async def list_documents(self, request: web.Request) -> KnowledgeList:
         bot = await visible_bot(request, self._bots)
@@ -83,23 +95,15 @@ class Knowledge:
             ]
         )
 
-    async def _upload(self, bot: Bot, model: str, upload: Upload) -> KnowledgeDocument:
-        kind = kind_of(upload.filename, upload.content_type)
-        if kind is None:
-            raise ApiError(
-                415, "unsupported_media_type", "upload a PDF, .txt, .md or .html file (the name's ending says which)"
-            )
-        if not upload.data:
-            raise bad_request("the file is empty", field="file")
-        title = upload.fields.get("title", "").strip() or None
-        return await self._knowledge.add_file(
-            bot, model, kind=kind, data=upload.data, filename=upload.filename, title=title and title[:200]
-        )
-
     async def _model(self, bot: Bot) -> str:
         """The model the bot answers with: its tokenizer counts the chunks, as the turn will."""
         account = await self._accounts.get(bot.account_id)
         return resolve_model(bot, await self._plans.get(account.plan_id))
+
+    async def _writable_document(self, request: web.Request) -> tuple[KnowledgeDocument, Bot]:
+        document = await self._visible_document(request)
+        require_writer(principal(request))
+        return document, await self._bots.get(document.bot_id)
 
     async def _visible_document(self, request: web.Request) -> KnowledgeDocument:
         who = principal(request)
@@ -108,15 +112,49 @@ class Knowledge:
         return document
 
 
+def _source(sent: KnowledgeRequest | Upload) -> Source:
+    if isinstance(sent, Upload):
+        kind = kind_of(sent.filename, sent.content_type)
+        if kind is None:
+            raise ApiError(
+                415, "unsupported_media_type", "upload a PDF, .txt, .md or .html file (the name's ending says which)"
+            )
+        if not sent.data:
+            raise bad_request("the file is empty", field="file")
+        title = sent.fields.get("title", "").strip()[:200] or None
+        return FileSource(kind, sent.data, sent.filename, title)
+    if sent.text is not None:
+        assert sent.title is not None  # the model's rule: a text has a title
+        return TextSource(sent.title, sent.text)
+    if sent.url is not None:
+        return UrlSource(sent.url, sent.title)
+    assert sent.question is not None and sent.answer is not None
+    return FaqSource(sent.question, sent.answer, sent.title)
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """What the knowledge service refuses, as the owner reads it; nothing was stored or changed."""
+    try:
+        yield
+    except FetchRefused as exc:
+        raise bad_request(str(exc), field="url") from None
+    except FetchFailed as exc:
+        raise ApiError(422, "fetch_failed", str(exc)) from None
+    except UnreadableDocument as exc:
+        raise ApiError(422, "unreadable_document", str(exc)) from None
+
+
 OPERATIONS = OperationTable(Knowledge, tag="admin", security=JWT)
 OPERATIONS.post(
     "/bots/{bot_id}/knowledge",
     Knowledge.add_document,
     summary="Add a document to a bot's knowledge",
-    description="JSON: a text with its title, or one FAQ entry (question and answer). Or multipart/form-data with a "
-    "`file` (PDF, .txt, .md, .html; KNOWLEDGE_MAX_UPLOAD_BYTES) and an optional `title`. The document is "
-    "chunked and indexed before the answer. 422: the file cannot be read (nothing is stored); 409: the account's "
-    "knowledge limits would be passed.",
+    description="JSON: a text with its title, one FAQ entry (question and answer), or a page's `url` (fetched, its "
+    "readable text kept). Or multipart/form-data with a `file` (PDF, .txt, .md, .html; KNOWLEDGE_MAX_UPLOAD_BYTES) "
+    "and an optional `title`. The document is chunked and indexed before the answer. 400: a URL whose address is "
+    "loopback, private or link-local (unless the operator allows it); 422: the file or page cannot be read or "
+    "fetched (nothing is stored); 409: the account's knowledge limits would be passed.",
     errors=(403, 409, 415, 422),
 )
 OPERATIONS.get("/bots/{bot_id}/knowledge", Knowledge.list_documents, summary="A bot's knowledge documents")
@@ -128,6 +166,21 @@ OPERATIONS.get(
     "question's words they hold); `relevant` ones are shown to the model, within the bot's knowledge_tokens.",
 )
 OPERATIONS.get("/knowledge/{document_id}", Knowledge.get_document, summary="One knowledge document")
+OPERATIONS.put(
+    "/knowledge/{document_id}",
+    Knowledge.replace_document,
+    summary="Replace a knowledge document's content",
+    description="The same bodies as adding one; the document keeps its id. On any refusal the old content stays.",
+    errors=(403, 409, 415, 422),
+)
+OPERATIONS.post(
+    "/knowledge/{document_id}/refetch",
+    Knowledge.refetch_document,
+    summary="Fetch a page imported from a URL again",
+    description="Its chunks are replaced by the page as it is now. 409: the document was not imported from a URL.",
+    status=200,
+    errors=(403, 409, 422),
+)
 OPERATIONS.delete(
     "/knowledge/{document_id}",
     Knowledge.delete_document,

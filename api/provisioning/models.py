@@ -133,25 +133,27 @@ class ChannelList(ApiModel):
 
 
 class KnowledgeRequest(ApiModel):
-    """One document: a text (`title` and `text`, plain or Markdown) or one FAQ entry (`question` and `answer`)."""
+    """One document: a text (`title` and `text`, plain or Markdown), one FAQ entry (`question` and `answer`), or a
+    page to fetch (`url`, with an optional `title`)."""
 
     title: Annotated[str, Text(200)] | None = Field(default=None, description="required with text")
     text: Annotated[str, Text(MAX_KNOWLEDGE_TEXT_CHARS)] | None = Field(default=None, description="plain or Markdown")
     question: Annotated[str, Text(2000)] | None = None
     answer: Annotated[str, Text(20_000)] | None = None
+    url: Annotated[str, Text(2000)] | None = Field(default=None, description="an http:// or https:// page")
 
     @model_validator(mode="after")
     def _one_kind(self) -> KnowledgeRequest:
         faq = self.question is not None or self.answer is not None
-        if self.text is not None and faq:
-            raise PydanticCustomError("not_one_kind", "send either text or question and answer, not both", {})
+        if sum((self.text is not None, faq, self.url is not None)) > 1:
+            raise PydanticCustomError("not_one_kind", "send one of: text, question and answer, or url; not both", {})
         if self.text is not None and self.title is None:
             raise PydanticCustomError("not_titled", "is required with text", {"field": "title"})
         if faq and (self.question is None or self.answer is None):
             missing = "answer" if self.answer is None else "question"
             raise PydanticCustomError("not_whole", "is required with an FAQ entry", {"field": missing})
-        if self.text is None and not faq:
-            raise PydanticCustomError("not_one_kind", "send a text (title and text) or an FAQ entry", {})
+        if self.text is None and not faq and self.url is None:
+            raise PydanticCustomError("not_one_kind", "send a text (title and text), an FAQ entry or a url", {})
         return self
 
 

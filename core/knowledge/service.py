@@ -17,7 +17,8 @@ from typing import TypeVar
 
 from core.chat import ChatMessage
 from core.knowledge.chunking import ChunkDraft, chunk_faq, chunk_text
-from core.knowledge.extract import Extracted, extract
+from core.knowledge.extract import UnreadableDocument, extract
+from core.knowledge.fetch import FetchFailed, PageFetcher
 from core.knowledge.terms import index_terms, query_terms
 from core.models import Bot, KnowledgeDocument
 from core.storage.knowledge import FoundChunk, KnowledgeStore, NewChunk, NewDocument
@@ -65,32 +66,87 @@ class TurnKnowledge:
         return self.message is not None
 
 
+@dataclass(frozen=True, slots=True)
+class TextSource:
+    title: str
+    text: str  # plain text or Markdown
+
+
+@dataclass(frozen=True, slots=True)
+class FaqSource:
+    question: str
+    answer: str
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    kind: str  # core/knowledge/extract.py's reader
+    data: bytes
+    filename: str | None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UrlSource:
+    url: str
+    title: str | None = None
+
+
+Source = TextSource | FaqSource | FileSource | UrlSource
+
+
 class KnowledgeService:
-    def __init__(self, store: KnowledgeStore, tokens: TokenCounter) -> None:
+    def __init__(self, store: KnowledgeStore, tokens: TokenCounter, fetcher: PageFetcher | None = None) -> None:
         self._store = store
         self._tokens = tokens
+        self._fetcher = fetcher
 
-    async def add_text(self, bot: Bot, model: str, title: str, text: str) -> KnowledgeDocument:
-        chunks = await _off_loop(lambda: self._chunks(model, chunk_text(title, text, self._counter(model))))
-        return await self._store.add(NewDocument(bot.account_id, bot.id, title, "text", None), chunks)
+    async def add(self, bot: Bot, model: str, source: Source) -> KnowledgeDocument:
+        """A new document from `source`, ready when this returns. UnreadableDocument (a file or page that cannot be
+        read), FetchRefused (an address not allowed) and FetchFailed store nothing."""
+        new, chunks = await self._prepare(bot, model, source)
+        return await self._store.add(new, chunks)
 
-    async def add_faq(self, bot: Bot, model: str, title: str | None, question: str, answer: str) -> KnowledgeDocument:
-        chunks = self._chunks(model, [chunk_faq(question, answer, self._counter(model))])
-        return await self._store.add(NewDocument(bot.account_id, bot.id, title or question, "faq", None), chunks)
+    async def replace(self, document: KnowledgeDocument, bot: Bot, model: str, source: Source) -> KnowledgeDocument:
+        """The document's content replaced by `source` (its id stays); on any refusal the old content stays."""
+        new, chunks = await self._prepare(bot, model, source)
+        return await self._store.replace(document.id, new, chunks)
 
-    async def add_file(
-        self, bot: Bot, model: str, *, kind: str, data: bytes, filename: str | None, title: str | None
-    ) -> KnowledgeDocument:
-        """An uploaded file, read as `kind` (core/knowledge/extract.py); UnreadableDocument stores nothing."""
+    async def refetch(self, document: KnowledgeDocument, bot: Bot, model: str) -> KnowledgeDocument:
+        """A page imported from a URL, fetched again; its title stays what the owner or the page gave."""
+        if document.kind != "url" or document.source is None:
+            raise ValueError("only a document imported from a URL can be fetched again")
+        return await self.replace(document, bot, model, UrlSource(document.source, document.title))
 
-        def read() -> tuple[Extracted, list[NewChunk]]:
-            extracted = extract(kind, data)
-            name = title or extracted.title or filename or "Untitled"
-            return extracted, self._chunks(model, chunk_text(name, extracted.text, self._counter(model)))
+    async def _prepare(self, bot: Bot, model: str, source: Source) -> tuple[NewDocument, list[NewChunk]]:
+        count = self._counter(model)
+        if isinstance(source, TextSource):
+            chunks = await _off_loop(lambda: self._chunks(chunk_text(source.title, source.text, count)))
+            return NewDocument(bot.account_id, bot.id, source.title, "text", None), chunks
+        if isinstance(source, FaqSource):
+            chunks = self._chunks([chunk_faq(source.question, source.answer, count)])
+            return NewDocument(bot.account_id, bot.id, source.title or source.question[:200], "faq", None), chunks
+        if isinstance(source, FileSource):
+            title, chunks = await _off_loop(
+                lambda: self._read(source.kind, source.data, source.title, source.filename, count)
+            )
+            return NewDocument(bot.account_id, bot.id, title, "file", source.filename), chunks
+        if self._fetcher is None:
+            raise FetchFailed("this gateway does not import pages")
+        page = await self._fetcher.fetch(source.url)
+        title, chunks = await _off_loop(lambda: self._read(page.kind, page.data, source.title, page.url, count))
+        return NewDocument(bot.account_id, bot.id, title, "url", source.url), chunks
 
-        extracted, chunks = await _off_loop(read)
-        name = title or extracted.title or filename or "Untitled"
-        return await self._store.add(NewDocument(bot.account_id, bot.id, name[:200], "file", filename), chunks)
+    def _read(
+        self, kind: str, data: bytes, title: str | None, fallback: str | None, count: Callable[[str], int]
+    ) -> tuple[str, list[NewChunk]]:
+        extracted = extract(kind, data)
+        name = (title or extracted.title or fallback or "Untitled")[:200]
+        chunks = self._chunks(chunk_text(name, extracted.text, count))
+        if not chunks:
+            raise UnreadableDocument("the document holds no text")
+        return name, chunks
 
     async def get(self, document_id: str, *, account_id: str | None) -> KnowledgeDocument:
         return await self._store.get(document_id, account_id=account_id)
@@ -128,7 +184,7 @@ class KnowledgeService:
     def _counter(self, model: str) -> Callable[[str], int]:
         return lambda text: self._tokens.count_text(model, text)
 
-    def _chunks(self, model: str, drafts: list[ChunkDraft]) -> list[NewChunk]:
+    def _chunks(self, drafts: list[ChunkDraft]) -> list[NewChunk]:
         return [NewChunk(draft.text, draft.tokens, index_terms(draft.text)) for draft in drafts if draft.text.strip()]
 
 

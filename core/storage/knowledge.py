@@ -94,6 +94,23 @@ class KnowledgeStore:
         assert row is not None
         return _document(row)
 
+    async def replace(self, document_id: str, new: NewDocument, chunks: Sequence[NewChunk]) -> KnowledgeDocument:
+        """The document's content replaced in one commit (same id): a search sees the old chunks or the new."""
+        now = self._clock.now_ms()
+        tokens = sum(chunk.tokens for chunk in chunks)
+        async with self._db.transaction() as tx:
+            await self._check_limits(tx, new.account_id, tokens, replacing=document_id)
+            row = await tx.fetch_one(
+                "UPDATE knowledge_documents SET title = ?, kind = ?, source = ?, status = 'ready', error = NULL,"
+                f" chunks = ?, tokens = ?, updated_at = ? WHERE id = ? AND bot_id = ? RETURNING {_COLUMNS}",
+                (new.title, new.kind, new.source, len(chunks), tokens, now, document_id, new.bot_id),
+            )
+            if row is None:
+                raise NotFound("document")
+            await tx.execute("DELETE FROM knowledge_chunks WHERE document_id = ?", (document_id,))
+            await _insert_chunks(tx, document_id, new.bot_id, chunks)
+        return _document(row)
+
     async def get(self, document_id: str, *, account_id: str | None = None) -> KnowledgeDocument:
         """A document of a live bot; with `account_id`, only that account's (another's is NotFound, like a bad id)."""
         sql = (
@@ -133,15 +150,17 @@ class KnowledgeStore:
             rows = await self._db.fetch_all(_BM25_SQLITE, (match, limit))
         return [_found(row) for row in rows]
 
-    async def _check_limits(self, tx: Transaction, account_id: str, tokens: int) -> None:
+    async def _check_limits(
+        self, tx: Transaction, account_id: str, tokens: int, *, replacing: str | None = None
+    ) -> None:
         limits = self._limits
         # Locked: two uploads of one account at once (two processes) must not both take the last free place.
         if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?" + tx.dialect.locked(), (account_id,)):
             raise NotFound("account")
         row = await tx.fetch_one(
             "SELECT COUNT(*) AS documents, COALESCE(SUM(tokens), 0) AS tokens FROM knowledge_documents"
-            " WHERE account_id = ?",
-            (account_id,),
+            " WHERE account_id = ? AND id <> ?",
+            (account_id, replacing or ""),
         )
         assert row is not None
         if int(row["documents"]) + 1 > limits.max_documents:

@@ -115,6 +115,9 @@ RULES: dict[str, Rule] = {
     "GET /api/admin/bots/{bot_id}/knowledge": Rule("read"),
     "GET /api/admin/bots/{bot_id}/knowledge/search": Rule("read", query={"q": "opens at nine"}),
     "GET /api/admin/knowledge/{document_id}": Rule("read"),
+    "PUT /api/admin/knowledge/{document_id}": Rule("write", body={"title": "Hijacked", "text": "Planted."}),
+    # The matrix's documents are texts: fetching one again is refused (409) once the caller may see and write it.
+    "POST /api/admin/knowledge/{document_id}/refetch": Rule("write", 409),
     "DELETE /api/admin/knowledge/{document_id}": Rule("write", 204),
     # Dashboard figures: whose they are comes from the token, or for an admin the `account_id` query parameter.
     "GET /api/dashboard/metrics": Rule("read"),

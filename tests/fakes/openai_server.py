@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import re
 import time
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -108,6 +110,12 @@ class FakeOpenAI:
         self.snapshots: dict[str, str] = dict(SNAPSHOTS)
         self.rate_limits = (5000, 160000)  # (requests, tokens) reported in x-ratelimit-limit-*
         self.calls: list[RecordedCall] = []
+        # /v1/embeddings: deterministic bag-of-concepts vectors. A word's concept is itself unless `concepts` maps
+        # it to another (synonyms across words and languages), so a test decides which texts are "similar".
+        self.concepts: dict[str, str] = {}
+        self.embedding_dimensions = 64
+        self.embedding_calls: list[list[str]] = []  # the inputs of each call, in order
+        self.embedding_failures: deque[int] = deque()  # HTTP statuses answered to the next calls, one each
         self.model_lists = 0  # GET /v1/models requests seen (status probes)
         self.in_flight = 0
         self.max_in_flight = 0
@@ -122,6 +130,7 @@ class FakeOpenAI:
         self._app = web.Application()
         self._app.router.add_post("/v1/chat/completions", self._chat)
         self._app.router.add_get("/v1/models", self._models)
+        self._app.router.add_post("/v1/embeddings", self._embeddings)
         self._app.on_startup.append(self._on_startup)
         self._app.on_shutdown.append(self._on_shutdown)
 
@@ -259,6 +268,33 @@ class FakeOpenAI:
         names = sorted({*self.snapshots, *self.snapshots.values(), "gpt-4.1-mini", "gpt-5-mini", "o4-mini"})
         data = [{"id": n, "object": "model", "created": 1715367049, "owned_by": "system"} for n in names]
         return web.json_response({"object": "list", "data": data}, headers={"x-request-id": rid})
+
+    def embedding_of(self, text: str) -> list[float]:
+        vector = [0.0] * self.embedding_dimensions
+        for word in re.findall(r"[^\W_]+", text.casefold()):
+            concept = self.concepts.get(word, word)
+            vector[zlib.crc32(concept.encode()) % self.embedding_dimensions] += 1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        rid = f"req_{self._ids.getrandbits(128):032x}"
+        if (err := errs.auth_error(request.headers.get("Authorization", ""), self.api_key)) is not None:
+            return web.json_response(err, status=401, headers={"x-request-id": rid})
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        self.embedding_calls.append(list(texts))
+        if self.embedding_failures:
+            status = self.embedding_failures.popleft()
+            error = {"error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}}
+            return web.json_response(error, status=status, headers={"x-request-id": rid})
+        model = str(body["model"])
+        tokens = sum(self.count_text_tokens(model, text) for text in texts)
+        data = [{"object": "embedding", "index": i, "embedding": self.embedding_of(t)} for i, t in enumerate(texts)]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return web.json_response(
+            {"object": "list", "data": data, "model": model, "usage": usage}, headers={"x-request-id": rid}
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1

@@ -138,7 +138,8 @@ async def test_bodies_that_are_not_one_document_are_refused(client: TestClient) 
         ({"text": "no title"}, "'title' is required with text"),
         ({"question": "Open on Sunday?"}, "'answer' is required with an FAQ entry"),
         ({"title": "both", "text": "x", "question": "q", "answer": "a"}, "not both"),
-        ({"title": "nothing"}, "a text (title and text) or an FAQ entry"),
+        ({"url": "https://example.com/", "question": "q", "answer": "a"}, "not both"),
+        ({"title": "nothing"}, "the body does not fit: send a text (title and text), an FAQ entry or a url"),
         ({"title": "t", "text": "   "}, "'text' may not be empty"),
     ]
     for body, message in cases:
@@ -207,3 +208,19 @@ async def test_an_upload_over_the_limit_is_a_413(make_client: Any, settings: Any
     assert (await expect(await client.get(f"{ADMIN}/bots/{tenant.bot_id}/knowledge", headers=auth()), 200))[
         "documents"
     ] == []
+
+
+async def test_a_malformed_multipart_body_is_a_400(client: TestClient) -> None:
+    tenant = await provision(client)
+    boundary = "b0undary"
+    raw = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="\x1d\u00d9"\r\n\r\nx\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhello\r\n'
+        f"--{boundary}--\r\n"
+    ).encode()
+    headers = {**auth(), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = await client.post(f"{ADMIN}/bots/{tenant.bot_id}/knowledge", data=raw, headers=headers)
+    error = await expect_error(response, 400)
+    assert "malformed" in error["message"]
+    listed = await expect(await client.get(f"{ADMIN}/bots/{tenant.bot_id}/knowledge", headers=auth()), 200)
+    assert listed["documents"] == []
