@@ -222,6 +222,23 @@ def _corpus() -> dict[str, Any]:
     return dict(json.loads(CORPUS.read_text(encoding="utf-8")))
 
 
+def print_quality(ours: Quality, plain: Quality) -> None:
+    print(f"{'retrieval quality':<40} {'recall@1':>9} {'recall@3':>9} {'questions':>10}")
+    print(f"{'lexical (ours)':<40} {ours.recall_at_1:>9.3f} {ours.recall_at_3:>9.3f} {ours.questions:>10}")
+    print(f"{'baseline: plain words, no stems':<40} {plain.recall_at_1:>9.3f} {plain.recall_at_3:>9.3f}")
+
+
+def print_speed(searches: list[float], reads: list[float], held: int) -> None:
+    print(f"{'per question, ms (' + str(held) + ' chunks)':<40} {'p50':>9} {'p99':>9} {'runs':>10}")
+    print(
+        f"{'lexical search':<40} {statistics.median(searches):>9.2f} {_pct(searches, 0.99):>9.2f} {len(searches):>10}"
+    )
+    print(
+        f"{'baseline: the turn history read (200)':<40} {statistics.median(reads):>9.2f} "
+        f"{_pct(reads, 0.99):>9.2f} {len(reads):>10}"
+    )
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -242,24 +259,15 @@ async def run(args: argparse.Namespace) -> int:
     backends = ["sqlite"] + (["postgresql"] if args.database else [])
     for kind in backends:
         print(f"\n== {kind} ==")
-        async with backend(kind, args.database) as db:
-            ours, plain = await quality(db, tokens, corpus)
-            print(f"{'retrieval quality':<40} {'recall@1':>9} {'recall@3':>9} {'questions':>10}")
-            print(f"{'lexical (ours)':<40} {ours.recall_at_1:>9.3f} {ours.recall_at_3:>9.3f} {ours.questions:>10}")
-            print(f"{'baseline: plain words, no stems':<40} {plain.recall_at_1:>9.3f} {plain.recall_at_3:>9.3f}")
-        async with backend(kind, args.database) as db:
-            searches, reads, held = await speed(db, tokens, corpus, args.chunks, args.repeat)
-            print(f"{'per question, ms (' + str(held) + ' chunks)':<40} {'p50':>9} {'p99':>9} {'runs':>10}")
-            print(
-                f"{'lexical search':<40} {statistics.median(searches):>9.2f} {_pct(searches, 0.99):>9.2f} "
-                f"{len(searches):>10}"
-            )
-            print(
-                f"{'baseline: the turn history read (200)':<40} {statistics.median(reads):>9.2f} "
-                f"{_pct(reads, 0.99):>9.2f} {len(reads):>10}"
-            )
-        async with backend(kind, args.database) as db:
-            seconds, chunks, document_tokens = await ingest(db, tokens, args.pages)
+        if "quality" in args.phases:
+            async with backend(kind, args.database) as db:
+                print_quality(*await quality(db, tokens, corpus))
+        if "speed" in args.phases:
+            async with backend(kind, args.database) as db:
+                print_speed(*await speed(db, tokens, corpus, args.chunks, args.repeat))
+        if "ingest" in args.phases:
+            async with backend(kind, args.database) as db:
+                seconds, chunks, document_tokens = await ingest(db, tokens, args.pages)
             print(
                 f"ingest: a {args.pages}-page PDF ({document_tokens} tokens, {chunks} chunks) in {seconds:.2f} s: "
                 f"{args.pages / seconds:.1f} pages/s"
@@ -273,6 +281,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--chunks", type=int, default=10_000, help="chunks of the speed bot (10000)")
     parser.add_argument("--repeat", type=int, default=2, help="searches per question in the speed phase (2)")
     parser.add_argument("--pages", type=int, default=100, help="pages of the ingest PDF (100)")
+    parser.add_argument(
+        "--phases", nargs="+", choices=("quality", "speed", "ingest"), default=["quality", "speed", "ingest"]
+    )
     args = parser.parse_args(argv)
     if args.database and (why := check_server(args.database)):
         parser.error(why)

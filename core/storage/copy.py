@@ -166,7 +166,9 @@ async def _target_tables(target: Database) -> dict[str, frozenset[str]]:
     rows = await target.fetch_all(
         "SELECT c.table_name, c.column_name FROM information_schema.columns c"
         " JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name"
-        " WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' AND c.table_name <> ?",
+        " WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' AND c.table_name <> ?"
+        # A generated column is PostgreSQL's own (a search vector): computed from the copied ones, never copied.
+        " AND c.is_generated = 'NEVER'",
         (_MIGRATIONS_TABLE,),
     )
     columns: dict[str, set[str]] = {}

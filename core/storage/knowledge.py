@@ -5,14 +5,17 @@ deleted document's chunks go in the same commit as its row. The account's row is
 checked, so two uploads at once (two processes) cannot both pass the last free place.
 
 Search ranks a bot's chunks by BM25 over the terms of core/knowledge/terms.py (k1 = 1.2, b = 0.75):
-  - SQLite: FTS5's own `bm25()`, one MATCH restricted to the bot's chunks (its statistics are the whole index's);
-  - PostgreSQL: the same formula computed in SQL from the bot's chunks (document frequencies through the GIN
-    index on the terms, term frequencies from the matching chunks' vectors).
+  - SQLite: FTS5's own `bm25()` over an index whose terms are scoped to their bot, so a search reads only its bot's
+    postings and term frequencies; FTS5 takes the count and average length of chunks from the whole index, so scores
+    (not what matches) move a little as other bots add documents;
+  - PostgreSQL: the same formula computed in SQL, all of its statistics the bot's (document frequencies through the
+    GIN index on the bot-scoped terms, counts from knowledge_stats, term frequencies from the chunks' vectors).
 Higher is better on both. Only `ready` documents are searched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from core.storage.db import Database, Row, Transaction
 from core.storage.records import columns, from_row
 
 _COLUMNS = ", ".join(columns(KnowledgeDocument))
+# Ranked before the documents' status is looked at: a few more than asked for, in case some are not ready.
+_SLACK = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,7 @@ class KnowledgeStore:
             )
             if row is None:
                 raise NotFound("document")
-            await tx.execute("DELETE FROM knowledge_chunks WHERE document_id = ?", (document_id,))
+            await _delete_chunks(tx, document_id)
             await _insert_chunks(tx, document_id, new.bot_id, chunks)
         return _document(row)
 
@@ -135,7 +140,7 @@ class KnowledgeStore:
     async def delete(self, document_id: str) -> None:
         """The document and its chunks, in one commit: no search after it returns can show them."""
         async with self._db.transaction() as tx:
-            await tx.execute("DELETE FROM knowledge_chunks WHERE document_id = ?", (document_id,))
+            await _delete_chunks(tx, document_id)
             if not await tx.execute("DELETE FROM knowledge_documents WHERE id = ?", (document_id,)):
                 raise NotFound("document")
 
@@ -144,11 +149,16 @@ class KnowledgeStore:
         if not stems or limit < 1:
             return []
         if self._db.dialect.name == "postgresql":
-            rows = await self._db.fetch_all(_BM25_POSTGRES, (list(stems), bot_id, bot_id, bot_id, limit))
+            key = _bot_key(bot_id)
+            scoped = list(dict.fromkeys(key + stem for stem in stems))
+            # The query is built here, once (terms are letters and digits only, quoted all the same).
+            tsquery = " | ".join(f"'{term}'" for term in scoped)
+            rows = await self._db.fetch_all(_BM25_POSTGRES, (scoped, bot_id, tsquery, limit + _SLACK, bot_id))
         else:
-            match = f"bot_id : {_quoted(bot_id)} AND terms : ({' OR '.join(_quoted(s) for s in stems)})"
-            rows = await self._db.fetch_all(_BM25_SQLITE, (match, limit))
-        return [_found(row) for row in rows]
+            key = _bot_key(bot_id)
+            match = " OR ".join(_quoted(key + stem) for stem in stems)
+            rows = await self._db.fetch_all(_BM25_SQLITE, (match, limit + _SLACK, bot_id))
+        return [_found(row) for row in rows][:limit]
 
     async def _check_limits(
         self, tx: Transaction, account_id: str, tokens: int, *, replacing: str | None = None
@@ -178,24 +188,67 @@ class KnowledgeStore:
 async def _insert_chunks(tx: Transaction, document_id: str, bot_id: str, chunks: Sequence[NewChunk]) -> None:
     if not chunks:
         return
+    # 62 random bits: unique in practice, and the primary key refuses the one-in-a-quintillion repeat.
+    rows = [
+        (
+            secrets.randbits(62),
+            document_id,
+            bot_id,
+            seq,
+            chunk.text,
+            chunk.tokens,
+            chunk.terms,
+            len(chunk.terms.split()),
+        )
+        for seq, chunk in enumerate(chunks)
+    ]
     await tx.execute_many(
         "INSERT INTO knowledge_chunks (id, document_id, bot_id, seq, text, tokens, terms, term_count)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            # 62 random bits: unique in practice, and the primary key refuses the one-in-a-quintillion repeat.
-            (
-                secrets.randbits(62),
-                document_id,
-                bot_id,
-                seq,
-                chunk.text,
-                chunk.tokens,
-                chunk.terms,
-                len(chunk.terms.split()),
-            )
-            for seq, chunk in enumerate(chunks)
-        ],
+        rows,
     )
+    if tx.dialect.name == "sqlite":
+        await tx.execute_many(
+            "INSERT INTO knowledge_fts (rowid, terms) VALUES (?, ?)",
+            [(row[0], _scoped(bot_id, row[6])) for row in rows],
+        )
+    await _count(tx, bot_id, len(rows), sum(row[7] for row in rows))
+
+
+async def _delete_chunks(tx: Transaction, document_id: str) -> None:
+    indexed = await tx.fetch_all(
+        "SELECT id, bot_id, terms, term_count FROM knowledge_chunks WHERE document_id = ?", (document_id,)
+    )
+    if not indexed:
+        return
+    if tx.dialect.name == "sqlite":
+        # A contentless index forgets a row when told the values it was indexed with.
+        await tx.execute_many(
+            "INSERT INTO knowledge_fts (knowledge_fts, rowid, terms) VALUES ('delete', ?, ?)",
+            [(row["id"], _scoped(str(row["bot_id"]), str(row["terms"]))) for row in indexed],
+        )
+    await tx.execute("DELETE FROM knowledge_chunks WHERE document_id = ?", (document_id,))
+    await _count(tx, str(indexed[0]["bot_id"]), -len(indexed), -sum(int(row["term_count"]) for row in indexed))
+
+
+async def _count(tx: Transaction, bot_id: str, chunks: int, terms: int) -> None:
+    await tx.execute(
+        "INSERT INTO knowledge_stats (bot_id, chunks, terms) VALUES (?, ?, ?) ON CONFLICT (bot_id) DO UPDATE"
+        " SET chunks = knowledge_stats.chunks + excluded.chunks, terms = knowledge_stats.terms + excluded.terms",
+        (bot_id, chunks, terms),
+    )
+
+
+def _bot_key(bot_id: str) -> str:
+    """A short token of the bot's own, before each of its terms in both backends' indexes (letters and digits only,
+    so SQLite's tokenizer keeps "<key>x<term>" whole; PostgreSQL's generated column computes the same). Two bots
+    sharing a key would only share statistics: rows are still matched to their bot by id."""
+    return hashlib.md5(bot_id.encode(), usedforsecurity=False).hexdigest()[:12] + "x"
+
+
+def _scoped(bot_id: str, terms: str) -> str:
+    key = _bot_key(bot_id)
+    return " ".join(key + term for term in terms.split())
 
 
 def _quoted(term: str) -> str:
@@ -219,46 +272,51 @@ def _found(row: Row) -> FoundChunk:
     )
 
 
-# FTS5's bm25() is lower-is-better; the bot column weighs nothing, so only the terms rank.
+# FTS5's rank is its bm25(), lower-is-better; ranking inside the index first and reading chunks for the best alone
+# keeps a search of many matches fast.
 _BM25_SQLITE = """
-SELECT c.id, c.document_id, d.title, c.text, c.tokens, c.terms, -bm25(knowledge_fts, 0.0, 1.0) AS score
-FROM knowledge_fts
-JOIN knowledge_chunks c ON c.id = knowledge_fts.rowid
+SELECT c.id, c.document_id, d.title, c.text, c.tokens, c.terms, -f.rank AS score
+FROM (SELECT rowid, rank FROM knowledge_fts WHERE knowledge_fts MATCH ? ORDER BY rank LIMIT ?) f
+JOIN knowledge_chunks c ON c.id = f.rowid
 JOIN knowledge_documents d ON d.id = c.document_id
-WHERE knowledge_fts MATCH ? AND d.status = 'ready'
-ORDER BY bm25(knowledge_fts, 0.0, 1.0), c.id
-LIMIT ?
+WHERE c.bot_id = ? AND d.status = 'ready'
+ORDER BY f.rank, c.id
 """
 
-# The same BM25 as FTS5 (its IDF, floored at 1e-6; k1 = 1.2, b = 0.75), over the bot's chunks alone.
+# The same BM25 as FTS5 (its IDF, floored at 1e-6; k1 = 1.2, b = 0.75), over the bot's chunks alone: the terms
+# come scoped to the bot (its key before each), as its chunks' vectors hold them, so the GIN index finds the bot's
+# chunks of each term and nothing else. A chunk's frequency of each question term comes from its vector cut down to
+# those terms first (setweight marks them, ts_filter keeps them), so a long chunk costs no more than a short one.
 _BM25_POSTGRES = """
-WITH q AS (SELECT DISTINCT unnest(?::text[]) AS term),
+WITH q AS (SELECT ?::text[] AS terms),
 stats AS (
-    SELECT COUNT(*)::float8 AS n, COALESCE(AVG(term_count), 1)::float8 AS avglen
-    FROM knowledge_chunks WHERE bot_id = ?
+    SELECT GREATEST(chunks, 1)::float8 AS n, GREATEST(terms::float8 / GREATEST(chunks, 1), 1) AS avglen
+    FROM knowledge_stats WHERE bot_id = ?
 ),
 idf AS (
-    SELECT q.term, GREATEST(LN((s.n - f.df + 0.5) / (f.df + 0.5)), 1e-6) AS idf
-    FROM q CROSS JOIN stats s CROSS JOIN LATERAL (
+    SELECT t.term, GREATEST(LN((s.n - f.df + 0.5) / (f.df + 0.5)), 1e-6) AS idf
+    FROM q CROSS JOIN unnest(q.terms) AS t(term) CROSS JOIN stats s CROSS JOIN LATERAL (
         SELECT COUNT(*)::float8 AS df FROM knowledge_chunks c
-        WHERE c.bot_id = ? AND to_tsvector('simple', c.terms) @@ to_tsquery('simple', quote_literal(q.term))
+        WHERE c.terms_vector @@ to_tsquery('simple', quote_literal(t.term))
     ) f
 ),
-hits AS (
-    SELECT c.id, c.document_id, c.text, c.tokens, c.terms, c.term_count, to_tsvector('simple', c.terms) AS v
+scored AS (
+    SELECT c.id, SUM(i.idf * (CARDINALITY(u.positions) * 2.2)
+           / (CARDINALITY(u.positions) + 1.2 * (0.25 + 0.75 * c.term_count / s.avglen))) AS score
     FROM knowledge_chunks c
-    WHERE c.bot_id = ?
-      AND to_tsvector('simple', c.terms) @@ (SELECT to_tsquery('simple', string_agg(quote_literal(term), ' | ')) FROM q)
+    CROSS JOIN q
+    CROSS JOIN stats s
+    CROSS JOIN LATERAL unnest(ts_filter(setweight(c.terms_vector, 'A', q.terms), '{a}')) AS u
+    JOIN idf i ON i.term = u.lexeme
+    WHERE c.terms_vector @@ to_tsquery('simple', ?)
+    GROUP BY c.id
+    ORDER BY score DESC, c.id
+    LIMIT ?
 )
-SELECT h.id, h.document_id, d.title, h.text, h.tokens, h.terms,
-       SUM(i.idf * (CARDINALITY(u.positions) * 2.2)
-           / (CARDINALITY(u.positions) + 1.2 * (0.25 + 0.75 * h.term_count / s.avglen))) AS score
-FROM hits h
-JOIN knowledge_documents d ON d.id = h.document_id AND d.status = 'ready'
-CROSS JOIN LATERAL unnest(h.v) AS u
-JOIN idf i ON i.term = u.lexeme
-CROSS JOIN stats s
-GROUP BY h.id, h.document_id, d.title, h.text, h.tokens, h.terms
-ORDER BY score DESC, h.id
-LIMIT ?
+SELECT c.id, c.document_id, d.title, c.text, c.tokens, c.terms, s.score
+FROM scored s
+JOIN knowledge_chunks c ON c.id = s.id
+JOIN knowledge_documents d ON d.id = c.document_id
+WHERE d.status = 'ready' AND c.bot_id = ?
+ORDER BY s.score DESC, c.id
 """

@@ -390,23 +390,28 @@ MIGRATIONS += (
                 term_count INTEGER NOT NULL)""",
             "CREATE INDEX knowledge_chunks_document ON knowledge_chunks(document_id, seq)",
             "CREATE INDEX knowledge_chunks_bot ON knowledge_chunks(bot_id)",
+            # Per bot: its chunks and their terms in all, for BM25's document count and average length (kept with
+            # every change of chunks, in the same commit).
+            """CREATE TABLE knowledge_stats (
+                bot_id TEXT PRIMARY KEY,
+                chunks BIGINT NOT NULL,
+                terms BIGINT NOT NULL)""",
         ),
         postgresql=(
-            # The `simple` configuration only splits on spaces and lowercases: the terms are already ours.
-            "CREATE INDEX knowledge_chunks_terms ON knowledge_chunks USING GIN (to_tsvector('simple', terms))",
+            # The terms as a stored vector, each under its bot's key ("<key>x<term>", the key the first 12 hex
+            # digits of the bot id's MD5, as core/storage/knowledge.py computes it), so that the GIN index finds a
+            # bot's chunks for a term without reading any other bot's. The `simple` configuration only splits on
+            # spaces: the terms are already ours. PostgreSQL's own column: a copy from SQLite leaves it generated.
+            "ALTER TABLE knowledge_chunks ADD COLUMN terms_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple',"
+            " regexp_replace(terms, '(\\S+)', substr(md5(bot_id), 1, 12) || 'x\\1', 'g'))) STORED",
+            "CREATE INDEX knowledge_chunks_terms ON knowledge_chunks USING GIN (terms_vector)",
         ),
         sqlite=(
-            # An external-content FTS5 index over the chunks' terms (the text is not stored twice), kept in step
-            # by triggers; `bot_id` is indexed so that a search is one MATCH within one bot's chunks.
-            "CREATE VIRTUAL TABLE knowledge_fts USING fts5(bot_id, terms, content='knowledge_chunks',"
-            " content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
-            """CREATE TRIGGER knowledge_chunks_indexed AFTER INSERT ON knowledge_chunks BEGIN
-                INSERT INTO knowledge_fts(rowid, bot_id, terms) VALUES (new.id, new.bot_id, new.terms);
-            END""",
-            """CREATE TRIGGER knowledge_chunks_unindexed AFTER DELETE ON knowledge_chunks BEGIN
-                INSERT INTO knowledge_fts(knowledge_fts, rowid, bot_id, terms)
-                VALUES ('delete', old.id, old.bot_id, old.terms);
-            END""",
+            # A contentless FTS5 index (the text is not stored twice) that core/storage/knowledge.py keeps in step
+            # with the chunks. Each term is indexed under its bot's key, as on PostgreSQL, so a search reads only its
+            # bot's postings, with its bot's statistics, whatever else the index holds.
+            "CREATE VIRTUAL TABLE knowledge_fts USING fts5(terms, content='',"
+            " tokenize='unicode61 remove_diacritics 0')",
         ),
     ),
 )

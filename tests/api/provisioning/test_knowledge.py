@@ -224,3 +224,20 @@ async def test_a_malformed_multipart_body_is_a_400(client: TestClient) -> None:
     assert "malformed" in error["message"]
     listed = await expect(await client.get(f"{ADMIN}/bots/{tenant.bot_id}/knowledge", headers=auth()), 200)
     assert listed["documents"] == []
+
+
+async def test_another_bots_documents_do_not_change_what_a_bot_finds(client: TestClient) -> None:
+    bakery = await provision(client, name="Bakery")
+    other = await provision(client, name="Other")
+    await expect(await _add(client, bakery.bot_id, {"title": "Preise", "text": PRICES}), 201)
+    await expect(await _add(client, bakery.bot_id, {"question": "Roggenbrot glutenfrei?", "answer": "Nein."}), 201)
+    before = await _search(client, bakery.bot_id, "Roggenbrot Preis")
+
+    # Another account's bot fills the index with the same words: the bakery's term statistics are its own (on
+    # SQLite the count and average length of chunks are the whole index's, so scores move; the order does not).
+    for n in range(5):
+        await expect(await _add(client, other.bot_id, {"title": f"Roggenbrot {n}", "text": "Roggenbrot " * 20}), 201)
+    after = await _search(client, bakery.bot_id, "Roggenbrot Preis")
+    assert [(r["document_id"], r["text"], r["relevant"]) for r in after] == [
+        (r["document_id"], r["text"], r["relevant"]) for r in before
+    ]
