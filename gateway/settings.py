@@ -89,6 +89,11 @@ class Settings:
     knowledge_fetch_allow_private: bool = False
     knowledge_fetch_allow_networks: tuple[str, ...] = ()
     knowledge_fetch_timeout_seconds: float = 15.0
+    # Hybrid knowledge retrieval: the embeddings model at {OPENAI_BASE_URL}/embeddings (unset: lexical alone, no
+    # network), and the cosine similarity at which a chunk is relevant whatever its words (model-dependent: the
+    # README says how to choose it).
+    embeddings_model: str | None = None
+    knowledge_min_similarity: float = 0.5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -159,6 +164,8 @@ class Settings:
             knowledge_fetch_timeout_seconds=_float(
                 env, "KNOWLEDGE_FETCH_TIMEOUT_SECONDS", defaults.knowledge_fetch_timeout_seconds
             ),
+            embeddings_model=get("EMBEDDINGS_MODEL"),
+            knowledge_min_similarity=_fraction(env, "KNOWLEDGE_MIN_SIMILARITY", defaults.knowledge_min_similarity),
             knowledge_max_documents=_int(env, "KNOWLEDGE_MAX_DOCUMENTS", defaults.knowledge_max_documents, low=1),
             knowledge_max_account_tokens=_int(
                 env, "KNOWLEDGE_MAX_ACCOUNT_TOKENS", defaults.knowledge_max_account_tokens, low=1000
@@ -183,6 +190,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high:
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number between 0 and 1, got {raw!r}") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{name} must be between 0 and 1, got {raw!r}")
     return value
 
 

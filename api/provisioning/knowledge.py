@@ -22,6 +22,7 @@ from api.operations import JWT, OperationTable
 from api.provisioning.bots import visible_bot
 from api.provisioning.models import KnowledgeList, KnowledgeRequest, KnowledgeResult, KnowledgeSearch, SearchQuery
 from core.engine import resolve_model
+from core.knowledge.embedder import Payer
 from core.knowledge.extract import UnreadableDocument, kind_of
 from core.knowledge.fetch import FetchFailed, FetchRefused
 from core.knowledge.service import FaqSource, FileSource, KnowledgeService, Source, TextSource, UrlSource
@@ -79,7 +80,10 @@ class Knowledge:
     async def search(self, request: web.Request, query: Query[SearchQuery]) -> KnowledgeSearch:
         bot = await visible_bot(request, self._bots)
         asked = query.parse()
-        hits = await self._knowledge.search(bot, asked.q, asked.limit)
+        # With EMBEDDINGS_MODEL the question is embedded, charged to the bot's account like a turn's.
+        hits = await self._knowledge.search(
+            bot, asked.q, asked.limit, Payer(bot.account_id, bot.id, "knowledge_search")
+        )
         return KnowledgeSearch(
             results=[
                 KnowledgeResult(
@@ -89,6 +93,7 @@ class Knowledge:
                     score=round(hit.score, 4),
                     relevance=round(hit.relevance, 4),
                     relevant=hit.relevant,
+                    similarity=None if hit.similarity is None else round(hit.similarity, 4),
                     tokens=hit.tokens,
                 )
                 for hit in hits

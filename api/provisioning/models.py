@@ -170,9 +170,17 @@ class KnowledgeResult(ApiModel):
     document_id: str
     title: str
     text: str = Field(description="the chunk, as the model is shown it")
-    score: float = Field(description="BM25 of the chunk for the question: orders the results")
+    score: float = Field(
+        description="orders the results: BM25 of the chunk for the question, or with EMBEDDINGS_MODEL the fused "
+        "reciprocal rank of its lexical and vector ranks"
+    )
     relevance: float = Field(description="the share of the question's content words the chunk holds, 0 to 1")
-    relevant: bool = Field(description="relevance reaches the floor: the chunk is shown to the model")
+    relevant: bool = Field(
+        description="relevance reaches the floor, or similarity KNOWLEDGE_MIN_SIMILARITY: shown to the model"
+    )
+    similarity: float | None = Field(
+        description="cosine similarity to the question (EMBEDDINGS_MODEL set; null without, or not among the nearest)"
+    )
     tokens: int
 
 

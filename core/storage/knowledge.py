@@ -5,9 +5,9 @@ deleted document's chunks go in the same commit as its row. The account's row is
 checked, so two uploads at once (two processes) cannot both pass the last free place.
 
 Search ranks a bot's chunks by BM25 over the terms of core/knowledge/terms.py (k1 = 1.2, b = 0.75):
-  - SQLite: FTS5's own `bm25()` over an index whose terms are scoped to their bot, so a search reads only its bot's
-    postings and term frequencies; FTS5 takes the count and average length of chunks from the whole index, so scores
-    (not what matches) move a little as other bots add documents;
+  - SQLite: an FTS5 index whose terms are scoped to their bot, so a search reads only its bot's postings; FTS5's
+    own ranking picks the best candidates, which are scored again with the bot's statistics (FTS5 takes the count
+    and average length of chunks from the whole index; knowledge_stats has the bot's);
   - PostgreSQL: the same formula computed in SQL, all of its statistics the bot's (document frequencies through the
     GIN index on the bot-scoped terms, counts from knowledge_stats, term frequencies from the chunks' vectors).
 Higher is better on both. Only `ready` documents are searched.
@@ -16,9 +16,11 @@ Higher is better on both. Only `ready` documents are searched.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from core.clock import Clock
 from core.errors import LimitReached, NotFound
@@ -51,6 +53,15 @@ class FoundChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingChunk:
+    chunk_id: int
+    document_id: str
+    bot_id: str
+    account_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class KnowledgeLimits:
     max_documents: int  # per account
     max_account_tokens: int  # every document of the account together
@@ -71,8 +82,9 @@ class KnowledgeStore:
         self._clock = clock
         self._limits = limits
 
-    async def add(self, new: NewDocument, chunks: Sequence[NewChunk]) -> KnowledgeDocument:
-        """A ready document with its chunks, in one commit; LimitReached if the account's limits would be passed."""
+    async def add(self, new: NewDocument, chunks: Sequence[NewChunk], *, status: str = "ready") -> KnowledgeDocument:
+        """A document with its chunks, in one commit; LimitReached if the account's limits would be passed.
+        `processing`: its chunks wait to be embedded (searched once it is ready)."""
         now = self._clock.now_ms()
         tokens = sum(chunk.tokens for chunk in chunks)
         document_id = new_id("doc")
@@ -80,7 +92,7 @@ class KnowledgeStore:
             await self._check_limits(tx, new.account_id, tokens)
             row = await tx.fetch_one(
                 "INSERT INTO knowledge_documents (id, account_id, bot_id, title, kind, source, status, error, chunks,"
-                f" tokens, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'ready', NULL, ?, ?, ?, ?)"
+                f" tokens, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)"
                 f" RETURNING {_COLUMNS}",
                 (
                     document_id,
@@ -89,6 +101,7 @@ class KnowledgeStore:
                     new.title,
                     new.kind,
                     new.source,
+                    status,
                     len(chunks),
                     tokens,
                     now,
@@ -99,16 +112,18 @@ class KnowledgeStore:
         assert row is not None
         return _document(row)
 
-    async def replace(self, document_id: str, new: NewDocument, chunks: Sequence[NewChunk]) -> KnowledgeDocument:
+    async def replace(
+        self, document_id: str, new: NewDocument, chunks: Sequence[NewChunk], *, status: str = "ready"
+    ) -> KnowledgeDocument:
         """The document's content replaced in one commit (same id): a search sees the old chunks or the new."""
         now = self._clock.now_ms()
         tokens = sum(chunk.tokens for chunk in chunks)
         async with self._db.transaction() as tx:
             await self._check_limits(tx, new.account_id, tokens, replacing=document_id)
             row = await tx.fetch_one(
-                "UPDATE knowledge_documents SET title = ?, kind = ?, source = ?, status = 'ready', error = NULL,"
+                "UPDATE knowledge_documents SET title = ?, kind = ?, source = ?, status = ?, error = NULL,"
                 f" chunks = ?, tokens = ?, updated_at = ? WHERE id = ? AND bot_id = ? RETURNING {_COLUMNS}",
-                (new.title, new.kind, new.source, len(chunks), tokens, now, document_id, new.bot_id),
+                (new.title, new.kind, new.source, status, len(chunks), tokens, now, document_id, new.bot_id),
             )
             if row is None:
                 raise NotFound("document")
@@ -155,10 +170,111 @@ class KnowledgeStore:
             tsquery = " | ".join(f"'{term}'" for term in scoped)
             rows = await self._db.fetch_all(_BM25_POSTGRES, (scoped, bot_id, tsquery, limit + _SLACK, bot_id))
         else:
-            key = _bot_key(bot_id)
-            match = " OR ".join(_quoted(key + stem) for stem in stems)
-            rows = await self._db.fetch_all(_BM25_SQLITE, (match, limit + _SLACK, bot_id))
+            rows = await self._search_sqlite(bot_id, stems, limit)
         return [_found(row) for row in rows][:limit]
+
+    async def _search_sqlite(self, bot_id: str, stems: Sequence[str], limit: int) -> list[Row]:
+        """FTS5 finds and orders the candidates; they are scored again with the bot's own statistics (its chunk
+        count and average length, which FTS5 takes from the whole index), so that both backends rank alike."""
+        key = _bot_key(bot_id)
+        scoped = list(dict.fromkeys(key + stem for stem in stems))
+        match = " OR ".join(_quoted(term) for term in scoped)
+        candidates = await self._db.fetch_all(_CANDIDATES_SQLITE, (match, max(_RESCORED, limit + _SLACK), bot_id))
+        if not candidates:
+            return []
+        marks = ", ".join("?" * len(scoped))
+        frequencies = await self._db.fetch_all(
+            f"SELECT term, doc FROM knowledge_fts_vocab WHERE term IN ({marks})", tuple(scoped)
+        )
+        stats = await self._db.fetch_one("SELECT chunks, terms FROM knowledge_stats WHERE bot_id = ?", (bot_id,))
+        n = max(int(stats["chunks"]), 1) if stats else 1
+        average = max(int(stats["terms"]) / n, 1.0) if stats else 1.0
+        idf = {
+            str(row["term"])[len(key) :]: max(math.log((n - int(row["doc"]) + 0.5) / (int(row["doc"]) + 0.5)), 1e-6)
+            for row in frequencies
+        }
+        scored: list[dict[str, Any]] = [
+            {**{name: row[name] for name in _CANDIDATE_COLUMNS}, "score": _bm25(str(row["terms"]), idf, average)}
+            for row in candidates
+        ]
+        scored.sort(key=lambda row: (-row["score"], row["id"]))
+        return list(scored)
+
+    # ---- embeddings (core/knowledge/indexer.py, core/knowledge/vectors.py) -------------------------------------
+
+    async def unembedded(self, model: str, limit: int) -> list[PendingChunk]:
+        """Chunks still without a vector of `model`: of documents being processed first, oldest first, then of
+        ready ones (EMBEDDINGS_MODEL changed); a failed document's wait until it is replaced."""
+        rows = await self._db.fetch_all(
+            "SELECT c.id, c.document_id, c.bot_id, d.account_id, c.text FROM knowledge_chunks c"
+            " JOIN knowledge_documents d ON d.id = c.document_id"
+            " WHERE d.status IN ('processing', 'ready') AND (c.embedding_model IS NULL OR c.embedding_model <> ?)"
+            " ORDER BY CASE WHEN d.status = 'processing' THEN 0 ELSE 1 END, d.created_at, c.document_id, c.seq"
+            " LIMIT ?",
+            (model, limit),
+        )
+        return [
+            PendingChunk(int(r["id"]), str(r["document_id"]), str(r["bot_id"]), str(r["account_id"]), str(r["text"]))
+            for r in rows
+        ]
+
+    async def set_embeddings(self, model: str, vectors: Sequence[tuple[int, str]]) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute_many(
+                "UPDATE knowledge_chunks SET embedding = ?, embedding_model = ? WHERE id = ?",
+                [(encoded, model, chunk_id) for chunk_id, encoded in vectors],
+            )
+
+    async def finish_embedded(self, model: str) -> list[str]:
+        """Documents being processed whose every chunk has its vector become ready; their bots' ids."""
+        rows = await self._db.execute_returning(
+            "UPDATE knowledge_documents SET status = 'ready', updated_at = ? WHERE status = 'processing'"
+            " AND NOT EXISTS (SELECT 1 FROM knowledge_chunks c WHERE c.document_id = knowledge_documents.id"
+            " AND (c.embedding_model IS NULL OR c.embedding_model <> ?)) RETURNING bot_id",
+            (self._clock.now_ms(), model),
+        )
+        return sorted({str(row["bot_id"]) for row in rows})
+
+    async def fail(self, document_ids: Sequence[str], error: str) -> None:
+        if not document_ids:
+            return
+        marks = ", ".join("?" * len(document_ids))
+        await self._db.execute(
+            f"UPDATE knowledge_documents SET status = 'failed', error = ?, updated_at = ? WHERE id IN ({marks})"
+            " AND status = 'processing'",
+            (error[:500], self._clock.now_ms(), *document_ids),
+        )
+
+    async def ready_version(self, bot_id: str) -> tuple[int, int]:
+        """What changes whenever the bot's ready documents do: (their count, their latest update)."""
+        row = await self._db.fetch_one(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(updated_at), 0) AS latest FROM knowledge_documents"
+            " WHERE bot_id = ? AND status = 'ready'",
+            (bot_id,),
+        )
+        assert row is not None
+        return int(row["n"]), int(row["latest"])
+
+    async def vectors(self, bot_id: str, model: str) -> list[tuple[int, str]]:
+        rows = await self._db.fetch_all(
+            "SELECT c.id, c.embedding FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id"
+            " WHERE c.bot_id = ? AND d.status = 'ready' AND c.embedding_model = ? ORDER BY c.id",
+            (bot_id, model),
+        )
+        return [(int(row["id"]), str(row["embedding"])) for row in rows]
+
+    async def chunks(self, bot_id: str, chunk_ids: Sequence[int]) -> list[FoundChunk]:
+        """The bot's ready chunks of these ids (score 0: the caller ranks them)."""
+        if not chunk_ids:
+            return []
+        marks = ", ".join("?" * len(chunk_ids))
+        rows = await self._db.fetch_all(
+            "SELECT c.id, c.document_id, d.title, c.text, c.tokens, c.terms, 0.0 AS score FROM knowledge_chunks c"
+            f" JOIN knowledge_documents d ON d.id = c.document_id WHERE c.id IN ({marks}) AND c.bot_id = ?"
+            " AND d.status = 'ready'",
+            (*chunk_ids, bot_id),
+        )
+        return [_found(row) for row in rows]
 
     async def _check_limits(
         self, tx: Transaction, account_id: str, tokens: int, *, replacing: str | None = None
@@ -240,15 +356,27 @@ async def _count(tx: Transaction, bot_id: str, chunks: int, terms: int) -> None:
 
 
 def _bot_key(bot_id: str) -> str:
-    """A short token of the bot's own, before each of its terms in both backends' indexes (letters and digits only,
-    so SQLite's tokenizer keeps "<key>x<term>" whole; PostgreSQL's generated column computes the same). Two bots
-    sharing a key would only share statistics: rows are still matched to their bot by id."""
-    return hashlib.md5(bot_id.encode(), usedforsecurity=False).hexdigest()[:12] + "x"
+    """A short token of the bot's own, before each of its terms in both backends' indexes: letters and digits only,
+    so SQLite's tokenizer keeps "k<key>x<term>" whole, and a letter first, so PostgreSQL's parser does not read a
+    key such as "123e45..." as a number in scientific notation and split it off (its generated column computes the
+    same key). Two bots sharing a key would only share statistics: rows are still matched to their bot by id."""
+    return "k" + hashlib.md5(bot_id.encode(), usedforsecurity=False).hexdigest()[:12] + "x"
 
 
 def _scoped(bot_id: str, terms: str) -> str:
     key = _bot_key(bot_id)
     return " ".join(key + term for term in terms.split())
+
+
+def _bm25(terms: str, idf: dict[str, float], average: float) -> float:
+    """BM25 of one chunk (its index terms) for the question's stems and their IDF: k1 = 1.2, b = 0.75."""
+    words = terms.split()
+    norm = 1.2 * (0.25 + 0.75 * len(words) / average)
+    counts: dict[str, int] = {}
+    for word in words:
+        if word in idf:
+            counts[word] = counts.get(word, 0) + 1
+    return sum(idf[word] * tf * 2.2 / (tf + norm) for word, tf in counts.items())
 
 
 def _quoted(term: str) -> str:
@@ -272,16 +400,19 @@ def _found(row: Row) -> FoundChunk:
     )
 
 
-# FTS5's rank is its bm25(), lower-is-better; ranking inside the index first and reading chunks for the best alone
-# keeps a search of many matches fast.
-_BM25_SQLITE = """
-SELECT c.id, c.document_id, d.title, c.text, c.tokens, c.terms, -f.rank AS score
+# FTS5's rank (its bm25()) picks the candidates inside the index, before any chunk is read; they are scored again
+# in Python with the bot's own statistics (_search_sqlite).
+_CANDIDATES_SQLITE = """
+SELECT c.id, c.document_id, d.title, c.text, c.tokens, c.terms
 FROM (SELECT rowid, rank FROM knowledge_fts WHERE knowledge_fts MATCH ? ORDER BY rank LIMIT ?) f
 JOIN knowledge_chunks c ON c.id = f.rowid
 JOIN knowledge_documents d ON d.id = c.document_id
 WHERE c.bot_id = ? AND d.status = 'ready'
-ORDER BY f.rank, c.id
 """
+# Candidates scored again per search: enough that FTS5's ranking with the whole index's statistics does not
+# leave out what the bot's own statistics put first.
+_RESCORED = 50
+_CANDIDATE_COLUMNS = ("id", "document_id", "title", "text", "tokens", "terms")
 
 # The same BM25 as FTS5 (its IDF, floored at 1e-6; k1 = 1.2, b = 0.75), over the bot's chunks alone: the terms
 # come scoped to the bot (its key before each), as its chunks' vectors hold them, so the GIN index finds the bot's

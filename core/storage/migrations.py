@@ -378,7 +378,9 @@ MIGRATIONS += (
             "CREATE INDEX knowledge_documents_account ON knowledge_documents(account_id)",
             # `id` is a random 62-bit integer: SQLite's full-text index addresses rows by an integer that must
             # never change (a rowid may, on VACUUM), and the same id then travels to PostgreSQL in a copy.
-            # `terms` is what the chunk is found by (core/knowledge/terms.py), `term_count` its length for BM25.
+            # `terms` is what the chunk is found by (core/knowledge/terms.py), `term_count` its length for BM25;
+            # `embedding` its vector from `embedding_model` (EMBEDDINGS_MODEL; base64 of little-endian float32s,
+            # text so that both backends and the copy between them treat it alike), NULL until embedded.
             """CREATE TABLE knowledge_chunks (
                 id BIGINT PRIMARY KEY,
                 document_id TEXT NOT NULL REFERENCES knowledge_documents(id) ON DELETE CASCADE,
@@ -387,7 +389,9 @@ MIGRATIONS += (
                 text TEXT NOT NULL,
                 tokens INTEGER NOT NULL,
                 terms TEXT NOT NULL,
-                term_count INTEGER NOT NULL)""",
+                term_count INTEGER NOT NULL,
+                embedding TEXT,
+                embedding_model TEXT)""",
             "CREATE INDEX knowledge_chunks_document ON knowledge_chunks(document_id, seq)",
             "CREATE INDEX knowledge_chunks_bot ON knowledge_chunks(bot_id)",
             # Per bot: its chunks and their terms in all, for BM25's document count and average length (kept with
@@ -398,12 +402,12 @@ MIGRATIONS += (
                 terms BIGINT NOT NULL)""",
         ),
         postgresql=(
-            # The terms as a stored vector, each under its bot's key ("<key>x<term>", the key the first 12 hex
+            # The terms as a stored vector, each under its bot's key ("k<key>x<term>", the key the first 12 hex
             # digits of the bot id's MD5, as core/storage/knowledge.py computes it), so that the GIN index finds a
             # bot's chunks for a term without reading any other bot's. The `simple` configuration only splits on
             # spaces: the terms are already ours. PostgreSQL's own column: a copy from SQLite leaves it generated.
             "ALTER TABLE knowledge_chunks ADD COLUMN terms_vector tsvector GENERATED ALWAYS AS (to_tsvector('simple',"
-            " regexp_replace(terms, '(\\S+)', substr(md5(bot_id), 1, 12) || 'x\\1', 'g'))) STORED",
+            " regexp_replace(terms, '(\\S+)', 'k' || substr(md5(bot_id), 1, 12) || 'x\\1', 'g'))) STORED",
             "CREATE INDEX knowledge_chunks_terms ON knowledge_chunks USING GIN (terms_vector)",
         ),
         sqlite=(
@@ -412,6 +416,8 @@ MIGRATIONS += (
             # bot's postings, with its bot's statistics, whatever else the index holds.
             "CREATE VIRTUAL TABLE knowledge_fts USING fts5(terms, content='',"
             " tokenize='unicode61 remove_diacritics 0')",
+            # Each indexed term's count of chunks (its bot's document frequency, the terms being scoped).
+            "CREATE VIRTUAL TABLE knowledge_fts_vocab USING fts5vocab(knowledge_fts, 'row')",
         ),
     ),
 )

@@ -1,0 +1,62 @@
+"""Embedding what was added to knowledge bases, in the background (the housekeeping leader runs it).
+
+A document added while EMBEDDINGS_MODEL is set is stored with its chunks as `processing` and answered at once
+(201); this job embeds its chunks in batches, each batch charged to its account (core/knowledge/embedder.py), and
+the document becomes `ready` when its last chunk has its vector. Chunks embedded by another model (the setting
+changed) are embedded again the same way, their documents staying ready meanwhile. When the provider is down the
+job stops and tries again on its next run; when the account's tokens are used up, or the provider refuses the
+text for good, the document is `failed` with the reason (replacing it tries again).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from core.errors import AccountLocked, QuotaExceeded, UpstreamUnavailable
+from core.knowledge.embedder import BATCH, ChargedEmbedder, Payer
+from core.knowledge.vectors import encode_vector
+from core.storage.knowledge import KnowledgeStore
+
+log = structlog.get_logger("core.knowledge.indexer")
+
+# Batches per run at most, so that one large upload does not hold the housekeeping loop for long.
+MAX_BATCHES = 50
+
+
+class KnowledgeIndexer:
+    def __init__(self, store: KnowledgeStore, embedder: ChargedEmbedder) -> None:
+        self._store = store
+        self._embedder = embedder
+
+    async def run_once(self) -> int:
+        """Embed what waits, up to MAX_BATCHES batches; the number of chunks embedded."""
+        model = self._embedder.model
+        embedded = 0
+        for _ in range(MAX_BATCHES):
+            pending = await self._store.unembedded(model, BATCH)
+            if not pending:
+                break
+            first = pending[0]
+            batch = [p for p in pending if (p.account_id, p.bot_id) == (first.account_id, first.bot_id)]
+            documents = sorted({p.document_id for p in batch})
+            try:
+                vectors = await self._embedder.embed(
+                    [p.text for p in batch], Payer(first.account_id, first.bot_id, "knowledge")
+                )
+            except (QuotaExceeded, AccountLocked) as exc:
+                await self._store.fail(documents, f"not embedded: {exc}")
+                break  # a ready document's chunks to embed again wait for the next run
+            except UpstreamUnavailable as exc:
+                log.warning("knowledge_embedding_failed", code=exc.code, temporary=exc.temporary, chunks=len(batch))
+                if exc.temporary:
+                    break  # the provider is down or busy: the next run tries again
+                await self._store.fail(documents, f"the embeddings model refused the text ({exc.code})")
+                break
+            await self._store.set_embeddings(
+                model, [(p.chunk_id, encode_vector(v)) for p, v in zip(batch, vectors, strict=True)]
+            )
+            embedded += len(batch)
+        ready = await self._store.finish_embedded(model)
+        if embedded or ready:
+            log.info("knowledge_embedded", chunks=embedded, bots_ready=len(ready))
+        return embedded

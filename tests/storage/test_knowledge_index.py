@@ -1,0 +1,55 @@
+"""Knowledge's index keys: every term of a chunk is indexed whole under its bot's key, on both backends, whatever the
+bot id. A key of hex digits alone once read as a number on PostgreSQL ("123e45..." is scientific notation to its
+text parser), which split it off the term and left some bots' searches finding nothing, at random."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from pathlib import Path
+
+from core.clock import SystemClock
+from core.storage.knowledge import KnowledgeLimits, KnowledgeStore, NewChunk, NewDocument
+from core.storage.migrations import apply_migrations
+from tests.support.database import open_database, scratch_url
+
+
+def _bot_id_with_numeric_key() -> str:
+    """A bot id whose MD5 begins like a number in scientific notation (digits, 'e', digits)."""
+    for n in itertools.count():
+        bot_id = f"bot_{n:020x}"
+        if re.match(r"^[0-9]+e[0-9]", hashlib.md5(bot_id.encode(), usedforsecurity=False).hexdigest()):
+            return bot_id
+    raise AssertionError("unreachable")
+
+
+async def test_a_bot_whose_key_looks_like_a_number_finds_its_chunks(tmp_path: Path) -> None:
+    bot_id = _bot_id_with_numeric_key()
+    async with open_database(scratch_url(tmp_path, "k.db")) as db:
+        await apply_migrations(db)
+        await db.execute(
+            "INSERT INTO plans (id, name, monthly_token_limit, models, default_model, overage_percent,"
+            " messages_per_minute, created_at, updated_at) VALUES ('pln_1', 'p', 1000, '[]', 'm', 0, NULL, 1, 1)"
+        )
+        await db.execute(
+            "INSERT INTO accounts (id, name, plan_id, locked, created_at, updated_at)"
+            " VALUES ('acc_1', 'A', 'pln_1', 0, 1, 1)"
+        )
+        await db.execute(
+            "INSERT INTO bots (id, account_id, name, persona, max_reply_tokens, memory_tokens, fallback_message,"
+            " handover_pause_minutes, seq, created_at, updated_at) VALUES (?, 'acc_1', 'b', 'p', 300, 2000, 'f', 30,"
+            " 1, 1, 1)",
+            (bot_id,),
+        )
+        store = KnowledgeStore(db, SystemClock(), KnowledgeLimits(max_documents=10, max_account_tokens=10**6))
+        await store.add(
+            NewDocument("acc_1", bot_id, "Preise", "text", None),
+            [NewChunk("Roggenbrot 4,20", 5, "roggenbrot 4 20"), NewChunk("Schrippe 0,50", 5, "schripp 0 50")],
+        )
+        [found] = await store.search(bot_id, ["roggenbrot"], 5)
+        assert found.text == "Roggenbrot 4,20"
+        assert sorted(c.text for c in await store.search(bot_id, ["20", "50"], 5)) == [
+            "Roggenbrot 4,20",
+            "Schrippe 0,50",
+        ]
