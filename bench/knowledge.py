@@ -160,7 +160,7 @@ async def hybrid_quality(
         vectors = VectorIndex(store, EMBEDDING_MODEL)
         semantic = Semantic(embedder, vectors, min_similarity=0.0)
         service = KnowledgeService(store, tokens, semantic=semantic)
-        indexer = KnowledgeIndexer(store, embedder)
+        indexer = KnowledgeIndexer(store, embedder, clock)
         results: list[tuple[int, int]] = []
         alone: list[tuple[int, int]] = []
         for business in sorted({d["business"] for d in corpus["documents"]}):

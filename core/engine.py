@@ -24,7 +24,7 @@ import structlog
 
 from core.chat import ChatMessage, Completion, TokenUsage
 from core.clock import Clock
-from core.errors import QuotaExceeded, RateLimited, UpstreamUnavailable
+from core.errors import AccountLocked, QuotaExceeded, RateLimited, UpstreamUnavailable
 from core.ids import new_id
 from core.knowledge.embedder import Payer
 from core.knowledge.service import KnowledgeService, TurnKnowledge
@@ -98,7 +98,11 @@ class ConversationEngine:
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         await self._check_rate(plan, contact)
         user = ChatMessage(role="user", content=req.text)
-        knowledge = await self._knowledge(req, model, contact)
+        try:
+            knowledge = await self._knowledge(req, model, contact)
+        except QuotaExceeded:  # the question's embedding (EMBEDDINGS_MODEL) found the allowance used up
+            await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
+            raise
         if knowledge is not None and not knowledge.found and req.bot.knowledge_mode == "strict":
             return await self._no_answer(req, model, contact, user)
         context = knowledge.message if knowledge is not None else None
@@ -162,6 +166,8 @@ class ConversationEngine:
         """Strict knowledge mode found nothing relevant: the bot's no-answer message, stored like any reply (the
         channel sends it from the same commit), with no model call and nothing charged."""
         d = self._d
+        if req.account.locked:  # nothing is reserved on this path, so the reservation's own check is not met
+            raise AccountLocked(req.account.id)
         reply = req.bot.no_answer_message
         messages = [
             NewMessage("user", user.content, d.tokens.count_text(model, user.content)),

@@ -145,6 +145,9 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
     if indexer is not None:
         tasks.every(KNOWLEDGE_INDEX_INTERVAL_SECONDS, "knowledge-indexer", embed_knowledge)
+    elif await leadership.check():
+        # EMBEDDINGS_MODEL was unset since documents were added: they wait for no vector any more.
+        await storage.knowledge.ready_without_embeddings()
     tasks.every(PURGE_INTERVAL_SECONDS, "inbox-purger", purge)
     pool.start()
     yield

@@ -239,7 +239,7 @@ async def open_upstreams(
                     settings.knowledge_min_similarity,
                 )
                 knowledge = KnowledgeService(storage.knowledge, tokens, fetcher, semantic)
-                indexer = KnowledgeIndexer(storage.knowledge, embedder)
+                indexer = KnowledgeIndexer(storage.knowledge, embedder, clock)
             engine = ConversationEngine(
                 EngineDeps(
                     storage.db,

@@ -194,15 +194,9 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 0, high:
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number between 0 and 1, got {raw!r}") from None
+    value = _real(env, name, default, "a number between 0 and 1")
     if not 0 <= value <= 1:
-        raise SettingsError(f"{name} must be between 0 and 1, got {raw!r}")
+        raise SettingsError(f"{name} must be between 0 and 1, got {env.get(name)!r}")
     return value
 
 
@@ -228,13 +222,17 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _real(env, name, default, "a number of seconds")
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive, got {env.get(name)!r}")
+    return value
+
+
+def _real(env: Mapping[str, str], name: str, default: float, what: str) -> float:
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not value > 0:
-        raise SettingsError(f"{name} must be positive, got {raw!r}")
-    return value
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None

@@ -71,7 +71,8 @@ class ChargedEmbedder:
         except BaseException:
             await asyncio.shield(self._quota.release(reservation))
             raise
-        charged = min(result.prompt_tokens, reservation.tokens)
+        # Never more than we counted; a provider that reports no tokens for text is charged what we counted.
+        charged = min(result.prompt_tokens, reservation.tokens) if result.prompt_tokens > 0 else reservation.tokens
         usage = TokenUsage(prompt_tokens=charged)
         cost = self._prices.cost_usd(self.model, usage)
         record = UsageRecord(

@@ -27,6 +27,11 @@ CONTENT_TYPES = {
 }
 
 
+# The most pages a PDF may have (about 1,000 pages is a long manual; more is rarely a knowledge document, and the
+# reading runs on a thread of the web process).
+MAX_PDF_PAGES = 2000
+
+
 class UnreadableDocument(ValueError):
     """The upload or page cannot be read as the kind it claims to be; the message says why."""
 
@@ -78,6 +83,8 @@ def extract_pdf(data: bytes) -> Extracted:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             raise UnreadableDocument("the PDF is encrypted; upload a copy without a password")
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise UnreadableDocument(f"the PDF has {len(reader.pages)} pages; at most {MAX_PDF_PAGES} are read")
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
         title = reader.metadata.title if reader.metadata else None
     except UnreadableDocument:
@@ -95,8 +102,11 @@ def extract_pdf(data: bytes) -> Extracted:
 
 def extract_html(html: str) -> Extracted:
     parser = _Readable()
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (AssertionError, ValueError):  # html.parser gives up on some malformed markup this way
+        raise UnreadableDocument("the HTML is too malformed to read") from None
     text = re.sub(r"\n{3,}", "\n\n", "".join(parser.out)).strip()
     title = " ".join("".join(parser.title).split()) or None
     return Extracted(title=title, text=text)

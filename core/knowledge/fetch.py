@@ -60,11 +60,24 @@ class AddressPolicy:
             )
 
 
+# IPv6 forms that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052, RFC 8215) and the deprecated
+# IPv4-compatible ::a.b.c.d. Through a NAT64 gateway 64:ff9b::10.0.0.1 reaches 10.0.0.1.
+_EMBEDDING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, still private where it is used
+
+
 def _public(ip: _IP) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return _public(ip.ipv4_mapped)
         if ip.sixtofour is not None and not _public(ip.sixtofour):
+            return False
+        low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if any(ip in network for network in _EMBEDDING_IPV4) and not _public(low):
+            return False
+        if int(ip) >> 32 == 0 and int(ip) > 0xFFFF:  # ::a.b.c.d
+            return _public(low)
+        if ip in _SITE_LOCAL:
             return False
     return ip.is_global and not ip.is_multicast
 
@@ -120,7 +133,7 @@ class PageFetcher:
                             location = response.headers.get("Location")
                             if not location:
                                 raise FetchFailed(f"the page answered {response.status} without saying where to")
-                            target = _checked_url(str(target.join(URL(location))))
+                            target = _redirected(target, location)
                             continue
                         return await self._page(target, response)
                 raise FetchFailed(f"the page redirected more than {MAX_REDIRECTS} times")
@@ -179,6 +192,14 @@ _HEADERS = {
     "User-Agent": "NexusGateway-Knowledge/1 (+knowledge import)",
     "Accept": "text/html,text/plain,application/pdf",
 }
+
+
+def _redirected(current: URL, location: str) -> URL:
+    try:
+        joined = str(current.join(URL(location)))
+    except (ValueError, TypeError):
+        raise FetchFailed("the page redirected to an address that is not a valid URL") from None
+    return _checked_url(joined)
 
 
 def _checked_url(raw: str) -> URL:

@@ -236,6 +236,8 @@ class KnowledgeService:
         semantic = self._semantic
         if semantic is None or payer is None or not question.strip():
             return []
+        if not await semantic.vectors.has_vectors(bot.id):
+            return []  # no document of the bot is embedded: the question's embedding would find nothing
         try:
             [vector] = await semantic.embedder.embed([question], payer)
         except UpstreamUnavailable as exc:

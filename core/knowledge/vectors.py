@@ -62,6 +62,11 @@ class VectorIndex:
         best = best[np.argsort(-similarity[best], kind="stable")]
         return [(loaded.ids[i], float(similarity[i])) for i in best]
 
+    async def has_vectors(self, bot_id: str) -> bool:
+        """Whether the bot has any embedded chunk: without, a question is not worth embedding (nor paying for)."""
+        loaded = await self._matrix(bot_id)
+        return loaded is not None and bool(loaded.ids)
+
     async def _matrix(self, bot_id: str) -> _Matrix | None:
         import numpy as np
 

@@ -155,6 +155,12 @@ class KnowledgeStore:
     async def delete(self, document_id: str) -> None:
         """The document and its chunks, in one commit: no search after it returns can show them."""
         async with self._db.transaction() as tx:
+            # The account's row first, as add and replace take it: one order of locks, so a delete and a replace
+            # of one document wait for each other instead of deadlocking, and the per-bot counts stay exact.
+            owner = await tx.fetch_one("SELECT account_id FROM knowledge_documents WHERE id = ?", (document_id,))
+            if owner is None:
+                raise NotFound("document")
+            await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?" + tx.dialect.locked(), (owner["account_id"],))
             await _delete_chunks(tx, document_id)
             if not await tx.execute("DELETE FROM knowledge_documents WHERE id = ?", (document_id,)):
                 raise NotFound("document")
@@ -202,27 +208,37 @@ class KnowledgeStore:
 
     # ---- embeddings (core/knowledge/indexer.py, core/knowledge/vectors.py) -------------------------------------
 
-    async def unembedded(self, model: str, limit: int) -> list[PendingChunk]:
-        """Chunks still without a vector of `model`: of documents being processed first, oldest first, then of
-        ready ones (EMBEDDINGS_MODEL changed); a failed document's wait until it is replaced."""
+    async def unembedded(self, model: str, limit: int, *, skip: Sequence[str] = ()) -> list[PendingChunk]:
+        """Chunks of live bots still without a vector of `model`: of documents being processed first, oldest
+        first, then of ready ones (EMBEDDINGS_MODEL changed); a failed document's wait until it is replaced. The
+        bots in `skip` are left out (the indexer's back-off after a refusal)."""
+        skipped = f" AND d.bot_id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         rows = await self._db.fetch_all(
             "SELECT c.id, c.document_id, c.bot_id, d.account_id, c.text FROM knowledge_chunks c"
-            " JOIN knowledge_documents d ON d.id = c.document_id"
+            " JOIN knowledge_documents d ON d.id = c.document_id JOIN bots b ON b.id = d.bot_id"
             " WHERE d.status IN ('processing', 'ready') AND (c.embedding_model IS NULL OR c.embedding_model <> ?)"
+            f" AND b.deleted_at IS NULL{skipped}"
             " ORDER BY CASE WHEN d.status = 'processing' THEN 0 ELSE 1 END, d.created_at, c.document_id, c.seq"
             " LIMIT ?",
-            (model, limit),
+            (model, *skip, limit),
         )
         return [
             PendingChunk(int(r["id"]), str(r["document_id"]), str(r["bot_id"]), str(r["account_id"]), str(r["text"]))
             for r in rows
         ]
 
-    async def set_embeddings(self, model: str, vectors: Sequence[tuple[int, str]]) -> None:
+    async def set_embeddings(self, model: str, vectors: Sequence[tuple[int, str]], document_ids: Sequence[str]) -> None:
+        """The chunks' vectors; their documents' `updated_at` moves, so every process's vector cache of their bots
+        reloads (a ready document's chunks embedded again by a new model change no status)."""
         async with self._db.transaction() as tx:
             await tx.execute_many(
                 "UPDATE knowledge_chunks SET embedding = ?, embedding_model = ? WHERE id = ?",
                 [(encoded, model, chunk_id) for chunk_id, encoded in vectors],
+            )
+            marks = ", ".join("?" * len(document_ids))
+            await tx.execute(
+                f"UPDATE knowledge_documents SET updated_at = ? WHERE id IN ({marks})",
+                (self._clock.now_ms(), *document_ids),
             )
 
     async def finish_embedded(self, model: str) -> list[str]:
@@ -235,11 +251,19 @@ class KnowledgeStore:
         )
         return sorted({str(row["bot_id"]) for row in rows})
 
-    async def fail(self, document_ids: Sequence[str], error: str) -> None:
+    async def ready_without_embeddings(self) -> int:
+        """EMBEDDINGS_MODEL is unset: documents left waiting for their vectors are searched lexically at once."""
+        return await self._db.execute(
+            "UPDATE knowledge_documents SET status = 'ready', updated_at = ? WHERE status = 'processing'",
+            (self._clock.now_ms(),),
+        )
+
+    async def fail(self, document_ids: Sequence[str], error: str) -> int:
+        """Documents being processed become `failed` with the reason; how many did (ready ones stay ready)."""
         if not document_ids:
-            return
+            return 0
         marks = ", ".join("?" * len(document_ids))
-        await self._db.execute(
+        return await self._db.execute(
             f"UPDATE knowledge_documents SET status = 'failed', error = ?, updated_at = ? WHERE id IN ({marks})"
             " AND status = 'processing'",
             (error[:500], self._clock.now_ms(), *document_ids),
@@ -284,8 +308,8 @@ class KnowledgeStore:
         if not await tx.fetch_one("SELECT 1 FROM accounts WHERE id = ?" + tx.dialect.locked(), (account_id,)):
             raise NotFound("account")
         row = await tx.fetch_one(
-            "SELECT COUNT(*) AS documents, COALESCE(SUM(tokens), 0) AS tokens FROM knowledge_documents"
-            " WHERE account_id = ? AND id <> ?",
+            "SELECT COUNT(*) AS documents, COALESCE(SUM(d.tokens), 0) AS tokens FROM knowledge_documents d"
+            " JOIN bots b ON b.id = d.bot_id WHERE d.account_id = ? AND d.id <> ? AND b.deleted_at IS NULL",
             (account_id, replacing or ""),
         )
         assert row is not None

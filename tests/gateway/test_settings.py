@@ -33,11 +33,33 @@ def test_settings_from_env_defaults_follow_the_contract() -> None:
         ({"ADMIN_JWT_MAX_TTL_SECONDS": "10"}, "ADMIN_JWT_MAX_TTL_SECONDS"),
         ({"ADMIN_JWT_MAX_TTL_SECONDS": "1e9"}, "ADMIN_JWT_MAX_TTL_SECONDS"),
         ({"BODY_READ_TIMEOUT_SECONDS": "0"}, "BODY_READ_TIMEOUT_SECONDS"),
+        ({"KNOWLEDGE_MIN_SIMILARITY": "1.5"}, "KNOWLEDGE_MIN_SIMILARITY must be between 0 and 1"),
+        ({"KNOWLEDGE_MIN_SIMILARITY": "high"}, "KNOWLEDGE_MIN_SIMILARITY must be a number"),
+        ({"KNOWLEDGE_FETCH_ALLOW_PRIVATE": "maybe"}, "KNOWLEDGE_FETCH_ALLOW_PRIVATE must be 1 or 0"),
+        ({"KNOWLEDGE_FETCH_ALLOW_NETWORKS": "10.0.0.0/8, intranet"}, "KNOWLEDGE_FETCH_ALLOW_NETWORKS"),
+        ({"KNOWLEDGE_MAX_UPLOAD_BYTES": "10"}, "KNOWLEDGE_MAX_UPLOAD_BYTES"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
     with pytest.raises(SettingsError, match=needle):
         Settings.from_env(env)
+
+
+def test_knowledge_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "EMBEDDINGS_MODEL": "text-embedding-3-small",
+            "KNOWLEDGE_MIN_SIMILARITY": "0.42",
+            "KNOWLEDGE_FETCH_ALLOW_PRIVATE": "1",
+            "KNOWLEDGE_FETCH_ALLOW_NETWORKS": "10.1.0.0/16, fd00::/8",
+        }
+    )
+    assert settings.embeddings_model == "text-embedding-3-small"
+    assert settings.knowledge_min_similarity == 0.42
+    assert settings.knowledge_fetch_allow_private is True
+    assert settings.knowledge_fetch_allow_networks == ("10.1.0.0/16", "fd00::/8")
+    defaults = Settings.from_env({})
+    assert (defaults.embeddings_model, defaults.knowledge_fetch_allow_private) == (None, False)
 
 
 def test_secrets_never_show_in_settings_repr() -> None:

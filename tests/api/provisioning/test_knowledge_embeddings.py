@@ -122,6 +122,30 @@ async def test_a_model_that_refuses_the_text_fails_the_document_with_the_reason(
     assert (await _ready(hybrid, document["id"]))["status"] == "ready"
 
 
+async def test_a_bot_without_embedded_documents_pays_for_no_question_embedding(
+    hybrid: TestClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    tenant = await provision(hybrid)
+    await expect(await relay(hybrid, tenant, "Liefert ihr nach Potsdam?"), 200)
+    assert fake_openai.embedding_calls == []
+    assert _embedding_usage(settings, tenant.account_id) == []
+
+
+async def test_a_document_the_account_cannot_pay_to_embed_fails_with_the_reason(
+    make_client: MakeClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    client = await make_client(replace(settings, embeddings_model=MODEL))
+    tenant = await provision(client, plan={"monthly_token_limit": 3})
+    document = await expect(
+        await client.post(f"{ADMIN}/bots/{tenant.bot_id}/knowledge", json=DOCUMENTS[0], headers=auth()), 201
+    )
+    failed = await _ready(client, document["id"])
+    assert failed["status"] == "failed" and "allowance is used up" in failed["error"]
+    assert fake_openai.embedding_calls == []  # refused before any call: nothing spent, nothing charged
+    account = await expect(await client.get(f"{ADMIN}/accounts/{tenant.account_id}", headers=auth()), 200)
+    assert account["quota"]["used_tokens"] == 0
+
+
 async def test_a_provider_that_is_down_leaves_the_turn_its_lexical_knowledge(
     hybrid: TestClient, fake_openai: FakeOpenAI
 ) -> None:

@@ -34,8 +34,8 @@ class Site:
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request.path)
-        if request.path in self.redirects:
-            raise web.HTTPFound(self.redirects[request.path])
+        if request.path in self.redirects:  # the Location as given, valid or not
+            return web.Response(status=302, headers={"Location": self.redirects[request.path]})
         if request.path not in self.pages:
             raise web.HTTPNotFound()
         content_type, body = self.pages[request.path]
@@ -116,6 +116,7 @@ async def test_a_document_is_replaced_in_place_and_only_pages_are_fetched_again(
         "http://10.1.2.3/intranet",
         "http://0.0.0.0:{port}/",
         "http://[::ffff:127.0.0.1]:{port}/lieferung",  # loopback written as IPv6
+        "http://[64:ff9b::a00:1]/",  # 10.0.0.1 through a NAT64 gateway
         "file:///etc/passwd",
         "http://user:secret@example.com/",
     ],
@@ -152,15 +153,20 @@ async def test_pages_that_cannot_be_fetched_or_read_say_why(
     pages.pages["/huge"] = ("text/plain", b"a" * (30 * 1024 * 1024))
     for path in range(6):
         pages.redirects[f"/loop{path}"] = f"/loop{path + 1}"
+    pages.redirects["/broken"] = "http://[::1"
+    pages.pages["/mangled"] = ("text/html", b"<p>Hallo</p><![foo[ x ]]>")
     tenant = await provision(intranet)
     for path, reason in [
         ("/missing", "answered 404"),
         ("/photo", "image/jpeg"),
         ("/huge", "larger than"),
         ("/loop0", "redirected more than 5 times"),
+        ("/broken", "not a valid URL"),
     ]:
         body = await expect(await _add(intranet, tenant.bot_id, {"url": str(server.make_url(path))}), 422)
         assert body["error"]["code"] == "fetch_failed" and reason in body["error"]["message"], body
+    mangled = await expect(await _add(intranet, tenant.bot_id, {"url": str(server.make_url("/mangled"))}), 422)
+    assert mangled["error"]["code"] == "unreadable_document" and "malformed" in mangled["error"]["message"]
     assert await _documents(intranet, tenant.bot_id) == []
 
 
