@@ -175,21 +175,11 @@ class ConversationEngine:
         ]
 
         async def keep(tx: Transaction) -> list[str]:
-            stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
-            if req.keep_reply is not None:
-                await req.keep_reply(tx, reply)
-            return stored
+            return await self._store_turn(tx, req, contact, messages, reply)
 
         stored = await d.db.run(keep)
         snapshot = await d.quota.snapshot(req.account.id)
-        log.info(
-            "turn_answered",
-            account_id=req.account.id,
-            bot_id=req.bot.id,
-            contact_id=contact.id,
-            model=model,
-            outcome="no_answer",
-        )
+        _log_answered(req, contact, model, "no_answer")
         return TurnResult(reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1])
 
     async def _call(
@@ -246,9 +236,7 @@ class ConversationEngine:
         )
 
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
-            stored = await d.conversations.append(tx, contact, messages, request_id=req.request_id)
-            if req.keep_reply is not None:
-                await req.keep_reply(tx, reply)
+            stored = await self._store_turn(tx, req, contact, messages, reply)
             # The account's quota row last: it stays locked until the commit, and every turn of the account
             # (in every worker process) waits for it, so it is held for as few round trips as can be.
             snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
@@ -258,19 +246,26 @@ class ConversationEngine:
         # One hop to the database thread: the write lock is held for these statements alone.
         snapshot, stored = await d.db.run(charge)
         d.metrics.llm_call(record)  # after the commit: a rolled-back turn was not a charged call
-        log.info(
-            "turn_answered",
-            account_id=req.account.id,
-            bot_id=req.bot.id,
-            contact_id=contact.id,
-            model=model,
+        _log_answered(
+            req,
+            contact,
+            model,
+            outcome,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             attempts=completion.attempts,
             latency_ms=completion.latency_ms,
-            outcome=outcome,
         )
         return TurnResult(reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1])
+
+    async def _store_turn(
+        self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str
+    ) -> list[str]:
+        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction; their ids."""
+        stored = await self._d.conversations.append(tx, contact, messages, request_id=req.request_id)
+        if req.keep_reply is not None:
+            await req.keep_reply(tx, reply)
+        return stored
 
     @staticmethod
     def _warn_bounded(
@@ -342,6 +337,18 @@ class ConversationEngine:
             created_at=self._d.clock.now_ms(),
             reported_usage=bill.reported_json() if bill else None,
         )
+
+
+def _log_answered(req: TurnRequest, contact: Contact, model: str, outcome: str, **figures: int) -> None:
+    log.info(
+        "turn_answered",
+        account_id=req.account.id,
+        bot_id=req.bot.id,
+        contact_id=contact.id,
+        model=model,
+        **figures,
+        outcome=outcome,
+    )
 
 
 def resolve_model(bot: Bot, plan: Plan) -> str:

@@ -195,24 +195,27 @@ class KnowledgeService:
         lexical = await self._store.search(bot.id, terms.stems, max(limit, CANDIDATES))
         semantic = self._semantic
         nearest = await self._nearest(bot, question, payer)
+        coverage = {chunk.chunk_id: terms.coverage(chunk.terms) for chunk in lexical}
         if semantic is None or not nearest:
-            return [_hit(chunk, terms.coverage(chunk.terms)) for chunk in lexical][:limit]
+            return [_hit(chunk, coverage[chunk.chunk_id]) for chunk in lexical][:limit]
         similarity = dict(nearest)
         fused: dict[int, float] = {}
         # Lexical ranks count only for chunks past the relevance floor: below it a chunk shares an incidental word
         # with the question, and fusing those in pulled paraphrased questions' answers down (bench/knowledge.py:
         # recall@3 0.872 with every lexical rank, 0.904 with these alone, 0.917 for the vectors alone).
-        words = [chunk.chunk_id for chunk in lexical if terms.coverage(chunk.terms) >= RELEVANCE_FLOOR]
+        words = [chunk.chunk_id for chunk in lexical if coverage[chunk.chunk_id] >= RELEVANCE_FLOOR]
         for ranking in (words, [chunk_id for chunk_id, _ in nearest]):
             for rank, chunk_id in enumerate(ranking, 1):
                 fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
         found = {chunk.chunk_id: chunk for chunk in lexical}
         missing = [chunk_id for chunk_id in fused if chunk_id not in found]
-        found |= {chunk.chunk_id: chunk for chunk in await self._store.chunks(bot.id, missing)}
+        for chunk in await self._store.chunks(bot.id, missing):
+            found[chunk.chunk_id] = chunk
+            coverage[chunk.chunk_id] = terms.coverage(chunk.terms)
         order = sorted((c for c in fused if c in found), key=lambda c: (-fused[c], c))
         return [
             replace(
-                _hit(found[c], terms.coverage(found[c].terms), similarity.get(c), semantic.min_similarity),
+                _hit(found[c], coverage[c], similarity.get(c), semantic.min_similarity),
                 score=fused[c],
             )
             for c in order[:limit]
