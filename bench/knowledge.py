@@ -40,7 +40,7 @@ from core.knowledge.chunking import chunk_faq, chunk_text
 from core.knowledge.embedder import ChargedEmbedder, Payer
 from core.knowledge.indexer import KnowledgeIndexer
 from core.knowledge.service import FaqSource, FileSource, KnowledgeService, Semantic, TextSource
-from core.knowledge.terms import fold
+from core.knowledge.terms import TERMS_VERSION, fold
 from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
 from core.models import Bot, BotSettings, PlanSettings
@@ -235,7 +235,7 @@ async def _add_plain(store: KnowledgeStore, tokens: TokenCounter, bot: Bot, docu
         drafts = [chunk_faq(document["question"], document["answer"], count)]
     else:
         drafts = chunk_text(document["title"], document["text"], count)
-    chunks = [NewChunk(d.text, d.tokens, _plain_words(d.text)) for d in drafts]
+    chunks = [NewChunk(d.text, d.tokens, _plain_words(d.text), TERMS_VERSION) for d in drafts]
     new = NewDocument(bot.account_id, bot.id, document.get("title") or document["question"], "text", None)
     return (await store.add(new, chunks)).id
 

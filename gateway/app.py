@@ -19,6 +19,7 @@ from api.bodies import LIMITS
 from api.jwt_auth import JWT_CONFIG, JwtConfig
 from api.operations import check_provided
 from core.clock import Clock, SystemClock
+from core.knowledge.refresh import refresh_terms
 from core.metrics import Metrics
 from core.tokens import TokenCounter
 from gateway.background import TaskRegistry
@@ -142,7 +143,12 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         if indexer is not None and await leadership.check():
             await indexer.run_once()
 
+    async def refresh_knowledge_terms() -> None:
+        if await leadership.check():
+            await refresh_terms(storage.knowledge)
+
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
+    tasks.every(KNOWLEDGE_INDEX_INTERVAL_SECONDS, "knowledge-terms", refresh_knowledge_terms)
     if indexer is not None:
         tasks.every(KNOWLEDGE_INDEX_INTERVAL_SECONDS, "knowledge-indexer", embed_knowledge)
     elif await leadership.check():

@@ -23,7 +23,7 @@ from core.knowledge.chunking import ChunkDraft, chunk_faq, chunk_text
 from core.knowledge.embedder import ChargedEmbedder, Payer
 from core.knowledge.extract import UnreadableDocument, extract
 from core.knowledge.fetch import FetchFailed, PageFetcher
-from core.knowledge.terms import index_terms, query_terms
+from core.knowledge.terms import TERMS_VERSION, index_terms, query_terms
 from core.knowledge.vectors import VectorIndex
 from core.models import Bot, KnowledgeDocument
 from core.storage.knowledge import FoundChunk, KnowledgeStore, NewChunk, NewDocument
@@ -256,7 +256,11 @@ class KnowledgeService:
         return lambda text: self._tokens.count_text(model, text)
 
     def _chunks(self, drafts: list[ChunkDraft]) -> list[NewChunk]:
-        return [NewChunk(draft.text, draft.tokens, index_terms(draft.text)) for draft in drafts if draft.text.strip()]
+        return [
+            NewChunk(draft.text, draft.tokens, index_terms(draft.text), TERMS_VERSION)
+            for draft in drafts
+            if draft.text.strip()
+        ]
 
 
 async def _off_loop(work: Callable[[], T]) -> T:

@@ -39,6 +39,17 @@ class NewChunk:
     text: str
     tokens: int
     terms: str  # space-separated index terms (core/knowledge/terms.py)
+    terms_version: int  # the derivation that made them (core/knowledge/terms.py's TERMS_VERSION)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedChunk:
+    """A chunk as it is indexed: what the terms were made from, and the terms."""
+
+    chunk_id: int
+    bot_id: str
+    text: str
+    terms: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +217,41 @@ class KnowledgeStore:
         scored.sort(key=lambda row: (-row["score"], row["id"]))
         return list(scored)
 
+    # ---- index terms made by an earlier derivation (core/knowledge/refresh.py) ------------------------------
+
+    async def stale_terms(self, version: int, limit: int) -> list[IndexedChunk]:
+        """Chunks indexed by a derivation older than `version`, any bot's, in a stable order."""
+        rows = await self._db.fetch_all(
+            "SELECT id, bot_id, text, terms FROM knowledge_chunks WHERE terms_version < ? ORDER BY id LIMIT ?",
+            (version, limit),
+        )
+        return [IndexedChunk(int(r["id"]), str(r["bot_id"]), str(r["text"]), str(r["terms"])) for r in rows]
+
+    async def set_terms(self, version: int, chunks: Sequence[tuple[IndexedChunk, str]]) -> int:
+        """Each chunk indexed by its new terms, in one commit; a chunk deleted or indexed again meanwhile (its terms
+        no longer those read) is left alone. The number of chunks changed."""
+        changed = 0
+        async with self._db.transaction() as tx:
+            for chunk, terms in chunks:
+                if not await tx.execute(
+                    "UPDATE knowledge_chunks SET terms = ?, term_count = ?, terms_version = ?"
+                    " WHERE id = ? AND terms = ? AND terms_version < ?",
+                    (terms, len(terms.split()), version, chunk.chunk_id, chunk.terms, version),
+                ):
+                    continue
+                if tx.dialect.name == "sqlite":
+                    await tx.execute(
+                        "INSERT INTO knowledge_fts (knowledge_fts, rowid, terms) VALUES ('delete', ?, ?)",
+                        (chunk.chunk_id, _scoped(chunk.bot_id, chunk.terms)),
+                    )
+                    await tx.execute(
+                        "INSERT INTO knowledge_fts (rowid, terms) VALUES (?, ?)",
+                        (chunk.chunk_id, _scoped(chunk.bot_id, terms)),
+                    )
+                await _count(tx, chunk.bot_id, 0, len(terms.split()) - len(chunk.terms.split()))
+                changed += 1
+        return changed
+
     # ---- embeddings (core/knowledge/indexer.py, core/knowledge/vectors.py) -------------------------------------
 
     async def unembedded(self, model: str, limit: int, *, skip: Sequence[str] = ()) -> list[PendingChunk]:
@@ -339,12 +385,13 @@ async def _insert_chunks(tx: Transaction, document_id: str, bot_id: str, chunks:
             chunk.tokens,
             chunk.terms,
             len(chunk.terms.split()),
+            chunk.terms_version,
         )
         for seq, chunk in enumerate(chunks)
     ]
     await tx.execute_many(
-        "INSERT INTO knowledge_chunks (id, document_id, bot_id, seq, text, tokens, terms, term_count)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO knowledge_chunks (id, document_id, bot_id, seq, text, tokens, terms, term_count, terms_version)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     if tx.dialect.name == "sqlite":

@@ -422,6 +422,19 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "knowledge chunks record which derivation of index terms they were indexed by",
+        (
+            # core/knowledge/terms.py's TERMS_VERSION when the chunk's terms were made; the housekeeping leader
+            # indexes older chunks again (core/knowledge/refresh.py). Every chunk before this migration: version 1.
+            "ALTER TABLE knowledge_chunks ADD COLUMN terms_version INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX knowledge_chunks_terms_version ON knowledge_chunks(terms_version)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

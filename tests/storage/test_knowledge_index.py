@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 
 from core.clock import SystemClock
+from core.knowledge.refresh import refresh_terms
+from core.knowledge.terms import TERMS_VERSION, query_terms
+from core.storage.db import Database
 from core.storage.knowledge import KnowledgeLimits, KnowledgeStore, NewChunk, NewDocument
 from core.storage.migrations import apply_migrations
 from tests.support.database import open_database, scratch_url
@@ -24,28 +27,33 @@ def _bot_id_with_numeric_key() -> str:
     raise AssertionError("unreachable")
 
 
+async def _bot(db: Database, bot_id: str) -> KnowledgeStore:
+    """A migrated database with one bot; its knowledge store."""
+    await apply_migrations(db)
+    await db.execute(
+        "INSERT INTO plans (id, name, monthly_token_limit, models, default_model, overage_percent,"
+        " messages_per_minute, created_at, updated_at) VALUES ('pln_1', 'p', 1000, '[]', 'm', 0, NULL, 1, 1)"
+    )
+    await db.execute(
+        "INSERT INTO accounts (id, name, plan_id, locked, created_at, updated_at)"
+        " VALUES ('acc_1', 'A', 'pln_1', 0, 1, 1)"
+    )
+    await db.execute(
+        "INSERT INTO bots (id, account_id, name, persona, max_reply_tokens, memory_tokens, fallback_message,"
+        " handover_pause_minutes, seq, created_at, updated_at) VALUES (?, 'acc_1', 'b', 'p', 300, 2000, 'f', 30,"
+        " 1, 1, 1)",
+        (bot_id,),
+    )
+    return KnowledgeStore(db, SystemClock(), KnowledgeLimits(max_documents=10, max_account_tokens=10**6))
+
+
 async def test_a_bot_whose_key_looks_like_a_number_finds_its_chunks(tmp_path: Path) -> None:
     bot_id = _bot_id_with_numeric_key()
     async with open_database(scratch_url(tmp_path, "k.db")) as db:
-        await apply_migrations(db)
-        await db.execute(
-            "INSERT INTO plans (id, name, monthly_token_limit, models, default_model, overage_percent,"
-            " messages_per_minute, created_at, updated_at) VALUES ('pln_1', 'p', 1000, '[]', 'm', 0, NULL, 1, 1)"
-        )
-        await db.execute(
-            "INSERT INTO accounts (id, name, plan_id, locked, created_at, updated_at)"
-            " VALUES ('acc_1', 'A', 'pln_1', 0, 1, 1)"
-        )
-        await db.execute(
-            "INSERT INTO bots (id, account_id, name, persona, max_reply_tokens, memory_tokens, fallback_message,"
-            " handover_pause_minutes, seq, created_at, updated_at) VALUES (?, 'acc_1', 'b', 'p', 300, 2000, 'f', 30,"
-            " 1, 1, 1)",
-            (bot_id,),
-        )
-        store = KnowledgeStore(db, SystemClock(), KnowledgeLimits(max_documents=10, max_account_tokens=10**6))
+        store = await _bot(db, bot_id)
         await store.add(
             NewDocument("acc_1", bot_id, "Preise", "text", None),
-            [NewChunk("Roggenbrot 4,20", 5, "roggenbrot 4 20"), NewChunk("Schrippe 0,50", 5, "schripp 0 50")],
+            [NewChunk("Roggenbrot 4,20", 5, "roggenbrot 4 20", 1), NewChunk("Schrippe 0,50", 5, "schripp 0 50", 1)],
         )
         [found] = await store.search(bot_id, ["roggenbrot"], 5)
         assert found.text == "Roggenbrot 4,20"
@@ -53,3 +61,27 @@ async def test_a_bot_whose_key_looks_like_a_number_finds_its_chunks(tmp_path: Pa
             "Roggenbrot 4,20",
             "Schrippe 0,50",
         ]
+
+
+async def test_chunks_indexed_by_an_earlier_derivation_are_indexed_again(tmp_path: Path) -> None:
+    """Documents added before compounds were split (terms version 1) find "Brezeln" in "Laugenbrezel" once the
+    housekeeping job has indexed them again, with the bot's statistics kept; deleted chunks are left alone."""
+    async with open_database(scratch_url(tmp_path, "refresh.db")) as db:
+        store = await _bot(db, "bot_1")
+        old = NewChunk("Laugenbrezel 1,20 €", 6, "laugenbrezel 1 20", 1)  # what version 1 made of it
+        kept = await store.add(NewDocument("acc_1", "bot_1", "Preise", "text", None), [old])
+        gone = await store.add(
+            NewDocument("acc_1", "bot_1", "Alt", "text", None), [NewChunk("Dinkelbrot", 3, "dinkelbrot", 1)]
+        )
+        question = query_terms("Was kosten die Brezeln?").stems
+        assert await store.search("bot_1", question, 5) == []
+        await store.delete(gone.id)
+
+        assert await refresh_terms(store, batch=1) == 1
+        [found] = await store.search("bot_1", question, 5)
+        assert (found.document_id, found.text) == (kept.id, "Laugenbrezel 1,20 €")
+        assert "brezel" in found.terms.split()
+        stats = await db.fetch_one("SELECT chunks, terms FROM knowledge_stats WHERE bot_id = 'bot_1'")
+        assert stats is not None and (stats["chunks"], stats["terms"]) == (1, len(found.terms.split()))
+        assert await store.stale_terms(TERMS_VERSION, 10) == []
+        assert await refresh_terms(store) == 0

@@ -27,3 +27,16 @@ def test_inflections_share_a_stem_in_german_and_english() -> None:
     delivery = index_terms("Lieferungen nach Potsdam")
     assert query_terms("Lieferung").coverage(delivery) == 1.0
     assert query_terms("deliveries").coverage(index_terms("We deliver on Saturdays (one delivery a day).")) == 1.0
+
+
+def test_german_compounds_meet_their_parts() -> None:
+    prices = index_terms("Laugenbrezel 1,20 €. Dinkelvollkornbrot 6,80 €.")
+    assert query_terms("Brezeln").coverage(prices) == 1.0  # the compound's head, in the plural
+    assert query_terms("Dinkelbrot").coverage(index_terms("Alle Brote mit Sauerteig.")) == 1.0  # the question's
+    assert query_terms("Brot").coverage(prices) == 1.0
+
+
+def test_suffixes_and_short_words_are_no_compound_heads() -> None:
+    # "Brötchen" ends in a diminutive, not in a word: it must not meet every other "-chen".
+    assert query_terms("Brötchen").coverage(index_terms("Eichhörnchen")) == 0.0
+    assert query_terms("Kuchen").words == (("kuchen", frozenset({"kuchen", "kuch"})),)
