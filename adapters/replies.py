@@ -7,6 +7,7 @@ Body shapes follow meta-platforms.md §5 (Messenger Send API, Instagram send API
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,11 +78,14 @@ def text_requests(
     text: str,
     *,
     reply_to_message_id: str | None = None,
+    human_agent: bool = False,
 ) -> list[GraphRequest]:
     """The text as one or more messages, in sending order, each within the platform's text limit.
 
     `reply_to_message_id` quotes the customer's message on WhatsApp, on the first chunk only: one quote bubble per
-    reply, not one per chunk. Messenger and Instagram replies are not quoted.
+    reply, not one per chunk. Messenger and Instagram replies are not quoted. `human_agent`: a person's reply on
+    Messenger past the 24-hour window, tagged HUMAN_AGENT (allowed for 7 days after the customer's message; never
+    for a bot's reply).
     """
     platform = Platform(platform)
     path = f"{channel_external_id}/messages"
@@ -91,23 +95,22 @@ def text_requests(
         # The metadata comes back in the echo of the message: ours, told apart from a human in the Page inbox even
         # when the send's message id was never recorded (a crash between the send and its commit).
         message = {"text": "", "metadata": ECHO_MARK}
+        kind: dict[str, str] = (
+            {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"} if human_agent else {"messaging_type": "RESPONSE"}
+        )
         return [
-            GraphRequest(
-                path,
-                {"recipient": {"id": customer_id}, "messaging_type": "RESPONSE", "message": {**message, "text": chunk}},
-            )
+            GraphRequest(path, {"recipient": {"id": customer_id}, **kind, "message": {**message, "text": chunk}})
             for chunk in chunks
         ]
     if platform is Platform.INSTAGRAM:
         return [GraphRequest(path, {"recipient": {"id": customer_id}, "message": {"text": chunk}}) for chunk in chunks]
-    # Without a leading "+", WhatsApp prepends the business number's country code: a misdelivery risk.
-    to = "+" + customer_id.strip().lstrip("+")
+    address = whatsapp_recipient(customer_id)
     requests = []
     for index, chunk in enumerate(chunks):
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
+            **address,
             "type": "text",
             "text": {"body": chunk, "preview_url": False},
         }
@@ -115,3 +118,21 @@ def text_requests(
             body["context"] = {"message_id": reply_to_message_id}
         requests.append(GraphRequest(path, body))
     return requests
+
+
+def whatsapp_recipient(customer_id: str) -> dict[str, str]:
+    """How a WhatsApp send names the customer. A phone number (wa_id) goes in `to`, with a leading "+" (without it
+    WhatsApp prepends the business number's country code: a misdelivery risk). A business-scoped user id (BSUID,
+    "US.13491208655302741918": a customer with a username, whose number Meta does not share) goes in `recipient`,
+    as Meta's BSUID guide has it."""
+    if is_bsuid(customer_id):
+        return {"recipient": customer_id}
+    return {"to": "+" + customer_id.strip().lstrip("+")}
+
+
+def is_bsuid(customer_id: str) -> bool:
+    """A WhatsApp business-scoped user id: two capital letters (a country), a dot, then letters and digits."""
+    return _BSUID.fullmatch(customer_id) is not None
+
+
+_BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9.]+")

@@ -4,8 +4,11 @@
 and, in each `value`, every `messages[]`, `statuses[]` and value-level `errors[]` element; one event per element.
 
 Routing: `channel_external_id` is `value.metadata.phone_number_id` (entry.id is the WABA, which may hold several
-numbers; the display number can change). The customer is the message `from` / status `recipient_id` (wa_id),
-named from `value.contacts[]`. WhatsApp sends unix seconds as strings; `timestamp_ms` is seconds x 1000.
+numbers; the display number can change). The customer is the message `from` / status `recipient_id` (wa_id), or,
+for a customer whose number Meta does not share, `from_user_id` / `recipient_user_id` (a business-scoped user id),
+named from `value.contacts[]`. `smb_message_echoes` (a person answering from the WhatsApp Business app on a number
+shared with the Cloud API) become ECHO events for the customer in `to`. WhatsApp sends unix seconds as strings;
+`timestamp_ms` is seconds x 1000.
 
 `event_key` (the inbox dedupe key, stable across Meta's retries and unique within a channel):
 - `messages[]` element, any kind (text, media, reaction, edit, revoke, ...): its own wamid `messages[].id`.
@@ -70,6 +73,8 @@ def _parse_change(change: Any, entry_ms: int) -> list[InboundEvent]:
     mapping = as_mapping(change) or {}
     value = as_mapping(mapping.get("value")) or {}
     channel = as_id((as_mapping(value.get("metadata")) or {}).get("phone_number_id"))
+    if mapping.get("field") == "smb_message_echoes" and channel is not None:
+        return _business_app_echoes(change, value, channel, entry_ms)
     if mapping.get("field") != "messages" or channel is None:
         return [_unknown(change, channel or "", entry_ms)]
     names = _contact_names(value.get("contacts"))
@@ -92,21 +97,57 @@ def _parse_change(change: Any, entry_ms: int) -> list[InboundEvent]:
     return events or [_unknown(change, channel, entry_ms)]
 
 
+def _business_app_echoes(change: Any, value: Mapping[str, Any], channel: str, entry_ms: int) -> list[InboundEvent]:
+    """`smb_message_echoes` (WhatsApp coexistence): a person replied to a customer from the WhatsApp Business app on
+    the same number. Echo events, as Messenger's are: the bot then leaves the conversation to that person."""
+    echoes = value.get("message_echoes")
+    if not isinstance(echoes, list) or not echoes:
+        return [_unknown(change, channel, entry_ms)]
+    events: list[InboundEvent] = []
+    for element in echoes:
+        echo = as_mapping(element) or {}
+        wamid = as_id(echo.get("id"))
+        customer = as_id(echo.get("to")) or as_id(echo.get("to_user_id"))
+        timestamp_ms = seconds_to_ms(echo.get("timestamp"))
+        if wamid is None or customer is None or timestamp_ms is None:
+            events.append(_unknown(element, channel, timestamp_ms or entry_ms, message_id=wamid))
+            continue
+        events.append(
+            InboundEvent(
+                platform=Platform.WHATSAPP,
+                kind=EventKind.ECHO,
+                channel_external_id=channel,
+                customer_id=customer,
+                event_key=f"echo:{wamid}",
+                message_id=wamid,
+                timestamp_ms=timestamp_ms,
+                text=as_str((as_mapping(echo.get("text")) or {}).get("body")),
+                raw=echo,
+            )
+        )
+    return events
+
+
 def _contact_names(contacts: Any) -> Mapping[str, str]:
-    """wa_id -> profile name, from `value.contacts[]` (sent with inbound messages, sometimes with statuses)."""
+    """wa_id (and business-scoped user id) -> profile name, from `value.contacts[]` (sent with inbound messages,
+    sometimes with statuses)."""
     names: dict[str, str] = {}
     for item in contacts if isinstance(contacts, list) else ():
         contact = as_mapping(item) or {}
-        wa_id = as_id(contact.get("wa_id"))
         name = as_str((as_mapping(contact.get("profile")) or {}).get("name"))
-        if wa_id is not None and name:
-            names.setdefault(wa_id, name)
+        for key in ("wa_id", "user_id"):
+            customer = as_id(contact.get(key))
+            if customer is not None and name:
+                names.setdefault(customer, name)
     return names
 
 
 def _message_event(element: Any, channel: str, names: Mapping[str, str]) -> InboundEvent:
     message = as_mapping(element) or {}
-    wamid, sender = as_id(message.get("id")), as_id(message.get("from"))
+    # `from` is the customer's number; a customer with a username may come with only `from_user_id`, their
+    # business-scoped user id (BSUID), which replies are addressed to instead (adapters/replies.py).
+    wamid = as_id(message.get("id"))
+    sender = as_id(message.get("from")) or as_id(message.get("from_user_id"))
     timestamp_ms = seconds_to_ms(message.get("timestamp"))
     content = read_content(message)
     if wamid is None or sender is None or timestamp_ms is None or content is None:
@@ -154,7 +195,7 @@ def _status_event(element: Any, channel: str, names: Mapping[str, str]) -> Inbou
     timestamp_ms = seconds_to_ms(status.get("timestamp"))
     if wamid is None or not state or timestamp_ms is None:
         return _unknown(element, channel, timestamp_ms or 0, message_id=wamid)
-    recipient = as_id(status.get("recipient_id"))
+    recipient = as_id(status.get("recipient_id")) or as_id(status.get("recipient_user_id"))
     errors = read_errors(status.get("errors"))
     return InboundEvent(
         platform=Platform.WHATSAPP,

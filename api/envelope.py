@@ -8,6 +8,7 @@ from api.errors import ApiError, rate_limited
 from api.shapes import QuotaBlock
 from core.errors import (
     AccountLocked,
+    ChannelRefused,
     Conflict,
     Forbidden,
     GatewayError,
@@ -19,6 +20,7 @@ from core.errors import (
     StorageUnavailable,
     UpstreamUnavailable,
     ValueOutOfRange,
+    WindowClosed,
 )
 
 
@@ -29,6 +31,10 @@ def from_domain(exc: GatewayError) -> ApiError:
         return ApiError(403, "forbidden", str(exc))
     if isinstance(exc, Conflict):
         return ApiError(409, "conflict", str(exc))
+    if isinstance(exc, WindowClosed):
+        return ApiError(409, "window_closed", str(exc))
+    if isinstance(exc, ChannelRefused):
+        return ApiError(502, "upstream_unavailable", str(exc))
     if isinstance(exc, StorageUnavailable):
         return ApiError(
             503, "service_unavailable", "the database is busy; please retry shortly", headers={"Retry-After": "1"}

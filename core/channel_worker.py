@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import regex
@@ -26,8 +27,10 @@ from adapters.replies import ECHO_MARK, text_requests, typing_request
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
 from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited, StorageUnavailable
-from core.models import Channel
+from core.handoff import Handoff, Handoffs
+from core.models import Channel, Contact
 from core.storage.accounts import AccountStore
+from core.storage.activity import record_undeliverable
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
 from core.storage.conversation_state import ConversationStateStore
@@ -63,6 +66,7 @@ class WorkerDeps:
     graph: GraphClient
     clock: Clock
     lease_seconds: float
+    handoffs: Handoffs
 
 
 class ChannelWorker:
@@ -116,7 +120,7 @@ class ChannelWorker:
             # window still allows). A disabled channel is the owner's choice to stop: skipped.
             if d.clock.now_ms() - event.timestamp_ms > REPLY_WINDOW_MS:
                 # Past the window nothing can be sent any more: let it go rather than hold it forever.
-                await d.queue.finish(item, "undeliverable", "channel needed re-authorisation past the reply window")
+                await self._undeliverable(item, channel, event, "the channel needed re-authorisation past the window")
                 return
             await d.queue.hold(item, REAUTH_HOLD_MS, "channel needs re-authorisation")
             return
@@ -126,16 +130,17 @@ class ChannelWorker:
         if event.customer_id is None:
             await d.queue.finish(item, "skipped", "no customer to answer")
             return
-        customer = event.customer_id
-        paused = await d.state.paused_until(channel.id, customer)
-        if item.reply_text is None and paused is not None and paused > d.clock.now_ms():
-            await d.queue.finish(item, "skipped", "a human is answering this conversation")
-            return
         reply = item.reply_text
-        if reply is None and d.clock.now_ms() - event.timestamp_ms > REPLY_WINDOW_MS:
-            # Delivered or retried too late: Meta would refuse the reply, so nothing is generated or billed.
-            await d.queue.finish(item, "undeliverable", "older than the 24-hour reply window")
-            return
+        if reply is None:
+            # The reply window runs from the customer's latest message; a person may have the conversation.
+            pause = await d.state.inbound(channel.id, event.customer_id, event.timestamp_ms)
+            if pause is not None:
+                await self._keep(item, channel, event, "paused", "skipped", "a person has this conversation")
+                return
+            if d.clock.now_ms() - event.timestamp_ms > REPLY_WINDOW_MS:
+                # Delivered or retried too late: Meta would refuse the reply, so nothing is generated or billed.
+                await self._undeliverable(item, channel, event, "it arrived after the 24-hour reply window")
+                return
         assert secrets is not None  # opened for every event but echoes
         token = secrets.access_token
         if reply is None:
@@ -153,9 +158,46 @@ class ChannelWorker:
         if event.message_id and not ours and event.customer_id:
             bot = await d.bots.get(channel.bot_id)
             until = d.clock.now_ms() + bot.handover_pause_minutes * 60_000
-            await d.state.pause(channel.id, event.customer_id, until)
+            await d.state.pause(channel.id, event.customer_id, until, reason="human_takeover", source="echo")
             log.info("human_takeover", channel_id=channel.id, minutes=bot.handover_pause_minutes)
         await d.queue.finish(item, "done")
+
+    async def _undeliverable(self, item: InboxItem, channel: Channel, event: InboundEvent, reason: str) -> None:
+        """The customer wrote, and the reply window closed before we could answer: the message is kept in the
+        conversation (marked), the account's activity feed says so, and so do the log and /metrics."""
+        log.warning("message_undeliverable", channel_id=channel.id, inbox_id=item.id, reason=reason, alert=True)
+
+        async def tell(tx: Transaction, contact_id: str) -> None:
+            await record_undeliverable(tx, channel.id, contact_id, reason, self._d.clock.now_ms())
+
+        await self._keep(item, channel, event, "undeliverable", "undeliverable", reason, tell)
+
+    async def _keep(
+        self,
+        item: InboxItem,
+        channel: Channel,
+        event: InboundEvent,
+        note: str,
+        state: str,
+        reason: str,
+        tell: Callable[[Transaction, str], Awaitable[None]] | None = None,
+    ) -> None:
+        """The customer's message stored in the conversation unanswered, and the event finished, in one commit."""
+        d = self._d
+        if d.engine is None or event.customer_id is None:  # no model configured: nothing keeps conversations
+            await d.queue.finish(item, state, reason)
+            return
+        bot = await d.bots.current(channel.bot_id)
+        account = await d.accounts.current(channel.account_id)
+        text = model_input(event) or media_description(event)
+
+        async def finish(tx: Transaction, contact_id: str) -> None:
+            if tell is not None:
+                await tell(tx, contact_id)
+            await d.queue.finish_in(tx, item, state, reason)
+
+        request = TurnRequest(account, bot, channel.platform, event.customer_id, text, item.id)
+        await d.engine.remember(request, note, finish)
 
     async def _reply(self, item: InboxItem, channel: Channel, event: InboundEvent) -> str | None:
         d = self._d
@@ -179,11 +221,21 @@ class ChannelWorker:
         async def keep(tx: Transaction, reply: str) -> None:
             await d.queue.store_reply(tx, item, reply)
 
+        async def handed_off(tx: Transaction, contact: Contact, handoff: Handoff) -> None:
+            await d.handoffs.record(tx, contact, channel.id, handoff)
+
+        request = TurnRequest(
+            account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep, handed_off
+        )
         try:
-            result = await d.engine.handle(
-                TurnRequest(account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep_reply=keep)
-            )
+            result = await d.engine.handle(request)
         except QuotaExceeded:
+            if bot.handoff_on_quota:  # a person answers instead of the bot going quiet
+                try:
+                    return (await d.engine.hand_off(request, "quota")).reply
+                except AccountLocked:
+                    await d.queue.finish(item, "skipped", "account locked")
+                    return None
             await self._notice(item, channel, event, "quota", QUOTA_NOTICE)
             return None
         except RateLimited:
@@ -308,6 +360,12 @@ def bounded_text(text: str, max_chars: int) -> str:
         kept.append(grapheme)
         size += len(grapheme)
     return "".join(kept)
+
+
+def media_description(event: InboundEvent) -> str:
+    """What a conversation shows for a message the model was not given (a photo, a voice note, a sticker)."""
+    kind = event.content_type.value if event.content_type is not None else "message"
+    return f"[{kind}]"
 
 
 def _describe(event: InboundEvent) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "developer", "user", "assistant"]
 
@@ -21,6 +21,51 @@ class ChatMessage:
         if self.name is not None:
             wire["name"] = self.name
         return wire
+
+
+@dataclass(frozen=True, slots=True)
+class ToolParameter:
+    name: str
+    type: str  # JSON Schema type: "string", ...
+    description: str
+    required: bool = False
+    enum: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call (OpenAI tool calling), with flat parameters."""
+
+    name: str
+    description: str
+    parameters: tuple[ToolParameter, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        for p in self.parameters:
+            properties[p.name] = {"type": p.type, "description": p.description} | (
+                {"enum": list(p.enum)} if p.enum else {}
+            )
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": [p.name for p in self.parameters if p.required],
+                },
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model called a tool: its name, and its arguments as the JSON text the model wrote (maybe not JSON)."""
+
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +93,4 @@ class Completion:
     request_id: str | None  # upstream x-request-id, for support tickets
     attempts: int
     latency_ms: int
+    tool_calls: tuple[ToolCall, ...] = ()

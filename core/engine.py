@@ -17,14 +17,16 @@ has answered, nothing the provider reported can fail the turn: the customer gets
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
-from core.chat import ChatMessage, Completion, TokenUsage
+from core.chat import ChatMessage, Completion, TokenUsage, Tool
 from core.clock import Clock
 from core.errors import AccountLocked, QuotaExceeded, RateLimited, UpstreamUnavailable
+from core.handoff import HANDOFF_TOOL, Handoff
 from core.ids import new_id
 from core.knowledge.embedder import Payer
 from core.knowledge.service import KnowledgeService, TurnKnowledge
@@ -58,6 +60,9 @@ class TurnRequest:
     # reply there, so the charge and the reply to send are committed together and a resend never calls the model
     # again. Like any `Database.run` work it issues statements on that transaction and awaits nothing else.
     keep_reply: Callable[[Transaction, str], Awaitable[None]] | None = None
+    # Run in the reply's commit when the turn hands the conversation to a person (core/handoff.py): a channel
+    # worker pauses the conversation there, the relay records it; both tell the account.
+    on_handoff: Callable[[Transaction, Contact, Handoff], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class TurnResult:
     cost_nanousd: int | None
     quota: QuotaSnapshot
     message_id: str | None = None  # the stored reply's id: what a client passes to rate it (POST /api/ai/feedback)
+    handoff: Handoff | None = None  # the turn handed the conversation to a person; `reply` is the handoff message
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +110,21 @@ class ConversationEngine:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
             raise
         if knowledge is not None and not knowledge.found and req.bot.knowledge_mode == "strict":
-            return await self._no_answer(req, model, contact, user)
+            if req.bot.handoff_on_no_answer:
+                return await self._canned(req, model, contact, user, Handoff("no_answer"))
+            return await self._canned(req, model, contact, user, None)
         context = knowledge.message if knowledge is not None else None
         prompt = await self._prompt(model, req.bot, contact, user, with_history=True, knowledge=context)
+        # The model may hand the conversation to a person (a tool); the tool's definition is prompt tokens too.
+        tools = (HANDOFF_TOOL,) if req.bot.handoff_enabled else ()
+        prompt = replace(prompt, tokens=prompt.tokens + d.tokens.count_tools(model, tools))
         needed = prompt.tokens + req.bot.max_reply_tokens
         # The id is ours before the reservation exists, so every exit below can release it, even a cancellation
         # that lands between the reservation's commit and our getting it back.
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
         try:
             await d.quota.reserve(req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id)
-            completion, sent = await self._call(req, model, contact, user, prompt)
+            completion, sent = await self._call(req, model, contact, user, prompt, tools)
             return await self._account(req, model, contact, user, reservation, completion, sent)
         except QuotaExceeded:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
@@ -126,6 +137,29 @@ class ConversationEngine:
             # Cancelled, a database error, or a bug: give the tokens back (a no-op once settled) and let it travel.
             await asyncio.shield(d.quota.release(reservation))
             raise
+
+    async def remember(
+        self, req: TurnRequest, note: str, also: Callable[[Transaction, str], Awaitable[None]] | None = None
+    ) -> str:
+        """The customer's message kept in the conversation without an answer (`note`: why: `paused`, a person has
+        the conversation; `undeliverable`, it came past the reply window), so owners see it and the bot's memory
+        holds it when it answers again. `also` runs in the same commit, with the contact's id (the channel worker
+        finishes its event there, so a retry after a crash stores nothing twice). No model call, nothing charged.
+        The stored message's id."""
+        d = self._d
+        plan = await d.plans.current(req.account.plan_id)
+        model = resolve_model(req.bot, plan)
+        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        message = NewMessage("user", req.text, d.tokens.count_text(model, req.text), note=note)
+
+        async def keep(tx: Transaction) -> list[str]:
+            stored = await d.conversations.append(tx, contact, [message], request_id=req.request_id)
+            if also is not None:
+                await also(tx, contact.id)
+            return stored
+
+        [stored] = await d.db.run(keep)
+        return stored
 
     async def _check_rate(self, plan: Plan, contact: Contact) -> None:
         if plan.messages_per_minute is None:
@@ -162,33 +196,49 @@ class ConversationEngine:
             knowledge=knowledge,
         )
 
-    async def _no_answer(self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage) -> TurnResult:
-        """Strict knowledge mode found nothing relevant: the bot's no-answer message, stored like any reply (the
-        channel sends it from the same commit), with no model call and nothing charged."""
+    async def hand_off(self, req: TurnRequest, source: str) -> TurnResult:
+        """The conversation goes to a person without a model call (the account's tokens are used up and the bot
+        says so, `handoff_on_quota`): the customer's message and the handoff message stored, on_handoff run."""
+        d = self._d
+        plan = await d.plans.current(req.account.plan_id)
+        model = resolve_model(req.bot, plan)
+        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        return await self._canned(req, model, contact, ChatMessage(role="user", content=req.text), Handoff(source))
+
+    async def _canned(
+        self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, handoff: Handoff | None
+    ) -> TurnResult:
+        """A reply of the bot's own words, with no model call and nothing charged: strict knowledge mode's
+        no-answer message, or, handing the conversation to a person, its handoff message. Stored like any reply
+        (a channel sends it from the same commit)."""
         d = self._d
         if req.account.locked:  # nothing is reserved on this path, so the reservation's own check is not met
             raise AccountLocked(req.account.id)
-        reply = req.bot.no_answer_message
+        reply = req.bot.handoff_message if handoff is not None else req.bot.no_answer_message
         messages = [
             NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
             NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
         ]
 
         async def keep(tx: Transaction) -> list[str]:
-            return await self._store_turn(tx, req, contact, messages, reply)
+            stored = await self._store_turn(tx, req, contact, messages, reply)
+            if handoff is not None and req.on_handoff is not None:
+                await req.on_handoff(tx, contact, handoff)
+            return stored
 
         stored = await d.db.run(keep)
         snapshot = await d.quota.snapshot(req.account.id)
-        _log_answered(req, contact, model, "no_answer")
-        return TurnResult(reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1])
+        _log_answered(req, contact, model, "handoff" if handoff is not None else "no_answer")
+        return TurnResult(reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1], handoff=handoff)
 
     async def _call(
-        self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, prompt: Prompt
+        self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, prompt: Prompt, tools: tuple[Tool, ...]
     ) -> tuple[Completion, Prompt]:
-        """The completion, and the prompt that got it (its count bounds what the provider may report)."""
+        """The completion, and the prompt that got it (its count, tools included, bounds what the provider may
+        report)."""
         bot = req.bot
         try:
-            request = LLMRequest(model, prompt.messages, bot.max_reply_tokens, bot.temperature)
+            request = LLMRequest(model, prompt.messages, bot.max_reply_tokens, bot.temperature, tools)
             return await self._d.llm.complete(request), prompt
         except ContextLengthExceeded:
             if not prompt.history_turns:
@@ -196,7 +246,8 @@ class ConversationEngine:
             # The model's window is smaller than the bot's memory budget: answer without history rather than fail.
             log.warning("context_window_exceeded", bot_id=bot.id, model=model, turns=prompt.history_turns)
             bare = await self._prompt(model, bot, contact, user, with_history=False, knowledge=prompt.knowledge)
-            request = LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature)
+            bare = replace(bare, tokens=bare.tokens + self._d.tokens.count_tools(model, tools))
+            request = LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature, tools)
             return await self._d.llm.complete(request), bare
 
     async def _account(
@@ -211,14 +262,20 @@ class ConversationEngine:
     ) -> TurnResult:
         d = self._d
         reply = completion.text.strip()
+        handoff = _handoff(completion) if req.bot.handoff_enabled else None
         # A reasoning model can spend its whole budget thinking and return nothing; the customer still gets an answer.
-        outcome = "ok" if reply else "empty_reply"
+        outcome = "ok" if reply or handoff is not None else "empty_reply"
+        if handoff is not None:  # the model called the tool: the customer is told in the bot's words
+            reply = req.bot.handoff_message
         reply = reply or req.bot.fallback_message
         reply_tokens = d.tokens.count_text(model, reply)
         # Everything below (quota, cost, the usage row, the answer) uses the bounded figures: a charge never exceeds
         # what the request could cost, so no sum overflows and the reply the customer waits for is delivered.
         bounds = UsageBounds(sent.tokens, req.bot.max_reply_tokens)
-        received = reply_tokens if outcome == "ok" else 0  # the fallback is ours, not the model's
+        # What the model wrote, for a provider that reports no usage: the fallback and the handoff message are ours.
+        received = reply_tokens if outcome == "ok" and handoff is None else 0
+        if handoff is not None:
+            received = sum(d.tokens.count_text(model, c.name + c.arguments) for c in completion.tool_calls)
         bill = charge_for(completion.usage, bounds, reply_tokens=received)
         if bill.bounded:
             self._warn_bounded(req, contact, model, completion, bounds, bill)
@@ -237,6 +294,8 @@ class ConversationEngine:
 
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
             stored = await self._store_turn(tx, req, contact, messages, reply)
+            if handoff is not None and req.on_handoff is not None:
+                await req.on_handoff(tx, contact, handoff)
             # The account's quota row last: it stays locked until the commit, and every turn of the account
             # (in every worker process) waits for it, so it is held for as few round trips as can be.
             snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
@@ -250,13 +309,15 @@ class ConversationEngine:
             req,
             contact,
             model,
-            outcome,
+            "handoff" if handoff is not None else outcome,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             attempts=completion.attempts,
             latency_ms=completion.latency_ms,
         )
-        return TurnResult(reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1])
+        return TurnResult(
+            reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1], handoff=handoff
+        )
 
     async def _store_turn(
         self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str
@@ -349,6 +410,19 @@ def _log_answered(req: TurnRequest, contact: Contact, model: str, outcome: str, 
         **figures,
         outcome=outcome,
     )
+
+
+def _handoff(completion: Completion) -> Handoff | None:
+    """The model called the handoff tool: its reason for the team, when its arguments say one."""
+    for call in completion.tool_calls:
+        if call.name == HANDOFF_TOOL.name:
+            try:
+                arguments = json.loads(call.arguments)
+            except ValueError:
+                arguments = None
+            reason = arguments.get("reason") if isinstance(arguments, dict) else None
+            return Handoff("model", reason[:500] if isinstance(reason, str) and reason.strip() else None)
+    return None
 
 
 def resolve_model(bot: Bot, plan: Plan) -> str:

@@ -75,3 +75,11 @@ class UpstreamUnavailable(GatewayError):
 
 class Forbidden(GatewayError):
     """The caller is known but may not do this (a viewer writing, an owner doing the operator's work)."""
+
+
+class WindowClosed(GatewayError):
+    """The platform's reply window for this customer has closed: nothing was sent."""
+
+
+class ChannelRefused(GatewayError):
+    """The platform refused or did not take a message sent through a channel (Graph's own words in the message)."""

@@ -23,7 +23,7 @@ import openai
 import structlog
 
 from adapters.text_clean import clean_text
-from core.chat import ChatMessage, Completion, TokenUsage
+from core.chat import ChatMessage, Completion, TokenUsage, Tool, ToolCall
 from core.errors import UpstreamUnavailable
 from core.metrics import Metrics
 
@@ -49,6 +49,7 @@ class LLMRequest:
     messages: Sequence[ChatMessage]
     max_reply_tokens: int
     temperature: float | None = None
+    tools: Sequence[Tool] = ()  # offered with tool_choice "auto": the model may call one instead of answering
 
 
 @dataclass(slots=True)
@@ -197,9 +198,11 @@ class LLMClient:
         # The messages travel in `extra_body`, which the SDK merges into the request as they are: its own
         # per-message type transform costs ~0.1 ms a message (8.7 ms for an 84-message prompt, measured with
         # bench/relay.py), and our messages are already plain wire dicts.
-        messages = params.pop("messages")
+        extra: dict[str, Any] = {"messages": params.pop("messages")}
+        if request.tools:
+            extra |= {"tools": [tool.to_wire() for tool in request.tools], "tool_choice": "auto"}
         raw = await self.sdk.chat.completions.with_raw_response.create(
-            **params, messages=[], extra_body={"messages": messages}, timeout=attempt_timeout
+            **params, messages=[], extra_body=extra, timeout=attempt_timeout
         )
         # Parse ourselves: a body that is not the documented shape is an upstream fault, not our crash.
         return json.loads(raw.content), raw.headers
@@ -339,7 +342,20 @@ def _completion(body: object, headers: Mapping[str, str], attempts: int, started
         request_id=headers.get("x-request-id"),
         attempts=attempts,
         latency_ms=int((time.monotonic() - started) * 1000),
+        tool_calls=_tool_calls(message.get("tool_calls")),
     )
+
+
+def _tool_calls(value: object) -> tuple[ToolCall, ...]:
+    """The functions the model called; entries that are not the documented shape are left out (a call we cannot
+    read is no call: the turn goes on with the text)."""
+    calls: list[ToolCall] = []
+    for item in value if isinstance(value, list) else ():
+        function = item.get("function") if isinstance(item, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            arguments = function.get("arguments")
+            calls.append(ToolCall(function["name"], clean_text(arguments) if isinstance(arguments, str) else ""))
+    return tuple(calls)
 
 
 def _first_choice(body: object) -> dict[str, Any]:

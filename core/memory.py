@@ -58,10 +58,11 @@ def build_prompt(
 
 
 def _turns(history: Sequence[StoredMessage]) -> list[list[ChatMessage]]:
-    """Group oldest-first history into turns: each user message opens a turn, replies join it."""
+    """Group oldest-first history into turns: each user message opens a turn, replies join it. A person's reply
+    (role agent) was the business speaking: the model sees it as the assistant's, so it carries on from it."""
     turns: list[list[ChatMessage]] = []
     for stored in history:
-        message = ChatMessage(role=stored.role, content=stored.content)
+        message = ChatMessage(role="assistant" if stored.role == "agent" else stored.role, content=stored.content)
         if stored.role == "user" or not turns:
             turns.append([message])
         else:

@@ -61,7 +61,7 @@ class Metrics:
     registry: CollectorRegistry
     webhook_deliveries: Counter  # platform, result: accepted|duplicate|unrouted|empty|unsigned|too_large
     inbox_events: Counter  # platform, outcome: stored|duplicate|unrouted
-    inbox_depth: Gauge  # state: pending|dead; set from the database at each scrape
+    inbox_depth: Gauge  # state: pending|dead|undeliverable; set from the database at each scrape
     event_seconds: Histogram  # kind: message|postback|echo|unsupported
     llm_seconds: Histogram  # model
     llm_calls: Counter  # model, outcome: ok|empty_reply|upstream_error
@@ -92,7 +92,10 @@ class Metrics:
                 registry=r,
             ),
             inbox_depth=Gauge(
-                "nexus_inbox_depth", "Inbox events waiting (pending) or given up (dead)", ("state",), registry=r
+                "nexus_inbox_depth",
+                "Inbox events waiting (pending), given up (dead), or past the reply window (undeliverable)",
+                ("state",),
+                registry=r,
             ),
             event_seconds=Histogram(
                 "nexus_inbox_event_processing_seconds",

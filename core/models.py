@@ -108,7 +108,8 @@ class BotSettings(Record):
     knowledge_mode: Annotated[KnowledgeMode, Choice] = Field(
         default="augment",
         description="off: the knowledge base is not used; augment: what is found is shown to the model; strict: when "
-        "nothing relevant is found the bot answers no_answer_message without calling the model",
+        "nothing relevant is found the bot answers no_answer_message (or hands off: handoff_on_no_answer) without "
+        "calling the model",
     )
     no_answer_message: Annotated[str, Text(1000)] = Field(
         default="Sorry, I don't have an answer to that. Please ask in another way, or contact us directly.",
@@ -116,6 +117,24 @@ class BotSettings(Record):
     )
     knowledge_tokens: Annotated[int, Field(ge=0, le=100_000), WholeNumber] = Field(
         default=1000, description="the most knowledge tokens shown to the model per turn (0: none)"
+    )
+    handoff_enabled: bool = Field(
+        default=False,
+        description="the model may hand the conversation to a person (a tool it is offered) when the customer asks "
+        "for one or it cannot help: the customer gets handoff_message and the bot is paused until someone resumes it",
+    )
+    handoff_message: Annotated[str, Text(1000)] = Field(
+        default="I'm passing you to a member of our team. They will answer you here as soon as they can.",
+        description="what the customer is told when the conversation goes to a person",
+    )
+    handoff_on_no_answer: bool = Field(
+        default=False,
+        description="strict knowledge mode hands the conversation to a person instead of answering no_answer_message",
+    )
+    handoff_on_quota: bool = Field(
+        default=False,
+        description="when the account's tokens are used up, channel conversations go to a person instead of the "
+        "bot's one notice and silence",
     )
 
 
@@ -178,7 +197,7 @@ class StoredMessage:
     id: str
     contact_id: str
     seq: int
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "agent"]
     content: str
     tokens: int
     created_at: int

@@ -26,7 +26,7 @@ import tiktoken
 import tiktoken.model
 from tiktoken_ext.openai_public import ENDOFPROMPT, ENDOFTEXT, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
-from core.chat import ChatMessage
+from core.chat import ChatMessage, Tool
 
 __all__ = ["TokenCounter", "TokenizerError", "encoding_name_for_model"]
 
@@ -189,6 +189,26 @@ class TokenCounter:
             if message.name is not None:
                 total += len(self._encode(encoding, message.name)) + _TOKENS_PER_NAME
         return total + _REPLY_PRIMING_TOKENS
+
+    def count_tools(self, model: str, tools: Sequence[Tool]) -> int:
+        """What offering `tools` adds to a prompt, by the cookbook's `num_tokens_for_tools` rule (the gpt-4o
+        constants; gpt-3.5 and gpt-4 open each function with 3 more). 0 for no tools."""
+        if not tools:
+            return 0
+        encoding = self._encoding(encoding_name_for_model(model))
+        func_init = 10 if encoding_name_for_model(model) == "cl100k_base" else 7
+        total = 0
+        for tool in tools:
+            total += func_init + len(self._encode(encoding, f"{tool.name}:{tool.description.removesuffix('.')}"))
+            if tool.parameters:
+                total += 3  # prop_init
+                for p in tool.parameters:
+                    total += 3  # prop_key
+                    if p.enum:
+                        total += -3 + sum(3 + len(self._encode(encoding, item)) for item in p.enum)
+                    line = f"{p.name}:{p.type}:{p.description.removesuffix('.')}"
+                    total += len(self._encode(encoding, line))
+        return total + 12  # func_end
 
     def _encoding(self, name: str) -> tiktoken.Encoding:
         encoding = self._encodings.get(name)

@@ -38,6 +38,7 @@ INBOX_RETENTION_MS = 10 * 24 * 3600 * 1000
 PURGE_INTERVAL_SECONDS = 3600.0
 # New knowledge documents wait at most this long before their embedding starts (EMBEDDINGS_MODEL set).
 KNOWLEDGE_INDEX_INTERVAL_SECONDS = 1.0
+NOTIFY_INTERVAL_SECONDS = 1.0
 
 
 def create_app(
@@ -136,6 +137,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         purged = await storage.queue.purge(older_than_ms=INBOX_RETENTION_MS)
         if purged:
             log.info("inbox_purged", count=purged)
+        await storage.notifications.prune()
 
     indexer = app[UPSTREAMS].knowledge_indexer
 
@@ -143,12 +145,19 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         if indexer is not None and await leadership.check():
             await indexer.run_once()
 
+    notifier = app[UPSTREAMS].notifier
+
+    async def notify() -> None:
+        if await leadership.check():
+            await notifier.run_once()
+
     async def refresh_knowledge_terms() -> None:
         if await leadership.check():
             await refresh_terms(storage.knowledge)
 
     tasks.every(SWEEP_INTERVAL_SECONDS, "reservation-sweeper", sweep)
     tasks.every(KNOWLEDGE_INDEX_INTERVAL_SECONDS, "knowledge-terms", refresh_knowledge_terms)
+    tasks.every(NOTIFY_INTERVAL_SECONDS, "notifier", notify)
     if indexer is not None:
         tasks.every(KNOWLEDGE_INDEX_INTERVAL_SECONDS, "knowledge-indexer", embed_knowledge)
     elif await leadership.check():

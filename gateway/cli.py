@@ -27,6 +27,7 @@ from core.storage.channels import ChannelStore
 from core.storage.copy import BATCH_ROWS, copy_database
 from core.storage.db import DatabaseURLError
 from core.storage.migrations import apply_migrations, current_version
+from core.storage.notifications import NotificationStore
 from core.storage.plans import PlanStore
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
@@ -167,14 +168,21 @@ def _rotate_secrets(args: argparse.Namespace, settings: Settings, out: TextIO) -
     if not box.configured:
         raise SettingsError("SECRETS_KEY is not set")
 
-    async def run() -> int:
+    async def run() -> tuple[int, int]:
         db = await open_database(settings)
         try:
-            return await ChannelStore(db, SystemClock(), box).reseal_all()
+            channels = await ChannelStore(db, SystemClock(), box).reseal_all()
+            accounts = await NotificationStore(db, SystemClock(), box).reseal_all()
+            return channels, accounts
         finally:
             await db.close()
 
-    print(f"re-encrypted the secrets of {asyncio.run(run())} channel(s) under the first SECRETS_KEY", file=out)
+    channels, accounts = asyncio.run(run())
+    print(
+        f"re-encrypted the secrets of {channels} channel(s) and the notification keys of {accounts} account(s)"
+        " under the first SECRETS_KEY",
+        file=out,
+    )
     return 0
 
 

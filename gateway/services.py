@@ -21,10 +21,12 @@ import structlog
 
 from adapters.graph_client import GraphClient
 from api.read_slots import ReadSlots
+from core.agent_replies import AgentReplies, AgentReplyDeps
 from core.channel_directory import ChannelDirectory
 from core.channel_worker import ChannelWorker, WorkerDeps
 from core.clock import Clock
 from core.engine import ConversationEngine, EngineDeps
+from core.handoff import Handoffs
 from core.knowledge.embedder import ChargedEmbedder
 from core.knowledge.fetch import AddressPolicy, PageFetcher, parse_networks
 from core.knowledge.indexer import KnowledgeIndexer
@@ -32,6 +34,7 @@ from core.knowledge.service import KnowledgeService, Semantic
 from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
 from core.metrics import Metrics
+from core.notifier import Notifier
 from core.openai_probe import OpenAIProbe
 from core.pricing import PriceTable
 from core.secrets import SecretBox
@@ -54,6 +57,7 @@ from core.storage.inbox import InboxWriter
 from core.storage.inbox_queue import InboxQueue
 from core.storage.knowledge import KnowledgeLimits, KnowledgeStore
 from core.storage.migrations import apply_migrations
+from core.storage.notifications import NotificationStore
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService
 from core.storage.rate_limits import RateLimitStore
@@ -105,6 +109,8 @@ class Storage:
     usage_series_reader: UsageSeriesReader
     bot_report_reader: BotReportReader
     knowledge: KnowledgeStore
+    notifications: NotificationStore  # what accounts are told (an outbox), sent by core/notifier.py
+    handoffs: Handoffs  # conversations handed to a person: the pause and the account's notification
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +121,8 @@ class Upstreams:
     prices: PriceTable
     knowledge: KnowledgeService  # a bot's documents: added and searched by the API, shown to the model in turns
     knowledge_indexer: KnowledgeIndexer | None  # embeds new documents (EMBEDDINGS_MODEL set), in housekeeping
+    agent_replies: AgentReplies  # a person's replies to customers, sent through the channels
+    notifier: Notifier  # sends accounts their notifications (the housekeeping leader runs it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +161,8 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
     except BaseException:
         await db.close()
         raise
+    state = ConversationStateStore(db, clock)
+    notifications = NotificationStore(db, clock, SecretBox(settings.secrets_key))
     try:
         yield Storage(
             db=db,
@@ -168,7 +178,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             quota=QuotaService(db, clock, reservation_ttl_ms=settings.reservation_ttl_seconds * 1000),
             rate_limits=RateLimitStore(db, clock),
             queue=InboxQueue(db, clock, lease_ms=settings.inbox_lease_seconds * 1000),
-            state=ConversationStateStore(db, clock),
+            state=state,
             feedback=FeedbackStore(db, clock),
             activity=ActivityStore(db, clock),
             audit=AuditStore(db, clock),
@@ -188,6 +198,8 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
                     max_account_tokens=settings.knowledge_max_account_tokens,
                 ),
             ),
+            notifications=notifications,
+            handoffs=Handoffs(state, notifications, clock),
         )
     finally:
         await reports_db.close()
@@ -210,6 +222,11 @@ async def open_upstreams(
         timeout_seconds=settings.knowledge_fetch_timeout_seconds,
     )
     knowledge = KnowledgeService(storage.knowledge, tokens, fetcher)
+    notifier = Notifier(
+        storage.notifications,
+        AddressPolicy(settings.notify_allow_private, parse_networks(settings.notify_allow_networks)),
+        timeout_seconds=settings.notify_timeout_seconds,
+    )
     indexer: KnowledgeIndexer | None = None
     try:
         engine = None
@@ -271,9 +288,25 @@ async def open_upstreams(
             prices=prices,
             knowledge=knowledge,
             knowledge_indexer=indexer,
+            agent_replies=AgentReplies(
+                AgentReplyDeps(
+                    db=storage.db,
+                    clock=clock,
+                    channels=storage.channels,
+                    state=storage.state,
+                    conversations=storage.conversations,
+                    accounts=storage.accounts,
+                    bots=storage.bots,
+                    plans=storage.plans,
+                    tokens=tokens,
+                    graph=graph,
+                )
+            ),
+            notifier=notifier,
         )
     finally:
         await fetcher.close()
+        await notifier.close()
         await graph_session.close()
         if llm is not None:
             await llm.close()
@@ -295,6 +328,7 @@ async def open_worker(
             graph=upstreams.graph,
             clock=clock,
             lease_seconds=settings.inbox_lease_seconds,
+            handoffs=storage.handoffs,
         )
     )
     pool = WorkerPool(

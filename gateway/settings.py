@@ -89,6 +89,10 @@ class Settings:
     knowledge_fetch_allow_private: bool = False
     knowledge_fetch_allow_networks: tuple[str, ...] = ()
     knowledge_fetch_timeout_seconds: float = 15.0
+    # Accounts' notification endpoints (core/notifier.py) pass the same address policy as URL imports.
+    notify_allow_private: bool = False
+    notify_allow_networks: tuple[str, ...] = ()
+    notify_timeout_seconds: float = 10.0
     # Hybrid knowledge retrieval: the embeddings model at {OPENAI_BASE_URL}/embeddings (unset: lexical alone, no
     # network), and the cosine similarity at which a chunk is relevant whatever its words (model-dependent: the
     # README says how to choose it).
@@ -164,6 +168,9 @@ class Settings:
             knowledge_fetch_timeout_seconds=_float(
                 env, "KNOWLEDGE_FETCH_TIMEOUT_SECONDS", defaults.knowledge_fetch_timeout_seconds
             ),
+            notify_allow_private=_flag(env, "NOTIFY_ALLOW_PRIVATE"),
+            notify_allow_networks=_networks(env, "NOTIFY_ALLOW_NETWORKS"),
+            notify_timeout_seconds=_float(env, "NOTIFY_TIMEOUT_SECONDS", defaults.notify_timeout_seconds),
             embeddings_model=get("EMBEDDINGS_MODEL"),
             knowledge_min_similarity=_fraction(env, "KNOWLEDGE_MIN_SIMILARITY", defaults.knowledge_min_similarity),
             knowledge_max_documents=_int(env, "KNOWLEDGE_MAX_DOCUMENTS", defaults.knowledge_max_documents, low=1),

@@ -31,6 +31,7 @@ from api.provisioning.channels import Channels
 from api.provisioning.credits import Credits
 from api.provisioning.exports import Exports
 from api.provisioning.knowledge import Knowledge
+from api.provisioning.notifications import NotificationEndpoints
 from api.provisioning.plans import Plans
 from api.relay.handlers import Relay
 from api.service import Document, Probes
@@ -102,7 +103,7 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
         ),
     )
     service.document.OPERATIONS.provide(app, Document(_cached(lambda: openapi_document(settings))))
-    relay.handlers.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine))
+    relay.handlers.OPERATIONS.provide(app, Relay(s.api_keys, s.bots, g.upstreams.engine, s.handoffs))
     webhooks.deliveries.OPERATIONS.provide(
         app,
         Deliveries(g.web.directory, g.web.inbox_writer, g.metrics, max_body_bytes=settings.max_webhook_bytes),
@@ -129,11 +130,21 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
         app,
         Knowledge(g.upstreams.knowledge, s.bots, s.accounts, s.plans, max_upload=settings.knowledge_max_upload_bytes),
     )
+    p.notifications.OPERATIONS.provide(app, NotificationEndpoints(s.notifications, s.accounts))
     p.audit.OPERATIONS.provide(app, AuditTrail(s.audit, s.accounts))
     p.exports.OPERATIONS.provide(app, Exports(s.export_reader, s.accounts, g.web.export_slots))
     conversations.handlers.OPERATIONS.provide(
         app,
-        Conversations(s.conversation_reader, s.state, s.bots, s.accounts, s.eraser, g.web.search_slots, g.clock),
+        Conversations(
+            s.conversation_reader,
+            s.state,
+            s.bots,
+            s.accounts,
+            s.eraser,
+            g.web.search_slots,
+            g.upstreams.agent_replies,
+            g.clock,
+        ),
     )
     dashboard.reports.OPERATIONS.provide(
         app, Reports(s.totals_reader, s.usage_series_reader, s.bot_report_reader, s.accounts, s.quota, g.clock)

@@ -15,9 +15,10 @@ import contextlib
 from aiohttp import web
 
 from admin.access import own_account, require_writer
-from api.bodies import OptionalBody, Query
+from api.bodies import Body, OptionalBody, Query
 from api.conversations.models import (
     MAX_PAUSE_MINUTES,
+    AgentMessageRequest,
     Conversation,
     ConversationDetail,
     ConversationList,
@@ -33,12 +34,19 @@ from api.operations import JWT, OperationTable
 from api.pagination import PageQuery, next_cursor
 from api.read_slots import ReadSlots
 from api.scopes import account_scope
+from core.agent_replies import AgentReplies
 from core.clock import Clock
+from core.models import Contact
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
-from core.storage.conversation_state import ConversationStateStore
+from core.storage.conversation_state import INDEFINITE, ConversationStateStore
 from core.storage.erasure import Eraser
-from core.storage.reads.conversations import ConversationFilter, ConversationReader, ConversationSummary
+from core.storage.reads.conversations import (
+    ConversationFilter,
+    ConversationReader,
+    ConversationSummary,
+    MessageView,
+)
 
 # When the bot's handover pause is 0 (echoes do not pause it), an explicit takeover still needs a length.
 FALLBACK_PAUSE_MINUTES = 30
@@ -53,6 +61,7 @@ class Conversations:
         accounts: AccountStore,
         eraser: Eraser,
         search_slots: ReadSlots,
+        agents: AgentReplies,
         clock: Clock,
     ) -> None:
         self._view = view
@@ -61,6 +70,7 @@ class Conversations:
         self._accounts = accounts
         self._eraser = eraser
         self._search_slots = search_slots  # at most two searches (`q`) at once in this process (else 429)
+        self._agents = agents  # a person's replies, sent through the channel
         self._clock = clock
 
     async def list_conversations(self, request: web.Request, query: Query[ConversationsQuery]) -> ConversationList:
@@ -106,7 +116,7 @@ class Conversations:
             minutes = min(bot.handover_pause_minutes or FALLBACK_PAUSE_MINUTES, MAX_PAUSE_MINUTES)
         until = self._clock.now_ms() + minutes * 60_000
         for channel_id in channel_ids:
-            await self._state.pause(channel_id, summary.external_id, until, source="api")
+            await self._state.pause(channel_id, summary.external_id, until, reason="manual", source="api")
         return await self._current(request, summary.id)
 
     async def resume_conversation(self, request: web.Request) -> Conversation:
@@ -115,6 +125,18 @@ class Conversations:
         for channel_id in await self._channels(summary):
             await self._state.resume(channel_id, summary.external_id)
         return await self._current(request, summary.id)
+
+    async def send_message(self, request: web.Request, body: Body[AgentMessageRequest]) -> MessageView:
+        summary = await self._visible(request)
+        who = principal(request)
+        require_writer(who)
+        sent = await body.parse()
+        channel_ids = await self._channels(summary, "answered through the gateway")
+        contact = Contact(
+            summary.id, summary.account_id, summary.bot_id, summary.platform, summary.external_id, summary.created_at
+        )
+        reply = await self._agents.send(contact, channel_ids, sent.text, who.subject)
+        return await self._view.message(reply.message_id)
 
     async def erase_conversation(self, request: web.Request) -> Erasure:
         """Erase the customer behind this contact within its account and platform: every contact of the account
@@ -138,13 +160,13 @@ class Conversations:
             return False
         return bool(await self._view.live_channels(summary))
 
-    async def _channels(self, summary: ConversationSummary) -> list[str]:
+    async def _channels(self, summary: ConversationSummary, what: str = "paused or resumed") -> list[str]:
         if summary.platform == "relay":
             raise ApiError(
                 409,
                 "conflict",
-                "a relay conversation cannot be paused or resumed: the business's own app calls the relay API and"
-                " decides itself when the bot answers",
+                f"a relay conversation cannot be {what}: the business's own app calls the relay API and decides"
+                " itself when the bot answers",
             )
         channel_ids = await self._view.live_channels(summary)
         if not channel_ids:
@@ -158,6 +180,7 @@ class Conversations:
 
 def conversation(summary: ConversationSummary, now_ms: int) -> Conversation:
     paused = summary.paused_until is not None and summary.paused_until > now_ms
+    indefinite = paused and summary.paused_until is not None and summary.paused_until >= INDEFINITE
     last = (
         None
         if summary.last_role is None
@@ -175,7 +198,8 @@ def conversation(summary: ConversationSummary, now_ms: int) -> Conversation:
         last_message_at=summary.last_message_at,
         last_message=last,
         paused=paused,
-        paused_until=summary.paused_until if paused else None,
+        paused_reason=summary.paused_reason if paused else None,  # type: ignore[arg-type]  # validated
+        paused_until=summary.paused_until if paused and not indefinite else None,
     )
 
 
@@ -216,6 +240,20 @@ OPERATIONS.post(
     description="Admin, or the account's owner (viewers: 403); 409 as for pause.",
     status=200,
     errors=(403, 409),
+)
+OPERATIONS.post(
+    "/{contact_id}/messages",
+    Conversations.send_message,
+    summary="A person answers the customer through the conversation's channel, as the business",
+    description="Admin, or the account's owner (viewers: 403). Another account's contact is 404 first. The text goes "
+    "out at once through the channel the customer last wrote on, and the answer is the stored message (role `agent`, "
+    "`author` the caller's `sub`), which the bot's memory holds when it answers again. Reply windows: within 24 hours "
+    "of the customer's last message on any platform; on Messenger up to 7 days, tagged HUMAN_AGENT; otherwise 409 "
+    "`window_closed` and nothing is sent. The bot stays out of the conversation afterwards (a takeover pause: the "
+    "bot's handover_pause_minutes, 30 if that is 0; a handoff stays paused until resumed). 409 `conflict`: a relay "
+    "conversation, no connected channel, or a channel that needs re-authorisation. 502 `upstream_unavailable`: the "
+    "platform did not take the message (its words in the message; a message split in parts keeps the parts sent).",
+    errors=(403, 409, 502),
 )
 OPERATIONS.delete(
     "/{contact_id}",

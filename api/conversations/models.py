@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
@@ -52,8 +52,15 @@ class Conversation(ApiModel):
     created_at: EpochMs
     last_message_at: EpochMs | None
     last_message: LastMessage | None
-    paused: bool = Field(description="true while a human takeover pause runs")
-    paused_until: EpochMs | None = Field(description="end of the running pause; null when not paused")
+    paused: bool = Field(description="true while the bot is paused in this conversation: a person has it")
+    paused_reason: Literal["human_takeover", "handoff", "manual"] | None = Field(
+        description="human_takeover: a person answered (from the Page or WhatsApp Business app, or through "
+        "POST .../messages); handoff: the bot handed the conversation to a person, paused until resumed; manual: "
+        "POST .../pause. Null when not paused"
+    )
+    paused_until: EpochMs | None = Field(
+        description="end of the running pause; null when not paused, or for a handoff (paused until resumed)"
+    )
 
 
 class ConversationList(ApiModel):
@@ -73,6 +80,13 @@ class ConversationDetail(ApiModel):
 class PauseRequest(ApiModel):
     minutes: Annotated[Annotated[int, Field(ge=1, le=MAX_PAUSE_MINUTES), WholeNumber] | None, NotNull()] = Field(
         default=None, description="default: the bot's handover_pause_minutes (30 if that is 0)"
+    )
+
+
+class AgentMessageRequest(ApiModel):
+    text: Annotated[str, Text(4096)] = Field(
+        description="what the person says to the customer; a text longer than the platform's limit goes as several "
+        "messages"
     )
 
 

@@ -1,4 +1,5 @@
-"""The provisioning API under /api/admin: plans, accounts, API keys, credits, bots, channels, audit, exports.
+"""The provisioning API under /api/admin: plans, accounts, API keys, credits, bots, channels, knowledge,
+notification endpoints, audit, exports.
 
 A JWT surface: every route needs an operator, owner or viewer token, and its mutations are audited.
 """
@@ -6,7 +7,18 @@ A JWT surface: every route needs an operator, owner or viewer token, and its mut
 from api.audit_trail import audit_mutations
 from api.jwt_auth import require_token
 from api.operations import Surface
-from api.provisioning import accounts, api_keys, audit, bots, channels, credits, exports, knowledge, plans
+from api.provisioning import (
+    accounts,
+    api_keys,
+    audit,
+    bots,
+    channels,
+    credits,
+    exports,
+    knowledge,
+    notifications,
+    plans,
+)
 
 # Order matters: the audit middleware runs inside require_token, so it knows who is acting.
 SURFACE = Surface(
@@ -19,6 +31,7 @@ SURFACE = Surface(
         bots.OPERATIONS,
         channels.OPERATIONS,
         knowledge.OPERATIONS,
+        notifications.OPERATIONS,
         audit.OPERATIONS,
         exports.OPERATIONS,
     ),

@@ -13,15 +13,21 @@ from api.relay.models import RelayAnswer, RelayRequest, Usage
 from api.shapes import QuotaBlock
 from core.engine import ConversationEngine, TurnRequest
 from core.errors import AccountLocked, NotConfigured, NotFound
+from core.handoff import Handoff, Handoffs
+from core.models import Contact
 from core.storage.api_keys import ApiKeyStore
 from core.storage.bots import BotStore
+from core.storage.db import Transaction
 
 
 class Relay:
-    def __init__(self, api_keys: ApiKeyStore, bots: BotStore, engine: ConversationEngine | None) -> None:
+    def __init__(
+        self, api_keys: ApiKeyStore, bots: BotStore, engine: ConversationEngine | None, handoffs: Handoffs
+    ) -> None:
         self._api_keys = api_keys
         self._bots = bots
         self._engine = engine  # None when OPENAI_API_KEY is not set
+        self._handoffs = handoffs
 
     async def relay(self, request: web.Request, body: Body[RelayRequest]) -> RelayAnswer:
         account = await self._api_keys.authenticate(bearer(request))
@@ -47,6 +53,7 @@ class Relay:
                 external_user_id=sent.user_id,
                 text=sent.message,
                 request_id=request_id(),
+                on_handoff=self._handed_off,
             )
         )
         return RelayAnswer(
@@ -63,7 +70,11 @@ class Relay:
             cost_known=result.cost_nanousd is not None,
             quota=QuotaBlock.of(result.quota),
             message_id=result.message_id,
+            handoff=result.handoff is not None,
         )
+
+    async def _handed_off(self, tx: Transaction, contact: Contact, handoff: Handoff) -> None:
+        await self._handoffs.record(tx, contact, None, handoff)
 
 
 OPERATIONS = OperationTable(Relay, tag="relay", security=API_KEY)

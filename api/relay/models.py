@@ -38,3 +38,9 @@ class RelayAnswer(ApiModel):
     quota: QuotaBlock
     # Beyond the contract: the stored reply's id, so the business's app can let its customer rate it.
     message_id: str | None = Field(description="the stored reply's id, for POST /api/ai/feedback")
+    handoff: bool = Field(
+        default=False,
+        description="the bot handed the conversation to a person (the bot's handoff_enabled): `reply` is its "
+        "handoff_message, and the account was told (activity feed, notification endpoint); the business's app "
+        "decides who answers next",
+    )

@@ -26,7 +26,14 @@ from core.storage.keyset import newest_first
 from core.storage.records import from_row
 
 ActivityKind = Literal[
-    "conversation_started", "quota_warning", "channel_error", "human_takeover", "admin_action", "dead_letter"
+    "conversation_started",
+    "quota_warning",
+    "channel_error",
+    "human_takeover",
+    "handoff",
+    "admin_action",
+    "dead_letter",
+    "message_undeliverable",
 ]
 KINDS: tuple[str, ...] = get_args(ActivityKind)
 # Shares of the period's allowance that raise a warning, in percent.
@@ -155,9 +162,10 @@ async def record_channel_error(tx: Transaction, channel: Row, status: str, reaso
 
 
 async def record_takeover(
-    tx: Transaction, channel_id: str, customer_id: str, until_ms: int, source: str, now_ms: int
+    tx: Transaction, channel_id: str, customer_id: str, until_ms: int, reason: str, source: str, now_ms: int
 ) -> None:
-    """A human took over a conversation of `channel_id` (detected from an echo, or asked for through the API)."""
+    """A person took over a conversation of `channel_id` (detected from an echo, an agent reply, asked for through
+    the API), or the bot handed it to a person (`reason` handoff: until someone resumes it)."""
     channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
     if channel is None:
         return
@@ -165,8 +173,25 @@ async def record_takeover(
         "SELECT id FROM contacts WHERE bot_id = ? AND platform = ? AND external_id = ?",
         (channel["bot_id"], channel["platform"], customer_id),
     )
+    contact_id = None if contact is None else contact["id"]
+    if reason == "handoff":
+        platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
+        entry = NewActivity(
+            channel["account_id"],
+            "handoff",
+            f"The bot handed a {platform} conversation to a person ({source}); it stays paused until someone resumes"
+            " it",
+            bot_id=channel["bot_id"],
+            channel_id=channel_id,
+            contact_id=contact_id,
+            detail={"platform": channel["platform"], "source": source},
+        )
+        await add_activity(tx, entry, now_ms)
+        return
     minutes = max(0, (until_ms - now_ms + 30_000) // 60_000)  # rounded: the caller read the clock a moment ago
-    who = "A person answered from the inbox" if source == "echo" else "A person took over"
+    who = {"echo": "A person answered from the inbox", "agent": "A person answered through the gateway"}.get(
+        source, "A person took over"
+    )
     await add_activity(
         tx,
         NewActivity(
@@ -175,8 +200,31 @@ async def record_takeover(
             f"{who}; the bot is paused in this conversation for {minutes} min",
             bot_id=channel["bot_id"],
             channel_id=channel_id,
-            contact_id=None if contact is None else contact["id"],
+            contact_id=contact_id,
             detail={"source": source, "paused_minutes": minutes},
+        ),
+        now_ms,
+    )
+
+
+async def record_undeliverable(
+    tx: Transaction, channel_id: str, contact_id: str | None, reason: str, now_ms: int
+) -> None:
+    """A customer's message of `channel_id` could not be answered: the platform's reply window had closed."""
+    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
+    if channel is None:
+        return
+    platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
+    await add_activity(
+        tx,
+        NewActivity(
+            channel["account_id"],
+            "message_undeliverable",
+            f"A {platform} customer's message could not be answered: {reason}",
+            bot_id=channel["bot_id"],
+            channel_id=channel_id,
+            contact_id=contact_id,
+            detail={"platform": channel["platform"], "reason": reason},
         ),
         now_ms,
     )

@@ -17,7 +17,7 @@ from core.storage.activity import record_dead_letter
 from core.storage.db import Database
 from core.storage.doorbell import CHANNELS, SETTINGS
 from core.storage.recent import Recent
-from core.storage.records import columns, from_row
+from core.storage.records import columns, from_row, stored
 from core.storage.updates import set_clause
 
 # Every column the store reads is a field of Bot; the ones an owner sets are the fields of BotSettings.
@@ -46,7 +46,7 @@ class BotStore:
             row = await tx.fetch_one(
                 f"INSERT INTO bots ({', '.join(names)}, seq) SELECT {', '.join('?' * len(names))},"
                 f" COALESCE(MAX(seq), 0) + 1 FROM bots WHERE account_id = ? RETURNING {_COLUMNS}",
-                (*(values[name] for name in names), account_id),
+                (*(stored(values[name]) for name in names), account_id),
             )
         assert row is not None
         return from_row(Bot, row)

@@ -18,9 +18,11 @@ _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at"
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    role: str
+    role: str  # user | assistant | agent
     content: str
     tokens: int
+    author: str | None = None  # agent: the person (the JWT's sub)
+    note: str | None = None  # paused | undeliverable (core/storage/migrations.py, migration 8)
 
 
 def _contact(row: Row) -> Contact:
@@ -110,10 +112,12 @@ class ConversationStore:
                 message.tokens,
                 request_id,
                 now,
+                message.author,
+                message.note,
             ]
         await tx.defer(  # with the caller's next statement or its commit
             "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens, request_id,"
-            " created_at) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
+            " created_at, author, note) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
             values,
         )
         return ids

@@ -1,7 +1,8 @@
 """Erasing an end customer's data: what a data deletion request (Meta's callback, or an operator) removes.
 
 Removed: the contact rows, their conversation messages, ratings of the bot's replies to them, per-conversation
-state, and unrouted deliveries that mention the id (activity feed rows, which hold no personal data, lose their
+state, notifications about them (a handoff's may summarise what they wanted), and unrouted deliveries that mention
+the id (activity feed rows, which hold no personal data, lose their
 link to the contact). Inbox rows are scrubbed rather than deleted: their event key (the platform message id, not a
 personal datum) stays so that a late retry of an old delivery is still recognised as a duplicate and never
 answered again. Usage records keep their token and cost figures for billing but lose the link to the contact.
@@ -55,6 +56,11 @@ class Eraser:
                 # Ratings may carry the customer's own words; feed rows only lose their link to the person.
                 await tx.execute("DELETE FROM feedback WHERE contact_id = ?", (contact_id,))
                 await tx.execute("UPDATE activity SET contact_id = NULL WHERE contact_id = ?", (contact_id,))
+                # A handoff's notification may carry the model's summary of what the customer wanted.
+                await tx.execute(
+                    "DELETE FROM notifications WHERE body LIKE ? ESCAPE '!'",
+                    (f'%"contact_id":"{_like_literal(contact_id)}"%',),
+                )
                 await tx.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
             channel_filter, params = _channels(account_id, platform)
             inbox = await tx.execute(

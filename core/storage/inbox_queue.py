@@ -152,6 +152,15 @@ class InboxQueue:
             (state, note, self._clock.now_ms()),
         )
 
+    async def finish_in(self, tx: Transaction, item: InboxItem, state: str, note: str | None = None) -> None:
+        """`finish`, inside the caller's transaction (with what the event left behind: a stored message)."""
+        if not await tx.execute(
+            "UPDATE inbox SET state = ?, last_error = COALESCE(?, last_error), lease_owner = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ?" + _FENCE,
+            (state, note, self._clock.now_ms(), item.id, *_fence(item)),
+        ):
+            raise LeaseLost(item.id)
+
     async def retry_later(self, item: InboxItem, delay_ms: int, error: str) -> None:
         now = self._clock.now_ms()
         await self._fenced(

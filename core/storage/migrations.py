@@ -435,6 +435,58 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        8,
+        "why a conversation is paused; who wrote a message, and what is special about it",
+        (
+            # human_takeover (a person answered: an echo, or an agent reply), handoff (the bot handed over: until
+            # someone resumes it, paused_until = core/storage/conversation_state.py's INDEFINITE), manual (the API).
+            "ALTER TABLE conversation_state ADD COLUMN paused_reason TEXT",
+            "UPDATE conversation_state SET paused_reason = 'human_takeover' WHERE paused_until IS NOT NULL",
+            # role agent: the person who answered (the JWT's sub). note: 'paused' (sent while a person had the
+            # conversation: never shown to the model then), 'undeliverable' (arrived past the reply window).
+            "ALTER TABLE messages ADD COLUMN author TEXT",
+            "ALTER TABLE messages ADD COLUMN note TEXT",
+            # /metrics counts them at each scrape, as it does dead ones.
+            "CREATE INDEX inbox_undeliverable ON inbox(channel_id, updated_at) WHERE state = 'undeliverable'",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        9,
+        "handoff to a person: the bot's settings, and the account's notifications (an outbox) with their endpoint",
+        (
+            "ALTER TABLE bots ADD COLUMN handoff_enabled INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE bots ADD COLUMN handoff_message TEXT NOT NULL DEFAULT 'I''m passing you to a member of our"
+            " team. They will answer you here as soon as they can.'",
+            "ALTER TABLE bots ADD COLUMN handoff_on_no_answer INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE bots ADD COLUMN handoff_on_quota INTEGER NOT NULL DEFAULT 0",
+            # Where the account is told of handoffs, and the key its notifications are signed with (sealed with
+            # SECRETS_KEY, as channel secrets are).
+            "ALTER TABLE accounts ADD COLUMN notify_url TEXT",
+            "ALTER TABLE accounts ADD COLUMN notify_secret TEXT",
+            # Notifications waiting to be delivered, delivered or given up on: written in the commit of what they
+            # tell, sent by the housekeeping leader with retries, so a slow endpoint never holds a turn.
+            """CREATE TABLE notifications (
+                id TEXT PRIMARY KEY,
+                account_id TEXT NOT NULL REFERENCES accounts(id),
+                event TEXT NOT NULL,
+                body TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at BIGINT NOT NULL,
+                last_error TEXT,
+                created_at BIGINT NOT NULL,
+                delivered_at BIGINT)""",
+            "CREATE INDEX notifications_due ON notifications(next_attempt_at) WHERE state = 'pending'",
+            "CREATE INDEX notifications_account ON notifications(account_id, created_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar, cast
 
 from core.models import Record
@@ -17,6 +18,21 @@ def columns(model: type[Record]) -> tuple[str, ...]:
 
 def from_row(model: type[R], row: Row, **converted: Any) -> R:
     """A record from a row this service wrote (no re-validation); `converted` gives the fields whose stored form
-    differs (a JSON list in a text column, a 0/1 flag)."""
-    values = {name: row[name] for name in model.model_fields if name not in converted}
+    differs (a JSON list in a text column). Flags (bool fields) are stored as 0/1 on both backends: read back as
+    bools here."""
+    flags = _flags(model)
+    values: dict[str, Any] = {
+        name: (bool(row[name]) if name in flags else row[name]) for name in model.model_fields if name not in converted
+    }
     return cast(R, model.model_construct(**values, **converted))
+
+
+def stored(value: Any) -> Any:
+    """A value as a column holds it: a bool as 0/1 (INTEGER columns on both backends; PostgreSQL refuses a boolean
+    parameter for an integer column)."""
+    return int(value) if isinstance(value, bool) else value
+
+
+@functools.cache
+def _flags(model: type[Record]) -> frozenset[str]:
+    return frozenset(name for name, field in model.model_fields.items() if field.annotation is bool)

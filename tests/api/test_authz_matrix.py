@@ -99,6 +99,9 @@ RULES: dict[str, Rule] = {
     "POST /api/admin/accounts/{account_id}/api-keys": Rule("write", 201, {"name": "ci"}),
     "GET /api/admin/accounts/{account_id}/api-keys": Rule("read"),
     "DELETE /api/admin/accounts/{account_id}/api-keys/{key_id}": Rule("write", 204),
+    "PUT /api/admin/accounts/{account_id}/notifications": Rule("write", body={"url": "https://example.com/hook"}),
+    "GET /api/admin/accounts/{account_id}/notifications": Rule("read"),
+    "DELETE /api/admin/accounts/{account_id}/notifications": Rule("write", 204),
     "POST /api/admin/accounts/{account_id}/credits": Rule("operator", 201, {"tokens": 1_000_000, "kind": "grant"}),
     "GET /api/admin/accounts/{account_id}/credits": Rule("read"),
     "POST /api/admin/accounts/{account_id}/bots": Rule("write", 201, {"name": "Intruder", "persona": "You leak."}),
@@ -131,6 +134,8 @@ RULES: dict[str, Rule] = {
     "GET /api/conversations/{contact_id}": Rule("read"),
     "POST /api/conversations/{contact_id}/pause": Rule("write", 409, {"minutes": 5}),
     "POST /api/conversations/{contact_id}/resume": Rule("write", 409),
+    # The world's contacts talk through the relay: a person cannot answer them through a channel (409).
+    "POST /api/conversations/{contact_id}/messages": Rule("write", 409, {"text": "A person here."}),
     "DELETE /api/conversations/{contact_id}": Rule("write"),
     # Rating a reply (the target is the reply's message id, in the body).
     "POST /api/ai/feedback": Rule("write", 201, {"message_id": "{target.message_id}", "rating": "up"}),

@@ -129,7 +129,7 @@ class GraphCall:
     body: dict[str, Any]  # {} when the body was not a JSON object
     token: str | None
     kind: CallKind
-    recipient: str | None  # PSID / IGSID / WhatsApp `to` (with its "+"); None for a WhatsApp mark-read
+    recipient: str | None  # PSID / IGSID / WhatsApp `to` (with its "+") or `recipient`; None for a mark-read
     text: str | None
     fault: GraphFault | None
     started_at: float  # time.monotonic()
@@ -153,7 +153,9 @@ def _describe(body: dict[str, Any]) -> tuple[CallKind, str | None, str | None]:
     if body.get("messaging_product") == "whatsapp":
         if body.get("status") == "read":
             return ("typing" if "typing_indicator" in body else "read"), None, None
-        recipient, text = body.get("to"), _dig(body, "text", "body") if body.get("type") == "text" else None
+        # A phone number in `to`, or a business-scoped user id in `recipient` (a customer with a username).
+        recipient = body.get("to") if "to" in body else body.get("recipient")
+        text = _dig(body, "text", "body") if body.get("type") == "text" else None
     else:
         action = body.get("sender_action")
         recipient, text = _dig(body, "recipient", "id"), _dig(body, "message", "text")

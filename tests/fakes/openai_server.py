@@ -120,6 +120,8 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self._reply: Callable[[dict], str] = _default_reply
+        # Scripted tool calls: fn(request body) -> (function name, arguments JSON) when the model "calls" a tool.
+        self._tool_call: Callable[[dict], tuple[str, str] | None] = lambda body: None
         self._usage: Callable[[dict[str, Any], dict], dict[str, Any]] | None = None
         self._script: deque[Fault] = deque()
         self._rng = random.Random(seed)  # fault decisions only
@@ -142,6 +144,11 @@ class FakeOpenAI:
     def reply_with(self, fn: Callable[[dict], str]) -> None:
         """Script the assistant text from the request body."""
         self._reply = fn
+
+    def call_tool_with(self, fn: Callable[[dict], tuple[str, str] | None]) -> None:
+        """Script tool calls: when fn(request body) gives (name, arguments) and the request offers a function of
+        that name, the answer is that call (no content, finish_reason "tool_calls"), as OpenAI's is."""
+        self._tool_call = fn
 
     def usage_with(self, fn: Callable[[dict[str, Any], dict], dict[str, Any]]) -> None:
         """Script the `usage` object of every complete answer: fn(the usage the fake counted, the request body)
@@ -176,6 +183,27 @@ class FakeOpenAI:
         self._closing.set()  # wakes hanging / slow handlers so shutdown never blocks
 
     # ---- helpers ----------------------------------------------------------------------------------
+    def _tool_tokens(self, model: str, tools: Any) -> int:
+        """What offered functions add to the prompt (the cookbook's num_tokens_for_tools, gpt-4o constants)."""
+        if not isinstance(tools, list) or not tools:
+            return 0
+        total = 12
+        for tool in tools:
+            function = tool.get("function") or {}
+            total += 7 + self.count_text_tokens(
+                model, f"{function.get('name')}:{str(function.get('description', '')).removesuffix('.')}"
+            )
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            if properties:
+                total += 3
+                for key, spec in properties.items():
+                    total += 3
+                    if "enum" in spec:
+                        total += -3 + sum(3 + self.count_text_tokens(model, item) for item in spec["enum"])
+                    line = f"{key}:{spec.get('type')}:{str(spec.get('description', '')).removesuffix('.')}"
+                    total += self.count_text_tokens(model, line)
+        return total
+
     def _framed_count(self, model: str, messages: list[dict]) -> int:
         total = 3
         for message in messages:
@@ -352,7 +380,7 @@ class FakeOpenAI:
         if (err := errs.validation_error(body)) is not None or body is None:
             return self._error(ctx, 400, err or {})
         model, stream = body["model"], bool(body.get("stream"))
-        prompt = self.count_prompt_tokens(model, body["messages"])
+        prompt = self.count_prompt_tokens(model, body["messages"]) + self._tool_tokens(model, body.get("tools"))
         window = self.context_windows.get(model)
         if window is not None and prompt > window:
             return self._error(ctx, 400, errs.context_error(window, prompt))
@@ -379,6 +407,23 @@ class FakeOpenAI:
             "annotations": [],
             "tool_calls": None,
         }
+        offered = {_dig_name(t) for t in body.get("tools") or []}
+        called = self._tool_call(body)
+        if called is not None and called[0] in offered:
+            name, arguments = called
+            message |= {
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{self._ids.getrandbits(64):016x}",
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments},
+                    }
+                ],
+            }
+            completion = self.count_text_tokens(model, name + arguments) + 3
+            usage = usage | {"completion_tokens": completion, "total_tokens": prompt + completion}
+            finish = "tool_calls"
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         payload = json.dumps({**head, "choices": [choice], "usage": usage})
         ctx.status = 200
@@ -432,3 +477,8 @@ class FakeOpenAI:
 def _default_reply(body: dict) -> str:
     users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
     return f"You said: {_text_of(users[-1].get('content')) if users else ''}"
+
+
+def _dig_name(tool: Any) -> str | None:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    return function.get("name") if isinstance(function, dict) else None

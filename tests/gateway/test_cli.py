@@ -136,6 +136,7 @@ async def test_rotate_secrets_re_encrypts_under_the_new_key(tmp_path: Path) -> N
     from core.clock import SystemClock
     from core.secrets import SecretBox
     from core.storage.channels import ChannelStore
+    from core.storage.notifications import NotificationStore
     from tests.support.harness import SECRETS_KEY
 
     new_key = base64.urlsafe_b64encode(b"n" * 32).decode()
@@ -147,9 +148,14 @@ async def test_rotate_secrets_re_encrypts_under_the_new_key(tmp_path: Path) -> N
         channel = await old.connect(
             bot["account_id"], bot["id"], {"platform": "whatsapp", "external_id": "1", "access_token": "tok"}
         )
+        signing = NotificationStore(db, SystemClock(), SecretBox(SECRETS_KEY))
+        secret = await signing.set_endpoint(bot["account_id"], "https://example.com/hook")
 
     code, out = await asyncio.to_thread(run, ["rotate-secrets"], {**env, "SECRETS_KEY": f"{new_key},{SECRETS_KEY}"})
-    assert code == 0 and "1 channel" in out
+    assert code == 0 and "1 channel" in out and "1 account" in out
     async with database.open_database(env["DATABASE_URL"]) as db:
         only_new = ChannelStore(db, SystemClock(), SecretBox(new_key))
         assert (await only_new.secrets(channel.id)).access_token == "tok"
+        endpoint = await NotificationStore(db, SystemClock(), SecretBox(new_key)).endpoint(bot["account_id"])
+        assert endpoint is not None
+        assert NotificationStore(db, SystemClock(), SecretBox(new_key)).open_secret(endpoint) == secret

@@ -62,6 +62,20 @@ def test_knowledge_settings_are_read() -> None:
     assert (defaults.embeddings_model, defaults.knowledge_fetch_allow_private) == (None, False)
 
 
+def test_notification_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {"NOTIFY_ALLOW_PRIVATE": "1", "NOTIFY_ALLOW_NETWORKS": "10.2.0.0/16", "NOTIFY_TIMEOUT_SECONDS": "3.5"}
+    )
+    assert (settings.notify_allow_private, settings.notify_allow_networks) == (True, ("10.2.0.0/16",))
+    assert settings.notify_timeout_seconds == 3.5
+    defaults = Settings.from_env({})
+    assert (defaults.notify_allow_private, defaults.notify_allow_networks, defaults.notify_timeout_seconds) == (
+        False,
+        (),
+        10.0,
+    )
+
+
 def test_secrets_never_show_in_settings_repr() -> None:
     settings = Settings.from_env({"ADMIN_JWT_SECRET": JWT_SECRET, "OPENAI_API_KEY": "sk-very-secret"})
     assert JWT_SECRET not in repr(settings) and "sk-very-secret" not in repr(settings)

@@ -126,6 +126,16 @@ async def filled(
     [customer] = database.rows(settings, "SELECT id FROM contacts WHERE platform = 'whatsapp'")
     owner = auth("owner", tenant.account_id)
     await expect(await client.post(f"/api/conversations/{customer['id']}/pause", headers=owner), 200)
+    # The account's notification endpoint (its signing key sealed) and a handoff told to it: in strict mode a
+    # question the knowledge does not answer goes to a person. (A loopback endpoint: refused, never contacted.)
+    endpoint = {"url": "http://127.0.0.1:9/hook"}
+    notifications = f"/api/admin/accounts/{tenant.account_id}/notifications"
+    await expect(await client.put(notifications, json=endpoint, headers=owner), 200)
+    strict = {"knowledge_mode": "strict", "handoff_on_no_answer": True}
+    await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json=strict, headers=admin), 200)
+    assert (await expect(await relay(client, tenant, "Do you repair bikes?", user_id="carol"), 200))["handoff"]
+    augment = {"knowledge_mode": "augment"}
+    await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json=augment, headers=admin), 200)
     now = int(time.time())
     payload = {"algorithm": "HMAC-SHA256", "expires": now + 3600, "issued_at": now, "user_id": "nobody-we-know"}
     await expect(

@@ -22,13 +22,17 @@ PREVIEW_CHARS = 140
 ConversationPlatform = Literal["messenger", "instagram", "whatsapp", "relay"]
 PLATFORMS: tuple[str, ...] = get_args(ConversationPlatform)
 
-_PAUSED_UNTIL = """(SELECT MAX(s.paused_until) FROM conversation_state s JOIN channels ch ON ch.id = s.channel_id
+_PAUSES = """FROM conversation_state s JOIN channels ch ON ch.id = s.channel_id
     WHERE s.customer_id = c.external_id AND ch.bot_id = c.bot_id AND ch.platform = c.platform
-    AND ch.disconnected_at IS NULL)"""
+    AND ch.disconnected_at IS NULL"""
+_PAUSED_UNTIL = f"(SELECT MAX(s.paused_until) {_PAUSES})"
+_PAUSED_REASON = (
+    f"(SELECT s.paused_reason {_PAUSES} AND s.paused_until IS NOT NULL ORDER BY s.paused_until DESC LIMIT 1)"
+)
 
 _SUMMARY = f"""SELECT c.id, c.account_id, c.bot_id, b.name AS bot_name, c.platform, c.external_id, c.message_count,
     c.created_at, c.last_message_at, m.role AS last_role, SUBSTR(m.content, 1, {PREVIEW_CHARS + 1}) AS last_preview,
-    {_PAUSED_UNTIL} AS paused_until
+    {_PAUSED_UNTIL} AS paused_until, {_PAUSED_REASON} AS paused_reason
     FROM contacts c JOIN bots b ON b.id = c.bot_id
     LEFT JOIN messages m ON m.contact_id = c.id AND m.seq = c.message_count"""
 
@@ -47,6 +51,7 @@ class ConversationSummary:
     last_role: str | None
     last_preview: str | None  # at most PREVIEW_CHARS characters, with an ellipsis when cut
     paused_until: int | None  # the latest pause over the contact's channels, expired or not
+    paused_reason: str | None  # that pause's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +65,18 @@ class ConversationFilter:
 class MessageView(Record):
     id: str
     seq: int = Field(ge=1)
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "agent"] = Field(
+        description="user: the customer; assistant: the bot; agent: a person answering through the gateway"
+    )
     content: str
     tokens: int = Field(ge=0)
     created_at: EpochMs
     rating: Literal["up", "down"] | None = Field(description="feedback on a reply")
+    author: str | None = Field(description="agent messages: who sent it (the sub of their token)")
+    note: Literal["paused", "undeliverable"] | None = Field(
+        description="paused: the customer wrote while a person had the conversation (the bot did not answer); "
+        "undeliverable: it arrived after the platform's reply window had closed, so nobody could answer it"
+    )
 
 
 def _summary(row: Row) -> ConversationSummary:
@@ -84,6 +96,7 @@ def _summary(row: Row) -> ConversationSummary:
         last_role=row["last_role"],
         last_preview=preview,
         paused_until=None if row["paused_until"] is None else int(row["paused_until"]),
+        paused_reason=row["paused_reason"],
     )
 
 
@@ -150,11 +163,21 @@ class ConversationReader:
     async def messages(self, contact_id: str, *, after_seq: int | None, limit: int) -> list[MessageView]:
         """Oldest first, after message number `after_seq`."""
         rows = await self._db.fetch_all(
-            "SELECT m.id, m.seq, m.role, m.content, m.tokens, m.created_at, f.rating FROM messages m"
+            "SELECT m.id, m.seq, m.role, m.content, m.tokens, m.created_at, f.rating, m.author, m.note FROM messages m"
             " LEFT JOIN feedback f ON f.message_id = m.id WHERE m.contact_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?",
             (contact_id, after_seq or 0, limit),
         )
         return [from_row(MessageView, r) for r in rows]
+
+    async def message(self, message_id: str) -> MessageView:
+        row = await self._db.fetch_one(
+            "SELECT m.id, m.seq, m.role, m.content, m.tokens, m.created_at, f.rating, m.author, m.note FROM messages m"
+            " LEFT JOIN feedback f ON f.message_id = m.id WHERE m.id = ?",
+            (message_id,),
+        )
+        if row is None:
+            raise NotFound("message")
+        return from_row(MessageView, row)
 
     async def live_channels(self, summary: ConversationSummary) -> list[str]:
         """The connected channels this conversation runs on (its bot's, on its platform)."""

@@ -79,13 +79,15 @@ class StatusReader:
         ]
 
     async def inbox_depth(self) -> dict[str, int]:
-        """Pending and dead inbox events over all channels (two index counts, not a GROUP BY over the table)."""
+        """Pending, dead and undeliverable inbox events over all channels (index counts, not a GROUP BY over the
+        table); dead and undeliverable ones over the inbox's retention."""
         row = await self._db.fetch_one(
             "SELECT (SELECT COUNT(*) FROM inbox WHERE state = 'pending') AS pending,"
-            " (SELECT COUNT(*) FROM inbox WHERE state = 'dead') AS dead"
+            " (SELECT COUNT(*) FROM inbox WHERE state = 'dead') AS dead,"
+            " (SELECT COUNT(*) FROM inbox WHERE state = 'undeliverable') AS undeliverable"
         )
         assert row is not None
-        return {"pending": int(row["pending"]), "dead": int(row["dead"])}
+        return {state: int(row[state]) for state in ("pending", "dead", "undeliverable")}
 
     async def last_call(self, account_id: str | None) -> LastCall | None:
         # attempts > 0: a turn refused for quota never reached the model and says nothing about it.
