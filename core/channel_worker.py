@@ -20,15 +20,26 @@ from dataclasses import dataclass
 import regex
 import structlog
 
-from adapters.events import ContentType, EventKind, InboundEvent, event_from_json
+from adapters.events import Attachment, ContentType, EventKind, InboundEvent, event_from_json
 from adapters.graph_client import GraphClient
 from adapters.graph_errors import GraphAction
 from adapters.replies import ECHO_MARK, text_requests, typing_request
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
-from core.errors import AccountLocked, GatewayError, NotFound, QuotaExceeded, RateLimited, StorageUnavailable
+from core.errors import (
+    AccountLocked,
+    GatewayError,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    StorageUnavailable,
+    UpstreamUnavailable,
+)
 from core.handoff import Handoff, Handoffs
-from core.models import Channel, Contact
+from core.knowledge.embedder import Payer
+from core.media.download import MediaFetcher, MediaUnavailable
+from core.media.transcriber import AudioRefused, ChargedTranscriber
+from core.models import Bot, Channel, Contact
 from core.storage.accounts import AccountStore
 from core.storage.activity import record_undeliverable
 from core.storage.bots import BotStore
@@ -41,6 +52,9 @@ from core.storage.quota import QuotaService
 log = structlog.get_logger("core.channel_worker")
 
 DEFAULT_MEDIA_REPLY = "Thanks! I can only read text messages for now. Could you tell me in words what you need?"
+VOICE_UNAVAILABLE = "Sorry, I couldn't open your voice message. Could you send it again, or type your question instead?"
+VOICE_UNREADABLE = "Sorry, I couldn't understand your voice message. Could you type your question instead?"
+VOICE_SILENT = "I couldn't hear anything in your voice message. Could you send it again, or type your question?"
 QUOTA_NOTICE = "Sorry, we can't answer right now. The business has been notified and will get back to you."
 RATE_NOTICE = "You're sending messages faster than I can answer. Please wait a moment, then send your question again."
 NOTICE_WINDOW_MS = {"quota": 24 * 3600 * 1000, "rate": 60 * 1000, "media": 60 * 1000}
@@ -67,6 +81,8 @@ class WorkerDeps:
     clock: Clock
     lease_seconds: float
     handoffs: Handoffs
+    media: MediaFetcher | None = None  # downloads customers' media (voice notes)
+    transcriber: ChargedTranscriber | None = None  # None: TRANSCRIPTION_MODEL is off, or no model is configured
 
 
 class ChannelWorker:
@@ -145,7 +161,7 @@ class ChannelWorker:
         token = secrets.access_token
         if reply is None:
             await self._typing(channel, event, token)
-            reply = await self._reply(item, channel, event)
+            reply = await self._reply(item, channel, event, token)
             if reply is None:
                 return  # _reply finished or rescheduled the item itself
         await self._send(item, channel, event, reply, final_state="done", token=token)
@@ -199,10 +215,22 @@ class ChannelWorker:
         request = TurnRequest(account, bot, channel.platform, event.customer_id, text, item.id)
         await d.engine.remember(request, note, finish)
 
-    async def _reply(self, item: InboxItem, channel: Channel, event: InboundEvent) -> str | None:
+    async def _reply(self, item: InboxItem, channel: Channel, event: InboundEvent, token: str) -> str | None:
         d = self._d
         bot = await d.bots.current(channel.bot_id)
         prompt = model_input(event)
+        note = None
+        if prompt is None and _voice(event) is not None and d.transcriber is not None and d.media is not None:
+            try:
+                heard = await self._transcript(item, channel, event, token)
+            except QuotaExceeded:
+                return await self._quota_exceeded(item, channel, event, bot)
+            except AccountLocked:
+                await d.queue.finish(item, "skipped", "account locked")
+                return None
+            if heard is None or isinstance(heard, _Answer):
+                return None if heard is None else heard.text
+            prompt, note = heard, "transcript"
         if prompt is None:
             # One answer per window: an album of ten photos must not get ten identical replies.
             if await d.state.claim_notice(channel.id, event.customer_id or "", "media", NOTICE_WINDOW_MS["media"]):
@@ -225,19 +253,12 @@ class ChannelWorker:
             await d.handoffs.record(tx, contact, channel.id, handoff)
 
         request = TurnRequest(
-            account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep, handed_off
+            account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep, handed_off, note
         )
         try:
             result = await d.engine.handle(request)
         except QuotaExceeded:
-            if bot.handoff_on_quota:  # a person answers instead of the bot going quiet
-                try:
-                    return (await d.engine.hand_off(request, "quota")).reply
-                except AccountLocked:
-                    await d.queue.finish(item, "skipped", "account locked")
-                    return None
-            await self._notice(item, channel, event, "quota", QUOTA_NOTICE)
-            return None
+            return await self._quota_exceeded(item, channel, event, bot, request)
         except RateLimited:
             await self._notice(item, channel, event, "rate", RATE_NOTICE)
             return None
@@ -248,6 +269,75 @@ class ChannelWorker:
             await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
             return None
         return result.reply
+
+    async def _quota_exceeded(
+        self, item: InboxItem, channel: Channel, event: InboundEvent, bot: Bot, request: TurnRequest | None = None
+    ) -> str | None:
+        """The account's tokens are used up: a person takes over (handoff_on_quota), or one polite notice."""
+        d = self._d
+        if bot.handoff_on_quota and d.engine is not None:
+            if request is None:  # a voice note not transcribed: the conversation shows what came
+                account = await d.accounts.current(channel.account_id)
+                request = TurnRequest(
+                    account,
+                    bot,
+                    channel.platform,
+                    event.customer_id or "",
+                    media_description(event),
+                    item.id,
+                    lambda tx, reply: d.queue.store_reply(tx, item, reply),
+                    lambda tx, contact, handoff: d.handoffs.record(tx, contact, channel.id, handoff),
+                )
+            try:
+                return (await d.engine.hand_off(request, "quota")).reply
+            except AccountLocked:
+                await d.queue.finish(item, "skipped", "account locked")
+                return None
+        await self._notice(item, channel, event, "quota", QUOTA_NOTICE)
+        return None
+
+    async def _transcript(
+        self, item: InboxItem, channel: Channel, event: InboundEvent, token: str
+    ) -> str | _Answer | None:
+        """A voice note's words: stored on the event by an earlier attempt, or downloaded and transcribed now (the
+        transcript is stored with its charge). An answer for the customer when it cannot be had; None when the
+        event was rescheduled (a temporary failure)."""
+        d = self._d
+        assert d.media is not None and d.transcriber is not None
+        if item.media_text is not None:
+            return item.media_text
+        attachment = _voice(event)
+        assert attachment is not None
+        try:
+            if attachment.media_id is not None:
+                media = await d.media.whatsapp(attachment.media_id, token)
+            else:
+                media = await d.media.url(attachment.url or "", attachment.mime_type)
+        except MediaUnavailable as exc:
+            return await self._media_failed(item, channel, exc.temporary, str(exc), VOICE_UNAVAILABLE)
+        account = await d.accounts.current(channel.account_id)
+        payer = Payer(account.id, channel.bot_id, channel.platform, request_id=item.id)
+        try:
+            text = await d.transcriber.transcribe(
+                media, payer, lambda tx, heard: d.queue.store_media_text(tx, item, heard)
+            )
+        except AudioRefused as exc:
+            return await self._media_failed(item, channel, False, str(exc), VOICE_UNREADABLE)
+        except UpstreamUnavailable as exc:
+            return await self._media_failed(item, channel, exc.temporary, f"transcription: {exc}", VOICE_UNREADABLE)
+        if not text.strip():
+            return _Answer(VOICE_SILENT)
+        return text
+
+    async def _media_failed(
+        self, item: InboxItem, channel: Channel, temporary: bool, reason: str, answer: str
+    ) -> _Answer | None:
+        """Tried again later while it may still work; else the customer is told, in words, never left waiting."""
+        log.warning("media_failed", inbox_id=item.id, channel_id=channel.id, reason=reason, temporary=temporary)
+        if temporary and item.attempts < MAX_ATTEMPTS:
+            await self._d.queue.retry_later(item, _backoff(item.attempts), reason[:500])
+            return None
+        return _Answer(answer)
 
     async def _notice(self, item: InboxItem, channel: Channel, event: InboundEvent, kind: str, text: str) -> None:
         """Send one polite notice per window; later messages in the window are recorded, not answered."""
@@ -340,6 +430,23 @@ class ChannelWorker:
         except Exception:
             log.exception("fallback_failed", inbox_id=item.id)
         await d.queue.finish(item, "dead", error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What the customer is told instead of a turn (a voice note that could not be had)."""
+
+    text: str
+
+
+def _voice(event: InboundEvent) -> Attachment | None:
+    """The audio attachment of a voice note or audio message, if there is one to fetch."""
+    if event.content_type is not ContentType.AUDIO:
+        return None
+    for attachment in event.attachments:
+        if attachment.media_id or attachment.url:
+            return attachment
+    return None
 
 
 def model_input(event: InboundEvent, max_chars: int = 4000) -> str | None:

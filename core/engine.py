@@ -63,6 +63,7 @@ class TurnRequest:
     # Run in the reply's commit when the turn hands the conversation to a person (core/handoff.py): a channel
     # worker pauses the conversation there, the relay records it; both tell the account.
     on_handoff: Callable[[Transaction, Contact, Handoff], Awaitable[None]] | None = None
+    note: str | None = None  # the customer's message is a voice note's transcript ("transcript")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,7 @@ class ConversationEngine:
             raise AccountLocked(req.account.id)
         reply = req.bot.handoff_message if handoff is not None else req.bot.no_answer_message
         messages = [
-            NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
+            NewMessage("user", user.content, d.tokens.count_text(model, user.content), note=req.note),
             NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
         ]
 
@@ -285,7 +286,7 @@ class ConversationEngine:
             cost = d.prices.cost_usd(model, usage)
         cost_nanousd = None if cost is None else to_nanousd(cost)
         messages = [
-            NewMessage("user", user.content, d.tokens.count_text(model, user.content)),
+            NewMessage("user", user.content, d.tokens.count_text(model, user.content), note=req.note),
             NewMessage("assistant", reply, reply_tokens),
         ]
         record = self._usage_row(

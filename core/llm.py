@@ -137,6 +137,19 @@ class LLMClient:
 
         return await self._retrying(model, once, adapt=False)
 
+    async def transcribe(self, model: str, filename: str, data: bytes, mime_type: str) -> Transcribed:
+        """The speech in an audio file, as text, with the same retries as a completion (a 400, such as a format
+        the model refuses, is final)."""
+        started = time.monotonic()
+
+        async def once(seconds: float, attempts: int) -> Transcribed:
+            raw = await self.sdk.audio.transcriptions.with_raw_response.create(
+                model=model, file=(filename, data, mime_type), response_format="json", timeout=seconds
+            )
+            return _transcribed(json.loads(raw.content), attempts, started)
+
+        return await self._retrying(model, once, adapt=False)
+
     async def _retrying(self, model: str, once: Callable[[float, int], Awaitable[T]], *, adapt: bool) -> T:
         """`once(attempt_timeout, attempts)` until it succeeds or a failure is final (UpstreamUnavailable)."""
         started = time.monotonic()
@@ -253,6 +266,34 @@ def _embedded(body: object, expected: int, attempts: int, started: float) -> Emb
         vectors=vectors,
         model=str(body.get("model") or ""),
         prompt_tokens=_count("prompt_tokens", usage.get("prompt_tokens", 0) if isinstance(usage, dict) else 0),
+        attempts=attempts,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Transcribed:
+    """What an /audio/transcriptions call gave back."""
+
+    text: str
+    input_tokens: int  # audio and prompt tokens, as the provider reported them (0: it reported none)
+    output_tokens: int
+    attempts: int
+    latency_ms: int
+
+
+def _transcribed(body: object, attempts: int, started: float) -> Transcribed:
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        raise MalformedResponse("a transcription answer without text")
+    usage = body.get("usage")
+    tokens = isinstance(usage, dict) and usage.get("type", "tokens") == "tokens"
+    # A duration-billed model (whisper-1) reports seconds, not tokens: 0 here, and the caller charges its count.
+    return Transcribed(
+        text=clean_text(body["text"]),
+        input_tokens=_count("input_tokens", usage.get("input_tokens", 0)) if tokens and isinstance(usage, dict) else 0,
+        output_tokens=_count("output_tokens", usage.get("output_tokens", 0))
+        if tokens and isinstance(usage, dict)
+        else 0,
         attempts=attempts,
         latency_ms=int((time.monotonic() - started) * 1000),
     )

@@ -33,6 +33,8 @@ from core.knowledge.indexer import KnowledgeIndexer
 from core.knowledge.service import KnowledgeService, Semantic
 from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
+from core.media.download import MediaFetcher
+from core.media.transcriber import ChargedTranscriber
 from core.metrics import Metrics
 from core.notifier import Notifier
 from core.openai_probe import OpenAIProbe
@@ -123,6 +125,8 @@ class Upstreams:
     knowledge_indexer: KnowledgeIndexer | None  # embeds new documents (EMBEDDINGS_MODEL set), in housekeeping
     agent_replies: AgentReplies  # a person's replies to customers, sent through the channels
     notifier: Notifier  # sends accounts their notifications (the housekeeping leader runs it)
+    media: MediaFetcher  # customers' media, from Meta's allowed hosts
+    transcriber: ChargedTranscriber | None  # voice notes to text (TRANSCRIPTION_MODEL, with a model configured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +232,14 @@ async def open_upstreams(
         timeout_seconds=settings.notify_timeout_seconds,
     )
     indexer: KnowledgeIndexer | None = None
+    media = MediaFetcher(
+        graph_base_url=settings.graph_api_base_url,
+        graph_version=settings.graph_api_version,
+        allowed_hosts=settings.media_allowed_hosts,
+        max_bytes=settings.media_max_bytes,
+        timeout_seconds=settings.media_timeout_seconds,
+    )
+    transcriber: ChargedTranscriber | None = None
     try:
         engine = None
         if settings.openai_api_key:
@@ -257,6 +269,17 @@ async def open_upstreams(
                 )
                 knowledge = KnowledgeService(storage.knowledge, tokens, fetcher, semantic)
                 indexer = KnowledgeIndexer(storage.knowledge, embedder, clock)
+            if settings.transcription_model:
+                transcriber = ChargedTranscriber(
+                    model=settings.transcription_model,
+                    llm=llm,
+                    db=storage.db,
+                    quota=storage.quota,
+                    usage=storage.usage,
+                    prices=prices,
+                    clock=clock,
+                    max_seconds=settings.media_max_audio_seconds,
+                )
             engine = ConversationEngine(
                 EngineDeps(
                     storage.db,
@@ -303,10 +326,13 @@ async def open_upstreams(
                 )
             ),
             notifier=notifier,
+            media=media,
+            transcriber=transcriber,
         )
     finally:
         await fetcher.close()
         await notifier.close()
+        await media.close()
         await graph_session.close()
         if llm is not None:
             await llm.close()
@@ -329,6 +355,8 @@ async def open_worker(
             clock=clock,
             lease_seconds=settings.inbox_lease_seconds,
             handoffs=storage.handoffs,
+            media=upstreams.media,
+            transcriber=upstreams.transcriber,
         )
     )
     pool = WorkerPool(

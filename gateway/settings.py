@@ -98,6 +98,21 @@ class Settings:
     # README says how to choose it).
     embeddings_model: str | None = None
     knowledge_min_similarity: float = 0.5
+    # Voice notes and audio are transcribed by this model at {OPENAI_BASE_URL}/audio/transcriptions (the contract's
+    # default); "" turns transcription off (audio then gets the bot's media answer).
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    # Media is downloaded only from these hosts (names, or suffixes matching their subdomains): Meta's Graph and CDN.
+    media_allowed_hosts: tuple[str, ...] = (
+        "graph.facebook.com",
+        "lookaside.fbsbx.com",
+        "cdn.fbsbx.com",
+        "fbcdn.net",
+        "cdninstagram.com",
+        "whatsapp.net",
+    )
+    media_max_bytes: int = 16 * 1024 * 1024  # WhatsApp's own limit for audio
+    media_max_audio_seconds: int = 600
+    media_timeout_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -172,6 +187,17 @@ class Settings:
             notify_allow_networks=_networks(env, "NOTIFY_ALLOW_NETWORKS"),
             notify_timeout_seconds=_float(env, "NOTIFY_TIMEOUT_SECONDS", defaults.notify_timeout_seconds),
             embeddings_model=get("EMBEDDINGS_MODEL"),
+            transcription_model=(
+                defaults.transcription_model
+                if env.get("TRANSCRIPTION_MODEL") is None
+                else env["TRANSCRIPTION_MODEL"].strip()
+            ),
+            media_allowed_hosts=_hosts(env, "MEDIA_ALLOWED_HOSTS", defaults.media_allowed_hosts),
+            media_max_bytes=_int(env, "MEDIA_MAX_BYTES", defaults.media_max_bytes, low=1024, high=25 * 1024 * 1024),
+            media_max_audio_seconds=_int(
+                env, "MEDIA_MAX_AUDIO_SECONDS", defaults.media_max_audio_seconds, low=1, high=3600
+            ),
+            media_timeout_seconds=_float(env, "MEDIA_TIMEOUT_SECONDS", defaults.media_timeout_seconds),
             knowledge_min_similarity=_fraction(env, "KNOWLEDGE_MIN_SIMILARITY", defaults.knowledge_min_similarity),
             knowledge_max_documents=_int(env, "KNOWLEDGE_MAX_DOCUMENTS", defaults.knowledge_max_documents, low=1),
             knowledge_max_account_tokens=_int(
@@ -214,6 +240,17 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _hosts(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    hosts = tuple(item.strip().lower().lstrip(".") for item in raw.split(",") if item.strip())
+    for host in hosts:
+        if any(ch in host for ch in "/: @"):
+            raise SettingsError(f"{name} must be comma-separated host names (lookaside.fbsbx.com), got {host!r}")
+    return hosts
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:

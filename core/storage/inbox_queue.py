@@ -36,7 +36,7 @@ _CLAIM = """UPDATE inbox SET lease_owner = ?, lease_expires_at = ?, attempts = a
       ORDER BY i.platform_ts, i.arrival, i.id
       LIMIT ?{skip_locked})
     RETURNING id, channel_id, event_key, kind, customer_id, platform_ts, event, attempts, reply_text,
-        reply_parts_sent"""
+        reply_parts_sent, media_text"""
 
 
 class LeaseLost(Exception):
@@ -56,6 +56,7 @@ class InboxItem:
     attempts: int  # including the one now starting
     reply_text: str | None  # generated earlier and stored before sending: never generated twice
     reply_parts_sent: int
+    media_text: str | None = None  # a voice note's transcript, stored with its charge: never transcribed twice
 
 
 _FENCE = " AND lease_owner = ? AND attempts = ?"
@@ -78,6 +79,7 @@ def _item(row: Row, owner: str) -> InboxItem:
         attempts=int(row["attempts"]),
         reply_text=row["reply_text"],
         reply_parts_sent=int(row["reply_parts_sent"]),
+        media_text=row["media_text"],
     )
 
 
@@ -104,6 +106,15 @@ class InboxQueue:
             (text, self._clock.now_ms(), item.id, *_fence(item)),
         )
         if not changed:
+            raise LeaseLost(item.id)
+
+    async def store_media_text(self, tx: Transaction, item: InboxItem, text: str) -> None:
+        """Inside the transcription's accounting transaction: its transcript is saved with its charge.
+        Raises LeaseLost (rolling back the charge too) if another worker holds the event now."""
+        if not await tx.execute(
+            "UPDATE inbox SET media_text = ?, updated_at = ? WHERE id = ?" + _FENCE,
+            (text, self._clock.now_ms(), item.id, *_fence(item)),
+        ):
             raise LeaseLost(item.id)
 
     async def extend(self, item: InboxItem) -> bool:

@@ -487,6 +487,18 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        10,
+        "an inbox event keeps the transcript of its voice note, stored with the transcription's charge",
+        (
+            # Written in the commit that charges the transcription: a retry after a crash uses it and never
+            # transcribes (or charges) the same voice note twice.
+            "ALTER TABLE inbox ADD COLUMN media_text TEXT",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

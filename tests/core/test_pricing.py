@@ -27,7 +27,7 @@ def _raw() -> dict[str, Any]:
 
 
 def test_loads_shipped_file(table: PriceTable) -> None:
-    assert table.version == "2026-12-06"
+    assert table.version == "2026-12-06.2"
     assert table.effective_date == datetime.date(2026, 12, 6)
     assert table.lookup("text-embedding-3-small") is not None
     assert "gpt-5.6-sol" not in table.prices
@@ -100,7 +100,7 @@ def test_null_cached_price_bills_cached_tokens_at_input_rate(table: PriceTable) 
 
 
 def test_cached_never_exceeds_input_price(table: PriceTable) -> None:
-    assert len(table.prices) == 26  # 23 chat models, 3 embeddings models
+    assert len(table.prices) == 28  # 23 chat models, 3 embeddings models, 2 transcription models
     for price in table.prices.values():
         if price.cached_input_per_million is not None:
             assert price.input_per_million >= price.cached_input_per_million, price.model

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import time
@@ -196,6 +197,12 @@ class FakeGraph:
         self._gen = 0
         self._closing = asyncio.Event()
         self._app = web.Application()
+        # Media: WhatsApp media nodes and their bytes (token required), Messenger/Instagram CDN files (no token).
+        self.media: dict[str, tuple[bytes, str]] = {}  # WhatsApp media id -> (bytes, MIME type)
+        self.cdn: dict[str, tuple[bytes, str]] = {}  # file name under /cdn/ -> (bytes, MIME type)
+        self.media_downloads: list[tuple[str, str | None]] = []  # (path, token) of each byte download
+        self._app.router.add_get("/whatsapp_business/attachments/", self._media_bytes)
+        self._app.router.add_get("/cdn/{name}", self._cdn)
         self._app.router.add_post(r"/{version:v\d+\.\d+}/{object_id:[^/]+}/messages", self._messages)
         self._app.router.add_get(r"/{version:v\d+\.\d+}/{object_id:[^/]+}", self._read)
         self._app.router.add_route("*", "/{tail:.*}", self._unknown)
@@ -312,6 +319,18 @@ class FakeGraph:
         if rejection is not None:
             rejection["error"]["fbtrace_id"] = trace
             return web.json_response(rejection, status=400)
+        if object_id in self.media:  # a WhatsApp media node: a short-lived URL to its bytes
+            data, mime = self.media[object_id]
+            url = request.url.with_path("/whatsapp_business/attachments/").with_query(mid=object_id, ext="1")
+            node = {
+                "messaging_product": "whatsapp",
+                "url": str(url),
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": str(len(data)),
+                "id": object_id,
+            }
+            return web.json_response(node)
         fault = self.read_faults.popleft() if self.read_faults else None
         if fault is not None and fault.behaviour in ("hang", "reset"):
             if fault.behaviour == "hang":
@@ -326,6 +345,24 @@ class FakeGraph:
         if isinstance(answer, str):
             return web.json_response(graph_error(100, 33, answer, trace), status=status)
         return web.json_response(answer, status=status)
+
+    async def _media_bytes(self, request: web.Request) -> web.Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        self.media_downloads.append((request.path_qs, token or None))
+        if self._rejection(token, {}) is not None:
+            return web.Response(status=401, text="Unauthorized")
+        found = self.media.get(request.query.get("mid", ""))
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[0], content_type=found[1])
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        self.media_downloads.append((request.path_qs, None))
+        found = self.cdn.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[0], content_type=found[1])
 
     async def _messages(self, request: web.Request) -> web.Response:
         raw = await request.read()

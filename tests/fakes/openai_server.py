@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import random
@@ -117,6 +118,11 @@ class FakeOpenAI:
         self.embedding_calls: list[list[str]] = []  # the inputs of each call, in order
         self.embedding_failures: deque[int] = deque()  # HTTP statuses answered to the next calls, one each
         self.model_lists = 0  # GET /v1/models requests seen (status probes)
+        # /v1/audio/transcriptions: what each audio file "says" (by the sha256 of its bytes), the calls seen
+        # (model, file name, bytes), and HTTP statuses answered to the next calls, one each.
+        self.transcripts: dict[str, str] = {}
+        self.transcription_calls: list[tuple[str, str, int]] = []
+        self.transcription_failures: deque[int] = deque()
         self.in_flight = 0
         self.max_in_flight = 0
         self._reply: Callable[[dict], str] = _default_reply
@@ -133,6 +139,7 @@ class FakeOpenAI:
         self._app.router.add_post("/v1/chat/completions", self._chat)
         self._app.router.add_get("/v1/models", self._models)
         self._app.router.add_post("/v1/embeddings", self._embeddings)
+        self._app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         self._app.on_startup.append(self._on_startup)
         self._app.on_shutdown.append(self._on_shutdown)
 
@@ -324,6 +331,38 @@ class FakeOpenAI:
             {"object": "list", "data": data, "model": model, "usage": usage}, headers={"x-request-id": rid}
         )
 
+    async def _transcriptions(self, request: web.Request) -> web.Response:
+        """As OpenAI's: the format is read from the file name's extension (`.oga` and `.opus` are refused even for
+        Ogg Opus bytes); token-billed usage, audio tokens about 17 a second (an Ogg file's own duration)."""
+        rid = f"req_{self._ids.getrandbits(128):032x}"
+        if (err := errs.auth_error(request.headers.get("Authorization", ""), self.api_key)) is not None:
+            return web.json_response(err, status=401, headers={"x-request-id": rid})
+        form = await request.post()
+        upload, model = form.get("file"), str(form.get("model") or "")
+        if not isinstance(upload, web.FileField):
+            return web.json_response(_invalid("file is required", "file"), status=400, headers={"x-request-id": rid})
+        data = upload.file.read()
+        self.transcription_calls.append((model, upload.filename, len(data)))
+        if self.transcription_failures:
+            status = self.transcription_failures.popleft()
+            error = {"error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}}
+            return web.json_response(error, status=status, headers={"x-request-id": rid})
+        extension = upload.filename.rsplit(".", 1)[-1].lower()
+        if extension not in ("flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "wav", "webm"):
+            error = _invalid(f"Unsupported file format {extension}", "file", code="unsupported_value")
+            return web.json_response(error, status=400, headers={"x-request-id": rid})
+        text = self.transcripts.get(hashlib.sha256(data).hexdigest(), "")
+        audio = max(1, math.ceil(_ogg_duration(data) * 17))
+        output = self.count_text_tokens("gpt-4o", text) if text else 0
+        usage = {
+            "type": "tokens",
+            "input_tokens": audio,
+            "output_tokens": output,
+            "total_tokens": audio + output,
+            "input_token_details": {"audio_tokens": audio, "text_tokens": 0},
+        }
+        return web.json_response({"text": text, "usage": usage}, headers={"x-request-id": rid})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -482,3 +521,15 @@ def _default_reply(body: dict) -> str:
 def _dig_name(tool: Any) -> str | None:
     function = tool.get("function") if isinstance(tool, dict) else None
     return function.get("name") if isinstance(function, dict) else None
+
+
+def _invalid(message: str, param: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+
+
+def _ogg_duration(data: bytes) -> float:
+    """Seconds an Ogg Opus file declares (its last page's granule position at 48 kHz); 1 for anything else."""
+    last = data.rfind(b"OggS")
+    if data[:4] != b"OggS" or last < 0 or len(data) < last + 14:
+        return 1.0
+    return max(int.from_bytes(data[last + 6 : last + 14], "little", signed=True) / 48_000, 0.0)

@@ -76,6 +76,26 @@ def test_notification_settings_are_read() -> None:
     )
 
 
+def test_media_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "TRANSCRIPTION_MODEL": "gpt-4o-transcribe",
+            "MEDIA_ALLOWED_HOSTS": "Lookaside.FBSBX.com, .fbcdn.net",
+            "MEDIA_MAX_BYTES": "1048576",
+            "MEDIA_MAX_AUDIO_SECONDS": "120",
+        }
+    )
+    assert settings.transcription_model == "gpt-4o-transcribe"
+    assert settings.media_allowed_hosts == ("lookaside.fbsbx.com", "fbcdn.net")
+    assert (settings.media_max_bytes, settings.media_max_audio_seconds) == (1048576, 120)
+    assert Settings.from_env({"TRANSCRIPTION_MODEL": ""}).transcription_model == ""  # off
+    defaults = Settings.from_env({})
+    assert defaults.transcription_model == "gpt-4o-mini-transcribe"
+    assert "lookaside.fbsbx.com" in defaults.media_allowed_hosts
+    with pytest.raises(SettingsError, match="MEDIA_ALLOWED_HOSTS"):
+        Settings.from_env({"MEDIA_ALLOWED_HOSTS": "https://evil.example/x"})
+
+
 def test_secrets_never_show_in_settings_repr() -> None:
     settings = Settings.from_env({"ADMIN_JWT_SECRET": JWT_SECRET, "OPENAI_API_KEY": "sk-very-secret"})
     assert JWT_SECRET not in repr(settings) and "sk-very-secret" not in repr(settings)

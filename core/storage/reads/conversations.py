@@ -73,9 +73,10 @@ class MessageView(Record):
     created_at: EpochMs
     rating: Literal["up", "down"] | None = Field(description="feedback on a reply")
     author: str | None = Field(description="agent messages: who sent it (the sub of their token)")
-    note: Literal["paused", "undeliverable"] | None = Field(
+    note: Literal["paused", "undeliverable", "transcript"] | None = Field(
         description="paused: the customer wrote while a person had the conversation (the bot did not answer); "
-        "undeliverable: it arrived after the platform's reply window had closed, so nobody could answer it"
+        "undeliverable: it arrived after the platform's reply window had closed, so nobody could answer it; "
+        "transcript: the customer sent a voice note, and this is what it said"
     )
 
 

@@ -190,7 +190,7 @@ async def test_a_model_without_a_price_is_served_and_its_cost_is_unknown(
     assert body["usage"]["total_tokens"] == fake_openai.calls[0].usage["total_tokens"]
     [usage] = database.rows(settings, "SELECT cost_nanousd, price_version, total_tokens FROM usage_records")
     assert usage["cost_nanousd"] is None
-    assert usage["price_version"] == "2026-12-06"
+    assert usage["price_version"] == "2026-12-06.2"
     assert usage["total_tokens"] == body["usage"]["total_tokens"]  # tokens still count against the quota
     assert database.quota_row(settings, tenant.account_id)["used_tokens"] == body["usage"]["total_tokens"]
 

@@ -1,0 +1,125 @@
+"""Transcribing voice notes, paid for like any model call: reserved against the account's quota first, charged as
+the provider counted it (never more than reserved), recorded in a usage row priced from the price table.
+
+The reservation bounds what the call can cost before it is made: the audio's length at most (core/media/audio.py)
+times AUDIO_TOKENS_PER_SECOND audio tokens and TEXT_TOKENS_PER_SECOND transcript tokens, OpenAI's token-billed
+transcription models counting about 17 audio tokens a second of speech in all (their per-minute price over their
+per-token price). A provider that reports more is charged the reservation and its own figures are kept in the usage
+row (`reported_usage`); one that reports no tokens (whisper-1 bills by the second) is charged the reservation.
+The price table prices a transcription model's input at its audio-token rate: the gateway sends no prompt text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Awaitable, Callable
+
+from core.chat import TokenUsage
+from core.clock import Clock
+from core.ids import new_id
+from core.knowledge.embedder import Payer
+from core.llm import LLMClient, Transcribed
+from core.media.audio import seconds_at_most, upload_name
+from core.media.download import Media
+from core.models import UsageRecord
+from core.pricing import PriceTable, to_nanousd
+from core.storage.db import Database, Transaction
+from core.storage.quota import QuotaService
+from core.storage.usage import UsageStore
+
+AUDIO_TOKENS_PER_SECOND = 25
+TEXT_TOKENS_PER_SECOND = 10
+
+
+class AudioRefused(Exception):
+    """The audio is not transcribed: too long, or of a kind the endpoint does not read. The message says why."""
+
+
+class ChargedTranscriber:
+    def __init__(
+        self,
+        *,
+        model: str,
+        llm: LLMClient,
+        db: Database,
+        quota: QuotaService,
+        usage: UsageStore,
+        prices: PriceTable,
+        clock: Clock,
+        max_seconds: int,
+    ) -> None:
+        self.model = model
+        self._llm = llm
+        self._db = db
+        self._quota = quota
+        self._usage = usage
+        self._prices = prices
+        self._clock = clock
+        self._max_seconds = max_seconds
+
+    async def transcribe(
+        self, media: Media, payer: Payer, keep: Callable[[Transaction, str], Awaitable[None]] | None = None
+    ) -> str:
+        """The transcript. `keep` runs in the charge's commit with it (the channel worker stores it on its event).
+        AudioRefused before any charge; QuotaExceeded / AccountLocked before any call; UpstreamUnavailable when
+        the provider does not answer (nothing is charged then)."""
+        name = upload_name(media.mime_type)
+        if name is None:
+            raise AudioRefused(f"audio of type {media.mime_type or 'unknown'} cannot be transcribed")
+        seconds = seconds_at_most(media.data, media.mime_type)
+        if seconds > self._max_seconds:
+            raise AudioRefused(f"the audio lasts {seconds:.0f} s, more than MEDIA_MAX_AUDIO_SECONDS")
+        ceiling = math.ceil(max(seconds, 1.0) * (AUDIO_TOKENS_PER_SECOND + TEXT_TOKENS_PER_SECOND)) + 16
+        reservation = await self._quota.reserve(payer.account_id, ceiling, request_id=payer.request_id)
+        try:
+            result = await self._llm.transcribe(self.model, name, media.data, media.mime_type)
+        except BaseException:
+            await asyncio.shield(self._quota.release(reservation))
+            raise
+        charged = _charged(result, ceiling)
+        cost = self._prices.cost_usd(self.model, charged)
+        reported = TokenUsage(prompt_tokens=result.input_tokens, completion_tokens=result.output_tokens)
+        record = UsageRecord(
+            id=new_id("use"),
+            account_id=payer.account_id,
+            bot_id=payer.bot_id,
+            contact_id=payer.contact_id,
+            channel=payer.channel,
+            model=self.model,
+            response_model=None,
+            prompt_tokens=charged.prompt_tokens,
+            cached_tokens=0,
+            completion_tokens=charged.completion_tokens,
+            reasoning_tokens=0,
+            cost_nanousd=None if cost is None else to_nanousd(cost),
+            price_version=self._prices.version,
+            latency_ms=result.latency_ms,
+            attempts=result.attempts,
+            request_id=payer.request_id,
+            upstream_request_id=None,
+            outcome="ok",
+            error_code=None,
+            created_at=self._clock.now_ms(),
+            reported_usage=None
+            if charged == reported
+            else json.dumps({"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}),
+        )
+
+        async def account(tx: Transaction) -> None:
+            await self._quota.settle(tx, reservation, charged.total_tokens)
+            await self._usage.record(record, tx=tx)
+            if keep is not None:
+                await keep(tx, result.text)
+
+        await self._db.run(account)
+        return result.text
+
+
+def _charged(result: Transcribed, ceiling: int) -> TokenUsage:
+    """As reported, never more than reserved; nothing reported: the reservation."""
+    if result.input_tokens + result.output_tokens == 0:
+        return TokenUsage(prompt_tokens=ceiling)
+    prompt = min(result.input_tokens, ceiling)
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=min(result.output_tokens, ceiling - prompt))
