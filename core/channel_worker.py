@@ -24,6 +24,7 @@ from adapters.events import Attachment, ContentType, EventKind, InboundEvent, ev
 from adapters.graph_client import GraphClient
 from adapters.graph_errors import GraphAction
 from adapters.replies import ECHO_MARK, text_requests, typing_request
+from core.chat import ImagePart
 from core.clock import Clock
 from core.engine import ConversationEngine, TurnRequest
 from core.errors import (
@@ -38,6 +39,7 @@ from core.errors import (
 from core.handoff import Handoff, Handoffs
 from core.knowledge.embedder import Payer
 from core.media.download import MediaFetcher, MediaUnavailable
+from core.media.images import ImageRefused, image_part
 from core.media.transcriber import AudioRefused, ChargedTranscriber
 from core.models import Bot, Channel, Contact
 from core.storage.accounts import AccountStore
@@ -54,6 +56,9 @@ log = structlog.get_logger("core.channel_worker")
 DEFAULT_MEDIA_REPLY = "Thanks! I can only read text messages for now. Could you tell me in words what you need?"
 VOICE_UNAVAILABLE = "Sorry, I couldn't open your voice message. Could you send it again, or type your question instead?"
 VOICE_UNREADABLE = "Sorry, I couldn't understand your voice message. Could you type your question instead?"
+PHOTO_UNAVAILABLE = "Sorry, I couldn't open your photo. Could you send it again, or tell me in words what you need?"
+# The photos of an album arrive as separate messages within a moment; the first of them is answered.
+ALBUM_WINDOW_MS = 10_000
 VOICE_SILENT = "I couldn't hear anything in your voice message. Could you send it again, or type your question?"
 QUOTA_NOTICE = "Sorry, we can't answer right now. The business has been notified and will get back to you."
 RATE_NOTICE = "You're sending messages faster than I can answer. Please wait a moment, then send your question again."
@@ -219,7 +224,21 @@ class ChannelWorker:
         d = self._d
         bot = await d.bots.current(channel.bot_id)
         prompt = model_input(event)
-        note = None
+        note: str | None = None
+        images: tuple[ImagePart, ...] = ()
+        picture = _attachment(event, ContentType.IMAGE)
+        sees = (
+            picture is not None
+            and d.media is not None
+            and d.engine is not None
+            and await d.engine.sees_images(await d.accounts.current(channel.account_id), bot)
+        )
+        if sees and picture is not None:
+            shown = await self._photo(item, channel, event, token, picture)
+            if shown is None or isinstance(shown, _Answer):
+                return None if shown is None else shown.text
+            images, note = (shown,), "image"
+            prompt = event.text or "[The customer sent a photo without a caption.]"
         if prompt is None and _voice(event) is not None and d.transcriber is not None and d.media is not None:
             try:
                 heard = await self._transcript(item, channel, event, token)
@@ -253,7 +272,7 @@ class ChannelWorker:
             await d.handoffs.record(tx, contact, channel.id, handoff)
 
         request = TurnRequest(
-            account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep, handed_off, note
+            account, bot, channel.platform, event.customer_id or "", prompt, item.id, keep, handed_off, note, images
         )
         try:
             result = await d.engine.handle(request)
@@ -328,6 +347,29 @@ class ChannelWorker:
         if not text.strip():
             return _Answer(VOICE_SILENT)
         return text
+
+    async def _photo(
+        self, item: InboxItem, channel: Channel, event: InboundEvent, token: str, picture: Attachment
+    ) -> ImagePart | _Answer | None:
+        """A photo for the model: downloaded now (never kept: the next turn has its caption only). An album's
+        photos arrive as separate messages within a moment: the first is answered, the others are kept in the
+        conversation unanswered (one answer per album, as for the media answer). An answer for the customer when
+        the photo cannot be had; None when the event was finished or rescheduled."""
+        d = self._d
+        assert d.media is not None
+        if not await d.state.claim_notice(channel.id, event.customer_id or "", "album", ALBUM_WINDOW_MS):
+            await self._keep(item, channel, event, "image", "skipped", "another photo of the album was answered")
+            return None
+        try:
+            if picture.media_id is not None:
+                media = await d.media.whatsapp(picture.media_id, token)
+            else:
+                media = await d.media.url(picture.url or "", picture.mime_type)
+            return image_part(media.data)
+        except MediaUnavailable as exc:
+            return await self._media_failed(item, channel, exc.temporary, str(exc), PHOTO_UNAVAILABLE)
+        except ImageRefused as exc:
+            return await self._media_failed(item, channel, False, str(exc), PHOTO_UNAVAILABLE)
 
     async def _media_failed(
         self, item: InboxItem, channel: Channel, temporary: bool, reason: str, answer: str
@@ -441,7 +483,12 @@ class _Answer:
 
 def _voice(event: InboundEvent) -> Attachment | None:
     """The audio attachment of a voice note or audio message, if there is one to fetch."""
-    if event.content_type is not ContentType.AUDIO:
+    return _attachment(event, ContentType.AUDIO)
+
+
+def _attachment(event: InboundEvent, kind: ContentType) -> Attachment | None:
+    """The first attachment of a message of this kind that can be fetched (a media id or a URL)."""
+    if event.content_type is not kind:
         return None
     for attachment in event.attachments:
         if attachment.media_id or attachment.url:

@@ -9,15 +9,29 @@ Role = Literal["system", "developer", "user", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image shown to the model with a message: a data URL, and its size (what its tokens depend on)."""
+
+    url: str  # data:image/jpeg;base64,...
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a chat-completions prompt."""
+    """One message of a chat-completions prompt; a customer's message may carry images (vision models)."""
 
     role: Role
     content: str
     name: str | None = None
+    images: tuple[ImagePart, ...] = ()
 
-    def to_wire(self) -> dict[str, str]:
-        wire = {"role": self.role, "content": self.content}
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.images:
+            wire["content"] = [{"type": "text", "text": self.content}] + [
+                {"type": "image_url", "image_url": {"url": image.url, "detail": "auto"}} for image in self.images
+            ]
         if self.name is not None:
             wire["name"] = self.name
         return wire

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from core.chat import ChatMessage, Completion, TokenUsage, Tool
+from core.chat import ChatMessage, Completion, ImagePart, TokenUsage, Tool
 from core.clock import Clock
 from core.errors import AccountLocked, QuotaExceeded, RateLimited, UpstreamUnavailable
 from core.handoff import HANDOFF_TOOL, Handoff
@@ -31,6 +31,7 @@ from core.ids import new_id
 from core.knowledge.embedder import Payer
 from core.knowledge.service import KnowledgeService, TurnKnowledge
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
+from core.media.vision import accepts_images, image_tokens
 from core.memory import HISTORY_WINDOW, Prompt, build_prompt
 from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
@@ -63,7 +64,10 @@ class TurnRequest:
     # Run in the reply's commit when the turn hands the conversation to a person (core/handoff.py): a channel
     # worker pauses the conversation there, the relay records it; both tell the account.
     on_handoff: Callable[[Transaction, Contact, Handoff], Awaitable[None]] | None = None
-    note: str | None = None  # the customer's message is a voice note's transcript ("transcript")
+    note: str | None = None  # what the customer sent was a voice note ("transcript") or a photo ("image")
+    # Photos shown to a vision model with `text` (their caption), for this turn only: the conversation keeps the
+    # text, never the image.
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +108,7 @@ class ConversationEngine:
         model = resolve_model(req.bot, plan)
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         await self._check_rate(plan, contact)
-        user = ChatMessage(role="user", content=req.text)
+        user = ChatMessage(role="user", content=req.text, images=req.images)
         try:
             knowledge = await self._knowledge(req, model, contact)
         except QuotaExceeded:  # the question's embedding (EMBEDDINGS_MODEL) found the allowance used up
@@ -116,16 +120,18 @@ class ConversationEngine:
             return await self._canned(req, model, contact, user, None)
         context = knowledge.message if knowledge is not None else None
         prompt = await self._prompt(model, req.bot, contact, user, with_history=True, knowledge=context)
-        # The model may hand the conversation to a person (a tool); the tool's definition is prompt tokens too.
+        # The model may hand the conversation to a person (a tool); the tool's definition is prompt tokens too, and
+        # so are the customer's photos (OpenAI's formula, at the most `auto` detail may cost).
         tools = (HANDOFF_TOOL,) if req.bot.handoff_enabled else ()
-        prompt = replace(prompt, tokens=prompt.tokens + d.tokens.count_tools(model, tools))
+        extra = d.tokens.count_tools(model, tools) + sum(image_tokens(model, i.width, i.height) for i in req.images)
+        prompt = replace(prompt, tokens=prompt.tokens + extra)
         needed = prompt.tokens + req.bot.max_reply_tokens
         # The id is ours before the reservation exists, so every exit below can release it, even a cancellation
         # that lands between the reservation's commit and our getting it back.
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
         try:
             await d.quota.reserve(req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id)
-            completion, sent = await self._call(req, model, contact, user, prompt, tools)
+            completion, sent = await self._call(req, model, contact, user, prompt, tools, extra)
             return await self._account(req, model, contact, user, reservation, completion, sent)
         except QuotaExceeded:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
@@ -197,6 +203,11 @@ class ConversationEngine:
             knowledge=knowledge,
         )
 
+    async def sees_images(self, account: Account, bot: Bot) -> bool:
+        """Whether this bot's model takes images (a photo then goes to it; otherwise the bot's media answer)."""
+        plan = await self._d.plans.current(account.plan_id)
+        return accepts_images(resolve_model(bot, plan))
+
     async def hand_off(self, req: TurnRequest, source: str) -> TurnResult:
         """The conversation goes to a person without a model call (the account's tokens are used up and the bot
         says so, `handoff_on_quota`): the customer's message and the handoff message stored, on_handoff run."""
@@ -233,7 +244,14 @@ class ConversationEngine:
         return TurnResult(reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1], handoff=handoff)
 
     async def _call(
-        self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, prompt: Prompt, tools: tuple[Tool, ...]
+        self,
+        req: TurnRequest,
+        model: str,
+        contact: Contact,
+        user: ChatMessage,
+        prompt: Prompt,
+        tools: tuple[Tool, ...],
+        extra: int,
     ) -> tuple[Completion, Prompt]:
         """The completion, and the prompt that got it (its count, tools included, bounds what the provider may
         report)."""
@@ -247,7 +265,7 @@ class ConversationEngine:
             # The model's window is smaller than the bot's memory budget: answer without history rather than fail.
             log.warning("context_window_exceeded", bot_id=bot.id, model=model, turns=prompt.history_turns)
             bare = await self._prompt(model, bot, contact, user, with_history=False, knowledge=prompt.knowledge)
-            bare = replace(bare, tokens=bare.tokens + self._d.tokens.count_tools(model, tools))
+            bare = replace(bare, tokens=bare.tokens + extra)
             request = LLMRequest(model, bare.messages, bot.max_reply_tokens, bot.temperature, tools)
             return await self._d.llm.complete(request), bare
 

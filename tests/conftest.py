@@ -63,8 +63,13 @@ def fake_openai(tokens: TokenCounter) -> FakeOpenAI:
     """Counts tokens with real tiktoken, the way OpenAI reports `usage`."""
 
     def count_prompt(model: str, messages: list[dict[str, Any]]) -> int:
+        def text(content: Any) -> str:  # content parts: the text parts count here, images in the fake itself
+            if isinstance(content, list):
+                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return content or ""
+
         return tokens.count_messages(
-            model, [ChatMessage(role=m["role"], content=m.get("content") or "", name=m.get("name")) for m in messages]
+            model, [ChatMessage(role=m["role"], content=text(m.get("content")), name=m.get("name")) for m in messages]
         )
 
     return FakeOpenAI(count_prompt_tokens=count_prompt, count_text_tokens=tokens.count_text)

@@ -128,10 +128,17 @@ async def test_each_conversation_is_answered_one_at_a_time_in_platform_order(
             assert earlier.ended_at is not None and earlier.ended_at <= later.started_at  # never two at once
 
 
+async def text_only_model(client: TestClient, tenant: Tenant) -> None:
+    """The bot's model takes no images (photos then get the bot's media answer, as they always did)."""
+    models = {"models": ["gpt-4o-mini", "gpt-3.5-turbo"], "default_model": "gpt-3.5-turbo"}
+    await expect(await client.patch(f"/api/admin/plans/{tenant.plan_id}", json=models, headers=auth()), 200)
+
+
 async def test_media_gets_the_bots_short_answer_without_a_model_call(
     live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:
     client, tenant, settings = live
+    await text_only_model(client, tenant)
     await client.patch(
         f"/api/admin/bots/{tenant.bot_id}",
         json={"media_reply": "Nice picture! Please type your question."},
@@ -375,7 +382,8 @@ async def test_an_album_of_photos_gets_one_media_answer(
     live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:
     """Regression: each photo of an album got its own identical reply."""
-    client, _, settings = live
+    client, tenant, settings = live
+    await text_only_model(client, tenant)
     for n in range(4):
         image = {"type": "image", "image": {"id": f"MEDIA{n}", "mime_type": "image/jpeg", "sha256": "x"}}
         await deliver(client, "/webhooks/whatsapp", wa_message(f"wamid.album{n}", image, ts=NOW_S + n))

@@ -15,6 +15,7 @@ inside the cookbook's chat framing (3/message, +1/name, +3 priming).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -419,7 +420,11 @@ class FakeOpenAI:
         if (err := errs.validation_error(body)) is not None or body is None:
             return self._error(ctx, 400, err or {})
         model, stream = body["model"], bool(body.get("stream"))
-        prompt = self.count_prompt_tokens(model, body["messages"]) + self._tool_tokens(model, body.get("tools"))
+        prompt = (
+            self.count_prompt_tokens(model, body["messages"])
+            + self._tool_tokens(model, body.get("tools"))
+            + sum(_image_tokens(model, url) for url in _image_urls(body["messages"]))
+        )
         window = self.context_windows.get(model)
         if window is not None and prompt > window:
             return self._error(ctx, 400, errs.context_error(window, prompt))
@@ -533,3 +538,33 @@ def _ogg_duration(data: bytes) -> float:
     if data[:4] != b"OggS" or last < 0 or len(data) < last + 14:
         return 1.0
     return max(int.from_bytes(data[last + 6 : last + 14], "little", signed=True) / 48_000, 0.0)
+
+
+def _image_urls(messages: Any) -> list[str]:
+    urls: list[str] = []
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                urls.append(str((part.get("image_url") or {}).get("url") or ""))
+    return urls
+
+
+def _image_tokens(model: str, url: str) -> int:
+    """OpenAI's tile formula at high detail (gpt-4o-mini: 2833 + 5667 a tile; gpt-4o family: 85 + 170)."""
+    width, height = _png_size(url)
+    if max(width, height) > 2048:
+        width, height = (width * 2048 // max(width, height), height * 2048 // max(width, height))
+    if min(width, height) > 768:
+        width, height = (width * 768 // min(width, height), height * 768 // min(width, height))
+    tiles = -(-width // 512) * -(-height // 512)
+    base, per_tile = (2833, 5667) if model.startswith("gpt-4o-mini") else (85, 170)
+    return base + per_tile * tiles
+
+
+def _png_size(url: str) -> tuple[int, int]:
+    """A PNG data URL's width and height (from its IHDR chunk); the tests send PNGs."""
+    data = base64.b64decode(url.split(",", 1)[1])
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("the fake reads PNG images only")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

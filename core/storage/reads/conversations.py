@@ -73,10 +73,11 @@ class MessageView(Record):
     created_at: EpochMs
     rating: Literal["up", "down"] | None = Field(description="feedback on a reply")
     author: str | None = Field(description="agent messages: who sent it (the sub of their token)")
-    note: Literal["paused", "undeliverable", "transcript"] | None = Field(
+    note: Literal["paused", "undeliverable", "transcript", "image"] | None = Field(
         description="paused: the customer wrote while a person had the conversation (the bot did not answer); "
         "undeliverable: it arrived after the platform's reply window had closed, so nobody could answer it; "
-        "transcript: the customer sent a voice note, and this is what it said"
+        "transcript: the customer sent a voice note, and this is what it said; image: the customer sent a photo "
+        "(its caption here; the photo itself is shown to the model for that turn only, never kept)"
     )
 
 

@@ -1,0 +1,144 @@
+"""Photos are seen: a vision model gets a customer's photo as an image part with its caption, its tokens reserved
+and charged; the photo is not kept beyond the turn; a model without vision keeps the media answer; an album is
+answered once; a photo that cannot be had gets a clear answer."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.settings import Settings
+from tests.conftest import MakeClient
+from tests.core.test_channel_worker import text_only_model
+from tests.fakes.graph_server import FakeGraph
+from tests.fakes.openai_server import FakeOpenAI
+from tests.support import database
+from tests.support.channel_traffic import (
+    NOW_MS,
+    NOW_S,
+    PAGE_ID,
+    PHONE_ID,
+    PSID,
+    WA_USER,
+    deliver,
+    fb_event,
+    settled,
+    wa_message,
+    wa_text,
+)
+from tests.support.harness import Tenant, auth, connect_channel, expect, provision
+from tests.support.images import photo
+
+MEDIA_ID = "1300000000000001"
+
+
+@pytest.fixture
+async def live(make_client: MakeClient, settings: Settings) -> tuple[TestClient, Tenant, Settings]:
+    settings = replace(settings, workers=2, media_allowed_hosts=("127.0.0.1",))
+    client = await make_client(settings)
+    tenant = await provision(client)  # gpt-4o-mini: a vision model
+    await connect_channel(client, tenant, "whatsapp", PHONE_ID)
+    await connect_channel(client, tenant, "messenger", PAGE_ID)
+    return client, tenant, settings
+
+
+def wa_photo(wamid: str, media_id: str = MEDIA_ID, caption: str | None = None, ts: int = NOW_S) -> dict[str, Any]:
+    image: dict[str, Any] = {"id": media_id, "mime_type": "image/png", "sha256": "x"}
+    if caption is not None:
+        image["caption"] = caption
+    return wa_message(wamid, {"type": "image", "image": image}, ts=ts)
+
+
+async def _messages(client: TestClient, tenant: Tenant) -> list[dict[str, Any]]:
+    owner = auth("owner", tenant.account_id)
+    [summary] = (await expect(await client.get("/api/conversations", headers=owner), 200))["conversations"]
+    return (await expect(await client.get(f"/api/conversations/{summary['id']}", headers=owner), 200))["messages"]
+
+
+async def test_a_photo_with_its_caption_reaches_a_vision_model_and_is_not_kept(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    cake = photo(800, 600)
+    fake_graph.media[MEDIA_ID] = (cake, "image/png")
+    await deliver(client, "/webhooks/whatsapp", wa_photo("wamid.p1", caption="Is this the cake I ordered?"))
+    await settled(settings)
+    [call] = fake_openai.calls
+    text, image = call.messages[-1]["content"]
+    assert text == {"type": "text", "text": "Is this the cake I ordered?"}
+    assert image["type"] == "image_url" and image["image_url"]["detail"] == "auto"
+    assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1]) == cake
+    assert fake_graph.texts_to("+" + WA_USER) == ["You said: Is this the cake I ordered?"]
+    # The photo's tokens (OpenAI's formula: 2833 + 4 tiles x 5667 on gpt-4o-mini) were reserved and are charged
+    # as reported, within the bound.
+    [usage] = database.rows(settings, "SELECT prompt_tokens, reported_usage FROM usage_records")
+    assert usage["prompt_tokens"] == call.usage["prompt_tokens"] > 25_501 and usage["reported_usage"] is None
+
+    # The conversation keeps the caption, marked as a photo; the next turn's prompt carries no image.
+    first = (await _messages(client, tenant))[0]
+    assert (first["content"], first["note"]) == ("Is this the cake I ordered?", "image")
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t2", "And when can I pick it up?", ts=NOW_S + 30))
+    await settled(settings)
+    history = fake_openai.calls[-1].messages
+    assert all(isinstance(m["content"], str) for m in history)
+    assert {"role": "user", "content": "Is this the cake I ordered?"} in history
+
+
+async def test_a_model_without_vision_keeps_the_media_answer(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    await text_only_model(client, tenant)
+    fake_graph.media[MEDIA_ID] = (photo(64, 64), "image/png")
+    await deliver(client, "/webhooks/whatsapp", wa_photo("wamid.p1"))
+    await settled(settings)
+    assert fake_openai.calls == [] and fake_graph.media_downloads == []
+    [answer] = fake_graph.texts_to("+" + WA_USER)
+    assert "only read text" in answer
+
+
+async def test_an_album_is_answered_once_and_every_photo_is_kept(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    for n in range(3):
+        fake_graph.media[f"13000000000000{n:02d}"] = (photo(100 + n, 100), "image/png")
+    for n in range(3):
+        body = wa_photo(f"wamid.a{n}", f"13000000000000{n:02d}", caption=f"photo {n}", ts=NOW_S + n)
+        await deliver(client, "/webhooks/whatsapp", body)
+    rows = await settled(settings)
+    assert [r["state"] for r in rows] == ["done", "skipped", "skipped"]
+    assert len(fake_openai.calls) == 1 and len(fake_graph.texts_to("+" + WA_USER)) == 1
+    notes = [(m["role"], m["note"]) for m in await _messages(client, tenant)]
+    assert notes == [("user", "image"), ("assistant", None), ("user", "image"), ("user", "image")]
+
+
+@pytest.mark.parametrize("problem", ["damaged", "expired"])
+async def test_a_photo_that_cannot_be_had_gets_a_clear_answer(
+    problem: str, live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, _, settings = live
+    if problem == "damaged":
+        fake_graph.media[MEDIA_ID] = (b"\x89PNG not really", "image/png")
+    await deliver(client, "/webhooks/whatsapp", wa_photo("wamid.p1", caption="look"))
+    await settled(settings)
+    assert fake_openai.calls == []
+    [answer] = fake_graph.texts_to("+" + WA_USER)
+    assert "couldn't open your photo" in answer
+
+
+async def test_a_messenger_photo_is_fetched_from_its_cdn_url(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph, graph_url: str
+) -> None:
+    client, _, settings = live
+    fake_graph.cdn["p.png"] = (photo(300, 200), "image/png")
+    message = {"mid": "m_photo", "attachments": [{"type": "image", "payload": {"url": f"{graph_url}/cdn/p.png"}}]}
+    await deliver(client, "/webhooks/messenger", fb_event({"message": message}, ts=NOW_MS))
+    await settled(settings)
+    [call] = fake_openai.calls
+    assert [part["type"] for part in call.messages[-1]["content"]] == ["text", "image_url"]
+    assert fake_graph.texts_to(PSID) == ["You said: [The customer sent a photo without a caption.]"]
