@@ -43,6 +43,7 @@ bench: install bench-deps
 	$(PY) -m bench.dashboard
 	$(PY) -m bench.codec
 	$(PY) -m bench.recovery
+	$(PY) -m bench.media
 
 # The relay and webhook benchmarks on PostgreSQL (the webhooks' with the gateway as web and worker processes): each
 # creates a database of its own on the server at BENCH_DATABASE and drops it at the end.

@@ -39,6 +39,7 @@ from bench.common import provision_with_channel, serving
 from core.chat import ChatMessage
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
+from gateway.logging import configure_logging
 from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
@@ -109,6 +110,7 @@ def _usage(database: Path, since_ms: int) -> tuple[int, int]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    configure_logging("WARNING", "console")
     tokens = TokenCounter(PROJECT_DATA / "tokenizers")
     tokens.preload()
 
