@@ -201,6 +201,8 @@ class FakeGraph:
         self.media: dict[str, tuple[bytes, str]] = {}  # WhatsApp media id -> (bytes, MIME type)
         self.cdn: dict[str, tuple[bytes, str]] = {}  # file name under /cdn/ -> (bytes, MIME type)
         self.media_downloads: list[tuple[str, str | None]] = []  # (path, token) of each byte download
+        self.media_latency = 0.0  # seconds before the bytes of a WhatsApp media file come
+        self.media_in_flight = 0
         self._app.router.add_get("/whatsapp_business/attachments/", self._media_bytes)
         self._app.router.add_get("/cdn/{name}", self._cdn)
         self._app.router.add_post(r"/{version:v\d+\.\d+}/{object_id:[^/]+}/messages", self._messages)
@@ -355,6 +357,13 @@ class FakeGraph:
         found = self.media.get(request.query.get("mid", ""))
         if found is None:
             return web.Response(status=404)
+        self.media_in_flight += 1
+        try:
+            if self.media_latency and not await self._pause(request, self.media_latency):
+                abort_connection(request.transport)
+                return web.Response(status=499)
+        finally:
+            self.media_in_flight -= 1
         return web.Response(body=found[0], content_type=found[1])
 
     async def _cdn(self, request: web.Request) -> web.Response:

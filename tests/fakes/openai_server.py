@@ -124,6 +124,8 @@ class FakeOpenAI:
         self.transcripts: dict[str, str] = {}
         self.transcription_calls: list[tuple[str, str, int]] = []
         self.transcription_failures: deque[int] = deque()
+        self.transcription_latency = 0.0  # seconds before a transcription answers
+        self.transcriptions_in_flight = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self._reply: Callable[[dict], str] = _default_reply
@@ -343,7 +345,14 @@ class FakeOpenAI:
         if not isinstance(upload, web.FileField):
             return web.json_response(_invalid("file is required", "file"), status=400, headers={"x-request-id": rid})
         data = upload.file.read()
+        upload.file.close()
         self.transcription_calls.append((model, upload.filename, len(data)))
+        if self.transcription_latency:
+            self.transcriptions_in_flight += 1
+            try:
+                await asyncio.sleep(self.transcription_latency)
+            finally:
+                self.transcriptions_in_flight -= 1
         if self.transcription_failures:
             status = self.transcription_failures.popleft()
             error = {"error": {"message": "scripted failure", "type": "server_error", "param": None, "code": None}}
