@@ -169,6 +169,12 @@ class ChannelWorker:
             reply = await self._reply(item, channel, event, token)
             if reply is None:
                 return  # _reply finished or rescheduled the item itself
+            # A person may have taken over while the reply was being made (an echo, an agent's reply): the bot does
+            # not talk over them. Its own handoff pauses too, and its handoff message still goes out.
+            pause = await d.state.paused(channel.id, event.customer_id)
+            if pause is not None and pause.reason != "handoff":
+                await d.queue.finish(item, "skipped", "a person took over while the reply was being written")
+                return
         await self._send(item, channel, event, reply, final_state="done", token=token)
 
     async def _echo(self, item: InboxItem, channel: Channel, event: InboundEvent) -> None:
@@ -357,19 +363,21 @@ class ChannelWorker:
         the photo cannot be had; None when the event was finished or rescheduled."""
         d = self._d
         assert d.media is not None
-        if not await d.state.claim_notice(channel.id, event.customer_id or "", "album", ALBUM_WINDOW_MS):
-            await self._keep(item, channel, event, "image", "skipped", "another photo of the album was answered")
-            return None
         try:
             if picture.media_id is not None:
                 media = await d.media.whatsapp(picture.media_id, token)
             else:
                 media = await d.media.url(picture.url or "", picture.mime_type)
-            return image_part(media.data)
+            part = image_part(media.data)
         except MediaUnavailable as exc:
             return await self._media_failed(item, channel, exc.temporary, str(exc), PHOTO_UNAVAILABLE)
         except ImageRefused as exc:
             return await self._media_failed(item, channel, False, str(exc), PHOTO_UNAVAILABLE)
+        # Claimed once the photo is in hand: a photo that failed and is retried must not find its own claim.
+        if not await d.state.claim_album(channel.id, event.customer_id or "", ALBUM_WINDOW_MS):
+            await self._keep(item, channel, event, "image", "skipped", "another photo of the album was answered")
+            return None
+        return part
 
     async def _media_failed(
         self, item: InboxItem, channel: Channel, temporary: bool, reason: str, answer: str

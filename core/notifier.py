@@ -25,6 +25,7 @@ import structlog
 from yarl import URL
 
 from core.knowledge.fetch import AddressPolicy, FetchRefused, GuardedResolver
+from core.secrets import SecretsError
 from core.storage.notifications import NotificationStore, Outgoing
 
 log = structlog.get_logger("core.notifier")
@@ -60,7 +61,9 @@ class Notifier:
         body = notification.body.encode()
         try:
             error = await self._post(notification, body)
-        except FetchRefused as exc:  # the address is not allowed: retrying cannot help until the URL changes
+        except (FetchRefused, SecretsError) as exc:
+            # The address is not allowed, or the signing key cannot be opened (SECRETS_KEY changed without a
+            # rotation): retrying cannot help until the account or the operator changes something.
             await self._store.give_up(notification.id, str(exc))
             log.warning("notification_refused", notification_id=notification.id, reason=str(exc), alert=True)
             return False

@@ -28,7 +28,10 @@ UPLOAD_NAMES = {
     "audio/webm": "audio.webm",
     "audio/flac": "audio.flac",
 }
-LOWEST_BITRATE = 8_000  # bits per second
+LOWEST_BITRATE = 8_000  # bits per second: an unknown container's length is bounded at this rate
+# No voice codec needs more (Opus tops out at 510 kbit/s): a declared length shorter than the bytes allow at this
+# rate is a forged or damaged header, and the bytes' bound is used instead.
+HIGHEST_BITRATE = 512_000
 
 
 def upload_name(mime_type: str) -> str | None:
@@ -37,12 +40,28 @@ def upload_name(mime_type: str) -> str | None:
 
 
 def seconds_at_most(data: bytes, mime_type: str) -> float:
-    """How long the audio lasts at most: exact for Ogg, a bound from its size otherwise."""
-    if mime_type in ("audio/ogg", "audio/opus") or data[:4] == b"OggS":
-        exact = ogg_seconds(data)
-        if exact is not None:
-            return exact
-    return len(data) * 8 / LOWEST_BITRATE
+    """How long the audio lasts, as its container declares it (Ogg, MP4), never less than its bytes take at the
+    highest bitrate; a bound from its size at the lowest bitrate when nothing is declared."""
+    declared = ogg_seconds(data) if data[:4] == b"OggS" else mp4_seconds(data)
+    if declared is None:
+        return len(data) * 8 / LOWEST_BITRATE
+    return max(declared, len(data) * 8 / HIGHEST_BITRATE)
+
+
+def mp4_seconds(data: bytes) -> float | None:
+    """The duration an MP4/M4A file declares in its movie header (`mvhd`), or None if it has none."""
+    at = data.find(b"mvhd", 0, 1 << 20)
+    if at < 4:
+        return None
+    version = data[at + 4] if len(data) > at + 4 else 0
+    try:
+        if version == 1:
+            timescale, duration = struct.unpack_from(">IQ", data, at + 4 + 4 + 16)
+        else:
+            timescale, duration = struct.unpack_from(">II", data, at + 4 + 4 + 8)
+    except struct.error:
+        return None
+    return duration / timescale if timescale else None
 
 
 def ogg_seconds(data: bytes) -> float | None:

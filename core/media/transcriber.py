@@ -113,7 +113,11 @@ class ChargedTranscriber:
             if keep is not None:
                 await keep(tx, result.text)
 
-        await self._db.run(account)
+        try:
+            await self._db.run(account)
+        except BaseException:  # nothing was charged: the reservation goes back now, not at its expiry
+            await asyncio.shield(self._quota.release(reservation))
+            raise
         return result.text
 
 

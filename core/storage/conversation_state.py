@@ -132,6 +132,18 @@ class ConversationStateStore:
             )
         return bool(claimed)
 
+    async def claim_album(self, channel_id: str, customer_id: str, window_ms: int) -> bool:
+        """True (and recorded) for the first photo answered in `window_ms`: an album's other photos get False."""
+        now = self._clock.now_ms()
+        async with self._db.transaction() as tx:
+            await tx.execute(_ENSURE, (channel_id, customer_id))
+            claimed = await tx.execute(
+                "UPDATE conversation_state SET album_at = ? WHERE channel_id = ? AND customer_id = ?"
+                " AND (album_at IS NULL OR album_at <= ?)",
+                (now, channel_id, customer_id, now - window_ms),
+            )
+        return bool(claimed)
+
     async def record_sent(self, tx: Transaction, channel_id: str, message_ids: list[str], now_ms: int) -> None:
         """Messages we sent outside a turn (a person's reply through the API): their echoes are ours."""
         for message_id in message_ids:

@@ -499,6 +499,26 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        11,
+        "a conversation's last album photo answered, in a slot of its own; reply windows known for earlier messages",
+        (
+            # The notices (quota, rate, media) share last_notice: the album rule must not reset their windows.
+            "ALTER TABLE conversation_state ADD COLUMN album_at BIGINT",
+            # Before migration 8 nothing wrote last_inbound_at: a person could not answer a conversation until its
+            # customer wrote again. The inbox (10 days, longer than any reply window) says when they last did.
+            """INSERT INTO conversation_state (channel_id, customer_id, last_inbound_at)
+                SELECT channel_id, customer_id, MAX(platform_ts) FROM inbox
+                WHERE kind IN ('message', 'postback') AND customer_id IS NOT NULL
+                GROUP BY channel_id, customer_id
+                ON CONFLICT (channel_id, customer_id) DO UPDATE SET last_inbound_at = excluded.last_inbound_at
+                WHERE conversation_state.last_inbound_at IS NULL
+                   OR conversation_state.last_inbound_at < excluded.last_inbound_at""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

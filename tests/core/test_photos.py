@@ -37,7 +37,8 @@ MEDIA_ID = "1300000000000001"
 
 
 @pytest.fixture
-async def live(make_client: MakeClient, settings: Settings) -> tuple[TestClient, Tenant, Settings]:
+async def live(make_client: MakeClient, settings: Settings, monkeypatch: Any) -> tuple[TestClient, Tenant, Settings]:
+    monkeypatch.setattr("core.channel_worker._BACKOFF_MS", (20, 20, 20, 20, 20))
     settings = replace(settings, workers=2, media_allowed_hosts=("127.0.0.1",))
     client = await make_client(settings)
     tenant = await provision(client)  # gpt-4o-mini: a vision model
@@ -142,3 +143,17 @@ async def test_a_messenger_photo_is_fetched_from_its_cdn_url(
     [call] = fake_openai.calls
     assert [part["type"] for part in call.messages[-1]["content"]] == ["text", "image_url"]
     assert fake_graph.texts_to(PSID) == ["You said: [The customer sent a photo without a caption.]"]
+
+
+async def test_a_photo_whose_download_failed_once_is_answered_on_the_retry(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    """Regression: the album's claim was taken before the download, so the retry found it taken and was skipped."""
+    client, _, settings = live
+    fake_graph.media[MEDIA_ID] = (photo(64, 64), "image/png")
+    fake_graph.media_failures.append(503)
+    await deliver(client, "/webhooks/whatsapp", wa_photo("wamid.p1", caption="Is this the right one?"))
+    [row] = await settled(settings)
+    assert row["state"] == "done" and row["attempts"] == 2
+    assert [part["type"] for part in fake_openai.calls[0].messages[-1]["content"]] == ["text", "image_url"]
+    assert fake_graph.texts_to("+" + WA_USER) == ["You said: Is this the right one?"]

@@ -189,3 +189,15 @@ async def test_with_transcription_off_a_voice_note_gets_the_bots_media_answer(
     await settled(settings)
     assert fake_openai.transcription_calls == [] and fake_graph.media_downloads == []
     assert fake_graph.texts_to("+" + WA_USER) == ["Please type your question."]
+
+
+def test_a_voice_notes_length_is_read_from_its_container_and_never_trusted_below_its_size() -> None:
+    from core.media.audio import HIGHEST_BITRATE, mp4_seconds, seconds_at_most
+
+    # An MP4 (Messenger, Instagram voice clips) declares its length in its movie header.
+    mvhd = b"mvhd" + bytes([0, 0, 0, 0]) + b"\x00" * 8 + (1000).to_bytes(4, "big") + (95_000).to_bytes(4, "big")
+    clip = b"\x00\x00\x00\x20ftypM4A " + b"\x00\x00\x00\x6c" + mvhd + b"\x00" * 900_000
+    assert mp4_seconds(clip) == 95.0 and seconds_at_most(clip, "audio/mp4") == 95.0
+    # A header claiming one second for 3 MB of audio is not believed: the bytes bound the length.
+    forged = voice_note(1.0, "x") + b"\x00" * 3_000_000
+    assert seconds_at_most(forged, "audio/ogg") == pytest.approx(len(forged) * 8 / HIGHEST_BITRATE)

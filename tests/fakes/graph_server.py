@@ -202,6 +202,7 @@ class FakeGraph:
         self.cdn: dict[str, tuple[bytes, str]] = {}  # file name under /cdn/ -> (bytes, MIME type)
         self.media_downloads: list[tuple[str, str | None]] = []  # (path, token) of each byte download
         self.media_latency = 0.0  # seconds before the bytes of a WhatsApp media file come
+        self.media_failures: deque[int] = deque()  # HTTP statuses answered to the next byte downloads, one each
         self.media_in_flight = 0
         self._app.router.add_get("/whatsapp_business/attachments/", self._media_bytes)
         self._app.router.add_get("/cdn/{name}", self._cdn)
@@ -357,6 +358,8 @@ class FakeGraph:
         found = self.media.get(request.query.get("mid", ""))
         if found is None:
             return web.Response(status=404)
+        if self.media_failures:
+            return web.Response(status=self.media_failures.popleft())
         self.media_in_flight += 1
         try:
             if self.media_latency and not await self._pause(request, self.media_latency):

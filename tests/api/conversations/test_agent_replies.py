@@ -5,6 +5,7 @@ echoes and business-scoped user ids are handled."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from typing import Any
@@ -229,3 +230,21 @@ async def test_viewers_cannot_answer_customers(live: Any, fake_graph: FakeGraph)
     await expect(await client.post(url, json={"text": "hi"}, headers=auth("viewer", tenant.account_id)), 403)
     await expect(await client.post(url, json={"text": "   "}, headers=auth("owner", tenant.account_id)), 400)
     assert len([r for r in fake_graph.requests if r.kind == "text"]) == 1  # the bot's reply only
+
+
+async def test_the_bot_does_not_talk_over_a_person_who_answers_while_it_thinks(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.1", "Hello", ts=NOW_S))
+    await settled(settings)
+    contact_id = (await _conversation(client, tenant, "whatsapp"))["conversation"]["id"]
+    fake_openai.latency = 1.0  # the model takes its time over the next message
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.2", "Is the shop open?", ts=NOW_S + 5))
+    deadline = time.monotonic() + 10
+    while len(fake_openai.calls) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    await _answer(client, tenant, contact_id, "Yes, until 6 - Anna", 201)  # while the model is still writing
+    await settled(settings)
+    assert fake_graph.texts_to("+" + WA_USER) == ["You said: Hello", "Yes, until 6 - Anna"]

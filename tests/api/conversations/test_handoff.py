@@ -119,10 +119,12 @@ async def test_the_model_hands_a_whatsapp_customer_to_a_person(
         None,
     )
     # Nothing the customer sends meanwhile reaches the model, however long it takes.
+    assert detail["messages"][-1]["content"] == HANDOFF_MESSAGE
     await deliver(client, "/webhooks/whatsapp", wa_text("wamid.3", "hello??", ts=NOW_S + 2))
     await settled(settings)
     assert len(fake_openai.calls) == 2
-    assert detail["messages"][-1]["content"] == HANDOFF_MESSAGE
+    last = (await _conversation(client, tenant))["messages"][-1]
+    assert (last["content"], last["note"]) == ("hello??", "paused")
 
     owner = auth("owner", tenant.account_id)
     feed = (await expect(await client.get("/api/dashboard/activity?kind=handoff", headers=owner), 200))["activity"]
