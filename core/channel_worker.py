@@ -244,7 +244,7 @@ class ChannelWorker:
             if shown is None or isinstance(shown, _Answer):
                 return None if shown is None else shown.text
             images, note = (shown,), "image"
-            prompt = event.text or "[The customer sent a photo without a caption.]"
+            prompt = bounded_text(event.text or "[The customer sent a photo without a caption.]", 4000)
         if prompt is None and _voice(event) is not None and d.transcriber is not None and d.media is not None:
             try:
                 heard = await self._transcript(item, channel, event, token)
@@ -329,13 +329,13 @@ class ChannelWorker:
         event was rescheduled (a temporary failure)."""
         d = self._d
         assert d.media is not None and d.transcriber is not None
-        if item.media_text is not None:
-            return item.media_text
+        if item.media_text is not None:  # transcribed (and charged) by an earlier attempt
+            return item.media_text if item.media_text.strip() else _Answer(VOICE_SILENT)
         attachment = _voice(event)
         assert attachment is not None
         try:
             if attachment.media_id is not None:
-                media = await d.media.whatsapp(attachment.media_id, token)
+                media = await d.media.whatsapp(attachment.media_id, token, channel.external_id)
             else:
                 media = await d.media.url(attachment.url or "", attachment.mime_type)
         except MediaUnavailable as exc:
@@ -365,10 +365,10 @@ class ChannelWorker:
         assert d.media is not None
         try:
             if picture.media_id is not None:
-                media = await d.media.whatsapp(picture.media_id, token)
+                media = await d.media.whatsapp(picture.media_id, token, channel.external_id)
             else:
                 media = await d.media.url(picture.url or "", picture.mime_type)
-            part = image_part(media.data)
+            part = await asyncio.to_thread(image_part, media.data)  # base64 of megabytes: off the event loop
         except MediaUnavailable as exc:
             return await self._media_failed(item, channel, exc.temporary, str(exc), PHOTO_UNAVAILABLE)
         except ImageRefused as exc:

@@ -52,14 +52,16 @@ class MediaFetcher:
         self._timeout = timeout_seconds
         self._session: aiohttp.ClientSession | None = None
 
-    async def whatsapp(self, media_id: str, access_token: str) -> Media:
-        """A WhatsApp media id's bytes: its URL from Graph, then the bytes, both with the channel's token."""
+    async def whatsapp(self, media_id: str, access_token: str, phone_number_id: str) -> Media:
+        """A WhatsApp media id's bytes: its URL from Graph (asked for the number the message came to, so Graph
+        checks the media belongs to it), then the bytes, both with the channel's token."""
         if not media_id.isdigit():  # Meta's media ids are numbers; anything else would be a path into Graph
             raise MediaUnavailable("the media id is not a number")
         auth = {"Authorization": f"Bearer {access_token}"}
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._open().get(self._graph / media_id, headers=auth, allow_redirects=False) as response:
+                node_url = (self._graph / media_id).with_query(phone_number_id=phone_number_id)
+                async with self._open().get(node_url, headers=auth, allow_redirects=False) as response:
                     raw = await response.read()
                     if response.status != 200:
                         raise MediaUnavailable(
@@ -100,7 +102,11 @@ class MediaFetcher:
             self._check_host(url)
             async with self._open().get(url, headers=headers, allow_redirects=False) as response:
                 if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = url.join(URL(response.headers["Location"]))
+                    target = url.join(URL(response.headers["Location"]))
+                    if url.scheme == "https" and target.scheme != "https":
+                        # The channel's token travels with the request: never down to plain http.
+                        raise MediaUnavailable("the media URL redirected from https to http")
+                    url = target
                     continue
                 if response.status != 200:
                     raise MediaUnavailable(
