@@ -37,13 +37,14 @@ from aiohttp import web
 from bench.postgres import BenchDatabase, check_server
 from core.clock import SystemClock
 from core.knowledge.chunking import chunk_faq, chunk_text
-from core.knowledge.embedder import ChargedEmbedder, Payer
+from core.knowledge.embedder import ChargedEmbedder
 from core.knowledge.indexer import KnowledgeIndexer
 from core.knowledge.service import FaqSource, FileSource, KnowledgeService, Semantic, TextSource
 from core.knowledge.terms import TERMS_VERSION, fold
 from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
 from core.models import Bot, BotSettings, PlanSettings
+from core.paid_calls import Payer
 from core.pricing import PriceTable
 from core.storage.accounts import AccountStore
 from core.storage.backends import connect_database

@@ -37,11 +37,11 @@ from core.errors import (
     UpstreamUnavailable,
 )
 from core.handoff import Handoff, Handoffs
-from core.knowledge.embedder import Payer
 from core.media.download import MediaFetcher, MediaUnavailable
 from core.media.images import ImageRefused, image_part
 from core.media.transcriber import AudioRefused, ChargedTranscriber
 from core.models import Bot, Channel, Contact
+from core.paid_calls import Payer
 from core.storage.accounts import AccountStore
 from core.storage.activity import record_undeliverable
 from core.storage.bots import BotStore

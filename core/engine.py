@@ -28,13 +28,13 @@ from core.clock import Clock
 from core.errors import AccountLocked, QuotaExceeded, RateLimited, UpstreamUnavailable
 from core.handoff import HANDOFF_TOOL, Handoff
 from core.ids import new_id
-from core.knowledge.embedder import Payer
 from core.knowledge.service import KnowledgeService, TurnKnowledge
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
 from core.media.vision import accepts_images, image_tokens
 from core.memory import HISTORY_WINDOW, Prompt, build_prompt
 from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
+from core.paid_calls import Payer
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
 from core.storage.conversations import ConversationStore, NewMessage

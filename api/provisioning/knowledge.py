@@ -22,11 +22,11 @@ from api.operations import JWT, OperationTable
 from api.provisioning.bots import visible_bot
 from api.provisioning.models import KnowledgeList, KnowledgeRequest, KnowledgeResult, KnowledgeSearch, SearchQuery
 from core.engine import resolve_model
-from core.knowledge.embedder import Payer
 from core.knowledge.extract import UnreadableDocument, kind_of
 from core.knowledge.fetch import FetchFailed, FetchRefused
 from core.knowledge.service import FaqSource, FileSource, KnowledgeService, Source, TextSource, UrlSource
 from core.models import Bot, KnowledgeDocument
+from core.paid_calls import Payer
 from core.storage.accounts import AccountStore
 from core.storage.bots import BotStore
 from core.storage.plans import PlanStore

@@ -14,8 +14,9 @@ import structlog
 
 from core.clock import Clock
 from core.errors import AccountLocked, QuotaExceeded, UpstreamUnavailable
-from core.knowledge.embedder import BATCH, ChargedEmbedder, Payer
+from core.knowledge.embedder import BATCH, ChargedEmbedder
 from core.knowledge.vectors import encode_vector
+from core.paid_calls import Payer
 from core.storage.knowledge import KnowledgeStore
 
 log = structlog.get_logger("core.knowledge.indexer")

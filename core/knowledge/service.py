@@ -20,12 +20,13 @@ import structlog
 from core.chat import ChatMessage
 from core.errors import UpstreamUnavailable
 from core.knowledge.chunking import ChunkDraft, chunk_faq, chunk_text
-from core.knowledge.embedder import ChargedEmbedder, Payer
+from core.knowledge.embedder import ChargedEmbedder
 from core.knowledge.extract import UnreadableDocument, extract
 from core.knowledge.fetch import FetchFailed, PageFetcher
 from core.knowledge.terms import TERMS_VERSION, index_terms, query_terms
 from core.knowledge.vectors import VectorIndex
 from core.models import Bot, KnowledgeDocument
+from core.paid_calls import Payer
 from core.storage.knowledge import FoundChunk, KnowledgeStore, NewChunk, NewDocument
 from core.tokens import TokenCounter
 

@@ -18,13 +18,11 @@ from collections.abc import Awaitable, Callable
 
 from core.chat import TokenUsage
 from core.clock import Clock
-from core.ids import new_id
-from core.knowledge.embedder import Payer
 from core.llm import LLMClient, Transcribed
 from core.media.audio import seconds_at_most, upload_name
 from core.media.download import Media
-from core.models import UsageRecord
-from core.pricing import PriceTable, to_nanousd
+from core.paid_calls import Payer, paid_call_record
+from core.pricing import PriceTable
 from core.storage.db import Database, Transaction
 from core.storage.quota import QuotaService
 from core.storage.usage import UsageStore
@@ -79,30 +77,16 @@ class ChargedTranscriber:
             await asyncio.shield(self._quota.release(reservation))
             raise
         charged = _charged(result, ceiling)
-        cost = self._prices.cost_usd(self.model, charged)
         reported = TokenUsage(prompt_tokens=result.input_tokens, completion_tokens=result.output_tokens)
-        record = UsageRecord(
-            id=new_id("use"),
-            account_id=payer.account_id,
-            bot_id=payer.bot_id,
-            contact_id=payer.contact_id,
-            channel=payer.channel,
-            model=self.model,
-            response_model=None,
-            prompt_tokens=charged.prompt_tokens,
-            cached_tokens=0,
-            completion_tokens=charged.completion_tokens,
-            reasoning_tokens=0,
-            cost_nanousd=None if cost is None else to_nanousd(cost),
-            price_version=self._prices.version,
+        record = paid_call_record(
+            payer,
+            self.model,
+            charged,
+            prices=self._prices,
+            now_ms=self._clock.now_ms(),
             latency_ms=result.latency_ms,
             attempts=result.attempts,
-            request_id=payer.request_id,
-            upstream_request_id=None,
-            outcome="ok",
-            error_code=None,
-            created_at=self._clock.now_ms(),
-            reported_usage=None
+            reported=None
             if charged == reported
             else json.dumps({"input_tokens": result.input_tokens, "output_tokens": result.output_tokens}),
         )
