@@ -210,9 +210,9 @@ async def test_strict_knowledge_mode_hands_off_instead_of_its_no_answer_message(
 
 
 async def test_a_used_up_quota_hands_off_instead_of_going_quiet(
-    make_client: MakeClient, settings: Settings, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+    make_client: MakeClient, settings: Settings, fake_openai: FakeOpenAI, fake_graph: FakeGraph, endpoint: Endpoint
 ) -> None:
-    settings = replace(settings, workers=2)
+    settings = replace(settings, workers=2, notify_allow_networks=("127.0.0.0/8",))
     client = await make_client(settings)
     tenant = await provision(
         client,
@@ -220,6 +220,7 @@ async def test_a_used_up_quota_hands_off_instead_of_going_quiet(
         bot={"handoff_on_quota": True, "handoff_message": HANDOFF_MESSAGE},
     )
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)
+    secret = await _set_endpoint(client, tenant, endpoint.url)
     for n in range(3):
         await deliver(client, "/webhooks/whatsapp", wa_text(f"wamid.{n}", f"question {n}", ts=NOW_S + n))
     await settled(settings)
@@ -233,6 +234,13 @@ async def test_a_used_up_quota_hands_off_instead_of_going_quiet(
         ("user", "paused"),
         ("user", "paused"),
     ]
+    # The account is told, as for any handoff: the feed, and its endpoint.
+    owner = auth("owner", tenant.account_id)
+    feed = (await expect(await client.get("/api/dashboard/activity?kind=handoff", headers=owner), 200))["activity"]
+    assert [entry["detail"]["source"] for entry in feed] == ["quota"]
+    await until(lambda: len(endpoint.received) == 1, within=10)
+    note = _verified(secret, *endpoint.received[0])
+    assert (note["source"], note["paused"], note["reason"]) == ("quota", True, None)
 
 
 async def test_notification_endpoints_are_the_accounts_own_and_refuse_private_addresses(
