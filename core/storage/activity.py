@@ -166,25 +166,19 @@ async def record_takeover(
 ) -> None:
     """A person took over a conversation of `channel_id` (detected from an echo, an agent reply, asked for through
     the API), or the bot handed it to a person (`reason` handoff: until someone resumes it)."""
-    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
-    if channel is None:
+    where = await _conversation(tx, channel_id, customer_id)
+    if where is None:
         return
-    contact = await tx.fetch_one(
-        "SELECT id FROM contacts WHERE bot_id = ? AND platform = ? AND external_id = ?",
-        (channel["bot_id"], channel["platform"], customer_id),
-    )
-    contact_id = None if contact is None else contact["id"]
     if reason == "handoff":
-        platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
         entry = NewActivity(
-            channel["account_id"],
+            where.account_id,
             "handoff",
-            f"The bot handed a {platform} conversation to a person ({source}); it stays paused until someone resumes"
-            " it",
-            bot_id=channel["bot_id"],
+            f"The bot handed a {where.platform_name} conversation to a person ({source}); it stays paused until"
+            " someone resumes it",
+            bot_id=where.bot_id,
             channel_id=channel_id,
-            contact_id=contact_id,
-            detail={"platform": channel["platform"], "source": source},
+            contact_id=where.contact_id,
+            detail={"platform": where.platform, "source": source},
         )
         await add_activity(tx, entry, now_ms)
         return
@@ -195,12 +189,12 @@ async def record_takeover(
     await add_activity(
         tx,
         NewActivity(
-            channel["account_id"],
+            where.account_id,
             "human_takeover",
             f"{who}; the bot is paused in this conversation for {minutes} min",
-            bot_id=channel["bot_id"],
+            bot_id=where.bot_id,
             channel_id=channel_id,
-            contact_id=contact_id,
+            contact_id=where.contact_id,
             detail={"source": source, "paused_minutes": minutes},
         ),
         now_ms,
@@ -211,20 +205,19 @@ async def record_undeliverable(
     tx: Transaction, channel_id: str, contact_id: str | None, reason: str, now_ms: int
 ) -> None:
     """A customer's message of `channel_id` could not be answered: the platform's reply window had closed."""
-    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
-    if channel is None:
+    where = await _conversation(tx, channel_id, None)
+    if where is None:
         return
-    platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
     await add_activity(
         tx,
         NewActivity(
-            channel["account_id"],
+            where.account_id,
             "message_undeliverable",
-            f"A {platform} customer's message could not be answered: {reason}",
-            bot_id=channel["bot_id"],
+            f"A {where.platform_name} customer's message could not be answered: {reason}",
+            bot_id=where.bot_id,
             channel_id=channel_id,
             contact_id=contact_id,
-            detail={"platform": channel["platform"], "reason": reason},
+            detail={"platform": where.platform, "reason": reason},
         ),
         now_ms,
     )
@@ -236,27 +229,55 @@ async def record_dead_letter(
     """An event of `channel_id` was given up on after `attempts` tries and its customer is being sent the bot's
     fallback message. Durable, unlike the inbox row (purged after days): the dashboards count fallbacks from
     these rows. Keyed by the event, so a fallback send that is retried or resumed still makes one row."""
-    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
-    if channel is None:
+    where = await _conversation(tx, channel_id, customer_id)
+    if where is None:
         return
-    contact = await tx.fetch_one(
-        "SELECT id FROM contacts WHERE bot_id = ? AND platform = ? AND external_id = ?",
-        (channel["bot_id"], channel["platform"], customer_id),
-    )
-    platform = _PLATFORM_NAMES.get(channel["platform"], channel["platform"])
     await add_activity(
         tx,
         NewActivity(
-            channel["account_id"],
+            where.account_id,
             "dead_letter",
-            f"A {platform} customer got the fallback message after {attempts} failed attempts",
-            bot_id=channel["bot_id"],
+            f"A {where.platform_name} customer got the fallback message after {attempts} failed attempts",
+            bot_id=where.bot_id,
             channel_id=channel_id,
-            contact_id=None if contact is None else contact["id"],
-            detail={"platform": channel["platform"], "attempts": attempts},
+            contact_id=where.contact_id,
+            detail={"platform": where.platform, "attempts": attempts},
             dedupe_key=f"dead_letter:{inbox_id}",
         ),
         now_ms,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Conversation:
+    """Where a channel event belongs: the channel's account, bot and platform, and the customer's contact."""
+
+    account_id: str
+    bot_id: str
+    platform: str
+    contact_id: str | None
+
+    @property
+    def platform_name(self) -> str:
+        return _PLATFORM_NAMES.get(self.platform, self.platform)
+
+
+async def _conversation(tx: Transaction, channel_id: str, customer_id: str | None) -> _Conversation | None:
+    """None when the channel is gone; the contact only when `customer_id` is given and it exists."""
+    channel = await tx.fetch_one("SELECT account_id, bot_id, platform FROM channels WHERE id = ?", (channel_id,))
+    if channel is None:
+        return None
+    contact = None
+    if customer_id is not None:
+        contact = await tx.fetch_one(
+            "SELECT id FROM contacts WHERE bot_id = ? AND platform = ? AND external_id = ?",
+            (channel["bot_id"], channel["platform"], customer_id),
+        )
+    return _Conversation(
+        str(channel["account_id"]),
+        str(channel["bot_id"]),
+        str(channel["platform"]),
+        None if contact is None else str(contact["id"]),
     )
 
 

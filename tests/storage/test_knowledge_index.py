@@ -15,7 +15,7 @@ from core.knowledge.terms import TERMS_VERSION, query_terms
 from core.storage.db import Database
 from core.storage.knowledge import KnowledgeLimits, KnowledgeStore, NewChunk, NewDocument
 from core.storage.migrations import apply_migrations
-from tests.support.database import open_database, scratch_url
+from tests.support.database import open_database, scratch_url, seed_bot
 
 
 def _bot_id_with_numeric_key() -> str:
@@ -30,20 +30,7 @@ def _bot_id_with_numeric_key() -> str:
 async def _bot(db: Database, bot_id: str) -> KnowledgeStore:
     """A migrated database with one bot; its knowledge store."""
     await apply_migrations(db)
-    await db.execute(
-        "INSERT INTO plans (id, name, monthly_token_limit, models, default_model, overage_percent,"
-        " messages_per_minute, created_at, updated_at) VALUES ('pln_1', 'p', 1000, '[]', 'm', 0, NULL, 1, 1)"
-    )
-    await db.execute(
-        "INSERT INTO accounts (id, name, plan_id, locked, created_at, updated_at)"
-        " VALUES ('acc_1', 'A', 'pln_1', 0, 1, 1)"
-    )
-    await db.execute(
-        "INSERT INTO bots (id, account_id, name, persona, max_reply_tokens, memory_tokens, fallback_message,"
-        " handover_pause_minutes, seq, created_at, updated_at) VALUES (?, 'acc_1', 'b', 'p', 300, 2000, 'f', 30,"
-        " 1, 1, 1)",
-        (bot_id,),
-    )
+    await seed_bot(db, bot_id)
     return KnowledgeStore(db, SystemClock(), KnowledgeLimits(max_documents=10, max_account_tokens=10**6))
 
 

@@ -8,26 +8,14 @@ from typing import Any
 
 import core.storage.migrations as migrations
 from core.storage.migrations import MIGRATIONS, apply_migrations
-from tests.support.database import open_database, scratch_url
+from tests.support.database import open_database, scratch_url, seed_bot
 
 
 async def test_the_reply_window_is_backfilled_from_the_inbox(tmp_path: Path, monkeypatch: Any) -> None:
     async with open_database(scratch_url(tmp_path, "backfill.db")) as db:
         monkeypatch.setattr(migrations, "MIGRATIONS", tuple(m for m in MIGRATIONS if m.version < 11))
         await apply_migrations(db)
-        await db.execute(
-            "INSERT INTO plans (id, name, monthly_token_limit, models, default_model, overage_percent,"
-            " messages_per_minute, created_at, updated_at) VALUES ('pln_1', 'p', 1000, '[]', 'm', 0, NULL, 1, 1)"
-        )
-        await db.execute(
-            "INSERT INTO accounts (id, name, plan_id, locked, created_at, updated_at)"
-            " VALUES ('acc_1', 'A', 'pln_1', 0, 1, 1)"
-        )
-        await db.execute(
-            "INSERT INTO bots (id, account_id, name, persona, max_reply_tokens, memory_tokens, fallback_message,"
-            " handover_pause_minutes, seq, created_at, updated_at) VALUES ('bot_1', 'acc_1', 'b', 'p', 300, 2000,"
-            " 'f', 30, 1, 1, 1)"
-        )
+        await seed_bot(db)
         await db.execute(
             "INSERT INTO channels (id, account_id, bot_id, platform, external_id, access_token_sealed, created_at,"
             " updated_at) VALUES ('chn_1', 'acc_1', 'bot_1', 'whatsapp', '1555', 'sealed', 1, 1)"

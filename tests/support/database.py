@@ -334,6 +334,25 @@ async def open_database(target: Target) -> AsyncIterator[Database]:
         await db.close()
 
 
+async def seed_bot(db: Database, bot_id: str = "bot_1") -> None:
+    """A plan `pln_1`, an account `acc_1` on it and one bot, written directly (storage tests that need a tenant
+    without the API)."""
+    await db.execute(
+        "INSERT INTO plans (id, name, monthly_token_limit, models, default_model, overage_percent,"
+        " messages_per_minute, created_at, updated_at) VALUES ('pln_1', 'p', 1000, '[]', 'm', 0, NULL, 1, 1)"
+    )
+    await db.execute(
+        "INSERT INTO accounts (id, name, plan_id, locked, created_at, updated_at)"
+        " VALUES ('acc_1', 'A', 'pln_1', 0, 1, 1)"
+    )
+    await db.execute(
+        "INSERT INTO bots (id, account_id, name, persona, max_reply_tokens, memory_tokens, fallback_message,"
+        " handover_pause_minutes, seq, created_at, updated_at) VALUES (?, 'acc_1', 'b', 'p', 300, 2000, 'f', 30,"
+        " 1, 1, 1)",
+        (bot_id,),
+    )
+
+
 def sqlite_connection(target: Target | Path, **options: Any) -> sqlite3.Connection:
     """A raw connection to the SQLite file (`options` go to `sqlite3.connect`; the caller closes it), for tests of
     the SQLite backend's own machinery: its writer thread, or another process holding the write lock."""
