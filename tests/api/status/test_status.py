@@ -135,7 +135,12 @@ async def test_channel_health_shows_deliveries_reauthorisation_and_errors(live: 
     channels = await until(
         client,
         auth("owner", tenant.account_id),
-        lambda c: c["messenger"]["dead_letters"] == 1 and c["whatsapp"]["needs_reauthorisation"],
+        # The worker marks the channel, then notes the error: wait for both, not only the first.
+        lambda c: (
+            c["messenger"]["dead_letters"] == 1
+            and c["whatsapp"]["needs_reauthorisation"]
+            and c["whatsapp"]["last_error"] is not None
+        ),
     )
     messenger, whatsapp = channels["messenger"], channels["whatsapp"]
     assert messenger["last_error"].startswith("graph 368") and messenger["last_error_at"] is not None
