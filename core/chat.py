@@ -5,16 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# Defined with the records, as a conversation keeps it too (core/storage); a chat type all the same.
+from core.models import ImagePart as ImagePart
+
 Role = Literal["system", "developer", "user", "assistant"]
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePart:
-    """An image shown to the model with a message: a data URL, and its size (what its tokens depend on)."""
-
-    url: str  # data:image/jpeg;base64,...
-    width: int
-    height: int
 
 
 @dataclass(frozen=True, slots=True)

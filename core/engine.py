@@ -31,7 +31,7 @@ from core.ids import new_id
 from core.knowledge.service import KnowledgeService, TurnKnowledge
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
 from core.media.vision import accepts_images, image_tokens
-from core.memory import HISTORY_WINDOW, Prompt, build_prompt
+from core.memory import HISTORY_WINDOW, KEPT_IMAGES_SHOWN, Prompt, build_prompt
 from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
 from core.paid_calls import Payer
@@ -193,6 +193,11 @@ class ConversationEngine:
         knowledge: ChatMessage | None = None,
     ) -> Prompt:
         history = await self._d.conversations.recent(contact.id, HISTORY_WINDOW) if with_history else []
+        images = None
+        if bot.keep_images and accepts_images(model):
+            # The newest photos kept in the conversation; older ones would not fit any sensible memory budget.
+            photos = [m.id for m in reversed(history) if m.note == "image" and m.role == "user"][:KEPT_IMAGES_SHOWN]
+            images = await self._d.conversations.images(contact.id, photos)
         return build_prompt(
             self._d.tokens,
             model,
@@ -201,6 +206,7 @@ class ConversationEngine:
             user=user,
             budget=bot.memory_tokens,
             knowledge=knowledge,
+            images=images,
         )
 
     async def sees_images(self, account: Account, bot: Bot) -> bool:
@@ -228,7 +234,7 @@ class ConversationEngine:
             raise AccountLocked(req.account.id)
         reply = req.bot.handoff_message if handoff is not None else req.bot.no_answer_message
         messages = [
-            NewMessage("user", user.content, d.tokens.count_text(model, user.content), note=req.note),
+            self._user_message(req, model, user),
             NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
         ]
 
@@ -303,10 +309,7 @@ class ConversationEngine:
         if cost is None and completion.model != model:
             cost = d.prices.cost_usd(model, usage)
         cost_nanousd = None if cost is None else to_nanousd(cost)
-        messages = [
-            NewMessage("user", user.content, d.tokens.count_text(model, user.content), note=req.note),
-            NewMessage("assistant", reply, reply_tokens),
-        ]
+        messages = [self._user_message(req, model, user), NewMessage("assistant", reply, reply_tokens)]
         record = self._usage_row(
             req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd, bill
         )
@@ -336,6 +339,13 @@ class ConversationEngine:
         )
         return TurnResult(
             reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1], handoff=handoff
+        )
+
+    def _user_message(self, req: TurnRequest, model: str, user: ChatMessage) -> NewMessage:
+        """The customer's message as stored; its photos with it when the bot keeps them (keep_images)."""
+        tokens = self._d.tokens.count_text(model, user.content)
+        return NewMessage(
+            "user", user.content, tokens, note=req.note, images=user.images if req.bot.keep_images else ()
         )
 
     async def _store_turn(

@@ -8,15 +8,19 @@ first turn that does not fit ends the history: older turns are never sent around
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from core.chat import ChatMessage
+from core.chat import ChatMessage, ImagePart
+from core.media.vision import image_tokens
 from core.models import StoredMessage
 from core.tokens import TokenCounter
 
 # How many stored messages to look at; a budget large enough to need more is unusual for a chat bot.
 HISTORY_WINDOW = 200
+# How many kept photos (a bot's keep_images) a prompt may carry back, newest first: each costs hundreds to tens of
+# thousands of tokens, so a sensible memory budget holds a few at most.
+KEPT_IMAGES_SHOWN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,18 +40,25 @@ def build_prompt(
     user: ChatMessage,
     budget: int,
     knowledge: ChatMessage | None = None,
+    images: Mapping[str, tuple[ImagePart, ...]] | None = None,
 ) -> Prompt:
     """`knowledge` (the excerpts of core/knowledge) goes right before the new message: the persona and the history
-    stay a stable prefix for prompt caching, and its tokens come on top of `budget`, which the history keeps."""
+    stay a stable prefix for prompt caching, and its tokens come on top of `budget`, which the history keeps.
+    `images`: photos kept with stored messages (a bot's keep_images), by message id; they go back to the model with
+    their message, and their tokens count against the budget like the words (a turn whose photos do not fit is sent
+    with its words alone; the new message's own photos are not counted here: the caller adds them)."""
     base = counter.count_messages(model, [persona, user])
     used = base
     kept: list[list[ChatMessage]] = []
-    for turn in reversed(_turns(history)):
+    for turn in reversed(_turns(history, images or {})):
         # count_messages adds the reply priming once per call; the base already holds it.
         cost = counter.count_messages(model, turn) - counter.count_messages(model, [])
-        if used + cost > budget:
+        seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images)
+        if seen and used + cost + seen > budget:  # its photos do not fit: the turn's words may
+            turn, seen = [replace(message, images=()) for message in turn], 0
+        if used + cost + seen > budget:
             break
-        used += cost
+        used += cost + seen
         kept.append(turn)
     ordered = [message for turn in reversed(kept) for message in turn]
     if knowledge is None:
@@ -57,12 +68,14 @@ def build_prompt(
     return Prompt(messages, tokens=used + extra, history_turns=len(kept), knowledge=knowledge)
 
 
-def _turns(history: Sequence[StoredMessage]) -> list[list[ChatMessage]]:
+def _turns(history: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]]) -> list[list[ChatMessage]]:
     """Group oldest-first history into turns: each user message opens a turn, replies join it. A person's reply
     (role agent) was the business speaking: the model sees it as the assistant's, so it carries on from it."""
     turns: list[list[ChatMessage]] = []
     for stored in history:
         message = ChatMessage(role="assistant" if stored.role == "agent" else stored.role, content=stored.content)
+        if stored.role == "user" and stored.id in images:
+            message = replace(message, images=images[stored.id])
         if stored.role == "user" or not turns:
             turns.append([message])
         else:

@@ -136,6 +136,11 @@ class BotSettings(Record):
         description="when the account's tokens are used up, channel conversations go to a person instead of the "
         "bot's one notice and silence",
     )
+    keep_images: bool = Field(
+        default=False,
+        description="customers' photos stay in the bot's memory for later turns (stored with the conversation, "
+        "deleted with it; their tokens count against memory_tokens); off: a photo is seen in its own turn only",
+    )
 
 
 class Bot(BotSettings):
@@ -193,6 +198,15 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image shown to the model with a message: a data URL, and its size (what its tokens depend on)."""
+
+    url: str  # data:image/jpeg;base64,...
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     id: str
     contact_id: str
@@ -201,6 +215,7 @@ class StoredMessage:
     content: str
     tokens: int
     created_at: int
+    note: str | None = None  # transcript | image | paused | undeliverable (core/storage/migrations.py, migration 8)
 
 
 @dataclass(frozen=True, slots=True)

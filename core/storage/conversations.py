@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from core.clock import Clock
 from core.errors import Conflict
 from core.ids import new_id
-from core.models import Contact, StoredMessage
+from core.models import Contact, ImagePart, StoredMessage
 from core.storage.activity import record_conversation_started
 from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
-_MESSAGE = "id, contact_id, seq, role, content, tokens, created_at"
+_MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class NewMessage:
     tokens: int
     author: str | None = None  # agent: the person (the JWT's sub)
     note: str | None = None  # paused | undeliverable (core/storage/migrations.py, migration 8)
+    images: tuple[ImagePart, ...] = ()  # photos kept with the message (a bot's keep_images)
 
 
 def _contact(row: Row) -> Contact:
@@ -45,6 +46,7 @@ def _message(row: Row) -> StoredMessage:
         content=row["content"],
         tokens=int(row["tokens"]),
         created_at=int(row["created_at"]),
+        note=row["note"],
     )
 
 
@@ -120,4 +122,31 @@ class ConversationStore:
             " created_at, author, note) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
             values,
         )
+        kept = [
+            (ids[n], p, contact.id, i.url, i.width, i.height)
+            for n, m in enumerate(messages)
+            for p, i in enumerate(m.images)
+        ]
+        if kept:
+            await tx.defer(
+                "INSERT INTO message_images (message_id, position, contact_id, url, width, height) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(kept)),
+                [value for row in kept for value in row],
+            )
         return ids
+
+    async def images(self, contact_id: str, message_ids: Sequence[str]) -> dict[str, tuple[ImagePart, ...]]:
+        """The photos kept with these messages of a conversation, by message id, in the order they were sent."""
+        if not message_ids:
+            return {}
+        rows = await self._db.fetch_all(
+            "SELECT message_id, url, width, height FROM message_images WHERE contact_id = ? AND message_id IN ("
+            + ", ".join("?" * len(message_ids))
+            + ") ORDER BY message_id, position",
+            (contact_id, *message_ids),
+        )
+        found: dict[str, tuple[ImagePart, ...]] = {}
+        for row in rows:
+            image = ImagePart(row["url"], int(row["width"]), int(row["height"]))
+            found[row["message_id"]] = (*found.get(row["message_id"], ()), image)
+        return found

@@ -519,6 +519,27 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        12,
+        "a bot may keep its customers' photos for later turns (keep_images); the photos kept, with their message",
+        (
+            "ALTER TABLE bots ADD COLUMN keep_images INTEGER NOT NULL DEFAULT 0",
+            # The photo as the model was shown it (a data URL) and its size, which its tokens depend on. Deleted with
+            # its message (an erasure), and never listed with the conversation: only a turn's prompt reads it.
+            """CREATE TABLE message_images (
+                message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                position INTEGER NOT NULL,
+                contact_id TEXT NOT NULL,
+                url TEXT NOT NULL,
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                PRIMARY KEY (message_id, position))""",
+            "CREATE INDEX message_images_contact ON message_images(contact_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -157,3 +157,44 @@ async def test_a_photo_whose_download_failed_once_is_answered_on_the_retry(
     assert row["state"] == "done" and row["attempts"] == 2
     assert [part["type"] for part in fake_openai.calls[0].messages[-1]["content"]] == ["text", "image_url"]
     assert fake_graph.texts_to("+" + WA_USER) == ["You said: Is this the right one?"]
+
+
+async def test_a_bot_that_keeps_photos_shows_them_in_later_turns_until_the_conversation_is_erased(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
+) -> None:
+    client, tenant, settings = live
+    keep = {"keep_images": True, "memory_tokens": 20_000}
+    await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json=keep, headers=auth()), 200)
+    cake = photo(64, 64)  # gpt-4o-mini: 2833 + 1 tile x 5667 = 8,500 tokens
+    fake_graph.media[MEDIA_ID] = (cake, "image/png")
+    await deliver(client, "/webhooks/whatsapp", wa_photo("wamid.p1", caption="Is this the cake I ordered?"))
+    await settled(settings)
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t2", "And when can I pick it up?", ts=NOW_S + 30))
+    await settled(settings)
+
+    # The next turn shows the model the photo again, with its caption, and reserved its tokens: the provider's
+    # count is charged as reported (no bound applied).
+    call = fake_openai.calls[-1]
+    [earlier] = [m for m in call.messages[:-1] if m["role"] == "user"]
+    text, image = earlier["content"]
+    assert text == {"type": "text", "text": "Is this the cake I ordered?"}
+    assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1]) == cake
+    usage = database.rows(settings, "SELECT prompt_tokens, reported_usage FROM usage_records ORDER BY created_at")
+    assert usage[-1]["prompt_tokens"] == call.usage["prompt_tokens"] > 8_500 and usage[-1]["reported_usage"] is None
+
+    # A memory budget too small for the photo keeps the turn's words.
+    await expect(
+        await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"memory_tokens": 2000}, headers=auth()), 200
+    )
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t3", "Thanks!", ts=NOW_S + 60))
+    await settled(settings)
+    history = fake_openai.calls[-1].messages
+    assert {"role": "user", "content": "Is this the cake I ordered?"} in history
+    assert all(isinstance(m["content"], str) for m in history)
+
+    # Erasing the customer erases the photo kept.
+    assert database.rows(settings, "SELECT COUNT(*) AS n FROM message_images")[0]["n"] == 1
+    owner = auth("owner", tenant.account_id)
+    [summary] = (await expect(await client.get("/api/conversations", headers=owner), 200))["conversations"]
+    await expect(await client.delete(f"/api/conversations/{summary['id']}", headers=owner), 200)
+    assert database.rows(settings, "SELECT COUNT(*) AS n FROM message_images")[0]["n"] == 0

@@ -22,8 +22,9 @@ from tests.conftest import MakeClient
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
-from tests.support.channel_traffic import PHONE_ID, deliver, settled, wa_text, whatsapp_text
+from tests.support.channel_traffic import NOW_S, PHONE_ID, deliver, settled, wa_message, wa_text, whatsapp_text
 from tests.support.harness import APP_SECRET, Tenant, auth, connect_channel, expect, make_settings, provision, relay
+from tests.support.images import photo
 from tests.support.paths import PROJECT_DATA, PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -102,7 +103,12 @@ async def filled(
 ) -> tuple[Settings, Tenant]:
     """A SQLite database filled by the real service: every table but the transient ones has rows."""
     settings = make_settings(
-        tmp_path, openai_url, graph_api_base_url=graph_url, database_url=f"sqlite:///{tmp_path / 'src.db'}", workers=1
+        tmp_path,
+        openai_url,
+        graph_api_base_url=graph_url,
+        database_url=f"sqlite:///{tmp_path / 'src.db'}",
+        workers=1,
+        media_allowed_hosts=("127.0.0.1",),
     )
     client = await make_client(settings)
     tenant = await provision(client, plan={"messages_per_minute": 600}, bot={"temperature": 0.7})
@@ -122,6 +128,14 @@ async def filled(
     await connect_channel(client, tenant, "whatsapp", PHONE_ID, verify_token="own-verify-token")
     await deliver(client, "/webhooks/whatsapp", wa_text("wamid.NOW1", "Are you open on Sunday?"))
     await deliver(client, "/webhooks/whatsapp", whatsapp_text("wamid.OTHER", phone_id="999000"))
+    await settled(settings)
+    # A photo the bot keeps for later turns (message images).
+    await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"keep_images": True}, headers=admin), 200)
+    fake_graph.media["1300000000000001"] = (photo(32, 32), "image/png")
+    image = {"id": "1300000000000001", "mime_type": "image/png", "caption": "This one?"}
+    await deliver(
+        client, "/webhooks/whatsapp", wa_message("wamid.PHOTO", {"type": "image", "image": image}, ts=NOW_S + 1)
+    )
     await settled(settings)
     [customer] = database.rows(settings, "SELECT id FROM contacts WHERE platform = 'whatsapp'")
     owner = auth("owner", tenant.account_id)
