@@ -34,12 +34,9 @@ from core.errors import (
     QuotaExceeded,
     RateLimited,
     StorageUnavailable,
-    UpstreamUnavailable,
 )
 from core.handoff import Handoff, Handoffs
-from core.media.download import MediaFetcher, MediaUnavailable
-from core.media.images import ImageRefused, image_part
-from core.media.transcriber import AudioRefused, ChargedTranscriber
+from core.media.customer_media import CustomerMedia, MediaFailure, fetchable
 from core.models import Bot, Channel, Contact
 from core.paid_calls import Payer
 from core.storage.accounts import AccountStore
@@ -54,9 +51,6 @@ from core.storage.quota import QuotaService
 log = structlog.get_logger("core.channel_worker")
 
 DEFAULT_MEDIA_REPLY = "Thanks! I can only read text messages for now. Could you tell me in words what you need?"
-VOICE_UNAVAILABLE = "Sorry, I couldn't open your voice message. Could you send it again, or type your question instead?"
-VOICE_UNREADABLE = "Sorry, I couldn't understand your voice message. Could you type your question instead?"
-PHOTO_UNAVAILABLE = "Sorry, I couldn't open your photo. Could you send it again, or tell me in words what you need?"
 # The photos of an album arrive as separate messages within a moment; the first of them is answered.
 ALBUM_WINDOW_MS = 10_000
 VOICE_SILENT = "I couldn't hear anything in your voice message. Could you send it again, or type your question?"
@@ -86,8 +80,7 @@ class WorkerDeps:
     clock: Clock
     lease_seconds: float
     handoffs: Handoffs
-    media: MediaFetcher | None = None  # downloads customers' media (voice notes)
-    transcriber: ChargedTranscriber | None = None  # None: TRANSCRIPTION_MODEL is off, or no model is configured
+    media: CustomerMedia | None = None  # customers' voice notes heard and photos seen
 
 
 class ChannelWorker:
@@ -232,7 +225,7 @@ class ChannelWorker:
         prompt = model_input(event)
         note: str | None = None
         images: tuple[ImagePart, ...] = ()
-        picture = _attachment(event, ContentType.IMAGE)
+        picture = fetchable(event, ContentType.IMAGE)
         sees = (
             picture is not None
             and d.media is not None
@@ -245,9 +238,10 @@ class ChannelWorker:
                 return None if shown is None else shown.text
             images, note = (shown,), "image"
             prompt = bounded_text(event.text or "[The customer sent a photo without a caption.]", 4000)
-        if prompt is None and _voice(event) is not None and d.transcriber is not None and d.media is not None:
+        audio = fetchable(event, ContentType.AUDIO)
+        if prompt is None and audio is not None and d.media is not None and d.media.hears:
             try:
-                heard = await self._transcript(item, channel, event, token)
+                heard = await self._transcript(item, channel, token, audio)
             except QuotaExceeded:
                 return await self._quota_exceeded(item, channel, event, bot)
             except AccountLocked:
@@ -322,72 +316,50 @@ class ChannelWorker:
         return None
 
     async def _transcript(
-        self, item: InboxItem, channel: Channel, event: InboundEvent, token: str
+        self, item: InboxItem, channel: Channel, token: str, audio: Attachment
     ) -> str | _Answer | None:
-        """A voice note's words: stored on the event by an earlier attempt, or downloaded and transcribed now (the
-        transcript is stored with its charge). An answer for the customer when it cannot be had; None when the
-        event was rescheduled (a temporary failure)."""
+        """A voice note's words: stored on the event by an earlier attempt, or heard now (stored with their charge).
+        An answer for the customer when they cannot be had; None when the event was rescheduled."""
         d = self._d
-        assert d.media is not None and d.transcriber is not None
-        if item.media_text is not None:  # transcribed (and charged) by an earlier attempt
-            return item.media_text if item.media_text.strip() else _Answer(VOICE_SILENT)
-        attachment = _voice(event)
-        assert attachment is not None
-        try:
-            if attachment.media_id is not None:
-                media = await d.media.whatsapp(attachment.media_id, token, channel.external_id)
-            else:
-                media = await d.media.url(attachment.url or "", attachment.mime_type)
-        except MediaUnavailable as exc:
-            return await self._media_failed(item, channel, exc.temporary, str(exc), VOICE_UNAVAILABLE)
-        account = await d.accounts.current(channel.account_id)
-        payer = Payer(account.id, channel.bot_id, channel.platform, request_id=item.id)
-        try:
-            text = await d.transcriber.transcribe(
-                media, payer, lambda tx, heard: d.queue.store_media_text(tx, item, heard)
+        assert d.media is not None
+        heard = item.media_text  # transcribed (and charged) by an earlier attempt
+        if heard is None:
+            account = await d.accounts.current(channel.account_id)
+            payer = Payer(account.id, channel.bot_id, channel.platform, request_id=item.id)
+            got = await d.media.heard(
+                channel, audio, token, payer, lambda tx, words: d.queue.store_media_text(tx, item, words)
             )
-        except AudioRefused as exc:
-            return await self._media_failed(item, channel, False, str(exc), VOICE_UNREADABLE)
-        except UpstreamUnavailable as exc:
-            return await self._media_failed(item, channel, exc.temporary, f"transcription: {exc}", VOICE_UNREADABLE)
-        if not text.strip():
-            return _Answer(VOICE_SILENT)
-        return text
+            if isinstance(got, MediaFailure):
+                return await self._media_failed(item, channel, got)
+            heard = got
+        return heard if heard.strip() else _Answer(VOICE_SILENT)
 
     async def _photo(
         self, item: InboxItem, channel: Channel, event: InboundEvent, token: str, picture: Attachment
     ) -> ImagePart | _Answer | None:
-        """A photo for the model: downloaded now (never kept: the next turn has its caption only). An album's
-        photos arrive as separate messages within a moment: the first is answered, the others are kept in the
-        conversation unanswered (one answer per album, as for the media answer). An answer for the customer when
-        the photo cannot be had; None when the event was finished or rescheduled."""
+        """A photo for the model, downloaded now. An album's photos arrive as separate messages within a moment:
+        the first is answered, the others are kept in the conversation unanswered (one answer per album, as for
+        the media answer). An answer for the customer when the photo cannot be had; None when the event was
+        finished or rescheduled."""
         d = self._d
         assert d.media is not None
-        try:
-            if picture.media_id is not None:
-                media = await d.media.whatsapp(picture.media_id, token, channel.external_id)
-            else:
-                media = await d.media.url(picture.url or "", picture.mime_type)
-            part = await asyncio.to_thread(image_part, media.data)  # base64 of megabytes: off the event loop
-        except MediaUnavailable as exc:
-            return await self._media_failed(item, channel, exc.temporary, str(exc), PHOTO_UNAVAILABLE)
-        except ImageRefused as exc:
-            return await self._media_failed(item, channel, False, str(exc), PHOTO_UNAVAILABLE)
+        shown = await d.media.seen(channel, picture, token)
+        if isinstance(shown, MediaFailure):
+            return await self._media_failed(item, channel, shown)
         # Claimed once the photo is in hand: a photo that failed and is retried must not find its own claim.
         if not await d.state.claim_album(channel.id, event.customer_id or "", ALBUM_WINDOW_MS):
             await self._keep(item, channel, event, "image", "skipped", "another photo of the album was answered")
             return None
-        return part
+        return shown
 
-    async def _media_failed(
-        self, item: InboxItem, channel: Channel, temporary: bool, reason: str, answer: str
-    ) -> _Answer | None:
+    async def _media_failed(self, item: InboxItem, channel: Channel, failure: MediaFailure) -> _Answer | None:
         """Tried again later while it may still work; else the customer is told, in words, never left waiting."""
+        reason, temporary = failure.reason, failure.temporary
         log.warning("media_failed", inbox_id=item.id, channel_id=channel.id, reason=reason, temporary=temporary)
         if temporary and item.attempts < MAX_ATTEMPTS:
             await self._d.queue.retry_later(item, _backoff(item.attempts), reason[:500])
             return None
-        return _Answer(answer)
+        return _Answer(failure.answer)
 
     async def _notice(self, item: InboxItem, channel: Channel, event: InboundEvent, kind: str, text: str) -> None:
         """Send one polite notice per window; later messages in the window are recorded, not answered."""
@@ -487,21 +459,6 @@ class _Answer:
     """What the customer is told instead of a turn (a voice note that could not be had)."""
 
     text: str
-
-
-def _voice(event: InboundEvent) -> Attachment | None:
-    """The audio attachment of a voice note or audio message, if there is one to fetch."""
-    return _attachment(event, ContentType.AUDIO)
-
-
-def _attachment(event: InboundEvent, kind: ContentType) -> Attachment | None:
-    """The first attachment of a message of this kind that can be fetched (a media id or a URL)."""
-    if event.content_type is not kind:
-        return None
-    for attachment in event.attachments:
-        if attachment.media_id or attachment.url:
-            return attachment
-    return None
 
 
 def model_input(event: InboundEvent, max_chars: int = 4000) -> str | None:

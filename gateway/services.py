@@ -33,6 +33,7 @@ from core.knowledge.indexer import KnowledgeIndexer
 from core.knowledge.service import KnowledgeService, Semantic
 from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
+from core.media.customer_media import CustomerMedia
 from core.media.download import MediaFetcher
 from core.media.transcriber import ChargedTranscriber
 from core.metrics import Metrics
@@ -355,8 +356,7 @@ async def open_worker(
             clock=clock,
             lease_seconds=settings.inbox_lease_seconds,
             handoffs=storage.handoffs,
-            media=upstreams.media,
-            transcriber=upstreams.transcriber,
+            media=CustomerMedia(upstreams.media, upstreams.transcriber),
         )
     )
     pool = WorkerPool(
