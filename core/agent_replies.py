@@ -10,10 +10,13 @@ platforms' (meta-platforms.md, "the 24-hour window"):
   - otherwise, or when the customer never wrote on the channel: WindowClosed (409 `window_closed`), nothing sent.
 The bot then stays out of the conversation: a person answering is a takeover (the bot's handover_pause_minutes,
 30 when that is 0), and a handoff's pause without end stays without end.
+With an idempotency key (core/storage/reply_keys.py), a repeat of the request answers the message the first one
+stored and sends nothing; the key is freed when nothing went out, so the person may try again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -33,6 +36,7 @@ from core.storage.conversation_state import ConversationStateStore
 from core.storage.conversations import ConversationStore, NewMessage
 from core.storage.db import Database, Transaction
 from core.storage.plans import PlanStore
+from core.storage.reply_keys import ReplyKeys
 from core.tokens import TokenCounter
 
 log = structlog.get_logger("core.agent_replies")
@@ -56,20 +60,50 @@ class AgentReplyDeps:
     plans: PlanStore
     tokens: TokenCounter
     graph: GraphClient
+    keys: ReplyKeys
 
 
 @dataclass(frozen=True, slots=True)
 class SentReply:
     message_id: str  # the stored message's id
-    parts: int  # messages the platform took (a long text is split)
+    parts: int  # messages the platform took (a long text is split); 0 for a repeat, which sends nothing
+    repeated: bool = False  # the idempotency key's first request sent it: nothing was sent now
+
+
+class _Progress:
+    sent = False  # a part of the reply went out: its key stays taken, whatever happens next
 
 
 class AgentReplies:
     def __init__(self, deps: AgentReplyDeps) -> None:
         self._d = deps
 
-    async def send(self, contact: Contact, channel_ids: list[str], text: str, author: str) -> SentReply:
-        """Send `text` to the contact's customer through the channel they last wrote on, store it, pause the bot."""
+    async def send(
+        self, contact: Contact, channel_ids: list[str], text: str, author: str, key: str | None = None
+    ) -> SentReply:
+        """Send `text` to the contact's customer through the channel they last wrote on, store it, pause the bot.
+        With `key`, at most once: a repeat answers what the first request stored."""
+        progress = _Progress()
+        if key is None:
+            return await self._send(contact, channel_ids, text, author, None, progress)
+        claim = await self._d.keys.claim(contact.id, key, text)
+        if claim.state == "sent":
+            assert claim.message_id is not None
+            return SentReply(claim.message_id, 0, repeated=True)
+        if claim.state == "sending":
+            raise Conflict("a reply with this Idempotency-Key is still being sent (or its sending was interrupted)")
+        if claim.state == "other_text":
+            raise Conflict("this Idempotency-Key was used for another text in this conversation")
+        try:
+            return await self._send(contact, channel_ids, text, author, key, progress)
+        except BaseException:
+            if not progress.sent:  # nothing went out: the person may try again with the same key
+                await asyncio.shield(self._d.keys.release(contact.id, key))
+            raise
+
+    async def _send(
+        self, contact: Contact, channel_ids: list[str], text: str, author: str, key: str | None, progress: _Progress
+    ) -> SentReply:
         d = self._d
         channel, last = await self._latest(contact, channel_ids)
         name = _PLATFORM_NAMES.get(channel.platform, channel.platform)
@@ -95,6 +129,7 @@ class AgentReplies:
         for index, request in enumerate(requests):
             result = await d.graph.send(request, token)
             if result.ok:
+                progress.sent = True
                 if result.message_id:
                     sent_ids.append(result.message_id)
                 continue
@@ -111,12 +146,12 @@ class AgentReplies:
                 raise ChannelRefused(f"{name} did not take the message: {failure.message}")
             # Part of it went out: the thread keeps what the customer got, and the person is told the rest failed.
             got = " ".join(split_text(text, **text_limits(channel.platform))[:index])
-            stored = await self._store(contact, channel, got, author, sent_ids)
+            stored = await self._store(contact, channel, got, author, sent_ids, key)
             raise ChannelRefused(
                 f"{name} took {index} of {len(requests)} parts of the message (stored as {stored}); the rest was"
                 f" refused: {failure.message}"
             )
-        return SentReply(await self._store(contact, channel, text, author, sent_ids), len(requests))
+        return SentReply(await self._store(contact, channel, text, author, sent_ids, key), len(requests))
 
     async def _latest(self, contact: Contact, channel_ids: list[str]) -> tuple[Channel, int | None]:
         """The channel the customer last wrote on (of the bot's connected ones on the platform), and when."""
@@ -128,7 +163,9 @@ class AgentReplies:
         assert best is not None  # the caller passes at least one channel
         return best
 
-    async def _store(self, contact: Contact, channel: Channel, text: str, author: str, sent_ids: list[str]) -> str:
+    async def _store(
+        self, contact: Contact, channel: Channel, text: str, author: str, sent_ids: list[str], key: str | None
+    ) -> str:
         d = self._d
         bot = await d.bots.current(contact.bot_id)
         account = await d.accounts.current(contact.account_id)
@@ -138,6 +175,8 @@ class AgentReplies:
 
         async def keep(tx: Transaction) -> list[str]:
             stored = await d.conversations.append(tx, contact, [message], request_id=None)
+            if key is not None:
+                await d.keys.complete(tx, contact.id, key, stored[0])
             # Its echo (Messenger, Instagram) is then known as ours, not as another person taking over.
             await d.state.record_sent(tx, channel.id, sent_ids, now)
             return stored

@@ -70,6 +70,7 @@ from core.storage.reads.status import StatusReader
 from core.storage.reads.totals import TotalsReader
 from core.storage.reads.usage_export import ExportReader
 from core.storage.reads.usage_series import UsageSeriesReader
+from core.storage.reply_keys import ReplyKeys
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
@@ -324,6 +325,7 @@ async def open_upstreams(
                     plans=storage.plans,
                     tokens=tokens,
                     graph=graph,
+                    keys=ReplyKeys(storage.db, clock),
                 )
             ),
             notifier=notifier,

@@ -11,6 +11,7 @@ is a 409 conflict with a sentence saying so, not a silent no-op.
 from __future__ import annotations
 
 import contextlib
+import re
 
 from aiohttp import web
 
@@ -28,7 +29,7 @@ from api.conversations.models import (
     LastMessage,
     PauseRequest,
 )
-from api.errors import ApiError
+from api.errors import ApiError, bad_request
 from api.jwt_auth import principal
 from api.operations import JWT, OperationTable
 from api.pagination import PageQuery, next_cursor
@@ -135,7 +136,8 @@ class Conversations:
         contact = Contact(
             summary.id, summary.account_id, summary.bot_id, summary.platform, summary.external_id, summary.created_at
         )
-        reply = await self._agents.send(contact, channel_ids, sent.text, who.subject)
+        key = _idempotency_key(request)
+        reply = await self._agents.send(contact, channel_ids, sent.text, who.subject, key)
         return await self._view.message(reply.message_id)
 
     async def erase_conversation(self, request: web.Request) -> Erasure:
@@ -252,7 +254,11 @@ OPERATIONS.post(
     "`window_closed` and nothing is sent. The bot stays out of the conversation afterwards (a takeover pause: the "
     "bot's handover_pause_minutes, 30 if that is 0; a handoff stays paused until resumed). 409 `conflict`: a relay "
     "conversation, no connected channel, or a channel that needs re-authorisation. 502 `upstream_unavailable`: the "
-    "platform did not take the message (its words in the message; a message split in parts keeps the parts sent).",
+    "platform did not take the message (its words in the message; a message split in parts keeps the parts sent). "
+    "An `Idempotency-Key` header (1-255 visible ASCII characters, per conversation, kept 10 days) makes a retry safe: "
+    "a repeat with the same key and text answers 201 with the message the first request stored and sends nothing; "
+    "409 `conflict` while the first is still sending, or for the same key with another text. A request that sent "
+    "nothing frees its key.",
     errors=(403, 409, 502),
 )
 OPERATIONS.delete(
@@ -267,3 +273,15 @@ OPERATIONS.delete(
     status=200,
     errors=(403,),
 )
+
+
+_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key

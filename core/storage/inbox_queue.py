@@ -224,4 +224,6 @@ class InboxQueue:
             # for inspection over the same horizon.
             await tx.execute("DELETE FROM outbound_messages WHERE sent_at < ?", (cutoff,))
             await tx.execute("DELETE FROM webhook_unrouted WHERE received_at < ?", (cutoff,))
+            # People's reply keys guard against a client's retry, which comes within minutes, not days.
+            await tx.execute("DELETE FROM agent_reply_keys WHERE created_at < ?", (cutoff,))
         return purged

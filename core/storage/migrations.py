@@ -540,6 +540,25 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        13,
+        "a person's reply may carry an idempotency key: a repeat of the request answers the message sent, never sends",
+        (
+            # Claimed before the reply goes out (message_id NULL), completed in the commit that stores it, dropped
+            # when nothing was sent; erased with the conversation; purged with the inbox's finished events.
+            """CREATE TABLE agent_reply_keys (
+                contact_id TEXT NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                message_id TEXT,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (contact_id, key))""",
+            "CREATE INDEX agent_reply_keys_created ON agent_reply_keys(created_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

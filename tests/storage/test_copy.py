@@ -140,6 +140,10 @@ async def filled(
     [customer] = database.rows(settings, "SELECT id FROM contacts WHERE platform = 'whatsapp'")
     owner = auth("owner", tenant.account_id)
     await expect(await client.post(f"/api/conversations/{customer['id']}/pause", headers=owner), 200)
+    # A person's reply, with an idempotency key.
+    reply = {"text": "Yes, 8 to 12."}
+    keyed = {**owner, "Idempotency-Key": "reply-1"}
+    await expect(await client.post(f"/api/conversations/{customer['id']}/messages", json=reply, headers=keyed), 201)
     # The account's notification endpoint (its signing key sealed) and a handoff told to it: in strict mode a
     # question the knowledge does not answer goes to a person. (A loopback endpoint: refused, never contacted.)
     endpoint = {"url": "http://127.0.0.1:9/hook"}

@@ -248,3 +248,37 @@ async def test_the_bot_does_not_talk_over_a_person_who_answers_while_it_thinks(
     await _answer(client, tenant, contact_id, "Yes, until 6 - Anna", 201)  # while the model is still writing
     await settled(settings)
     assert fake_graph.texts_to("+" + WA_USER) == ["You said: Hello", "Yes, until 6 - Anna"]
+
+
+async def test_a_reply_repeated_with_its_idempotency_key_is_sent_once(live: Any, fake_graph: FakeGraph) -> None:
+    client, tenant, settings = live
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.1", "Is my cake ready?", ts=NOW_S))
+    await settled(settings)
+    contact_id = (await _conversation(client, tenant, "whatsapp"))["conversation"]["id"]
+    url = f"/api/conversations/{contact_id}/messages"
+    owner = auth("owner", tenant.account_id)
+
+    def keyed(key: str) -> dict[str, str]:
+        return {**owner, "Idempotency-Key": key}
+
+    # The first attempt is refused (the window closed, says WhatsApp): nothing went out, so the key is free again.
+    fake_graph.fail_text_sends_with(GraphFault(131047))
+    await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")), 409)
+    # A slow send: a repeat that arrives meanwhile does not send a second time.
+    fake_graph.script(GraphFault.slow(0.5))
+    first = asyncio.ensure_future(client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")))
+    await asyncio.sleep(0.2)
+    busy = await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")), 409)
+    assert "still being sent" in busy["error"]["message"]
+    sent = await expect(await first, 201)
+    # Repeated once it went out: the same message, and nothing sent again.
+    again = await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")), 201)
+    assert again == sent
+    assert fake_graph.texts_to("+" + WA_USER).count("It is ready!") == 1
+    other = await expect(await client.post(url, json={"text": "Not yet"}, headers=keyed("reply-1")), 409)
+    assert "another text" in other["error"]["message"]
+    await expect(await client.post(url, json={"text": "Not yet"}, headers=keyed("x" * 256)), 400)
+    # Another key is another reply.
+    await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-2")), 201)
+    messages = (await _conversation(client, tenant, "whatsapp"))["messages"]
+    assert [m["content"] for m in messages if m["role"] == "agent"] == ["It is ready!", "It is ready!"]
