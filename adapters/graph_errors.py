@@ -183,3 +183,13 @@ def _seconds(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) and number >= 0 else None
+
+
+# Graph's own "unknown" and "temporary" errors and WhatsApp's generic ones: the send may have been done all the same.
+_OUTCOME_UNKNOWN_CODES = frozenset({1, 2, 131000, 135000})
+
+
+def may_have_gone_out(failure: GraphFailure) -> bool:
+    """Could the message have reached the customer despite this failure? A timeout or broken connection (no code),
+    or an unknown or temporary server error: yes. A refusal or a rate limit: no."""
+    return failure.code is None or failure.code in _OUTCOME_UNKNOWN_CODES

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import structlog
 
 from adapters.graph_client import GraphClient
-from adapters.graph_errors import GraphAction
+from adapters.graph_errors import GraphAction, may_have_gone_out
 from adapters.replies import text_limits, text_requests
 from adapters.text_split import split_text
 from core.clock import Clock
@@ -71,7 +71,14 @@ class SentReply:
 
 
 class _Progress:
-    sent = False  # a part of the reply went out: its key stays taken, whatever happens next
+    """How far a keyed reply got: its key is dropped only when its text certainly did not go out."""
+
+    asked = False  # the platform was asked to send a part
+    refused = False  # ... and refused the first part outright (nothing went out)
+
+    @property
+    def nothing_sent(self) -> bool:
+        return not self.asked or self.refused
 
 
 class AgentReplies:
@@ -90,15 +97,27 @@ class AgentReplies:
         if claim.state == "sent":
             assert claim.message_id is not None
             return SentReply(claim.message_id, 0, repeated=True)
-        if claim.state == "sending":
-            raise Conflict("a reply with this Idempotency-Key is still being sent (or its sending was interrupted)")
+        if claim.state == "partial":
+            raise ChannelRefused(
+                f"only part of this message went out under this Idempotency-Key (stored as {claim.message_id});"
+                " the rest was refused"
+            )
+        if claim.state == "in_flight":
+            raise Conflict("a reply with this Idempotency-Key is still being sent")
+        if claim.state == "unknown":
+            raise Conflict(
+                "the reply with this Idempotency-Key was interrupted while it was being sent, so it may have reached"
+                " the customer: look at the conversation, and send it again under a new key if it is not there"
+            )
         if claim.state == "other_text":
             raise Conflict("this Idempotency-Key was used for another text in this conversation")
         try:
             return await self._send(contact, channel_ids, text, author, key, progress)
         except BaseException:
-            if not progress.sent:  # nothing went out: the person may try again with the same key
+            if progress.nothing_sent:  # the person may try again with the same key
                 await asyncio.shield(self._d.keys.release(contact.id, key))
+            else:  # a repeat must not send it again (nothing is changed once the message is stored)
+                await asyncio.shield(self._d.keys.unknown(contact.id, key))
             raise
 
     async def _send(
@@ -126,10 +145,12 @@ class AgentReplies:
             channel.platform, channel.external_id, contact.external_id, text, human_agent=human_agent
         )
         sent_ids: list[str] = []
+        if key is not None:
+            await d.keys.sending(contact.id, key)
         for index, request in enumerate(requests):
+            progress.asked = True
             result = await d.graph.send(request, token)
             if result.ok:
-                progress.sent = True
                 if result.message_id:
                     sent_ids.append(result.message_id)
                 continue
@@ -141,12 +162,14 @@ class AgentReplies:
                     channel.id, "needs_reauth", f"Graph error {failure.code}: {failure.message}"
                 )
             if index == 0:
+                # A timeout or a server error may still have delivered it: then the key stays taken.
+                progress.refused = not may_have_gone_out(failure)
                 if failure.action is GraphAction.WINDOW_CLOSED:
                     raise WindowClosed(f"{name} refused the reply outside its reply window: {failure.message}")
                 raise ChannelRefused(f"{name} did not take the message: {failure.message}")
             # Part of it went out: the thread keeps what the customer got, and the person is told the rest failed.
             got = " ".join(split_text(text, **text_limits(channel.platform))[:index])
-            stored = await self._store(contact, channel, got, author, sent_ids, key)
+            stored = await self._store(contact, channel, got, author, sent_ids, key, partial=True)
             raise ChannelRefused(
                 f"{name} took {index} of {len(requests)} parts of the message (stored as {stored}); the rest was"
                 f" refused: {failure.message}"
@@ -164,7 +187,15 @@ class AgentReplies:
         return best
 
     async def _store(
-        self, contact: Contact, channel: Channel, text: str, author: str, sent_ids: list[str], key: str | None
+        self,
+        contact: Contact,
+        channel: Channel,
+        text: str,
+        author: str,
+        sent_ids: list[str],
+        key: str | None,
+        *,
+        partial: bool = False,
     ) -> str:
         d = self._d
         bot = await d.bots.current(contact.bot_id)
@@ -176,7 +207,7 @@ class AgentReplies:
         async def keep(tx: Transaction) -> list[str]:
             stored = await d.conversations.append(tx, contact, [message], request_id=None)
             if key is not None:
-                await d.keys.complete(tx, contact.id, key, stored[0])
+                await d.keys.complete(tx, contact.id, key, stored[0], partial=partial)
             # Its echo (Messenger, Instagram) is then known as ours, not as another person taking over.
             await d.state.record_sent(tx, channel.id, sent_ids, now)
             return stored

@@ -30,8 +30,9 @@ from core.handoff import HANDOFF_TOOL, Handoff
 from core.ids import new_id
 from core.knowledge.service import KnowledgeService, TurnKnowledge
 from core.llm import ContextLengthExceeded, LLMClient, LLMRequest
+from core.media.images import kept_copies
 from core.media.vision import accepts_images, image_tokens
-from core.memory import HISTORY_WINDOW, KEPT_IMAGES_SHOWN, Prompt, build_prompt
+from core.memory import HISTORY_WINDOW, Prompt, build_prompt
 from core.metrics import Metrics
 from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
 from core.paid_calls import Payer
@@ -65,8 +66,8 @@ class TurnRequest:
     # worker pauses the conversation there, the relay records it; both tell the account.
     on_handoff: Callable[[Transaction, Contact, Handoff], Awaitable[None]] | None = None
     note: str | None = None  # what the customer sent was a voice note ("transcript") or a photo ("image")
-    # Photos shown to a vision model with `text` (their caption), for this turn only: the conversation keeps the
-    # text, never the image.
+    # Photos shown to a vision model with `text` (their caption). The conversation keeps the text; the photos too
+    # when the bot keeps them (keep_images), as smaller copies.
     images: tuple[ImagePart, ...] = ()
 
 
@@ -193,11 +194,10 @@ class ConversationEngine:
         knowledge: ChatMessage | None = None,
     ) -> Prompt:
         history = await self._d.conversations.recent(contact.id, HISTORY_WINDOW) if with_history else []
-        images = None
-        if bot.keep_images and accepts_images(model):
-            # The newest photos kept in the conversation; older ones would not fit any sensible memory budget.
-            photos = [m.id for m in reversed(history) if m.note == "image" and m.role == "user"][:KEPT_IMAGES_SHOWN]
-            images = await self._d.conversations.images(contact.id, photos)
+        # The photos the conversation keeps (its newest few), shown again while the bot keeps photos and its model
+        # takes them.
+        keeps = bool(history) and bot.keep_images and accepts_images(model)
+        images = await self._d.conversations.images(contact.id) if keeps else None
         return build_prompt(
             self._d.tokens,
             model,
@@ -234,7 +234,7 @@ class ConversationEngine:
             raise AccountLocked(req.account.id)
         reply = req.bot.handoff_message if handoff is not None else req.bot.no_answer_message
         messages = [
-            self._user_message(req, model, user),
+            await self._user_message(req, model, user),
             NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
         ]
 
@@ -309,7 +309,7 @@ class ConversationEngine:
         if cost is None and completion.model != model:
             cost = d.prices.cost_usd(model, usage)
         cost_nanousd = None if cost is None else to_nanousd(cost)
-        messages = [self._user_message(req, model, user), NewMessage("assistant", reply, reply_tokens)]
+        messages = [await self._user_message(req, model, user), NewMessage("assistant", reply, reply_tokens)]
         record = self._usage_row(
             req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd, bill
         )
@@ -341,12 +341,12 @@ class ConversationEngine:
             reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1], handoff=handoff
         )
 
-    def _user_message(self, req: TurnRequest, model: str, user: ChatMessage) -> NewMessage:
-        """The customer's message as stored; its photos with it when the bot keeps them (keep_images)."""
+    async def _user_message(self, req: TurnRequest, model: str, user: ChatMessage) -> NewMessage:
+        """The customer's message as stored; with its photos when the bot keeps them (keep_images), as later turns
+        show them: at the size the model sees, metadata stripped (on a thread: decoding and encoding take a while)."""
         tokens = self._d.tokens.count_text(model, user.content)
-        return NewMessage(
-            "user", user.content, tokens, note=req.note, images=user.images if req.bot.keep_images else ()
-        )
+        kept = await asyncio.to_thread(kept_copies, user.images) if req.bot.keep_images and user.images else ()
+        return NewMessage("user", user.content, tokens, note=req.note, images=kept)
 
     async def _store_turn(
         self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str

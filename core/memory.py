@@ -18,9 +18,6 @@ from core.tokens import TokenCounter
 
 # How many stored messages to look at; a budget large enough to need more is unusual for a chat bot.
 HISTORY_WINDOW = 200
-# How many kept photos (a bot's keep_images) a prompt may carry back, newest first: each costs hundreds to tens of
-# thousands of tokens, so a sensible memory budget holds a few at most.
-KEPT_IMAGES_SHOWN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +47,13 @@ def build_prompt(
     base = counter.count_messages(model, [persona, user])
     used = base
     kept: list[list[ChatMessage]] = []
+    photos = True  # until one does not fit: an older photo is not shown where a newer one was left out
     for turn in reversed(_turns(history, images or {})):
         # count_messages adds the reply priming once per call; the base already holds it.
         cost = counter.count_messages(model, turn) - counter.count_messages(model, [])
         seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images)
-        if seen and used + cost + seen > budget:  # its photos do not fit: the turn's words may
-            turn, seen = [replace(message, images=()) for message in turn], 0
+        if seen and (not photos or used + cost + seen > budget):  # its photos do not fit: the turn's words may
+            turn, seen, photos = [replace(message, images=()) for message in turn], 0, False
         if used + cost + seen > budget:
             break
         used += cost + seen

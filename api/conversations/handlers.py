@@ -131,12 +131,12 @@ class Conversations:
         summary = await self._visible(request)
         who = principal(request)
         require_writer(who)
+        key = _idempotency_key(request)
         sent = await body.parse()
         channel_ids = await self._channels(summary, "answered through the gateway")
         contact = Contact(
             summary.id, summary.account_id, summary.bot_id, summary.platform, summary.external_id, summary.created_at
         )
-        key = _idempotency_key(request)
         reply = await self._agents.send(contact, channel_ids, sent.text, who.subject, key)
         return await self._view.message(reply.message_id)
 
@@ -257,8 +257,9 @@ OPERATIONS.post(
     "platform did not take the message (its words in the message; a message split in parts keeps the parts sent). "
     "An `Idempotency-Key` header (1-255 visible ASCII characters, per conversation, kept 10 days) makes a retry safe: "
     "a repeat with the same key and text answers 201 with the message the first request stored and sends nothing; "
-    "409 `conflict` while the first is still sending, or for the same key with another text. A request that sent "
-    "nothing frees its key.",
+    "409 `conflict` while the first is still sending, when it was interrupted after asking the platform (it may have "
+    "gone out: look at the conversation), or for the same key with another text; 502 when only part of it went out. "
+    "A request whose text certainly did not go out (a closed window, a refusal) frees its key.",
     errors=(403, 409, 502),
 )
 OPERATIONS.delete(

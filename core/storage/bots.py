@@ -95,6 +95,12 @@ class BotStore:
                 f"UPDATE bots SET {clause} WHERE id = ? AND deleted_at IS NULL RETURNING {_COLUMNS}",
                 (*params, bot_id),
             )
+            if row is not None and fields.get("keep_images") is False:
+                # The owner no longer wants customers' photos kept: the ones kept go now, not with each conversation.
+                await tx.execute(
+                    "DELETE FROM message_images WHERE contact_id IN (SELECT id FROM contacts WHERE bot_id = ?)",
+                    (bot_id,),
+                )
         if row is None:
             raise NotFound("bot")
         await self._db.doorbell.ring(SETTINGS)  # every process's next turn of this bot uses the new settings

@@ -14,6 +14,8 @@ from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
 _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note"
+# The messages whose photos a conversation keeps (a bot's keep_images): its newest, as later turns show no more.
+KEPT_IMAGES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,27 +125,29 @@ class ConversationStore:
             values,
         )
         kept = [
-            (ids[n], p, contact.id, i.url, i.width, i.height)
+            (ids[n], p, contact.id, first_seq + n, i.url, i.width, i.height)
             for n, m in enumerate(messages)
             for p, i in enumerate(m.images)
         ]
         if kept:
             await tx.defer(
-                "INSERT INTO message_images (message_id, position, contact_id, url, width, height) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(kept)),
+                "INSERT INTO message_images (message_id, position, contact_id, seq, url, width, height) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(kept)),
                 [value for row in kept for value in row],
+            )
+            # Only the newest few can ever be shown again: the older ones are not kept.
+            await tx.defer(
+                "DELETE FROM message_images WHERE contact_id = ? AND seq < (SELECT MIN(seq) FROM (SELECT DISTINCT seq"
+                " FROM message_images WHERE contact_id = ? ORDER BY seq DESC LIMIT ?) AS newest)",
+                (contact.id, contact.id, KEPT_IMAGES),
             )
         return ids
 
-    async def images(self, contact_id: str, message_ids: Sequence[str]) -> dict[str, tuple[ImagePart, ...]]:
-        """The photos kept with these messages of a conversation, by message id, in the order they were sent."""
-        if not message_ids:
-            return {}
+    async def images(self, contact_id: str) -> dict[str, tuple[ImagePart, ...]]:
+        """The photos kept in a conversation (its newest KEPT_IMAGES messages' at most), by message id."""
         rows = await self._db.fetch_all(
-            "SELECT message_id, url, width, height FROM message_images WHERE contact_id = ? AND message_id IN ("
-            + ", ".join("?" * len(message_ids))
-            + ") ORDER BY message_id, position",
-            (contact_id, *message_ids),
+            "SELECT message_id, url, width, height FROM message_images WHERE contact_id = ? ORDER BY seq, position",
+            (contact_id,),
         )
         found: dict[str, tuple[ImagePart, ...]] = {}
         for row in rows:

@@ -30,6 +30,8 @@ from core.storage.postgres_db import PostgresDatabase, PostgresTransaction
 
 # Rows per page read from the source and written with one COPY into the target.
 BATCH_ROWS = 1000
+# Tables whose rows are large take smaller pages: a kept photo is a data URL of up to a few hundred kB.
+_LARGE_ROWS = {"message_images": 16}
 # Each database keeps the versions it applied here; the target has its own rows.
 _MIGRATIONS_TABLE = "schema_migrations"
 # How long the copy waits for a lock on the target's tables (a transaction left open elsewhere) before giving up.
@@ -228,7 +230,7 @@ async def _copy_all(
     copied = []
     for table in tables:
         try:
-            done = await _copy_table(snapshot, tx, table, batch_rows)
+            done = await _copy_table(snapshot, tx, table, min(batch_rows, _LARGE_ROWS.get(table.name, batch_rows)))
             # The pages must have met every row: a key they cannot order past (a NULL in it) would end them early.
             counted = await snapshot.fetch_one(f"SELECT COUNT(*) AS n FROM {_quoted(table.name)}")
             if counted is None or counted["n"] != done.rows:

@@ -1,11 +1,12 @@
 """Erasing an end customer's data: what a data deletion request (Meta's callback, or an operator) removes.
 
-Removed: the contact rows, their conversation messages, ratings of the bot's replies to them, per-conversation
-state, notifications about them (a handoff's may summarise what they wanted), and unrouted deliveries that mention
-the id (activity feed rows, which hold no personal data, lose their
-link to the contact). Inbox rows are scrubbed rather than deleted: their event key (the platform message id, not a
-personal datum) stays so that a late retry of an old delivery is still recognised as a duplicate and never
-answered again. Usage records keep their token and cost figures for billing but lose the link to the contact.
+Removed: the contact rows, their conversation messages with the photos kept with them (by the foreign key's
+cascade), ratings of the bot's replies to them, people's reply keys (cascade), per-conversation state,
+notifications about them (a handoff's may summarise what they wanted), and unrouted deliveries that mention the id
+(activity feed rows, which hold no personal data, lose their link to the contact). Inbox rows are scrubbed rather
+than deleted: their event key (the platform message id, not a personal datum) stays so that a late retry of an old
+delivery is still recognised as a duplicate and never answered again. Usage records keep their token and cost
+figures for billing but lose the link to the contact.
 """
 
 from __future__ import annotations

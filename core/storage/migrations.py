@@ -525,17 +525,20 @@ MIGRATIONS += (
         "a bot may keep its customers' photos for later turns (keep_images); the photos kept, with their message",
         (
             "ALTER TABLE bots ADD COLUMN keep_images INTEGER NOT NULL DEFAULT 0",
-            # The photo as the model was shown it (a data URL) and its size, which its tokens depend on. Deleted with
-            # its message (an erasure), and never listed with the conversation: only a turn's prompt reads it.
+            # The photo as later turns show it (a JPEG data URL at the size the model sees, metadata stripped) and
+            # its size, which its tokens depend on; `seq` is its message's. Only a conversation's newest few are kept
+            # (core/memory.py's KEPT_IMAGES_SHOWN). Deleted with its message (an erasure), and with all of its bot's
+            # when keep_images is turned off; never listed with the conversation: only a turn's prompt reads it.
             """CREATE TABLE message_images (
                 message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
                 position INTEGER NOT NULL,
                 contact_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
                 url TEXT NOT NULL,
                 width INTEGER NOT NULL,
                 height INTEGER NOT NULL,
                 PRIMARY KEY (message_id, position))""",
-            "CREATE INDEX message_images_contact ON message_images(contact_id)",
+            "CREATE INDEX message_images_contact ON message_images(contact_id, seq)",
         ),
     ),
 )
@@ -545,14 +548,17 @@ MIGRATIONS += (
         13,
         "a person's reply may carry an idempotency key: a repeat of the request answers the message sent, never sends",
         (
-            # Claimed before the reply goes out (message_id NULL), completed in the commit that stores it, dropped
-            # when nothing was sent; erased with the conversation; purged with the inbox's finished events.
+            # Claimed before the reply goes out, completed in the commit that stores it, dropped when nothing went
+            # out; erased with the conversation; purged with the inbox's finished events.
+            # phase: claimed (nothing tried yet) -> sending (the platform was asked) -> sent | partial | unknown.
             """CREATE TABLE agent_reply_keys (
                 contact_id TEXT NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
                 key TEXT NOT NULL,
                 digest TEXT NOT NULL,
+                phase TEXT NOT NULL,
                 message_id TEXT,
                 created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
                 PRIMARY KEY (contact_id, key))""",
             "CREATE INDEX agent_reply_keys_created ON agent_reply_keys(created_at)",
         ),

@@ -3,6 +3,7 @@ MEDIA_MAX_BYTES while it streams, and a redirect is followed only to an allowed 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from core.media.download import MAX_REDIRECTS, MediaFetcher, MediaUnavailable
 
 MAX_BYTES = 64 * 1024
+ENDLESS = 256 * 1024 * 1024
 
 
 class Cdn:
@@ -19,6 +21,8 @@ class Cdn:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.streamed = 0  # bytes of the endless file written before the client went away
+        self.stream_ended = asyncio.Event()
         self.app = web.Application()
         self.app.router.add_get("/{name}", self._serve)
         self.other_host = ""  # set once the server runs: the same server under a name not allowed
@@ -26,13 +30,19 @@ class Cdn:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.asked.append(name)
-        if name == "endless.ogg":  # chunked: no Content-Length to refuse it by
+        if name == "endless.ogg":  # chunked, no Content-Length to refuse it by, and far larger than allowed
             response = web.StreamResponse(headers={"Content-Type": "audio/ogg"})
             response.enable_chunked_encoding()
             await response.prepare(request)
-            for _ in range(16):
-                await response.write(b"\0" * (16 * 1024))
-            await response.write_eof()
+            try:
+                while self.streamed < ENDLESS:
+                    await response.write(b"\0" * (64 * 1024))
+                    self.streamed += 64 * 1024
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the client hung up
+            finally:
+                self.stream_ended.set()
             return response
         if name == "small.ogg":
             return web.Response(body=b"OggS" + b"\0" * 100, content_type="audio/ogg")
@@ -63,10 +73,13 @@ async def cdn(aiohttp_server: Any) -> AsyncIterator[tuple[Cdn, str, MediaFetcher
 
 
 async def test_a_body_without_a_declared_length_is_cut_off_at_the_limit(cdn: tuple[Cdn, str, MediaFetcher]) -> None:
-    _, base, fetcher = cdn
+    host, base, fetcher = cdn
     with pytest.raises(MediaUnavailable, match="larger than MEDIA_MAX_BYTES") as refused:
         await fetcher.url(f"{base}/endless.ogg", None)
     assert not refused.value.temporary  # trying again would only download it again
+    # The download stopped while the body streamed: the server could write little more than the sockets hold.
+    await asyncio.wait_for(host.stream_ended.wait(), 10)
+    assert host.streamed < 32 * 1024 * 1024, host.streamed
 
 
 async def test_a_redirect_is_followed_on_an_allowed_host(cdn: tuple[Cdn, str, MediaFetcher]) -> None:

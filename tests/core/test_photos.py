@@ -5,12 +5,15 @@ answered once; a photo that cannot be had gets a clear answer."""
 from __future__ import annotations
 
 import base64
+import io
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from PIL import Image
 
+from core.media.images import image_part, kept_copies
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.core.test_channel_worker import text_only_model
@@ -159,42 +162,95 @@ async def test_a_photo_whose_download_failed_once_is_answered_on_the_retry(
     assert fake_graph.texts_to("+" + WA_USER) == ["You said: Is this the right one?"]
 
 
-async def test_a_bot_that_keeps_photos_shows_them_in_later_turns_until_the_conversation_is_erased(
+def phone_photo(width: int, height: int) -> bytes:
+    """A JPEG as a phone takes it: with EXIF, where it was taken included."""
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 36.0)}  # GPSInfo
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
+async def test_a_bot_that_keeps_photos_shows_them_in_later_turns(
     live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph
 ) -> None:
     client, tenant, settings = live
-    keep = {"keep_images": True, "memory_tokens": 20_000}
+    keep = {"keep_images": True, "memory_tokens": 30_000}
     await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json=keep, headers=auth()), 200)
-    cake = photo(64, 64)  # gpt-4o-mini: 2833 + 1 tile x 5667 = 8,500 tokens
-    fake_graph.media[MEDIA_ID] = (cake, "image/png")
+    cake = phone_photo(1600, 1200)
+    assert Image.open(io.BytesIO(cake)).getexif()
+    fake_graph.media[MEDIA_ID] = (cake, "image/jpeg")
     await deliver(client, "/webhooks/whatsapp", wa_photo("wamid.p1", caption="Is this the cake I ordered?"))
     await settled(settings)
     await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t2", "And when can I pick it up?", ts=NOW_S + 30))
     await settled(settings)
 
-    # The next turn shows the model the photo again, with its caption, and reserved its tokens: the provider's
-    # count is charged as reported (no bound applied).
+    # The next turn shows the model the photo again with its caption, at the size the model sees (1024 x 768:
+    # 2833 + 4 tiles x 5667 tokens on gpt-4o-mini), without where it was taken; its tokens were reserved: the
+    # provider's count is charged as reported (no bound applied).
     call = fake_openai.calls[-1]
     [earlier] = [m for m in call.messages[:-1] if m["role"] == "user"]
     text, image = earlier["content"]
     assert text == {"type": "text", "text": "Is this the cake I ordered?"}
-    assert base64.b64decode(image["image_url"]["url"].split(",", 1)[1]) == cake
+    kept = Image.open(io.BytesIO(base64.b64decode(image["image_url"]["url"].split(",", 1)[1])))
+    assert (kept.format, kept.size, dict(kept.getexif())) == ("JPEG", (1024, 768), {})
     usage = database.rows(settings, "SELECT prompt_tokens, reported_usage FROM usage_records ORDER BY created_at")
-    assert usage[-1]["prompt_tokens"] == call.usage["prompt_tokens"] > 8_500 and usage[-1]["reported_usage"] is None
+    assert usage[-1]["prompt_tokens"] == call.usage["prompt_tokens"] > 25_501
+    assert usage[-1]["reported_usage"] is None
 
     # A memory budget too small for the photo keeps the turn's words.
-    await expect(
-        await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"memory_tokens": 2000}, headers=auth()), 200
-    )
+    small = {"memory_tokens": 2000}
+    await expect(await client.patch(f"/api/admin/bots/{tenant.bot_id}", json=small, headers=auth()), 200)
     await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t3", "Thanks!", ts=NOW_S + 60))
     await settled(settings)
     history = fake_openai.calls[-1].messages
     assert {"role": "user", "content": "Is this the cake I ordered?"} in history
     assert all(isinstance(m["content"], str) for m in history)
 
-    # Erasing the customer erases the photo kept.
-    assert database.rows(settings, "SELECT COUNT(*) AS n FROM message_images")[0]["n"] == 1
+
+async def test_only_the_newest_kept_photos_stay_and_none_once_the_owner_turns_keeping_off_or_erases(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph, monkeypatch: Any
+) -> None:
+    client, tenant, settings = live
+    monkeypatch.setattr("core.channel_worker.ALBUM_WINDOW_MS", 0)  # each photo is answered: none is an album's
+    await expect(
+        await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"keep_images": True}, headers=auth()), 200
+    )
+
+    async def photos(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            fake_graph.media[f"14000000000000{n:02d}"] = (photo(64, 64), "image/png")
+            body = wa_photo(f"wamid.k{n}", f"14000000000000{n:02d}", caption=f"photo {n}", ts=NOW_S + 20 * n)
+            await deliver(client, "/webhooks/whatsapp", body)
+            await settled(settings)
+
+    def kept() -> list[str]:
+        rows = database.rows(settings, "SELECT m.content FROM message_images i JOIN messages m ON m.id = i.message_id")
+        return sorted(row["content"] for row in rows)
+
+    await photos(0, 6)
+    assert kept() == ["photo 2", "photo 3", "photo 4", "photo 5"]
+    await expect(
+        await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"keep_images": False}, headers=auth()), 200
+    )
+    assert kept() == []
+    assert len(await _messages(client, tenant)) == 12  # the conversation itself stays
+    await expect(
+        await client.patch(f"/api/admin/bots/{tenant.bot_id}", json={"keep_images": True}, headers=auth()), 200
+    )
+    await photos(6, 1)
+    assert kept() == ["photo 6"]
     owner = auth("owner", tenant.account_id)
     [summary] = (await expect(await client.get("/api/conversations", headers=owner), 200))["conversations"]
     await expect(await client.delete(f"/api/conversations/{summary['id']}", headers=owner), 200)
-    assert database.rows(settings, "SELECT COUNT(*) AS n FROM message_images")[0]["n"] == 0
+    assert kept() == []
+
+
+def test_a_transparent_photo_is_kept_on_white() -> None:
+    out = io.BytesIO()
+    Image.new("RGBA", (40, 30), (0, 0, 0, 0)).save(out, format="PNG")
+    [kept] = kept_copies((image_part(out.getvalue()),))
+    copy = Image.open(io.BytesIO(base64.b64decode(kept.url.split(",", 1)[1])))
+    assert (copy.format, copy.size, kept.width, kept.height) == ("JPEG", (40, 30), 40, 30)
+    assert all(channel > 250 for channel in copy.getpixel((20, 15)))

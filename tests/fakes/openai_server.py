@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import math
 import random
@@ -30,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from tests.fakes import openai_faults as errs
 from tests.fakes.openai_faults import Fault, FaultKind, is_reasoning_model
@@ -561,7 +563,7 @@ def _image_urls(messages: Any) -> list[str]:
 
 def _image_tokens(model: str, url: str) -> int:
     """OpenAI's tile formula at high detail (gpt-4o-mini: 2833 + 5667 a tile; gpt-4o family: 85 + 170)."""
-    width, height = _png_size(url)
+    width, height = _image_size(url)
     if max(width, height) > 2048:
         width, height = (width * 2048 // max(width, height), height * 2048 // max(width, height))
     if min(width, height) > 768:
@@ -571,9 +573,7 @@ def _image_tokens(model: str, url: str) -> int:
     return base + per_tile * tiles
 
 
-def _png_size(url: str) -> tuple[int, int]:
-    """A PNG data URL's width and height (from its IHDR chunk); the tests send PNGs."""
-    data = base64.b64decode(url.split(",", 1)[1])
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError("the fake reads PNG images only")
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+def _image_size(url: str) -> tuple[int, int]:
+    """An image data URL's width and height, as the provider reads them (any format it takes)."""
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+        return image.size

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from gateway.settings import Settings
 from tests.api.service.test_metrics import scrape, value
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph, GraphFault
+from tests.fakes.graph_server import FakeGraph, GraphFault, is_text_send
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.channel_traffic import (
     NOW_MS,
@@ -250,35 +250,71 @@ async def test_the_bot_does_not_talk_over_a_person_who_answers_while_it_thinks(
     assert fake_graph.texts_to("+" + WA_USER) == ["You said: Hello", "Yes, until 6 - Anna"]
 
 
+async def _keyed_conversation(client: TestClient, tenant: Tenant, settings: Settings, platform: str) -> str:
+    if platform == "whatsapp":
+        await deliver(client, "/webhooks/whatsapp", wa_text("wamid.1", "Is my cake ready?", ts=NOW_S))
+    else:
+        await deliver(client, "/webhooks/messenger", fb_text("m_1", "Is my cake ready?", ts=NOW_MS))
+    await settled(settings)
+    return (await _conversation(client, tenant, platform))["conversation"]["id"]
+
+
+def _keyed(tenant: Tenant, key: str) -> dict[str, str]:
+    return {**auth("owner", tenant.account_id), "Idempotency-Key": key}
+
+
 async def test_a_reply_repeated_with_its_idempotency_key_is_sent_once(live: Any, fake_graph: FakeGraph) -> None:
     client, tenant, settings = live
-    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.1", "Is my cake ready?", ts=NOW_S))
-    await settled(settings)
-    contact_id = (await _conversation(client, tenant, "whatsapp"))["conversation"]["id"]
-    url = f"/api/conversations/{contact_id}/messages"
-    owner = auth("owner", tenant.account_id)
-
-    def keyed(key: str) -> dict[str, str]:
-        return {**owner, "Idempotency-Key": key}
-
+    url = f"/api/conversations/{await _keyed_conversation(client, tenant, settings, 'whatsapp')}/messages"
+    ready = {"text": "It is ready!"}
     # The first attempt is refused (the window closed, says WhatsApp): nothing went out, so the key is free again.
     fake_graph.fail_text_sends_with(GraphFault(131047))
-    await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")), 409)
+    await expect(await client.post(url, json=ready, headers=_keyed(tenant, "reply-1")), 409)
     # A slow send: a repeat that arrives meanwhile does not send a second time.
-    fake_graph.script(GraphFault.slow(0.5))
-    first = asyncio.ensure_future(client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")))
-    await asyncio.sleep(0.2)
-    busy = await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")), 409)
+    fake_graph.fail_text_sends_with(GraphFault.slow(3.0))
+    first = asyncio.ensure_future(client.post(url, json=ready, headers=_keyed(tenant, "reply-1")))
+    for _ in range(500):
+        if fake_graph.in_flight:
+            break
+        await asyncio.sleep(0.01)
+    busy = await expect(await client.post(url, json=ready, headers=_keyed(tenant, "reply-1")), 409)
     assert "still being sent" in busy["error"]["message"]
     sent = await expect(await first, 201)
     # Repeated once it went out: the same message, and nothing sent again.
-    again = await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-1")), 201)
-    assert again == sent
+    assert await expect(await client.post(url, json=ready, headers=_keyed(tenant, "reply-1")), 201) == sent
     assert fake_graph.texts_to("+" + WA_USER).count("It is ready!") == 1
-    other = await expect(await client.post(url, json={"text": "Not yet"}, headers=keyed("reply-1")), 409)
+    other = await expect(await client.post(url, json={"text": "Not yet"}, headers=_keyed(tenant, "reply-1")), 409)
     assert "another text" in other["error"]["message"]
-    await expect(await client.post(url, json={"text": "Not yet"}, headers=keyed("x" * 256)), 400)
+    for bad in ("x" * 256, "two\tparts", "caf\u00e9"):
+        await expect(await client.post(url, json=ready, headers=_keyed(tenant, bad)), 400)
     # Another key is another reply.
-    await expect(await client.post(url, json={"text": "It is ready!"}, headers=keyed("reply-2")), 201)
+    await expect(await client.post(url, json=ready, headers=_keyed(tenant, "reply-2")), 201)
     messages = (await _conversation(client, tenant, "whatsapp"))["messages"]
     assert [m["content"] for m in messages if m["role"] == "agent"] == ["It is ready!", "It is ready!"]
+
+
+async def test_a_keyed_reply_whose_fate_is_unknown_is_never_sent_again(live: Any, fake_graph: FakeGraph) -> None:
+    """The connection broke while WhatsApp was asked: the text may have gone out, so a repeat is told, not sent."""
+    client, tenant, settings = live
+    url = f"/api/conversations/{await _keyed_conversation(client, tenant, settings, 'whatsapp')}/messages"
+    fake_graph.fail_text_sends_with(GraphFault.reset())
+    await expect(await client.post(url, json={"text": "On its way"}, headers=_keyed(tenant, "k")), 502)
+    unknown = await expect(await client.post(url, json={"text": "On its way"}, headers=_keyed(tenant, "k")), 409)
+    assert "may have reached the customer" in unknown["error"]["message"]
+    asked = [r for r in fake_graph.requests if r.kind == "text" and r.text == "On its way"]
+    assert len(asked) == 1
+
+
+async def test_a_keyed_reply_that_went_out_in_part_is_not_sent_again(live: Any, fake_graph: FakeGraph) -> None:
+    """Messenger takes 2,000 characters a message: the second part of a longer reply is refused."""
+    client, tenant, settings = live
+    url = f"/api/conversations/{await _keyed_conversation(client, tenant, settings, 'messenger')}/messages"
+    text = "A" * 1500 + " " + "B" * 1500
+    fake_graph.script(GraphFault(100, match=lambda body: is_text_send(body) and "BBB" in str(body)))
+    first = await expect(await client.post(url, json={"text": text}, headers=_keyed(tenant, "long")), 502)
+    assert "took 1 of 2 parts" in first["error"]["message"]
+    again = await expect(await client.post(url, json={"text": text}, headers=_keyed(tenant, "long")), 502)
+    assert "only part of this message went out" in again["error"]["message"]
+    assert fake_graph.texts_to(PSID).count("A" * 1500) == 1
+    [agent] = [m for m in (await _conversation(client, tenant, "messenger"))["messages"] if m["role"] == "agent"]
+    assert agent["content"] == "A" * 1500
