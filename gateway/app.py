@@ -27,7 +27,8 @@ from gateway.keys import CLOCK, LEADERSHIP, METRICS, SETTINGS, STORAGE, TOKENS, 
 from gateway.middlewares import count_relay, error_envelope, request_context
 from gateway.services import open_storage, open_upstreams, open_web, open_worker
 from gateway.settings import Settings
-from gateway.surfaces import Groups, limits, provide_handlers, surfaces_for
+from gateway.surfaces import Groups, limits, provide_handlers, provide_pages, surfaces_for
+from web.routes import dashboard_app
 
 log = structlog.get_logger("gateway.app")
 
@@ -59,6 +60,9 @@ def create_app(
     surfaces = surfaces_for(settings.role)
     for surface in surfaces:
         surface.mount(app)
+    if settings.role != "worker":  # the web dashboard for people, over the same handlers
+        app.add_subapp("/dashboard/", dashboard_app())
+        app.router.add_get("/dashboard", _to_dashboard)
     # In dependency order; torn down in reverse (the workers drain before the database closes).
     if settings.role == "web":
         app.cleanup_ctx.extend((_storage, _upstreams, _web))
@@ -70,6 +74,10 @@ def create_app(
 
     app.on_startup.append(every_handler_provided)  # runs after the cleanup contexts have started
     return app
+
+
+async def _to_dashboard(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPPermanentRedirect("/dashboard/")
 
 
 def freeze_gc_after_startup(app: web.Application) -> None:
@@ -114,6 +122,8 @@ async def _web(app: web.Application) -> AsyncIterator[None]:
             database_wide=lambda: LEADERSHIP in app and app[LEADERSHIP].leading,
         )
         provide_handlers(app, groups)
+        if app[SETTINGS].role != "worker":
+            provide_pages(app, groups)
         yield
 
 

@@ -1,5 +1,5 @@
-"""`python -m gateway [serve|migrate|copy-database|token|keygen|seed|rotate-secrets|demo]`: the one entry point, the
-Procfile's too."""
+"""`python -m gateway [serve|migrate|copy-database|token|keygen|seed|rotate-secrets|demo|user add]`: the one entry
+point, the Procfile's too."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from typing import TextIO
 
 from admin.tokens import ROLES, mint_token
 from core.clock import SystemClock
-from core.errors import StorageUnavailable
+from core.errors import Conflict, NotFound, StorageUnavailable
 from core.models import BotSettings, PlanSettings
+from core.passwords import MIN_LENGTH, Passwords
 from core.secrets import SecretBox, SecretsError
 from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
@@ -28,6 +29,7 @@ from core.storage.copy import BATCH_ROWS, copy_database
 from core.storage.db import DatabaseURLError
 from core.storage.migrations import apply_migrations, current_version
 from core.storage.notifications import NotificationStore
+from core.storage.people import PeopleStore, Person
 from core.storage.plans import PlanStore
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
@@ -36,8 +38,9 @@ from gateway.serving import serve, without_credentials
 from gateway.settings import ROLES_OF_A_PROCESS, Settings, SettingsError
 
 
-def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout) -> int:
+def main(argv: Sequence[str], env: Mapping[str, str], out: TextIO = sys.stdout, stdin: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.stdin = stdin or sys.stdin  # `user add` reads the password there, never from the command line
     try:
         settings = Settings.from_env(env)
         return int(args.run(args, settings, out) or 0)
@@ -96,7 +99,42 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="seed plans, create a demo account, bot and API key, print a curl").set_defaults(
         run=_demo
     )
+    user = sub.add_parser("user", help="people who sign in to the web dashboard").add_subparsers(title="user commands")
+    add = user.add_parser(
+        "add",
+        help="add a person who can sign in to /dashboard/; the password is read from standard input",
+        description="Add a person: an admin sees every account, an owner and a viewer one account (--account); "
+        f"viewers only read. The password (at least {MIN_LENGTH} characters) is the first line of standard input.",
+    )
+    add.add_argument("--email", required=True)
+    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--account", dest="account_id", help="the account an owner or a viewer belongs to")
+    add.set_defaults(run=_user_add)
     return parser
+
+
+def _user_add(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    if (args.role == "admin") != (args.account_id is None):
+        raise SettingsError("an admin has no --account; an owner or a viewer needs one")
+    if "@" not in args.email or len(args.email) > 320:
+        raise SettingsError("--email must be an email address")
+    password = args.stdin.readline().rstrip("\r\n")
+    password_hash = Passwords().hash(password)  # WeakPassword (a ValueError) says what is wrong
+
+    async def run() -> Person:
+        db = await open_database(settings)
+        try:
+            return await PeopleStore(db, SystemClock()).add(args.email, password_hash, args.role, args.account_id)
+        finally:
+            await db.close()
+
+    try:
+        person = asyncio.run(run())
+    except (Conflict, NotFound) as exc:
+        raise SettingsError(str(exc) if isinstance(exc, Conflict) else f"no account {args.account_id}") from None
+    where = f" of account {person.account_id}" if person.account_id else ""
+    print(f"added {person.email}, {person.role}{where} ({person.id}); they can sign in at /dashboard/login", file=out)
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:

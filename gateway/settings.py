@@ -43,6 +43,8 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     # Where Meta reaches this service (used for the data deletion status URL); derived from the request if unset.
     public_base_url: str | None = None
+    # A dashboard session ends this long after sign-in, however busy (web/signin.py).
+    session_hours: int = 12
     log_level: str = "INFO"
     log_format: str = "json"
     data_dir: Path = DEFAULT_DATA_DIR
@@ -156,6 +158,7 @@ class Settings:
             secrets_key=secrets_key,
             metrics_token=get("METRICS_TOKEN"),
             public_base_url=get("PUBLIC_BASE_URL"),
+            session_hours=_int(env, "SESSION_HOURS", defaults.session_hours, low=1, high=24 * 30),
             log_level=log_level,
             log_format=log_format,
             data_dir=Path(get("DATA_DIR") or defaults.data_dir),

@@ -39,8 +39,14 @@ from api.status.handlers import Status
 from api.webhooks import DataDeletion, Deliveries
 from core.clock import Clock
 from core.metrics import Metrics
+from core.passwords import Passwords
+from core.storage.people import PeopleStore
+from core.storage.web_sessions import SessionStore
 from gateway.services import Storage, Upstreams, Web
 from gateway.settings import Settings
+from web.pages import PageDeps, Pages
+from web.routes import PAGES, make_templates
+from web.signin import SignIn
 
 SURFACES: tuple[Surface, ...] = (
     service.PROBES,
@@ -156,6 +162,30 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
         Status(
             g.upstreams.openai_probe, s.status_reader, s.accounts, g.clock, openai_base_url=settings.openai_base_url
         ),
+    )
+
+
+def provide_pages(app: web.Application, g: Groups) -> None:
+    """The web dashboard's pages, over the handler objects the API surfaces were just given."""
+    s = g.storage
+    signin = SignIn(
+        people=PeopleStore(s.db, g.clock),
+        sessions=SessionStore(s.db, g.clock, lifetime_ms=g.settings.session_hours * 3_600_000),
+        passwords=Passwords(),
+        limiter=s.rate_limits,
+        accounts=s.accounts,
+        secure_cookies=(g.settings.public_base_url or "").startswith("https://"),
+    )
+    app[PAGES] = Pages(
+        PageDeps(
+            signin=signin,
+            reports=app[dashboard.reports.OPERATIONS.key],
+            status=app[status.handlers.OPERATIONS.key],
+            conversations=app[conversations.handlers.OPERATIONS.key],
+            bots=s.bots,
+            templates=make_templates(),
+            clock=g.clock,
+        )
     )
 
 

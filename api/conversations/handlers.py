@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -128,10 +129,19 @@ class Conversations:
         return await self._current(request, summary.id)
 
     async def send_message(self, request: web.Request, body: Body[AgentMessageRequest]) -> MessageView:
+        return await self.answer(request, body, _idempotency_key)
+
+    async def answer(
+        self,
+        request: web.Request,
+        body: Body[AgentMessageRequest],
+        idempotency_key: Callable[[web.Request], str | None],
+    ) -> MessageView:
+        """send_message, for a caller that holds the idempotency key elsewhere (the dashboard's form)."""
         summary = await self._visible(request)
         who = principal(request)
         require_writer(who)
-        key = _idempotency_key(request)
+        key = idempotency_key(request)
         sent = await body.parse()
         channel_ids = await self._channels(summary, "answered through the gateway")
         contact = Contact(

@@ -565,6 +565,34 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        14,
+        "people who sign in to the web dashboard, and their sessions",
+        (
+            # email_key: the email casefolded, so one person cannot be added twice in another case.
+            """CREATE TABLE people (
+                id TEXT PRIMARY KEY,
+                email TEXT NOT NULL,
+                email_key TEXT NOT NULL UNIQUE,
+                password_hash TEXT NOT NULL,
+                role TEXT NOT NULL,
+                account_id TEXT REFERENCES accounts(id),
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            # id: the SHA-256 of the cookie's token (the token itself is never stored); csrf: the form token.
+            """CREATE TABLE web_sessions (
+                id TEXT PRIMARY KEY,
+                person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+                csrf TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                revoked_at BIGINT)""",
+            "CREATE INDEX web_sessions_person ON web_sessions(person_id)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

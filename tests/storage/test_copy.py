@@ -26,6 +26,7 @@ from tests.support.channel_traffic import NOW_S, PHONE_ID, deliver, settled, wa_
 from tests.support.harness import APP_SECRET, Tenant, auth, connect_channel, expect, make_settings, provision, relay
 from tests.support.images import photo
 from tests.support.paths import PROJECT_DATA, PROJECT_ROOT
+from tests.support.people import add_person, sign_in
 
 pytestmark = pytest.mark.skipif(
     not database.postgres_available(),
@@ -140,6 +141,9 @@ async def filled(
     [customer] = database.rows(settings, "SELECT id FROM contacts WHERE platform = 'whatsapp'")
     owner = auth("owner", tenant.account_id)
     await expect(await client.post(f"/api/conversations/{customer['id']}/pause", headers=owner), 200)
+    # A person of the dashboard, signed in (a session).
+    await add_person(settings, "anna@bakery.example", "owner", tenant.account_id)
+    await sign_in(client, "anna@bakery.example")
     # A person's reply, with an idempotency key.
     reply = {"text": "Yes, 8 to 12."}
     keyed = {**owner, "Idempotency-Key": "reply-1"}

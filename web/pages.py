@@ -1,0 +1,285 @@
+"""The dashboard's pages: each reads and changes through the API's own handler objects, with the signed-in person
+as their caller (web/signin.py), and renders what they answer. A refusal the API would answer with a status and
+a message is a page with that status and those words.
+
+    GET  /dashboard/login                         the sign-in form
+    POST /dashboard/login                         sign in (email, password, csrf)
+    POST /dashboard/logout                        sign out
+    GET  /dashboard/                              overview: this month's figures, tokens by day, channel health
+    GET  /dashboard/conversations                 the inbox: newest first, search, platform and bot filters
+    GET  /dashboard/conversations/{contact_id}    one conversation, with pause/resume and the Reply box
+    POST /dashboard/conversations/{contact_id}/messages, /pause, /resume
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from jinja2 import Environment
+from markupsafe import Markup
+
+from api.bodies import LIMITS, Query
+from api.conversations.handlers import Conversations
+from api.conversations.models import AgentMessageRequest, ConversationsQuery, PauseRequest
+from api.dashboard.ranges import RangeQuery, UsageQuery
+from api.dashboard.reports import Reports
+from api.envelope import from_domain
+from api.errors import ApiError
+from api.pagination import PageQuery, encode_cursor
+from api.status.handlers import Status
+from api.status.models import WebhookStatusQuery
+from core.clock import Clock
+from core.errors import GatewayError
+from core.storage.bots import BotStore
+from core.storage.web_sessions import WebSession
+from web.charts import daily_tokens
+from web.forms import GivenBody, GivenQuery
+from web.signin import SESSION, SIGNIN_COOKIE, SignIn, SignInRefused, same_token
+
+PLATFORMS = (("whatsapp", "WhatsApp"), ("messenger", "Messenger"), ("instagram", "Instagram"), ("relay", "Your app"))
+ROLES = {"user": "Customer", "assistant": "Bot", "agent": "Person"}
+PAUSES = {
+    "human_takeover": "a person answered",
+    "handoff": "the bot handed the conversation to a person",
+    "manual": "paused from the dashboard or the API",
+}
+NOTES = {
+    "paused": "sent while a person had the conversation",
+    "undeliverable": "arrived after the reply window closed: nobody could answer it",
+    "transcript": "voice message, as transcribed",
+    "image": "photo, with its caption",
+}
+# How many of a conversation's newest messages its page shows.
+THREAD_MESSAGES = 100
+_FORM_FIELD_CHARS = 8192
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class PageDeps:
+    signin: SignIn
+    reports: Reports
+    status: Status
+    conversations: Conversations
+    bots: BotStore
+    templates: Environment
+    clock: Clock
+
+
+class Pages:
+    def __init__(self, deps: PageDeps) -> None:
+        self._d = deps
+
+    # --- signing in and out -------------------------------------------------------------------------------------
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if await self._d.signin.signed_in(request) is not None:
+            raise web.HTTPSeeOther("/dashboard/")
+        return self._login_page(request, 200)
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        form = await _form(request)
+        signin = self._d.signin
+        email = form.get("email", "").strip()[:320]
+        if not same_token(request.cookies.get(SIGNIN_COOKIE), form.get("csrf")):
+            return self._login_page(request, 403, "The sign-in form had expired. Please sign in again.", email)
+        try:
+            token, session = await signin.sign_in(email, form.get("password", ""), request.remote or "")
+        except SignInRefused as refused:
+            return self._login_page(request, refused.status, str(refused), email)
+        response = _see_other("/dashboard/")
+        signin.set_session_cookie(response, token, session, self._d.clock.now_ms())
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        await self._checked_form(request, session.csrf)  # another site cannot sign a person out either
+        await self._d.signin.sessions.revoke(session.id)
+        response = _see_other("/dashboard/login")
+        self._d.signin.clear_session_cookie(response)
+        return response
+
+    def _login_page(self, request: web.Request, status: int, error: str | None = None, email: str = "") -> web.Response:
+        token, new = self._d.signin.signin_token(request)
+        response = self._html("login.html", status, person=None, csrf=token, error=error, email=email)
+        if new:
+            self._d.signin.set_signin_cookie(response, token)
+        return response
+
+    # --- pages --------------------------------------------------------------------------------------------------
+
+    async def overview(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        # The page's query string is the reports' (an admin's `account_id`): the API's own checks apply to it.
+        metrics = await self._d.reports.metrics(request, Query(request, RangeQuery))
+        usage = await self._d.reports.usage(request, Query(request, UsageQuery))
+        health = await self._d.status.webhooks_status(request, Query(request, WebhookStatusQuery))
+        scope = "Every account" if metrics.account_id is None else f"Account {metrics.account_id}"
+        return self._page(
+            "overview.html",
+            session,
+            section="overview",
+            metrics=metrics,
+            chart=daily_tokens(usage),
+            channels=health.channels,
+            scope_name=scope,
+        )
+
+    async def conversations(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        query = Query(request, ConversationsQuery)
+        listing = await self._d.conversations.list_conversations(request, query)
+        asked = query.parse()
+        account_id = session.person.account_id
+        bots = await self._d.bots.list(account_id) if account_id else []
+        next_page = None
+        if listing.next_cursor:
+            kept = {k: v for k, v in request.query.items() if k != "cursor"}
+            next_page = "/dashboard/conversations?" + urlencode({**kept, "cursor": listing.next_cursor})
+        return self._page(
+            "conversations.html",
+            session,
+            section="conversations",
+            listing=listing,
+            query=asked,
+            bots=bots,
+            platforms=PLATFORMS,
+            next_page=next_page,
+        )
+
+    async def conversation(self, request: web.Request, **reply: Any) -> web.StreamResponse:
+        session = await self._session(request)
+        handlers = self._d.conversations
+        first = await handlers.read_conversation(request, GivenQuery(request, PageQuery(limit=1)))
+        count = first.conversation.message_count
+        cursor = request.query.get("cursor")
+        if cursor is None and count > THREAD_MESSAGES:  # the newest messages, not the oldest
+            cursor = encode_cursor((count - THREAD_MESSAGES,))
+        detail = await handlers.read_conversation(
+            request, GivenQuery(request, PageQuery(cursor=cursor, limit=THREAD_MESSAGES))
+        )
+        more = None
+        if detail.next_cursor:
+            more = f"/dashboard/conversations/{detail.conversation.id}?" + urlencode({"cursor": detail.next_cursor})
+        return self._page(
+            "conversation.html",
+            session,
+            section="conversations",
+            status=reply.pop("status", 200),
+            detail=detail,
+            more_messages=more,
+            can_write=request[SESSION].person.role != "viewer",
+            reply_key=secrets.token_urlsafe(16),
+            reply_text=reply.get("reply_text", ""),
+            reply_error=reply.get("reply_error"),
+            reply_sent=reply.get("reply_sent", request.query.get("sent") == "1"),
+        )
+
+    async def reply(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        form = await self._checked_form(request, session.csrf)
+        text = form.get("text", "")
+        # The form's own key (a double click, a form sent again: one message); the API's rules for keys apply.
+        key = form.get("key") if _KEY.fullmatch(form.get("key", "")) else secrets.token_urlsafe(16)
+        try:
+            sent = AgentMessageRequest.model_validate({"text": text})
+        except ValueError:
+            return await self.conversation(
+                request, status=400, reply_text=text[:4096], reply_error="Write a message of 1 to 4,096 characters."
+            )
+        try:
+            await self._d.conversations.answer(request, GivenBody(request, sent), lambda _: key)
+        except (ApiError, GatewayError) as exc:
+            refused = exc if isinstance(exc, ApiError) else from_domain(exc)
+            if refused.status in (400, 409, 502, 503):
+                words = refused.message
+                return await self.conversation(request, status=refused.status, reply_text=text, reply_error=words)
+            raise
+        raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}?sent=1")
+
+    async def pause(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        await self._checked_form(request, session.csrf)
+        await self._d.conversations.pause_conversation(request, GivenBody(request, PauseRequest()))
+        raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}")
+
+    async def resume(self, request: web.Request) -> web.StreamResponse:
+        session = await self._session(request)
+        await self._checked_form(request, session.csrf)
+        await self._d.conversations.resume_conversation(request)
+        raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}")
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+
+    async def _session(self, request: web.Request) -> WebSession:
+        session = await self._d.signin.signed_in(request)
+        if session is None:
+            raise web.HTTPSeeOther("/dashboard/login")
+        return session
+
+    async def _checked_form(self, request: web.Request, csrf: str) -> dict[str, str]:
+        form = await _form(request)
+        if not same_token(csrf, form.get("csrf")):
+            raise ApiError(403, "forbidden", "This form had expired. Please go back, reload the page and try again.")
+        return form
+
+    def _page(self, template: str, session: WebSession, *, status: int = 200, **values: Any) -> web.Response:
+        return self._html(template, status, person=session.person, csrf=session.csrf, **values)
+
+    def _html(self, template: str, status: int, **values: Any) -> web.Response:
+        body = self._d.templates.get_template(template).render({"section": None, **values})
+        return web.Response(text=body, status=status, content_type="text/html")
+
+    def error_page(self, request: web.Request, status: int, message: str) -> web.Response:
+        session = request.get(SESSION)
+        heading = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}.get(status, "Something went wrong")
+        values = {"person": session.person, "csrf": session.csrf} if session else {"person": None, "csrf": ""}
+        return self._html("error.html", status, heading=heading, message=message, **values)
+
+
+def _see_other(location: str) -> web.Response:
+    """A redirect that carries cookies (raising web.HTTPSeeOther would drop the ones set on a response)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """A posted form's fields, each once, bounded (a longer body is a 413 through the API's limits)."""
+    limit = request.config_dict[LIMITS].max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise ApiError(413, "payload_too_large", "The form is too large.")
+    posted = await request.post()
+    return {name: str(value)[:_FORM_FIELD_CHARS] for name, value in posted.items() if isinstance(value, str)}
+
+
+def template_helpers() -> dict[str, Any]:
+    """The functions templates use to write numbers, money, times and names."""
+
+    def number(value: int | None) -> str:
+        return "0" if value is None else f"{value:,}"
+
+    def usd(value: Decimal | float | str) -> str:
+        amount = Decimal(str(value))
+        return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+
+    def when(epoch_ms: int | None) -> Markup:
+        if epoch_ms is None:
+            return Markup("")
+        at = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+        return Markup('<time datetime="{}">{}</time>').format(at.isoformat(), at.strftime("%d %b %Y %H:%M UTC"))
+
+    return {
+        "number": number,
+        "usd": usd,
+        "when": when,
+        "platform_name": lambda key: dict(PLATFORMS).get(key, key),
+        "role_name": lambda role: ROLES.get(role, role),
+        "pause_words": lambda reason: PAUSES.get(reason or "", "paused"),
+        "note_words": lambda note: NOTES.get(note, note),
+    }

@@ -1,0 +1,123 @@
+"""Signing people in and out, and knowing who is signed in on each request.
+
+- The session token travels in the `nexus_session` cookie: HttpOnly, SameSite=Lax, Path=/dashboard, and Secure when
+  the gateway is served over TLS (PUBLIC_BASE_URL is https). A new token is issued at every sign-in.
+- Every form that changes something carries the session's form token (`csrf`), checked in constant time. The
+  sign-in form, before any session exists, carries a token that must equal the `nexus_signin` cookie's (a page of
+  another site can neither read that cookie nor set it).
+- Sign-in attempts are limited per email (5 a minute) and per client address (30 a minute), whether they succeed
+  or not; a wrong password and an unknown email get the same words, after the same work (core/passwords.py).
+- A person of a locked account cannot sign in, and their open sessions stop working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from admin.tokens import Principal
+from api.jwt_auth import PRINCIPAL
+from core.passwords import Passwords
+from core.storage.accounts import AccountStore
+from core.storage.people import PeopleStore, email_key
+from core.storage.rate_limits import RateLimitStore
+from core.storage.web_sessions import SessionStore, WebSession
+
+SESSION_COOKIE = "nexus_session"
+SIGNIN_COOKIE = "nexus_signin"
+COOKIE_PATH = "/dashboard"
+PER_EMAIL_PER_MINUTE = 5
+PER_ADDRESS_PER_MINUTE = 30
+SESSION = web.RequestKey("web.session", WebSession)
+
+
+class SignInRefused(Exception):
+    """The words the person is shown, and the status of the page."""
+
+    def __init__(self, words: str, status: int) -> None:
+        super().__init__(words)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    people: PeopleStore
+    sessions: SessionStore
+    passwords: Passwords
+    limiter: RateLimitStore
+    accounts: AccountStore
+    secure_cookies: bool
+
+    async def sign_in(self, email: str, password: str, address: str) -> tuple[str, WebSession]:
+        """A new session's token and the session; SignInRefused with the words to show otherwise."""
+        for key, limit in (
+            (f"signin:{email_key(email)}", PER_EMAIL_PER_MINUTE),
+            (f"signin@{address}", PER_ADDRESS_PER_MINUTE),
+        ):
+            decision = await self.limiter.check(key, limit)
+            if not decision.allowed:
+                wait = max(1, math.ceil(decision.retry_after))
+                raise SignInRefused(f"Too many sign-in attempts. Please wait {wait} seconds and try again.", 429)
+        found = await self.people.credentials(email)
+        # argon2 takes tens of milliseconds of CPU: off the event loop, for an unknown email as for a known one.
+        if not await asyncio.to_thread(self.passwords.verify, found[1] if found else None, password) or not found:
+            raise SignInRefused("The email or the password is not right.", 401)
+        person = found[0]
+        if person.account_id is not None and (await self.accounts.current(person.account_id)).locked:
+            raise SignInRefused("This account is locked. Please ask the gateway's operator.", 403)
+        return await self.sessions.open(person)
+
+    async def signed_in(self, request: web.Request) -> WebSession | None:
+        """The request's live session (its person's account not locked), also left on the request with the person
+        as the API's caller; None when nobody is signed in."""
+        token = request.cookies.get(SESSION_COOKIE)
+        session = await self.sessions.find(token) if token else None
+        if session is None:
+            return None
+        person = session.person
+        if person.account_id is not None and (await self.accounts.current(person.account_id)).locked:
+            await self.sessions.revoke(session.id)
+            return None
+        request[SESSION] = session
+        request[PRINCIPAL] = Principal(subject=person.email, role=person.role, account_id=person.account_id)
+        return session
+
+    def set_session_cookie(self, response: web.StreamResponse, token: str, session: WebSession, now_ms: int) -> None:
+        max_age = max(0, (session.expires_at - now_ms) // 1000)
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=max_age,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure_cookies,
+        )
+        response.del_cookie(SIGNIN_COOKIE, path=COOKIE_PATH)
+
+    def clear_session_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+
+    def signin_token(self, request: web.Request) -> tuple[str, bool]:
+        """The sign-in form's token: the cookie's, or a new one (True: set it with `set_signin_cookie`)."""
+        token = request.cookies.get(SIGNIN_COOKIE)
+        if token and len(token) <= 100:
+            return token, False
+        return secrets.token_urlsafe(32), True
+
+    def set_signin_cookie(self, response: web.StreamResponse, token: str) -> None:
+        response.set_cookie(
+            SIGNIN_COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=self.secure_cookies
+        )
+
+
+def same_token(expected: str | None, given: str | None) -> bool:
+    """Constant-time comparison of form tokens; a missing one never matches."""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))

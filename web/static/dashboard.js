@@ -1,0 +1,34 @@
+// Light progressive enhancement: every page works without it.
+// 1. Times are written in UTC by the server; shown in the viewer's own time zone here.
+// 2. A conversation's thread refreshes itself every few seconds, so new messages appear without a reload.
+"use strict";
+(function () {
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (node) {
+      var at = new Date(node.getAttribute("datetime"));
+      if (!isNaN(at)) { node.textContent = at.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }); }
+    });
+  }
+  function refreshThread(thread) {
+    var url = thread.getAttribute("data-refresh");
+    setInterval(function () {
+      if (document.hidden) { return; }
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (!html) { return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("thread");
+          if (fresh && fresh.innerHTML !== thread.innerHTML) {
+            thread.innerHTML = fresh.innerHTML;
+            localTimes(thread);
+          }
+        })
+        .catch(function () { /* offline for a moment: the next tick tries again */ });
+    }, 4000);
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
+    var thread = document.getElementById("thread");
+    if (thread) { refreshThread(thread); }
+  });
+})();
