@@ -148,6 +148,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         if purged:
             log.info("inbox_purged", count=purged)
         await storage.notifications.prune()
+        await storage.web_sessions.purge()  # ended dashboard sessions
 
     indexer = app[UPSTREAMS].knowledge_indexer
 

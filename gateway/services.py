@@ -61,6 +61,7 @@ from core.storage.inbox_queue import InboxQueue
 from core.storage.knowledge import KnowledgeLimits, KnowledgeStore
 from core.storage.migrations import apply_migrations
 from core.storage.notifications import NotificationStore
+from core.storage.people import PeopleStore
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService
 from core.storage.rate_limits import RateLimitStore
@@ -72,6 +73,7 @@ from core.storage.reads.usage_export import ExportReader
 from core.storage.reads.usage_series import UsageSeriesReader
 from core.storage.reply_keys import ReplyKeys
 from core.storage.usage import UsageStore
+from core.storage.web_sessions import SessionStore
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
 from gateway.settings import Settings
@@ -115,6 +117,8 @@ class Storage:
     knowledge: KnowledgeStore
     notifications: NotificationStore  # what accounts are told (an outbox), sent by core/notifier.py
     handoffs: Handoffs  # conversations handed to a person: the pause and the account's notification
+    people: PeopleStore  # who signs in to the web dashboard
+    web_sessions: SessionStore  # their sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +210,8 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             ),
             notifications=notifications,
             handoffs=Handoffs(state, notifications, clock),
+            people=PeopleStore(db, clock),
+            web_sessions=SessionStore(db, clock, lifetime_ms=settings.session_hours * 3_600_000),
         )
     finally:
         await reports_db.close()

@@ -40,8 +40,6 @@ from api.webhooks import DataDeletion, Deliveries
 from core.clock import Clock
 from core.metrics import Metrics
 from core.passwords import Passwords
-from core.storage.people import PeopleStore
-from core.storage.web_sessions import SessionStore
 from gateway.services import Storage, Upstreams, Web
 from gateway.settings import Settings
 from web.pages import PageDeps, Pages
@@ -169,8 +167,8 @@ def provide_pages(app: web.Application, g: Groups) -> None:
     """The web dashboard's pages, over the handler objects the API surfaces were just given."""
     s = g.storage
     signin = SignIn(
-        people=PeopleStore(s.db, g.clock),
-        sessions=SessionStore(s.db, g.clock, lifetime_ms=g.settings.session_hours * 3_600_000),
+        people=s.people,
+        sessions=s.web_sessions,
         passwords=Passwords(),
         limiter=s.rate_limits,
         accounts=s.accounts,
