@@ -97,7 +97,8 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _audited(status: int) -> bool:
-    return 200 <= status < 300 or (400 <= status < 600 and status != 401)
+    # 3xx: a dashboard form's success is a redirect to the page that shows the result (web/).
+    return 200 <= status < 400 or (400 <= status < 600 and status != 401)
 
 
 async def _owner(audit: AuditStore, params: dict[str, str]) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import getpass
 import json
 import os
 import sys
@@ -118,7 +119,8 @@ def _user_add(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
         raise SettingsError("an admin has no --account; an owner or a viewer needs one")
     if "@" not in args.email or len(args.email) > 320:
         raise SettingsError("--email must be an email address")
-    password = args.stdin.readline().rstrip("\r\n")
+    # At a terminal, asked for without echo; otherwise the first line of standard input (a pipe, a file).
+    password = getpass.getpass("Password: ") if args.stdin.isatty() else args.stdin.readline().rstrip("\r\n")
     password_hash = Passwords().hash(password)  # WeakPassword (a ValueError) says what is wrong
 
     async def run() -> Person:

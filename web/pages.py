@@ -19,24 +19,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from aiohttp import web
 from jinja2 import Environment
 from markupsafe import Markup
 
-from api.bodies import LIMITS, Query
+from api.bodies import LIMITS, Query, read_limited
 from api.conversations.handlers import Conversations
 from api.conversations.models import AgentMessageRequest, ConversationsQuery, PauseRequest
 from api.dashboard.ranges import RangeQuery, UsageQuery
 from api.dashboard.reports import Reports
 from api.envelope import from_domain
-from api.errors import ApiError
+from api.errors import ApiError, bad_request
+from api.jwt_auth import principal
 from api.pagination import PageQuery, encode_cursor
+from api.query import AccountQuery
 from api.status.handlers import Status
 from api.status.models import WebhookStatusQuery
 from core.clock import Clock
 from core.errors import GatewayError
+from core.pricing import format_usd
 from core.storage.bots import BotStore
 from core.storage.web_sessions import WebSession
 from web.charts import daily_tokens
@@ -79,6 +82,9 @@ class Pages:
 
     # --- signing in and out -------------------------------------------------------------------------------------
 
+    async def signed_in(self, request: web.Request) -> WebSession | None:
+        return await self._d.signin.signed_in(request)
+
     async def login_form(self, request: web.Request) -> web.StreamResponse:
         if await self._d.signin.signed_in(request) is not None:
             raise web.HTTPSeeOther("/dashboard/")
@@ -94,6 +100,9 @@ class Pages:
             token, session = await signin.sign_in(email, form.get("password", ""), request.remote or "")
         except SignInRefused as refused:
             return self._login_page(request, refused.status, str(refused), email)
+        earlier = await signin.signed_in(request)
+        if earlier is not None:  # signing in again (maybe as someone else): the session before it ends
+            await signin.sessions.revoke(earlier.id)
         response = _see_other("/dashboard/")
         signin.set_session_cookie(response, token, session, self._d.clock.now_ms())
         return response
@@ -117,10 +126,14 @@ class Pages:
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
         session = await self._session(request)
-        # The page's query string is the reports' (an admin's `account_id`): the API's own checks apply to it.
-        metrics = await self._d.reports.metrics(request, Query(request, RangeQuery))
-        usage = await self._d.reports.usage(request, Query(request, UsageQuery))
-        health = await self._d.status.webhooks_status(request, Query(request, WebhookStatusQuery))
+        # An admin's `account_id` is the one parameter the page takes (read by the API's own rule); the API's
+        # handlers check it as they would their own.
+        account_id = Query(request, AccountQuery).parse_field("account_id")
+        metrics = await self._d.reports.metrics(request, GivenQuery(request, RangeQuery(account_id=account_id)))
+        usage = await self._d.reports.usage(request, GivenQuery(request, UsageQuery(account_id=account_id)))
+        health = await self._d.status.webhooks_status(
+            request, GivenQuery(request, WebhookStatusQuery(account_id=account_id))
+        )
         scope = "Every account" if metrics.account_id is None else f"Account {metrics.account_id}"
         return self._page(
             "overview.html",
@@ -165,9 +178,15 @@ class Pages:
         detail = await handlers.read_conversation(
             request, GivenQuery(request, PageQuery(cursor=cursor, limit=THREAD_MESSAGES))
         )
+        page_url = f"/dashboard/conversations/{detail.conversation.id}"
         more = None
         if detail.next_cursor:
-            more = f"/dashboard/conversations/{detail.conversation.id}?" + urlencode({"cursor": detail.next_cursor})
+            more = f"{page_url}?" + urlencode({"cursor": detail.next_cursor})
+        first_seq = detail.messages[0].seq if detail.messages else 1
+        earlier = None
+        if first_seq > 1:
+            start = first_seq - 1 - THREAD_MESSAGES
+            earlier = page_url + (f"?{urlencode({'cursor': encode_cursor((start,))})}" if start > 0 else "?cursor=")
         return self._page(
             "conversation.html",
             session,
@@ -175,8 +194,11 @@ class Pages:
             status=reply.pop("status", 200),
             detail=detail,
             more_messages=more,
-            can_write=request[SESSION].person.role != "viewer",
-            reply_key=secrets.token_urlsafe(16),
+            earlier_messages=earlier,
+            live=detail.next_cursor is None,  # the newest page refreshes itself
+            version=f"{len(detail.messages)}-{detail.messages[-1].id if detail.messages else ''}",
+            can_write=principal(request).can_write,
+            reply_key=reply.get("key") or secrets.token_urlsafe(16),
             reply_text=reply.get("reply_text", ""),
             reply_error=reply.get("reply_error"),
             reply_sent=reply.get("reply_sent", request.query.get("sent") == "1"),
@@ -185,22 +207,24 @@ class Pages:
     async def reply(self, request: web.Request) -> web.StreamResponse:
         session = await self._session(request)
         form = await self._checked_form(request, session.csrf)
-        text = form.get("text", "")
-        # The form's own key (a double click, a form sent again: one message); the API's rules for keys apply.
-        key = form.get("key") if _KEY.fullmatch(form.get("key", "")) else secrets.token_urlsafe(16)
+        text = form.get("text", "").replace("\r\n", "\n")  # browsers send a textarea's line breaks as CRLF
+        # The form's own key (a double click, a form sent again: one message). Kept when the page comes back with
+        # a refusal: sending again is then safe, whether or not the first attempt reached the customer.
+        key = form.get("key", "") if _KEY.fullmatch(form.get("key", "")) else secrets.token_urlsafe(16)
         try:
             sent = AgentMessageRequest.model_validate({"text": text})
         except ValueError:
-            return await self.conversation(
-                request, status=400, reply_text=text[:4096], reply_error="Write a message of 1 to 4,096 characters."
-            )
+            words = "Write a message of 1 to 4,096 characters."
+            return await self.conversation(request, status=400, reply_text=text[:4096], reply_error=words, key=key)
         try:
             await self._d.conversations.answer(request, GivenBody(request, sent), lambda _: key)
         except (ApiError, GatewayError) as exc:
             refused = exc if isinstance(exc, ApiError) else from_domain(exc)
             if refused.status in (400, 409, 502, 503):
                 words = refused.message
-                return await self.conversation(request, status=refused.status, reply_text=text, reply_error=words)
+                return await self.conversation(
+                    request, status=refused.status, reply_text=text, reply_error=words, key=key
+                )
             raise
         raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}?sent=1")
 
@@ -219,10 +243,7 @@ class Pages:
     # --- helpers ------------------------------------------------------------------------------------------------
 
     async def _session(self, request: web.Request) -> WebSession:
-        session = await self._d.signin.signed_in(request)
-        if session is None:
-            raise web.HTTPSeeOther("/dashboard/login")
-        return session
+        return request[SESSION]  # web/routes.py's signed_in middleware found it (or sent the person to sign in)
 
     async def _checked_form(self, request: web.Request, csrf: str) -> dict[str, str]:
         form = await _form(request)
@@ -250,12 +271,19 @@ def _see_other(location: str) -> web.Response:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    """A posted form's fields, each once, bounded (a longer body is a 413 through the API's limits)."""
-    limit = request.config_dict[LIMITS].max_body_bytes
-    if (request.content_length or 0) > limit:
-        raise ApiError(413, "payload_too_large", "The form is too large.")
-    posted = await request.post()
-    return {name: str(value)[:_FORM_FIELD_CHARS] for name, value in posted.items() if isinstance(value, str)}
+    """A posted form's fields: URL-encoded only (the pages send nothing else), read within the API's size and time
+    limits, each field once."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "The form must be sent as a web page sends it.")
+    limits = request.config_dict[LIMITS]
+    raw = await read_limited(request, limits.max_body_bytes)
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise bad_request("The form could not be read.") from None
+    if any(len(values) != 1 for values in fields.values()):
+        raise bad_request("The form sent a field twice.")
+    return {name: values[0][:_FORM_FIELD_CHARS] for name, values in fields.items()}
 
 
 def template_helpers() -> dict[str, Any]:
@@ -264,9 +292,10 @@ def template_helpers() -> dict[str, Any]:
     def number(value: int | None) -> str:
         return "0" if value is None else f"{value:,}"
 
-    def usd(value: Decimal | float | str) -> str:
-        amount = Decimal(str(value))
-        return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+    def usd(nanousd: int) -> str:
+        """Costs are whole billionths of a dollar (core/pricing.py): dollars and cents from a dollar up, else the
+        API's own digits."""
+        return f"${Decimal(nanousd) / 10**9:,.2f}" if nanousd >= 10**9 else f"${format_usd(nanousd)}"
 
     def when(epoch_ms: int | None) -> Markup:
         if epoch_ms is None:

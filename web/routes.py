@@ -1,5 +1,9 @@
-"""The dashboard as an aiohttp sub-application mounted at /dashboard/: its routes, its static files, and the
-middleware that answers every page's refusals as pages (never the API's JSON) with the headers pages need."""
+"""The dashboard as an aiohttp sub-application mounted at /dashboard/: its routes, its static files, and its
+middlewares, outermost first:
+  - pages_answer: every refusal and failure is a page (never the API's JSON), with the headers pages need;
+  - signed_in: every route but the sign-in form and the static files needs a live session (else the sign-in form),
+    and the person becomes the API's caller;
+  - audit_mutations: the API's audit trail records what people change here as it does through the API."""
 
 from __future__ import annotations
 
@@ -8,14 +12,19 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from api.audit_trail import audit_mutations
 from api.envelope import from_domain
 from api.errors import ApiError
+from api.jwt_auth import PRINCIPAL
 from core.errors import GatewayError
 from web.pages import Pages, template_helpers
+
+log = structlog.get_logger("web.routes")
 
 PAGES = web.AppKey("web.pages", Pages)
 _HERE = Path(__file__).parent
@@ -51,11 +60,32 @@ def static_url(name: str) -> str:
     return f"/dashboard/static/{name}?v={digest}"
 
 
-def _page(method: Callable[[Pages], Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> Handler:
+_PUBLIC = ("/dashboard/login", "/dashboard/static/")
+
+
+def _page(name: str, method: Callable[[Pages], Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         return await method(request.config_dict[PAGES])(request)
 
+    handle.__name__ = name  # the action the audit trail records (the API's name for the same change)
     return handle
+
+
+@web.middleware
+async def signed_in(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(_PUBLIC) or request.match_info.http_exception is not None:
+        return await handler(request)
+    if await request.config_dict[PAGES].signed_in(request) is None:
+        raise web.HTTPSeeOther("/dashboard/login")
+    return await handler(request)
+
+
+@web.middleware
+async def audited(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The API's audit trail, for a signed-in person's changes (signing in itself has no caller yet)."""
+    if PRINCIPAL not in request:
+        return await handler(request)
+    return await audit_mutations(request, handler)
 
 
 @web.middleware
@@ -63,31 +93,42 @@ async def pages_answer(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400 or exc.status == 405:
-            raise  # a redirect (or a method not allowed, answered as everywhere)
+        if exc.status < 400:
+            raise  # a redirect
         response = request.config_dict[PAGES].error_page(request, exc.status, exc.reason)
+        if "Allow" in exc.headers:  # 405: which methods the page takes
+            response.headers["Allow"] = exc.headers["Allow"]
     except (ApiError, GatewayError) as exc:
         refused = exc if isinstance(exc, ApiError) else from_domain(exc)
         response = request.config_dict[PAGES].error_page(request, refused.status, refused.message)
         for name, value in (refused.headers or {}).items():
             response.headers[name] = value
-    if not request.path.startswith("/dashboard/static/"):
+    except Exception:
+        log.exception("page_failed", method=request.method, path=request.path)
+        response = request.config_dict[PAGES].error_page(
+            request, 500, "Something went wrong on our side. Please try again in a moment."
+        )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith("/dashboard/static/"):
+        if request.query.get("v"):  # the URL names the content (static_url): it never changes
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
         response.headers.update(_HEADERS)
         response.headers["Cache-Control"] = "no-store"  # a page shows one person's data
     return response
 
 
 def dashboard_app() -> web.Application:
-    app = web.Application(middlewares=[pages_answer])
+    app = web.Application(middlewares=[pages_answer, signed_in, audited])
     routes = app.router
-    routes.add_get("/", _page(lambda p: p.overview))
-    routes.add_get("/login", _page(lambda p: p.login_form))
-    routes.add_post("/login", _page(lambda p: p.login))
-    routes.add_post("/logout", _page(lambda p: p.logout))
-    routes.add_get("/conversations", _page(lambda p: p.conversations))
-    routes.add_get("/conversations/{contact_id}", _page(lambda p: p.conversation))
-    routes.add_post("/conversations/{contact_id}/messages", _page(lambda p: p.reply))
-    routes.add_post("/conversations/{contact_id}/pause", _page(lambda p: p.pause))
-    routes.add_post("/conversations/{contact_id}/resume", _page(lambda p: p.resume))
+    routes.add_get("/", _page("overview", lambda p: p.overview))
+    routes.add_get("/login", _page("login_form", lambda p: p.login_form))
+    routes.add_post("/login", _page("sign_in", lambda p: p.login))
+    routes.add_post("/logout", _page("sign_out", lambda p: p.logout))
+    routes.add_get("/conversations", _page("conversations", lambda p: p.conversations))
+    routes.add_get("/conversations/{contact_id}", _page("conversation", lambda p: p.conversation))
+    routes.add_post("/conversations/{contact_id}/messages", _page("send_message", lambda p: p.reply))
+    routes.add_post("/conversations/{contact_id}/pause", _page("pause_conversation", lambda p: p.pause))
+    routes.add_post("/conversations/{contact_id}/resume", _page("resume_conversation", lambda p: p.resume))
     routes.add_static("/static/", STATIC)
     return app

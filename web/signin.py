@@ -5,8 +5,10 @@
 - Every form that changes something carries the session's form token (`csrf`), checked in constant time. The
   sign-in form, before any session exists, carries a token that must equal the `nexus_signin` cookie's (a page of
   another site can neither read that cookie nor set it).
-- Sign-in attempts are limited per email (5 a minute) and per client address (30 a minute), whether they succeed
-  or not; a wrong password and an unknown email get the same words, after the same work (core/passwords.py).
+- Sign-in attempts are limited, whether they succeed or not: 5 a minute for one email from one client address,
+  30 a minute for one email from anywhere, 30 a minute from one address. (Someone guessing from elsewhere can
+  slow a person's sign-in down, not stop it.) A wrong password and an unknown email get the same words, after the
+  same work (core/passwords.py); at most 4 passwords are checked at once (argon2 takes 64 MiB each).
 - A person of a locked account cannot sign in, and their open sessions stop working.
 """
 
@@ -16,7 +18,7 @@ import asyncio
 import hmac
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -31,8 +33,10 @@ from core.storage.web_sessions import SessionStore, WebSession
 SESSION_COOKIE = "nexus_session"
 SIGNIN_COOKIE = "nexus_signin"
 COOKIE_PATH = "/dashboard"
-PER_EMAIL_PER_MINUTE = 5
+PER_EMAIL_AND_ADDRESS_PER_MINUTE = 5
+PER_EMAIL_PER_MINUTE = 30
 PER_ADDRESS_PER_MINUTE = 30
+CHECKS_AT_ONCE = 4
 SESSION = web.RequestKey("web.session", WebSession)
 
 
@@ -52,11 +56,14 @@ class SignIn:
     limiter: RateLimitStore
     accounts: AccountStore
     secure_cookies: bool
+    checking: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_AT_ONCE))
 
     async def sign_in(self, email: str, password: str, address: str) -> tuple[str, WebSession]:
         """A new session's token and the session; SignInRefused with the words to show otherwise."""
+        who = email_key(email)
         for key, limit in (
-            (f"signin:{email_key(email)}", PER_EMAIL_PER_MINUTE),
+            (f"signin:{who}@{address}", PER_EMAIL_AND_ADDRESS_PER_MINUTE),
+            (f"signin:{who}", PER_EMAIL_PER_MINUTE),
             (f"signin@{address}", PER_ADDRESS_PER_MINUTE),
         ):
             decision = await self.limiter.check(key, limit)
@@ -65,10 +72,12 @@ class SignIn:
                 raise SignInRefused(f"Too many sign-in attempts. Please wait {wait} seconds and try again.", 429)
         found = await self.people.credentials(email)
         # argon2 takes tens of milliseconds of CPU: off the event loop, for an unknown email as for a known one.
-        if not await asyncio.to_thread(self.passwords.verify, found[1] if found else None, password) or not found:
+        async with self.checking:
+            right = await asyncio.to_thread(self.passwords.verify, found[1] if found else None, password)
+        if not right or not found:
             raise SignInRefused("The email or the password is not right.", 401)
         person = found[0]
-        if person.account_id is not None and (await self.accounts.current(person.account_id)).locked:
+        if person.account_id is not None and (await self.accounts.get(person.account_id)).locked:
             raise SignInRefused("This account is locked. Please ask the gateway's operator.", 403)
         return await self.sessions.open(person)
 
@@ -80,7 +89,8 @@ class SignIn:
         if session is None:
             return None
         person = session.person
-        if person.account_id is not None and (await self.accounts.current(person.account_id)).locked:
+        # Read, not cached: a lock takes effect on the next page, in every process.
+        if person.account_id is not None and (await self.accounts.get(person.account_id)).locked:
             await self.sessions.revoke(session.id)
             return None
         request[SESSION] = session

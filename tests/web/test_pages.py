@@ -57,9 +57,12 @@ async def test_the_overview_shows_the_apis_figures(shop: Any) -> None:
     assert _figure(page, "tokens") == f"{metrics['tokens']['total']:,}"
     assert _figure(page, "messages") == f"{metrics['messages']['inbound']:,}" == "2"
     assert _figure(page, "conversations") == str(metrics["conversations"])
+    assert _figure(page, "cost") == f"${metrics['cost_usd']}" and metrics["cost_usd"] != "0.000000"
     assert f"{metrics['quota']['used_tokens']:,} of {metrics['quota']['limit_tokens']:,} tokens used" in page
     assert page.count("<rect ") >= 1 and "Tokens used each day this month" in page
     assert "WhatsApp</strong> " + PHONE_ID in page and "working." in page
+    # A link with parameters of its own (a campaign's) still opens the page.
+    assert (await client.get("/dashboard/?utm_source=newsletter")).status == 200
 
 
 async def test_an_empty_account_says_what_to_do_next(make_client: MakeClient, settings: Settings) -> None:
@@ -99,10 +102,19 @@ async def test_a_person_answers_a_whatsapp_customer_from_the_page(shop: Any, fak
     body = await refused.text()
     assert "refused the reply outside its reply window" in body and ">Still there?</textarea>" in body
 
-    # Without the page's form token nothing is sent.
+    # Without the page's form token nothing is sent, paused or resumed.
     forged = await client.post(url, data={"text": "Free cake!", "key": "k-3"}, allow_redirects=False)
     assert forged.status == 403
     assert "Free cake!" not in fake_graph.texts_to("+" + WA_USER)
+    resume = f"/dashboard/conversations/{contact_id}/resume"
+    assert (await client.post(resume, data={"csrf": "guess"}, allow_redirects=False)).status == 403
+    assert "The bot is paused" in await (await client.get(f"/dashboard/conversations/{contact_id}")).text()
+
+    # What a person did here is in the audit trail, as if done through the API.
+    trail = await expect(await client.get("/api/admin/audit", headers=auth()), 200)
+    sent = [e for e in trail["entries"] if e["action"] == "send_message"]
+    assert [(e["actor"], e["actor_role"], e["status"]) for e in sent][-1] == ("anna@bakery.example", "owner", 303)
+    assert any(e["action"] == "resume_conversation" and e["status"] == 403 for e in trail["entries"])
 
 
 async def test_a_viewer_sees_the_conversation_without_controls(shop: Any, fake_graph: FakeGraph) -> None:
@@ -110,7 +122,9 @@ async def test_a_viewer_sees_the_conversation_without_controls(shop: Any, fake_g
     contact_id = await _whatsapp_conversation(client, tenant, settings, "Hello")
     await sign_in(client, "vic@bakery.example")
     page = await (await client.get(f"/dashboard/conversations/{contact_id}")).text()
-    assert "Hello" in page and "<textarea" not in page and "Pause the bot" not in page
+    assert "Hello" in page and "<textarea" not in page
+    for action in ("/messages", "/pause", "/resume"):  # no form that changes the conversation
+        assert f'action="/dashboard/conversations/{contact_id}{action}"' not in page
     fields = {"csrf": form_token(page), "text": "Hi from a viewer", "key": "v"}
     answer = await client.post(f"/dashboard/conversations/{contact_id}/messages", data=fields)
     assert answer.status == 403

@@ -64,6 +64,9 @@ async def test_the_session_cookie_is_new_httponly_and_ends_at_sign_out(site: Any
     page = await (await client.get("/dashboard/")).text()
     assert "Anna@Bakery.example" in page and 'href="/dashboard/conversations"' in page
 
+    # A page asked for with the wrong method is a page too, not the API's JSON.
+    wrong = await client.get("/dashboard/logout")
+    assert wrong.status == 405 and wrong.content_type == "text/html" and "POST" in wrong.headers["Allow"]
     # Signing out needs the page's form token; then the old cookie opens nothing.
     forged = await client.post("/dashboard/logout", data={"csrf": "guess"}, allow_redirects=False)
     assert forged.status == 403

@@ -18,9 +18,14 @@
         .then(function (html) {
           if (!html) { return; }
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("thread");
-          if (fresh && fresh.innerHTML !== thread.innerHTML) {
+          // Replaced only when the server's thread changed (its messages' count and newest id), so a selection
+          // and the reader's place are kept, and a screen reader hears one short notice, not the whole thread.
+          if (fresh && fresh.getAttribute("data-version") !== thread.getAttribute("data-version")) {
             thread.innerHTML = fresh.innerHTML;
+            thread.setAttribute("data-version", fresh.getAttribute("data-version"));
             localTimes(thread);
+            var news = document.getElementById("thread-news");
+            if (news) { news.textContent = "New messages in this conversation."; }
           }
         })
         .catch(function () { /* offline for a moment: the next tick tries again */ });
