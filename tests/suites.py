@@ -2,8 +2,9 @@
 
     python -m tests.suites [pytest arguments]
 
-The two runs go at once, each in its own pytest process: the PostgreSQL run mostly waits on the server and the
-SQLite run mostly computes, so together they take little longer than the slower one alone. Each run's output goes
+The runs go at once, each in its own pytest process: the PostgreSQL run mostly waits on the server and the
+SQLite run mostly computes, so together they take little longer than the slower one alone; the PostgreSQL run, the
+longer, is itself split in two processes (alternate test files). Each run's output goes
 to a log file; once both are done, each is printed whole, one after the other, with which backend it was, and the
 exit status is the worse of the two. PostgreSQL is looked for at TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/postgres); with REQUIRE_POSTGRES=1 (CI) an unreachable server is a failure,
@@ -34,13 +35,13 @@ def main(args: list[str]) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gateway-suites-") as tmp:
         runs = {}
-        for backend in backends:
-            log = Path(tmp) / f"{backend}.log"
+        for name, backend, files in _runs(backends, args):
+            log = Path(tmp) / f"{name}.log"
             with log.open("wb") as out:
-                runs[backend] = (
+                runs[name] = (
                     log,
                     subprocess.Popen(  # noqa: S603 (this interpreter running pytest, with the caller's arguments)
-                        [sys.executable, "-m", "pytest", *args],
+                        [sys.executable, "-m", "pytest", *args, *files],
                         env={**os.environ, "TEST_DATABASE": backend},
                         stdout=out,
                         stderr=subprocess.STDOUT,
@@ -54,6 +55,19 @@ def main(args: list[str]) -> int:
     verdict = ", ".join(f"{b} {'passed' if c == 0 else 'FAILED'}" for b, c in codes.items())
     print(f"\n== {verdict} ({time.monotonic() - started:.0f} s) ==", flush=True)
     return max(codes.values())
+
+
+def _runs(backends: list[str], args: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(name, backend, test files) of each pytest process. The PostgreSQL run mostly waits on the server, so it
+    is split in two halves (alternate test files) that run side by side; a run given its own paths is not split."""
+    if "postgresql" not in backends or any(not arg.startswith("-") for arg in args):
+        return [(backend, backend, []) for backend in backends]
+    files = sorted(str(path) for path in Path("tests").rglob("test_*.py"))
+    return [
+        ("sqlite", "sqlite", []),
+        ("postgresql-1", "postgresql", files[0::2]),
+        ("postgresql-2", "postgresql", files[1::2]),
+    ]
 
 
 if __name__ == "__main__":
