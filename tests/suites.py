@@ -4,7 +4,7 @@
 
 The runs go at once, each in its own pytest process: the PostgreSQL run mostly waits on the server and the
 SQLite run mostly computes, so together they take little longer than the slower one alone; the PostgreSQL run, the
-longer, is itself split in two processes (alternate test files). Each run's output goes
+longer, is itself split in two processes. Each run's output goes
 to a log file; once both are done, each is printed whole, one after the other, with which backend it was, and the
 exit status is the worse of the two. PostgreSQL is looked for at TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/postgres); with REQUIRE_POSTGRES=1 (CI) an unreachable server is a failure,
@@ -59,14 +59,21 @@ def main(args: list[str]) -> int:
 
 def _runs(backends: list[str], args: list[str]) -> list[tuple[str, str, list[str]]]:
     """(name, backend, test files) of each pytest process. The PostgreSQL run mostly waits on the server, so it
-    is split in two halves (alternate test files) that run side by side; a run given its own paths is not split."""
+    is split in two halves that run side by side; a run given its own paths is not split."""
     if "postgresql" not in backends or any(not arg.startswith("-") for arg in args):
         return [(backend, backend, []) for backend in backends]
-    files = sorted(str(path) for path in Path("tests").rglob("test_*.py"))
+    # Two halves of about equal weight, a file's size standing in for its tests' time (largest first, each to the
+    # lighter half).
+    halves: tuple[list[str], list[str]] = ([], [])
+    weights = [0, 0]
+    for path in sorted(Path("tests").rglob("test_*.py"), key=lambda p: (-p.stat().st_size, str(p))):
+        lighter = 0 if weights[0] <= weights[1] else 1
+        halves[lighter].append(str(path))
+        weights[lighter] += path.stat().st_size
     return [
         ("sqlite", "sqlite", []),
-        ("postgresql-1", "postgresql", files[0::2]),
-        ("postgresql-2", "postgresql", files[1::2]),
+        ("postgresql-1", "postgresql", sorted(halves[0])),
+        ("postgresql-2", "postgresql", sorted(halves[1])),
     ]
 
 
