@@ -44,7 +44,7 @@ from core.knowledge.terms import TERMS_VERSION, fold
 from core.knowledge.vectors import VectorIndex
 from core.llm import LLMClient
 from core.models import Bot, BotSettings, PlanSettings
-from core.paid_calls import Payer
+from core.paid_calls import PaidCalls, Payer
 from core.pricing import PriceTable
 from core.storage.accounts import AccountStore
 from core.storage.backends import connect_database
@@ -148,16 +148,10 @@ async def hybrid_quality(
     clock = SystemClock()
     llm = LLMClient.create(api_key="bench", base_url=base_url, attempt_timeout=60, max_attempts=2, total_budget=120)
     try:
-        embedder = ChargedEmbedder(
-            model=EMBEDDING_MODEL,
-            llm=llm,
-            db=db,
-            quota=QuotaService(db, clock, reservation_ttl_ms=300_000),
-            usage=UsageStore(db),
-            prices=PriceTable.load(ROOT / "data" / "prices.json"),
-            tokens=tokens,
-            clock=clock,
-        )
+        quota = QuotaService(db, clock, reservation_ttl_ms=300_000)
+        prices = PriceTable.load(ROOT / "data" / "prices.json")
+        paid = PaidCalls(llm, db, quota, UsageStore(db), prices, clock)
+        embedder = ChargedEmbedder(model=EMBEDDING_MODEL, paid=paid, tokens=tokens)
         vectors = VectorIndex(store, EMBEDDING_MODEL)
         semantic = Semantic(embedder, vectors, min_similarity=0.0)
         service = KnowledgeService(store, tokens, semantic=semantic)

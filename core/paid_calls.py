@@ -9,9 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.chat import TokenUsage
+from core.clock import Clock
 from core.ids import new_id
+from core.llm import LLMClient
 from core.models import UsageRecord
 from core.pricing import PriceTable, to_nanousd
+from core.storage.db import Database
+from core.storage.quota import QuotaService
+from core.storage.usage import UsageStore
+
+
+@dataclass(frozen=True, slots=True)
+class PaidCalls:
+    """What a model call paid for outside a turn (an embedding, a transcription) is made and charged with: the
+    client, and the quota, usage rows and prices of the account it is charged to."""
+
+    llm: LLMClient
+    db: Database
+    quota: QuotaService
+    usage: UsageStore
+    prices: PriceTable
+    clock: Clock
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from core.media.transcriber import ChargedTranscriber
 from core.metrics import Metrics
 from core.notifier import Notifier
 from core.openai_probe import OpenAIProbe
+from core.paid_calls import PaidCalls
 from core.pricing import PriceTable
 from core.secrets import SecretBox
 from core.storage.accounts import AccountStore
@@ -259,17 +260,10 @@ async def open_upstreams(
                 total_budget=settings.llm_total_budget,
                 metrics=metrics,
             )
+            # Embeddings and transcriptions are charged like turns, outside them.
+            paid = PaidCalls(llm, storage.db, storage.quota, storage.usage, prices, clock)
             if settings.embeddings_model:
-                embedder = ChargedEmbedder(
-                    model=settings.embeddings_model,
-                    llm=llm,
-                    db=storage.db,
-                    quota=storage.quota,
-                    usage=storage.usage,
-                    prices=prices,
-                    tokens=tokens,
-                    clock=clock,
-                )
+                embedder = ChargedEmbedder(model=settings.embeddings_model, paid=paid, tokens=tokens)
                 semantic = Semantic(
                     embedder,
                     VectorIndex(storage.knowledge, settings.embeddings_model),
@@ -279,14 +273,7 @@ async def open_upstreams(
                 indexer = KnowledgeIndexer(storage.knowledge, embedder, clock)
             if settings.transcription_model:
                 transcriber = ChargedTranscriber(
-                    model=settings.transcription_model,
-                    llm=llm,
-                    db=storage.db,
-                    quota=storage.quota,
-                    usage=storage.usage,
-                    prices=prices,
-                    clock=clock,
-                    max_seconds=settings.media_max_audio_seconds,
+                    model=settings.transcription_model, paid=paid, max_seconds=settings.media_max_audio_seconds
                 )
             engine = ConversationEngine(
                 EngineDeps(

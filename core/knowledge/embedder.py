@@ -14,13 +14,8 @@ import json
 from collections.abc import Sequence
 
 from core.chat import TokenUsage
-from core.clock import Clock
-from core.llm import LLMClient
-from core.paid_calls import Payer, paid_call_record
-from core.pricing import PriceTable
-from core.storage.db import Database, Transaction
-from core.storage.quota import QuotaService
-from core.storage.usage import UsageStore
+from core.paid_calls import PaidCalls, Payer, paid_call_record
+from core.storage.db import Transaction
 from core.tokens import TokenCounter
 
 # Texts per /embeddings request (OpenAI takes up to 2,048; fewer keeps one failure and one retry small).
@@ -32,22 +27,13 @@ class ChargedEmbedder:
         self,
         *,
         model: str,
-        llm: LLMClient,
-        db: Database,
-        quota: QuotaService,
-        usage: UsageStore,
-        prices: PriceTable,
+        paid: PaidCalls,
         tokens: TokenCounter,
-        clock: Clock,
     ) -> None:
         self.model = model
-        self._llm = llm
-        self._db = db
-        self._quota = quota
-        self._usage = usage
-        self._prices = prices
+        self._llm, self._db, self._quota = paid.llm, paid.db, paid.quota
+        self._usage, self._prices, self._clock = paid.usage, paid.prices, paid.clock
         self._tokens = tokens
-        self._clock = clock
 
     async def embed(self, texts: Sequence[str], payer: Payer) -> list[list[float]]:
         """One vector per text, in order. QuotaExceeded / AccountLocked before any call; UpstreamUnavailable when

@@ -17,15 +17,11 @@ import math
 from collections.abc import Awaitable, Callable
 
 from core.chat import TokenUsage
-from core.clock import Clock
-from core.llm import LLMClient, Transcribed
+from core.llm import Transcribed
 from core.media.audio import seconds_at_most, upload_name
 from core.media.download import Media
-from core.paid_calls import Payer, paid_call_record
-from core.pricing import PriceTable
-from core.storage.db import Database, Transaction
-from core.storage.quota import QuotaService
-from core.storage.usage import UsageStore
+from core.paid_calls import PaidCalls, Payer, paid_call_record
+from core.storage.db import Transaction
 
 AUDIO_TOKENS_PER_SECOND = 25
 TEXT_TOKENS_PER_SECOND = 10
@@ -40,21 +36,12 @@ class ChargedTranscriber:
         self,
         *,
         model: str,
-        llm: LLMClient,
-        db: Database,
-        quota: QuotaService,
-        usage: UsageStore,
-        prices: PriceTable,
-        clock: Clock,
+        paid: PaidCalls,
         max_seconds: int,
     ) -> None:
         self.model = model
-        self._llm = llm
-        self._db = db
-        self._quota = quota
-        self._usage = usage
-        self._prices = prices
-        self._clock = clock
+        self._llm, self._db, self._quota = paid.llm, paid.db, paid.quota
+        self._usage, self._prices, self._clock = paid.usage, paid.prices, paid.clock
         self._max_seconds = max_seconds
 
     async def transcribe(
