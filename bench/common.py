@@ -9,15 +9,47 @@ import multiprocessing.process
 import queue
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from admin.tokens import mint_token
+from gateway.settings import Settings
 
 HOST = "127.0.0.1"
+PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def local_settings(
+    database: Path,
+    openai_base: str,
+    graph_base: str,
+    *,
+    jwt_secret: str,
+    app_secret: str,
+    secrets_key: str,
+    **more: Any,
+) -> Settings:
+    """A gateway on a SQLite file, talking to the fake OpenAI and fake Graph served at these bases, quiet logs."""
+    base = Settings(
+        database_url=f"sqlite:///{database}",
+        openai_api_key="sk-bench",
+        openai_base_url=f"{openai_base}/v1",
+        admin_jwt_secret=jwt_secret,
+        secrets_key=secrets_key,
+        meta_app_secret=app_secret,
+        graph_api_base_url=graph_base,
+        data_dir=PROJECT_DATA,
+        inbox_settle_ms=0,
+        log_level="WARNING",
+        log_format="console",
+    )
+    return replace(base, **more)
+
+
 ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=30)
 PERSONA = "You are the friendly assistant of a small coffee shop. Answer briefly and politely."
 

@@ -35,12 +35,11 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import provision_with_channel, serving
+from bench.common import local_settings, provision_with_channel, serving
 from core.chat import ChatMessage
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
-from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.audio import voice_note
@@ -128,20 +127,9 @@ async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nexus-bench-media-") as tmp:
         database = Path(tmp) / "media.db"
         async with serving(fake_openai.app) as (openai_base, _), serving(graph.app) as (graph_base, _):
-            settings = Settings(
-                database_url=f"sqlite:///{database}",
-                openai_api_key="sk-bench",
-                openai_base_url=f"{openai_base}/v1",
-                admin_jwt_secret=JWT_SECRET,
-                secrets_key=SECRETS_KEY,
-                meta_app_secret=APP_SECRET,
-                graph_api_base_url=graph_base,
-                media_allowed_hosts=("127.0.0.1",),
-                data_dir=PROJECT_DATA,
-                workers=4,
-                inbox_settle_ms=0,
-                log_level="WARNING",
-                log_format="console",
+            secrets_of = {"jwt_secret": JWT_SECRET, "app_secret": APP_SECRET, "secrets_key": SECRETS_KEY}
+            settings = local_settings(
+                database, openai_base, graph_base, **secrets_of, media_allowed_hosts=("127.0.0.1",), workers=4
             )
             app = create_app(settings, tokens=tokens)
             freeze_gc_after_startup(app)

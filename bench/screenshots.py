@@ -29,10 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import provision_with_channel, serving
+from bench.common import PROJECT_DATA, local_settings, provision_with_channel, serving
 from gateway.app import create_app
 from gateway.cli import main as cli_main
-from gateway.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -40,7 +39,6 @@ PHONE_ID = "106540352242922"
 APP_SECRET = secrets.token_hex(16)
 JWT_SECRET = secrets.token_hex(32)
 SECRETS_KEY = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
 PASSWORD = secrets.token_urlsafe(16)  # a new person each run: any password will do
 SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
 CUSTOMERS = (
@@ -114,20 +112,9 @@ async def run(out: Path) -> list[Path]:
     fake_openai, graph = FakeOpenAI(), FakeGraph(implicit_grants=True)
     with tempfile.TemporaryDirectory(prefix="nexus-screenshots-") as tmp:
         async with serving(fake_openai.app) as (openai_base, _), serving(graph.app) as (graph_base, _):
-            settings = Settings(
-                database_url=f"sqlite:///{Path(tmp) / 'dashboard.db'}",
-                openai_api_key="sk-bench",
-                openai_base_url=f"{openai_base}/v1",
-                admin_jwt_secret=JWT_SECRET,
-                secrets_key=SECRETS_KEY,
-                meta_app_secret=APP_SECRET,
-                graph_api_base_url=graph_base,
-                data_dir=PROJECT_DATA,
-                workers=2,
-                inbox_settle_ms=0,
-                log_level="WARNING",
-                log_format="console",
-            )
+            secrets_of = {"jwt_secret": JWT_SECRET, "app_secret": APP_SECRET, "secrets_key": SECRETS_KEY}
+            database = Path(tmp) / "dashboard.db"
+            settings = local_settings(database, openai_base, graph_base, **secrets_of, workers=2)
             async with serving(create_app(settings)) as (base, _):
                 tenant = await provision_with_channel(base, JWT_SECRET, PHONE_ID)
                 async with aiohttp.ClientSession() as session:
