@@ -81,6 +81,7 @@ class TurnResult:
     quota: QuotaSnapshot
     message_id: str | None = None  # the stored reply's id: what a client passes to rate it (POST /api/ai/feedback)
     handoff: Handoff | None = None  # the turn handed the conversation to a person; `reply` is the handoff message
+    knowledge: tuple[str, ...] = ()  # the titles of the knowledge documents the model was shown, best first
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,8 @@ class ConversationEngine:
         try:
             await d.quota.reserve(req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id)
             completion, sent = await self._call(req, model, contact, user, prompt, tools, extra)
-            return await self._account(req, model, contact, user, reservation, completion, sent)
+            result = await self._account(req, model, contact, user, reservation, completion, sent)
+            return replace(result, knowledge=_shown(knowledge)) if knowledge is not None else result
         except QuotaExceeded:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
             raise
@@ -459,3 +461,10 @@ def resolve_model(bot: Bot, plan: Plan) -> str:
     if bot.model and bot.model in plan.models:
         return bot.model
     return plan.default_model
+
+
+def _shown(knowledge: TurnKnowledge) -> tuple[str, ...]:
+    """The titles of the documents a turn was shown, each once, best first."""
+    if not knowledge.found:
+        return ()
+    return tuple(dict.fromkeys(hit.title for hit in knowledge.hits))

@@ -50,6 +50,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
         return response
+    except web.HTTPException as exc:  # a redirect or a refusal raised as a response
+        status = exc.status
+        raise
     except asyncio.CancelledError:
         status = CLIENT_CLOSED_REQUEST  # the handler was cancelled because the client went away (or at shutdown)
         raise

@@ -42,9 +42,12 @@ from core.metrics import Metrics
 from core.passwords import Passwords
 from gateway.services import Storage, Upstreams, Web
 from gateway.settings import Settings
+from web.bot_pages import BotPageDeps
 from web.pages import PageDeps, Pages
 from web.routes import PAGES, make_templates
 from web.signin import SignIn
+from web.try_chat import TryChat
+from web.usage_pages import UsagePageDeps
 
 SURFACES: tuple[Surface, ...] = (
     service.PROBES,
@@ -183,6 +186,20 @@ def provide_pages(app: web.Application, g: Groups) -> None:
             bots=s.bots,
             templates=make_templates(),
             clock=g.clock,
+            bot_pages=BotPageDeps(
+                bots=app[provisioning.bots.OPERATIONS.key],
+                channels=app[provisioning.channels.OPERATIONS.key],
+                knowledge=app[provisioning.knowledge.OPERATIONS.key],
+                accounts=s.accounts,
+                plans=s.plans,
+                try_chat=None if g.upstreams.engine is None else TryChat(g.upstreams.engine, s.accounts, s.handoffs),
+                max_upload=g.settings.knowledge_max_upload_bytes,
+            ),
+            usage_pages=UsagePageDeps(
+                reports=app[dashboard.reports.OPERATIONS.key],
+                exports=app[provisioning.exports.OPERATIONS.key],
+                activity=app[dashboard.activity.OPERATIONS.key],
+            ),
         )
     )
 

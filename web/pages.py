@@ -19,19 +19,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment
 from markupsafe import Markup
 
-from api.bodies import LIMITS, Query, read_limited
+from api.bodies import Query
 from api.conversations.handlers import Conversations
 from api.conversations.models import AgentMessageRequest, ConversationsQuery, PauseRequest
 from api.dashboard.ranges import RangeQuery, UsageQuery
 from api.dashboard.reports import Reports
 from api.envelope import from_domain
-from api.errors import ApiError, bad_request
+from api.errors import ApiError
 from api.jwt_auth import principal
 from api.pagination import PageQuery, encode_cursor
 from api.query import AccountQuery
@@ -42,9 +42,12 @@ from core.errors import GatewayError
 from core.pricing import format_usd
 from core.storage.bots import BotStore
 from core.storage.web_sessions import WebSession
+from web.bot_pages import BotPageDeps, BotPages
 from web.charts import daily_tokens
 from web.forms import GivenBody, GivenQuery
+from web.rendering import Renderer, checked_form, read_form, see_other, session_of
 from web.signin import SESSION, SIGNIN_COOKIE, SignIn, SignInRefused, same_token
+from web.usage_pages import UsagePageDeps, UsagePages
 
 PLATFORMS = (("whatsapp", "WhatsApp"), ("messenger", "Messenger"), ("instagram", "Instagram"), ("relay", "Your app"))
 ROLES = {"user": "Customer", "assistant": "Bot", "agent": "Person"}
@@ -74,11 +77,16 @@ class PageDeps:
     bots: BotStore
     templates: Environment
     clock: Clock
+    bot_pages: BotPageDeps
+    usage_pages: UsagePageDeps
 
 
 class Pages:
     def __init__(self, deps: PageDeps) -> None:
         self._d = deps
+        self._r = Renderer(deps.templates)
+        self.bots = BotPages(deps.bot_pages, self._r)
+        self.usage = UsagePages(deps.usage_pages, self._r)
 
     # --- signing in and out -------------------------------------------------------------------------------------
 
@@ -91,7 +99,7 @@ class Pages:
         return self._login_page(request, 200)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        form = await _form(request)
+        form = await read_form(request)
         signin = self._d.signin
         email = form.get("email", "").strip()[:320]
         if not same_token(request.cookies.get(SIGNIN_COOKIE), form.get("csrf")):
@@ -103,21 +111,21 @@ class Pages:
         earlier = await signin.signed_in(request)
         if earlier is not None:  # signing in again (maybe as someone else): the session before it ends
             await signin.sessions.revoke(earlier.id)
-        response = _see_other("/dashboard/")
+        response = see_other("/dashboard/")
         signin.set_session_cookie(response, token, session, self._d.clock.now_ms())
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
-        await self._checked_form(request, session.csrf)  # another site cannot sign a person out either
+        session = session_of(request)
+        await checked_form(request)  # another site cannot sign a person out either
         await self._d.signin.sessions.revoke(session.id)
-        response = _see_other("/dashboard/login")
+        response = see_other("/dashboard/login")
         self._d.signin.clear_session_cookie(response)
         return response
 
     def _login_page(self, request: web.Request, status: int, error: str | None = None, email: str = "") -> web.Response:
         token, new = self._d.signin.signin_token(request)
-        response = self._html("login.html", status, person=None, csrf=token, error=error, email=email)
+        response = self._r.html("login.html", status, person=None, csrf=token, error=error, email=email)
         if new:
             self._d.signin.set_signin_cookie(response, token)
         return response
@@ -125,7 +133,7 @@ class Pages:
     # --- pages --------------------------------------------------------------------------------------------------
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
+        session = session_of(request)
         # An admin's `account_id` is the one parameter the page takes (read by the API's own rule); the API's
         # handlers check it as they would their own.
         account_id = Query(request, AccountQuery).parse_field("account_id")
@@ -135,7 +143,7 @@ class Pages:
             request, GivenQuery(request, WebhookStatusQuery(account_id=account_id))
         )
         scope = "Every account" if metrics.account_id is None else f"Account {metrics.account_id}"
-        return self._page(
+        return self._r.page(
             "overview.html",
             session,
             section="overview",
@@ -146,7 +154,7 @@ class Pages:
         )
 
     async def conversations(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
+        session = session_of(request)
         query = Query(request, ConversationsQuery)
         listing = await self._d.conversations.list_conversations(request, query)
         asked = query.parse()
@@ -156,7 +164,7 @@ class Pages:
         if listing.next_cursor:
             kept = {k: v for k, v in request.query.items() if k != "cursor"}
             next_page = "/dashboard/conversations?" + urlencode({**kept, "cursor": listing.next_cursor})
-        return self._page(
+        return self._r.page(
             "conversations.html",
             session,
             section="conversations",
@@ -168,7 +176,7 @@ class Pages:
         )
 
     async def conversation(self, request: web.Request, **reply: Any) -> web.StreamResponse:
-        session = await self._session(request)
+        session = session_of(request)
         handlers = self._d.conversations
         first = await handlers.read_conversation(request, GivenQuery(request, PageQuery(limit=1)))
         count = first.conversation.message_count
@@ -187,7 +195,7 @@ class Pages:
         if first_seq > 1:
             start = first_seq - 1 - THREAD_MESSAGES
             earlier = page_url + (f"?{urlencode({'cursor': encode_cursor((start,))})}" if start > 0 else "?cursor=")
-        return self._page(
+        return self._r.page(
             "conversation.html",
             session,
             section="conversations",
@@ -205,8 +213,7 @@ class Pages:
         )
 
     async def reply(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
-        form = await self._checked_form(request, session.csrf)
+        form = await checked_form(request)
         text = form.get("text", "").replace("\r\n", "\n")  # browsers send a textarea's line breaks as CRLF
         # The form's own key (a double click, a form sent again: one message). Kept when the page comes back with
         # a refusal: sending again is then safe, whether or not the first attempt reached the customer.
@@ -229,61 +236,22 @@ class Pages:
         raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}?sent=1")
 
     async def pause(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
-        await self._checked_form(request, session.csrf)
+        await checked_form(request)
         await self._d.conversations.pause_conversation(request, GivenBody(request, PauseRequest()))
         raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}")
 
     async def resume(self, request: web.Request) -> web.StreamResponse:
-        session = await self._session(request)
-        await self._checked_form(request, session.csrf)
+        await checked_form(request)
         await self._d.conversations.resume_conversation(request)
         raise web.HTTPSeeOther(f"/dashboard/conversations/{request.match_info['contact_id']}")
 
     # --- helpers ------------------------------------------------------------------------------------------------
 
-    async def _session(self, request: web.Request) -> WebSession:
-        return request[SESSION]  # web/routes.py's signed_in middleware found it (or sent the person to sign in)
-
-    async def _checked_form(self, request: web.Request, csrf: str) -> dict[str, str]:
-        form = await _form(request)
-        if not same_token(csrf, form.get("csrf")):
-            raise ApiError(403, "forbidden", "This form had expired. Please go back, reload the page and try again.")
-        return form
-
-    def _page(self, template: str, session: WebSession, *, status: int = 200, **values: Any) -> web.Response:
-        return self._html(template, status, person=session.person, csrf=session.csrf, **values)
-
-    def _html(self, template: str, status: int, **values: Any) -> web.Response:
-        body = self._d.templates.get_template(template).render({"section": None, **values})
-        return web.Response(text=body, status=status, content_type="text/html")
-
     def error_page(self, request: web.Request, status: int, message: str) -> web.Response:
         session = request.get(SESSION)
         heading = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}.get(status, "Something went wrong")
         values = {"person": session.person, "csrf": session.csrf} if session else {"person": None, "csrf": ""}
-        return self._html("error.html", status, heading=heading, message=message, **values)
-
-
-def _see_other(location: str) -> web.Response:
-    """A redirect that carries cookies (raising web.HTTPSeeOther would drop the ones set on a response)."""
-    return web.Response(status=303, headers={"Location": location})
-
-
-async def _form(request: web.Request) -> dict[str, str]:
-    """A posted form's fields: URL-encoded only (the pages send nothing else), read within the API's size and time
-    limits, each field once."""
-    if request.content_type != "application/x-www-form-urlencoded":
-        raise ApiError(415, "unsupported_media_type", "The form must be sent as a web page sends it.")
-    limits = request.config_dict[LIMITS]
-    raw = await read_limited(request, limits.max_body_bytes)
-    try:
-        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        raise bad_request("The form could not be read.") from None
-    if any(len(values) != 1 for values in fields.values()):
-        raise bad_request("The form sent a field twice.")
-    return {name: values[0][:_FORM_FIELD_CHARS] for name, values in fields.items()}
+        return self._r.html("error.html", status, heading=heading, message=message, **values)
 
 
 def template_helpers() -> dict[str, Any]:

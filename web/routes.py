@@ -108,6 +108,8 @@ async def pages_answer(request: web.Request, handler: Handler) -> web.StreamResp
         response = request.config_dict[PAGES].error_page(
             request, 500, "Something went wrong on our side. Please try again in a moment."
         )
+    if response.prepared:  # written as it went (a CSV export): its headers were the API's, already sent
+        return response
     response.headers["X-Content-Type-Options"] = "nosniff"
     if request.path.startswith("/dashboard/static/"):
         if request.query.get("v"):  # the URL names the content (static_url): it never changes
@@ -130,5 +132,25 @@ def dashboard_app() -> web.Application:
     routes.add_post("/conversations/{contact_id}/messages", _page("send_message", lambda p: p.reply))
     routes.add_post("/conversations/{contact_id}/pause", _page("pause_conversation", lambda p: p.pause))
     routes.add_post("/conversations/{contact_id}/resume", _page("resume_conversation", lambda p: p.resume))
+    routes.add_get("/bots", _page("bots", lambda p: p.bots.choose))
+    routes.add_get("/accounts/{account_id}/bots", _page("list_bots", lambda p: p.bots.listing))
+    routes.add_post("/accounts/{account_id}/bots", _page("create_bot", lambda p: p.bots.create))
+    routes.add_get("/bots/{bot_id}", _page("get_bot", lambda p: p.bots.bot))
+    routes.add_post("/bots/{bot_id}", _page("update_bot", lambda p: p.bots.update))
+    routes.add_post("/bots/{bot_id}/channels", _page("connect_channel", lambda p: p.bots.connect))
+    routes.add_post("/bots/{bot_id}/channels/{channel_id}/token", _page("update_channel", lambda p: p.bots.new_token))
+    routes.add_post(
+        "/bots/{bot_id}/channels/{channel_id}/disconnect", _page("disconnect_channel", lambda p: p.bots.disconnect)
+    )
+    routes.add_get("/bots/{bot_id}/knowledge", _page("list_documents", lambda p: p.bots.knowledge))
+    routes.add_post("/bots/{bot_id}/knowledge", _page("add_document", lambda p: p.bots.add_document))
+    routes.add_post(
+        "/bots/{bot_id}/knowledge/{document_id}/delete", _page("delete_document", lambda p: p.bots.delete_document)
+    )
+    routes.add_get("/bots/{bot_id}/try", _page("try_bot", lambda p: p.bots.try_page))
+    routes.add_post("/bots/{bot_id}/try", _page("try_bot_turn", lambda p: p.bots.try_turn))
+    routes.add_get("/usage", _page("usage", lambda p: p.usage.usage))
+    routes.add_get("/usage/export.csv", _page("export_usage", lambda p: p.usage.export))
+    routes.add_get("/activity", _page("list_activity", lambda p: p.usage.activity))
     routes.add_static("/static/", STATIC)
     return app

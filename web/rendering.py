@@ -1,0 +1,67 @@
+"""What every page class shares: rendering a template for the signed-in person, reading a posted form within the
+API's limits, and checking its form token."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from jinja2 import Environment
+
+from api.bodies import LIMITS, read_limited
+from api.errors import ApiError, bad_request
+from core.storage.web_sessions import WebSession
+from web.signin import SESSION, same_token
+
+FORM_FIELD_CHARS = 8192
+
+
+class Renderer:
+    def __init__(self, templates: Environment) -> None:
+        self._templates = templates
+
+    def page(self, template: str, session: WebSession, *, status: int = 200, **values: Any) -> web.Response:
+        return self.html(template, status, person=session.person, csrf=session.csrf, **values)
+
+    def html(self, template: str, status: int, **values: Any) -> web.Response:
+        body = self._templates.get_template(template).render({"section": None, **values})
+        return web.Response(text=body, status=status, content_type="text/html")
+
+
+def session_of(request: web.Request) -> WebSession:
+    """The signed-in person's session (web/routes.py's signed_in middleware found it, or sent them to sign in)."""
+    return request[SESSION]
+
+
+def check_form_token(session: WebSession, given: str | None) -> None:
+    if not same_token(session.csrf, given):
+        raise ApiError(403, "forbidden", "This form had expired. Please go back, reload the page and try again.")
+
+
+async def checked_form(request: web.Request, long_fields: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The posted form, once its form token is the session's (another site cannot post it)."""
+    form = await read_form(request, long_fields)
+    check_form_token(session_of(request), form.get("csrf"))
+    return form
+
+
+async def read_form(request: web.Request, long_fields: frozenset[str] = frozenset()) -> dict[str, str]:
+    """A posted form's fields: URL-encoded only (the pages send nothing else but uploads), read within the API's
+    size and time limits, each field once; a field is cut at FORM_FIELD_CHARS unless it is one of `long_fields`."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "The form must be sent as a web page sends it.")
+    limits = request.config_dict[LIMITS]
+    raw = await read_limited(request, limits.max_body_bytes)
+    try:
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise bad_request("The form could not be read.") from None
+    if any(len(values) != 1 for values in fields.values()):
+        raise bad_request("The form sent a field twice.")
+    return {name: values[0] if name in long_fields else values[0][:FORM_FIELD_CHARS] for name, values in fields.items()}
+
+
+def see_other(location: str) -> web.Response:
+    """A redirect that carries cookies (raising web.HTTPSeeOther would drop the ones set on a response)."""
+    return web.Response(status=303, headers={"Location": location})
