@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench bench-postgresql bench-deps clean
+.PHONY: install run sandbox test lint bench bench-postgresql bench-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) -m gateway
+
+# The gateway with a built-in fake model and fake Graph API, a demo business on all three channels, and the
+# terminal as its customers' phone (sandbox/run.py).
+sandbox: install
+	$(PY) -m sandbox
 
 # Style, types (mypy over the packages and bench), and the import contracts between the packages (pyproject.toml).
 lint: install

@@ -23,8 +23,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bench.common import expect_message
-from tests.fakes.graph_server import FakeGraph, GraphCall
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph, GraphCall
+from sandbox.fakes.openai_server import FakeOpenAI
 
 __all__ = ["FakesProcess", "FakesStats", "ReplyCounter"]
 

@@ -40,8 +40,8 @@ from core.chat import ChatMessage
 from core.tokens import TokenCounter
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.audio import voice_note
 from tests.support.images import photo
 

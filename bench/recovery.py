@@ -70,8 +70,8 @@ from bench.load import PHONE_NUMBER_ID, whatsapp_text
 from core.storage.db import DatabaseURL
 from gateway.logging import configure_logging
 from gateway.settings import Settings
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.gateway_process import GatewayProcess, free_port
 
 HOST = "127.0.0.1"

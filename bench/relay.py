@@ -43,7 +43,7 @@ from bench.postgres import BenchDatabase, check_server
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"

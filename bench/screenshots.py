@@ -32,8 +32,8 @@ import aiohttp
 from bench.common import PROJECT_DATA, local_settings, provision_with_channel, serving
 from gateway.app import create_app
 from gateway.cli import main as cli_main
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 
 PHONE_ID = "106540352242922"
 APP_SECRET = secrets.token_hex(16)

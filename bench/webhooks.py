@@ -70,7 +70,7 @@ from gateway.app import create_app, freeze_gc_after_startup
 from gateway.keys import STORAGE
 from gateway.logging import configure_logging
 from gateway.settings import Settings
-from tests.fakes.graph_server import FakeGraph
+from sandbox.fakes.graph_server import FakeGraph
 
 HOST = "127.0.0.1"
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"

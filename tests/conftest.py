@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.chat import ChatMessage
 from core.tokens import TokenCounter
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
+from sandbox.model import prompt_counter
 from tests.support import database
 from tests.support.harness import make_settings
 from tests.support.paths import PROJECT_DATA
@@ -62,17 +62,7 @@ def tokens() -> TokenCounter:
 def fake_openai(tokens: TokenCounter) -> FakeOpenAI:
     """Counts tokens with real tiktoken, the way OpenAI reports `usage`."""
 
-    def count_prompt(model: str, messages: list[dict[str, Any]]) -> int:
-        def text(content: Any) -> str:  # content parts: the text parts count here, images in the fake itself
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
-
-        return tokens.count_messages(
-            model, [ChatMessage(role=m["role"], content=text(m.get("content")), name=m.get("name")) for m in messages]
-        )
-
-    return FakeOpenAI(count_prompt_tokens=count_prompt, count_text_tokens=tokens.count_text)
+    return FakeOpenAI(count_prompt_tokens=prompt_counter(tokens), count_text_tokens=tokens.count_text)
 
 
 @pytest.fixture

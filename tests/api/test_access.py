@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
 ROLES = ("admin", "owner", "viewer")

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph, GraphFault
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph, GraphFault
-from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support import database
 from tests.support.channel_traffic import (
     NOW_MS,

@@ -8,7 +8,7 @@ from core.chat import ChatMessage
 from core.memory import build_prompt
 from core.models import StoredMessage
 from core.tokens import TokenCounter
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.harness import expect, provision, relay
 
 PERSONA = ChatMessage(role="system", content="You are a patient bakery assistant.")

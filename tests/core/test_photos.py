@@ -15,10 +15,10 @@ from PIL import Image
 
 from core.media.images import image_part, kept_copies
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
 from tests.core.test_channel_worker import text_only_model
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import (
     NOW_MS,

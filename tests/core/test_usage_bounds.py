@@ -12,9 +12,9 @@ import pytest
 from core.chat import TokenUsage
 from core.usage_bounds import Charge, UsageBounds, charge_for
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import PHONE_ID, WA_USER, deliver, settled, wa_text
 from tests.support.harness import connect_channel, provision

@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support import database
 from tests.support.audio import voice_note
 from tests.support.channel_traffic import (

@@ -15,7 +15,7 @@ from adapters import graph_client
 from adapters.graph_client import GraphClient, GraphResult
 from adapters.graph_errors import GraphAction
 from adapters.replies import GraphRequest, text_requests, typing_request
-from tests.fakes.graph_server import FakeGraph, GraphFault, is_text_send
+from sandbox.fakes.graph_server import FakeGraph, GraphFault, is_text_send
 
 VERSION = "v25.0"
 TOKEN = "EAAG-page-token"

@@ -14,8 +14,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.fakes.openai_faults import Fault, FaultKind
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_faults import Fault, FaultKind
+from sandbox.fakes.openai_server import FakeOpenAI
 
 HI = [{"role": "user", "content": "hi there"}]
 

@@ -40,8 +40,8 @@ import aiohttp
 import pytest
 
 from gateway.settings import Settings, SettingsError
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import PHONE_ID
 from tests.support.crash_load import (

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.audio import voice_note
 from tests.support.channel_traffic import NOW_S, PHONE_ID, WA_USER, wa_message

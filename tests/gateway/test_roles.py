@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 
 from core.storage.migrations import MIGRATIONS
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
 from tests.support import database
 from tests.support.channel_traffic import PHONE_ID, settled, wa_text
 from tests.support.harness import auth, connect_channel, expect, provision, signed

@@ -18,9 +18,9 @@ import pytest
 from adapters.signed_request import encode_signed_request
 from gateway.cli import main
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import NOW_S, PHONE_ID, deliver, settled, wa_message, wa_text, whatsapp_text
 from tests.support.harness import APP_SECRET, Tenant, auth, connect_channel, expect, make_settings, provision, relay

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.conftest import MakeClient
-from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support import database
 from tests.support.harness import provision, relay
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.fakes.graph_server import GraphCall
-from tests.fakes.openai_server import RecordedCall
+from sandbox.fakes.graph_server import GraphCall
+from sandbox.fakes.openai_server import RecordedCall
 from tests.support import database
 from tests.support.channel_traffic import wa_message
 from tests.support.harness import APP_SECRET, JWT_SECRET, SECRETS_KEY, signed

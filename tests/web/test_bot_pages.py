@@ -14,8 +14,8 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.channel_traffic import PHONE_ID
 from tests.support.harness import Tenant, auth, expect, provision, relay
 from tests.support.people import add_person, form_token, sign_in

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.channel_traffic import NOW_S, PHONE_ID, WA_USER, deliver, settled, until, wa_text
 from tests.support.harness import auth, connect_channel, expect, provision
 from tests.support.people import PASSWORD, add_person

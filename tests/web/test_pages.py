@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph, GraphFault
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph, GraphFault
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.channel_traffic import NOW_S, PHONE_ID, WA_USER, deliver, settled, wa_text
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 from tests.support.people import add_person, form_token, sign_in

@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph, GraphFault, is_text_send
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.api.service.test_metrics import scrape, value
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph, GraphFault, is_text_send
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.channel_traffic import (
     NOW_MS,
     NOW_S,

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import NOW_MS, NOW_S, PAGE_ID, PHONE_ID, PSID, deliver, fb_text, settled, wa_text
 from tests.support.clocks import SteppingClock

@@ -17,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import NOW_S, PHONE_ID, WA_USER, deliver, settled, until, wa_text
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision

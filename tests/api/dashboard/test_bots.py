@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI, Fault
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.support.harness import auth, connect_channel, expect, provision, relay, signed
 from tests.support.reporting_rows import insert, ms, usage_row
 

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient
 from gateway.app import INBOX_RETENTION_MS
 from gateway.keys import STORAGE
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support import database
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay, signed
 from tests.support.reporting_rows import (

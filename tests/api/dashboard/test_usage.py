@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.harness import Tenant, auth, expect, provision, relay
 from tests.support.reporting_rows import failure_row, insert, ms, usage_row
 

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.harness import Tenant, auth, expect, provision, relay
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.admin_api import ADMIN, PLAN, expect_error, get, patch, post
 from tests.support.harness import auth, expect, provision, relay
 

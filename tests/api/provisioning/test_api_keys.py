@@ -8,7 +8,7 @@ import json
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.admin_api import ADMIN, expect_error, get
 from tests.support.harness import Tenant, auth, expect, provision, relay

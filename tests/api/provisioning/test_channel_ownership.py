@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
-from tests.fakes.graph_server import FakeGraph, GraphFault
+from sandbox.fakes.graph_server import FakeGraph, GraphFault
 from tests.support import database
 from tests.support.harness import auth, expect, provision
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.admin_api import ADMIN, expect_error, get, post
 from tests.support.harness import auth, expect, provision, relay
 

@@ -1,6 +1,6 @@
 """Hybrid knowledge retrieval (EMBEDDINGS_MODEL set): documents embedded in the background and charged to their
 account, questions embedded per turn and per search, chunks found by meaning when they share no word with the
-question. The fake OpenAI's vectors are bags of "concepts" (tests/fakes/openai_server.py): a test says which words
+question. The fake OpenAI's vectors are bags of "concepts" (sandbox/fakes/openai_server.py): a test says which words
 mean the same, so what is similar is decided here, not by a model."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.admin_api import ADMIN
 from tests.support.harness import Tenant, auth, expect, provision, relay

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from aiohttp.test_utils import TestClient
 
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support.harness import expect, provision, relay
 
 

@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestClient
 
 from core.tokens import TokenCounter
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.channel_traffic import PHONE_ID, WA_USER, deliver, settled, wa_text
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 

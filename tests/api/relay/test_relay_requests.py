@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.harness import auth, expect, provision, relay
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.conftest import MakeClient
-from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support import database
 from tests.support.harness import Tenant, expect, provision, relay
 

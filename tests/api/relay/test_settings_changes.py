@@ -14,8 +14,8 @@ from core.storage.doorbell import LocalDoorbell
 from core.storage.recent import Recent
 from gateway.keys import STORAGE
 from gateway.settings import Settings
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support.harness import auth, expect, provision, relay
 
 

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph, GraphFault
+from sandbox.fakes.openai_server import FakeOpenAI, Fault
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph, GraphFault
-from tests.fakes.openai_server import FakeOpenAI, Fault
 from tests.support import database
 from tests.support.channel_traffic import PHONE_ID, WA_USER, settled, wa_text
 from tests.support.harness import auth, connect_channel, expect, provision, relay, signed

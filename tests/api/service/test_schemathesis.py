@@ -44,9 +44,9 @@ from core.tokens import TokenCounter
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.surfaces import openapi_document
-from tests.fakes.graph_server import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.serving import serve_app
+from sandbox.fakes.graph_server import FakeGraph
+from sandbox.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.serving import serve_app
 from tests.support import database
 from tests.support.harness import APP_SECRET, make_settings, token
 

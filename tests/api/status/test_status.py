@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.settings import Settings
+from sandbox.fakes.graph_server import FakeGraph, GraphFault, is_text_send
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
-from tests.fakes.graph_server import FakeGraph, GraphFault, is_text_send
-from tests.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.channel_traffic import NOW_MS, PAGE_ID, PHONE_ID, fb_text, wa_text
 from tests.support.harness import auth, connect_channel, expect, provision, relay, signed

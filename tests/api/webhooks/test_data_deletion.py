@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from adapters.signed_request import encode_signed_request
 from gateway.settings import Settings
-from tests.fakes.openai_server import FakeOpenAI
+from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
 from tests.support.harness import APP_SECRET, connect_channel, expect, provision, signed
 

@@ -1,4 +1,4 @@
-"""Fault values, error bodies and request validation for `tests.fakes.openai_server`.
+"""Fault values, error bodies and request validation for `sandbox.fakes.openai_server`.
 
 A `Fault` is a small frozen value describing one way a chat-completions request can go wrong.
 Build them with the class-method constructors (`Fault.rate_limit(retry_after=1.5)`,

@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.graph_assets import GraphAssets, GraphReadCall
-from tests.fakes.openai_faults import abort_connection
-from tests.fakes.serving import serve_app
+from sandbox.fakes.graph_assets import GraphAssets, GraphReadCall
+from sandbox.fakes.openai_faults import abort_connection
+from sandbox.fakes.serving import serve_app
 
 __all__ = ["THROTTLE_CODES", "CallKind", "FakeGraph", "GraphCall", "GraphFault", "is_text_send"]
 

@@ -3,7 +3,7 @@
 Serves `POST /v1/chat/completions` (plain and `stream: true` with `stream_options.include_usage`)
 and `GET /v1/models` in the real wire format (usage details, dated snapshots, `x-request-id`,
 `x-ratelimit-*`, `openai-processing-ms`, the real error envelope); validates like the API; injects
-faults (`tests.fakes.openai_faults`) from a FIFO `script()` or a seeded `failure_rate`; plays a
+faults (`sandbox.fakes.openai_faults`) from a FIFO `script()` or a seeded `failure_rate`; plays a
 provider whose accounting misbehaves (`usage_with()`, `ignores_max_tokens`); records every call in
 `calls`. Token counters are injectable; the default is a deterministic word/punctuation count
 inside the cookbook's chat framing (3/message, +1/name, +3 priming).
@@ -33,9 +33,9 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes import openai_faults as errs
-from tests.fakes.openai_faults import Fault, FaultKind, is_reasoning_model
-from tests.fakes.serving import serve_app
+from sandbox.fakes import openai_faults as errs
+from sandbox.fakes.openai_faults import Fault, FaultKind, is_reasoning_model
+from sandbox.fakes.serving import serve_app
 
 __all__ = ["FakeOpenAI", "Fault", "FaultKind", "RecordedCall", "is_reasoning_model"]
 
