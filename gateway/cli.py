@@ -20,6 +20,7 @@ from core.clock import SystemClock
 from core.errors import Conflict, NotFound, StorageUnavailable
 from core.models import BotSettings, PlanSettings
 from core.passwords import MIN_LENGTH, Passwords
+from core.people import People
 from core.secrets import SecretBox, SecretsError
 from core.storage.accounts import AccountStore
 from core.storage.api_keys import ApiKeyStore
@@ -117,21 +118,19 @@ def _parser() -> argparse.ArgumentParser:
 def _user_add(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     if (args.role == "admin") != (args.account_id is None):
         raise SettingsError("an admin has no --account; an owner or a viewer needs one")
-    if "@" not in args.email or len(args.email) > 320:
-        raise SettingsError("--email must be an email address")
     # At a terminal, asked for without echo; otherwise the first line of standard input (a pipe, a file).
     password = getpass.getpass("Password: ") if args.stdin.isatty() else args.stdin.readline().rstrip("\r\n")
-    password_hash = Passwords().hash(password)  # WeakPassword (a ValueError) says what is wrong
 
     async def run() -> Person:
         db = await open_database(settings)
         try:
-            return await PeopleStore(db, SystemClock()).add(args.email, password_hash, args.role, args.account_id)
+            people = People(PeopleStore(db, SystemClock()), Passwords())
+            return await people.add(args.email, password, args.role, args.account_id)
         finally:
             await db.close()
 
     try:
-        person = asyncio.run(run())
+        person = asyncio.run(run())  # InvalidPerson and WeakPassword (ValueErrors) say what is wrong
     except (Conflict, NotFound) as exc:
         raise SettingsError(str(exc) if isinstance(exc, Conflict) else f"no account {args.account_id}") from None
     where = f" of account {person.account_id}" if person.account_id else ""

@@ -40,8 +40,10 @@ from api.webhooks import DataDeletion, Deliveries
 from core.clock import Clock
 from core.metrics import Metrics
 from core.passwords import Passwords
+from core.people import People
 from gateway.services import Storage, Upstreams, Web
 from gateway.settings import Settings
+from web.admin_pages import AdminPageDeps
 from web.bot_pages import BotPageDeps
 from web.pages import PageDeps, Pages
 from web.routes import PAGES, make_templates
@@ -169,10 +171,11 @@ def provide_handlers(app: web.Application, g: Groups) -> None:
 def provide_pages(app: web.Application, g: Groups) -> None:
     """The web dashboard's pages, over the handler objects the API surfaces were just given."""
     s = g.storage
+    passwords = Passwords()
     signin = SignIn(
         people=s.people,
         sessions=s.web_sessions,
-        passwords=Passwords(),
+        passwords=passwords,
         limiter=s.rate_limits,
         accounts=s.accounts,
         secure_cookies=(g.settings.public_base_url or "").startswith("https://"),
@@ -199,6 +202,12 @@ def provide_pages(app: web.Application, g: Groups) -> None:
                 reports=app[dashboard.reports.OPERATIONS.key],
                 exports=app[provisioning.exports.OPERATIONS.key],
                 activity=app[dashboard.activity.OPERATIONS.key],
+            ),
+            admin_pages=AdminPageDeps(
+                accounts=app[provisioning.accounts.OPERATIONS.key],
+                plans=app[provisioning.plans.OPERATIONS.key],
+                credits=app[provisioning.credits.OPERATIONS.key],
+                people=People(s.people, passwords),
             ),
         )
     )

@@ -47,7 +47,7 @@ class GivenUpload(JsonOrUpload[M]):
         return self._value
 
 
-Kind = Literal["text", "optional_text", "whole", "optional_number", "checkbox"]
+Kind = Literal["text", "optional_text", "whole", "optional_whole", "optional_number", "checkbox", "names"]
 
 
 def form_values(form: dict[str, str], fields: dict[str, Kind]) -> dict[str, Any]:
@@ -67,8 +67,10 @@ def form_values(form: dict[str, str], fields: dict[str, Kind]) -> dict[str, Any]
             values[name] = given
         elif kind == "optional_text":
             values[name] = given if given.strip() else None
-        elif kind == "whole":
+        elif kind == "whole" or (kind == "optional_whole" and given.strip()):
             values[name] = int(given) if _WHOLE.fullmatch(given.strip()) else given
+        elif kind == "names":  # one per line, or separated by commas
+            values[name] = [part.strip() for part in re.split(r"[,\n]", given) if part.strip()]
         elif not given.strip():
             values[name] = None
         else:

@@ -42,6 +42,7 @@ from core.errors import GatewayError
 from core.pricing import format_usd
 from core.storage.bots import BotStore
 from core.storage.web_sessions import WebSession
+from web.admin_pages import AdminPageDeps, AdminPages
 from web.bot_pages import BotPageDeps, BotPages
 from web.charts import daily_tokens
 from web.forms import GivenBody, GivenQuery
@@ -79,6 +80,7 @@ class PageDeps:
     clock: Clock
     bot_pages: BotPageDeps
     usage_pages: UsagePageDeps
+    admin_pages: AdminPageDeps
 
 
 class Pages:
@@ -87,6 +89,7 @@ class Pages:
         self._r = Renderer(deps.templates)
         self.bots = BotPages(deps.bot_pages, self._r)
         self.usage = UsagePages(deps.usage_pages, self._r)
+        self.admin = AdminPages(deps.admin_pages, self._r)
 
     # --- signing in and out -------------------------------------------------------------------------------------
 

@@ -68,3 +68,20 @@ class PeopleStore:
     async def get(self, person_id: str) -> Person | None:
         row = await self._db.fetch_one(f"SELECT {_COLUMNS} FROM people WHERE id = ?", (person_id,))
         return None if row is None else _person(row)
+
+    async def list(self, *, account_id: str | None = None) -> list[Person]:
+        """Everyone (the operator's view), or the people of one account; oldest first."""
+        if account_id is None:
+            rows = await self._db.fetch_all(f"SELECT {_COLUMNS} FROM people ORDER BY created_at, id")
+        else:
+            rows = await self._db.fetch_all(
+                f"SELECT {_COLUMNS} FROM people WHERE account_id = ? ORDER BY created_at, id", (account_id,)
+            )
+        return [_person(r) for r in rows]
+
+    async def remove(self, person_id: str) -> Person:
+        """The person, no longer able to sign in: their sessions go with them (foreign-key cascade)."""
+        rows = await self._db.execute_returning(f"DELETE FROM people WHERE id = ? RETURNING {_COLUMNS}", (person_id,))
+        if not rows:
+            raise NotFound("person")
+        return _person(rows[0])

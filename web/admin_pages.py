@@ -1,0 +1,203 @@
+"""The operator's pages: accounts (with their quota, credits and people), plans, and the people who sign in.
+Admins only (anyone else: 403); each reads and changes through the API's handler objects, and people through the
+same rules as `python -m gateway user add` (core/people.py).
+
+    GET  /dashboard/admin/accounts, POST                    every account; add one
+    GET  /dashboard/admin/accounts/{account_id}             one account: quota, credits, people, its pages
+    POST /dashboard/admin/accounts/{account_id}/lock        lock or unlock it (locked=1|0)
+    POST /dashboard/admin/accounts/{account_id}/credits     add a credit entry
+    GET  /dashboard/admin/plans, POST                       every plan; add one
+    GET  /dashboard/admin/people, POST                      everyone who signs in; add a person
+    POST /dashboard/admin/people/{person_id}/remove         remove a person (their sessions end)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from admin.access import require_admin
+from api.bodies import validate
+from api.envelope import from_domain
+from api.errors import ApiError
+from api.jwt_auth import principal
+from api.provisioning.accounts import Accounts
+from api.provisioning.credits import Credits
+from api.provisioning.models import CreditRequest, LockRequest
+from api.provisioning.plans import Plans
+from core.errors import Conflict, GatewayError, NotFound
+from core.models import AccountSettings, PlanSettings
+from core.people import ROLES, People
+from web.forms import GivenBody, Kind, form_values
+from web.rendering import Renderer, checked_form, session_of
+
+PLAN_FIELDS: dict[str, Kind] = {
+    "name": "text",
+    "monthly_token_limit": "whole",
+    "models": "names",
+    "default_model": "text",
+    "overage_percent": "whole",
+    "messages_per_minute": "optional_whole",
+}
+CREDIT_KINDS = (("grant", "Grant"), ("purchase", "Purchase"), ("refund", "Refund"), ("adjustment", "Adjustment"))
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPageDeps:
+    accounts: Accounts
+    plans: Plans
+    credits: Credits
+    people: People
+
+
+class AdminPages:
+    def __init__(self, deps: AdminPageDeps, renderer: Renderer) -> None:
+        self._d = deps
+        self._r = renderer
+
+    # --- accounts -----------------------------------------------------------------------------------------------
+
+    async def accounts(self, request: web.Request, **shown: Any) -> web.StreamResponse:
+        require_admin(principal(request))
+        listed = await self._d.accounts.list_accounts(request)
+        plans = {p.id: p for p in (await self._d.plans.list_plans(request)).plans}
+        return self._r.page(
+            "admin_accounts.html",
+            session_of(request),
+            section="admin",
+            status=shown.get("status", 200),
+            accounts=listed.accounts,
+            plans=plans,
+            error=shown.get("error"),
+            typed=shown.get("typed", {}),
+        )
+
+    async def create_account(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        values = form_values(form, {"name": "text", "plan_id": "text", "email": "optional_text"})
+        try:
+            settings = validate(AccountSettings, values, None)
+            account = await self._d.accounts.create_account(request, GivenBody(request, settings))
+        except (ApiError, GatewayError) as exc:
+            refused = _refusal(exc)
+            return await self.accounts(request, status=refused.status, error=refused.message, typed=values)
+        raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{account.id}")
+
+    async def account(self, request: web.Request, **shown: Any) -> web.StreamResponse:
+        require_admin(principal(request))
+        detail = await self._d.accounts.get_account(request)
+        ledger = await self._d.credits.list_credits(request)
+        plan = next((p for p in (await self._d.plans.list_plans(request)).plans if p.id == detail.plan_id), None)
+        return self._r.page(
+            "admin_account.html",
+            session_of(request),
+            section="admin",
+            status=shown.get("status", 200),
+            account=detail,
+            plan=plan,
+            ledger=ledger,
+            people=await self._d.people.store.list(account_id=detail.id),
+            credit_kinds=CREDIT_KINDS,
+            error=shown.get("error"),
+            done=request.query.get("done"),
+        )
+
+    async def lock(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        locked = LockRequest(locked=form.get("locked") == "1")
+        await self._d.accounts.lock_account(request, GivenBody(request, locked))
+        done = "locked" if locked.locked else "unlocked"
+        raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{request.match_info['account_id']}?done={done}")
+
+    async def add_credits(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        values = form_values(form, {"tokens": "whole", "kind": "text", "note": "optional_text"})
+        try:
+            entry = validate(CreditRequest, values, None)
+            await self._d.credits.add_credits(request, GivenBody(request, entry))
+        except (ApiError, GatewayError) as exc:
+            refused = _refusal(exc)
+            return await self.account(request, status=refused.status, error=refused.message)
+        raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{request.match_info['account_id']}?done=credits")
+
+    # --- plans --------------------------------------------------------------------------------------------------
+
+    async def plans(self, request: web.Request, **shown: Any) -> web.StreamResponse:
+        require_admin(principal(request))
+        listed = await self._d.plans.list_plans(request)
+        return self._r.page(
+            "admin_plans.html",
+            session_of(request),
+            section="admin",
+            status=shown.get("status", 200),
+            plans=listed.plans,
+            error=shown.get("error"),
+            typed=shown.get("typed", {}),
+        )
+
+    async def create_plan(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        values = form_values(form, PLAN_FIELDS)
+        try:
+            settings = validate(PlanSettings, values, None)
+            await self._d.plans.create_plan(request, GivenBody(request, settings))
+        except (ApiError, GatewayError) as exc:
+            refused = _refusal(exc)
+            typed = {**values, "models": ", ".join(values.get("models") or [])}
+            return await self.plans(request, status=refused.status, error=refused.message, typed=typed)
+        raise web.HTTPSeeOther("/dashboard/admin/plans?added=1")
+
+    # --- people -------------------------------------------------------------------------------------------------
+
+    async def people(self, request: web.Request, **shown: Any) -> web.StreamResponse:
+        require_admin(principal(request))
+        accounts = {a.id: a for a in (await self._d.accounts.list_accounts(request)).accounts}
+        return self._r.page(
+            "admin_people.html",
+            session_of(request),
+            section="admin",
+            status=shown.get("status", 200),
+            people=await self._d.people.store.list(),
+            accounts=accounts,
+            roles=ROLES,
+            error=shown.get("error"),
+            typed=shown.get("typed", {}),
+            done=request.query.get("done"),
+        )
+
+    async def add_person(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        email, role = form.get("email", "").strip(), form.get("role", "")
+        account_id = form.get("account_id", "").strip() or None
+        typed = {"email": email, "role": role, "account_id": account_id or ""}
+        try:
+            await self._d.people.add(email, form.get("password", ""), role, None if role == "admin" else account_id)
+        except (ValueError, Conflict, NotFound) as exc:
+            words = f"There is no account {account_id}." if isinstance(exc, NotFound) else _sentence(str(exc))
+            status = 409 if isinstance(exc, Conflict) else 400
+            return await self.people(request, status=status, error=words, typed=typed)
+        raise web.HTTPSeeOther("/dashboard/admin/people?done=added")
+
+    async def remove_person(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        await checked_form(request)
+        person_id = request.match_info["person_id"]
+        if person_id == session_of(request).person.id:
+            return await self.people(request, status=409, error="You cannot remove yourself; ask another admin.")
+        await self._d.people.store.remove(person_id)
+        raise web.HTTPSeeOther("/dashboard/admin/people?done=removed")
+
+
+def _refusal(exc: ApiError | GatewayError) -> ApiError:
+    return exc if isinstance(exc, ApiError) else from_domain(exc)
+
+
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:] + ("" if words.endswith(".") else ".")
