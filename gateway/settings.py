@@ -94,6 +94,9 @@ class Settings:
     # Accounts' notification endpoints (core/notifier.py) pass the same address policy as URL imports.
     notify_allow_private: bool = False
     notify_allow_networks: tuple[str, ...] = ()
+    # The TLS proxies in front (their addresses or networks): for a request from one of them, the dashboard takes
+    # the client's address from X-Forwarded-For (sign-in attempt limits count per client, not per proxy).
+    trusted_proxies: tuple[str, ...] = ()
     notify_timeout_seconds: float = 10.0
     # Hybrid knowledge retrieval: the embeddings model at {OPENAI_BASE_URL}/embeddings (unset: lexical alone, no
     # network), and the cosine similarity at which a chunk is relevant whatever its words (model-dependent: the
@@ -188,6 +191,7 @@ class Settings:
             ),
             notify_allow_private=_flag(env, "NOTIFY_ALLOW_PRIVATE"),
             notify_allow_networks=_networks(env, "NOTIFY_ALLOW_NETWORKS"),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             notify_timeout_seconds=_float(env, "NOTIFY_TIMEOUT_SECONDS", defaults.notify_timeout_seconds),
             embeddings_model=get("EMBEDDINGS_MODEL"),
             transcription_model=(

@@ -179,6 +179,7 @@ def provide_pages(app: web.Application, g: Groups) -> None:
         limiter=s.rate_limits,
         accounts=s.accounts,
         secure_cookies=(g.settings.public_base_url or "").startswith("https://"),
+        trusted_proxies=g.settings.trusted_proxies,
     )
     app[PAGES] = Pages(
         PageDeps(

@@ -47,7 +47,7 @@ from web.bot_pages import BotPageDeps, BotPages
 from web.charts import daily_tokens
 from web.forms import GivenBody, GivenQuery
 from web.rendering import Renderer, checked_form, read_form, see_other, session_of
-from web.signin import SESSION, SIGNIN_COOKIE, SignIn, SignInRefused, same_token
+from web.signin import SESSION, SIGNIN_COOKIE, SignIn, SignInRefused, client_address, same_token
 from web.usage_pages import UsagePageDeps, UsagePages
 
 PLATFORMS = (("whatsapp", "WhatsApp"), ("messenger", "Messenger"), ("instagram", "Instagram"), ("relay", "Your app"))
@@ -108,7 +108,8 @@ class Pages:
         if not same_token(request.cookies.get(SIGNIN_COOKIE), form.get("csrf")):
             return self._login_page(request, 403, "The sign-in form had expired. Please sign in again.", email)
         try:
-            token, session = await signin.sign_in(email, form.get("password", ""), request.remote or "")
+            address = client_address(request, signin.trusted_proxies)
+            token, session = await signin.sign_in(email, form.get("password", ""), address)
         except SignInRefused as refused:
             return self._login_page(request, refused.status, str(refused), email)
         earlier = await signin.signed_in(request)
@@ -120,8 +121,11 @@ class Pages:
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         session = session_of(request)
-        await checked_form(request)  # another site cannot sign a person out either
-        await self._d.signin.sessions.revoke(session.id)
+        form = await checked_form(request)  # another site cannot sign a person out either
+        if form.get("everywhere") == "1":  # every browser and device the person signed in on
+            await self._d.signin.sessions.revoke_all(session.person.id)
+        else:
+            await self._d.signin.sessions.revoke(session.id)
         response = see_other("/dashboard/login")
         self._d.signin.clear_session_cookie(response)
         return response
@@ -161,7 +165,9 @@ class Pages:
         query = Query(request, ConversationsQuery)
         listing = await self._d.conversations.list_conversations(request, query)
         asked = query.parse()
-        account_id = session.person.account_id
+        # The account's bots, for the filter: the person's own account, or the one an admin is looking at (the
+        # listing above has checked it).
+        account_id = session.person.account_id or asked.account_id
         bots = await self._d.bots.list(account_id) if account_id else []
         next_page = None
         if listing.next_cursor:
@@ -250,6 +256,11 @@ class Pages:
 
     # --- helpers ------------------------------------------------------------------------------------------------
 
+    @property
+    def secure(self) -> bool:
+        """The dashboard is served over TLS (PUBLIC_BASE_URL is https)."""
+        return self._d.signin.secure_cookies
+
     def error_page(self, request: web.Request, status: int, message: str) -> web.Response:
         session = request.get(SESSION)
         heading = {403: "Not allowed", 404: "Not found", 429: "Too many requests"}.get(status, "Something went wrong")
@@ -262,6 +273,9 @@ def template_helpers() -> dict[str, Any]:
 
     def number(value: int | None) -> str:
         return "0" if value is None else f"{value:,}"
+
+    def counted(value: int, one: str, many: str) -> str:
+        return f"{value:,} {one if value == 1 else many}"
 
     def usd(nanousd: int) -> str:
         """Costs are whole billionths of a dollar (core/pricing.py): dollars and cents from a dollar up, else the
@@ -276,6 +290,7 @@ def template_helpers() -> dict[str, Any]:
 
     return {
         "number": number,
+        "counted": counted,
         "usd": usd,
         "when": when,
         "platform_name": lambda key: dict(PLATFORMS).get(key, key),

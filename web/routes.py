@@ -117,6 +117,8 @@ async def pages_answer(request: web.Request, handler: Handler) -> web.StreamResp
     else:
         response.headers.update(_HEADERS)
         response.headers["Cache-Control"] = "no-store"  # a page shows one person's data
+        if request.config_dict[PAGES].secure:  # browsers come back over TLS only, for a year
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
     return response
 
 

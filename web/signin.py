@@ -10,12 +10,15 @@
   slow a person's sign-in down, not stop it.) A wrong password and an unknown email get the same words, after the
   same work (core/passwords.py); at most 4 passwords are checked at once (argon2 takes 64 MiB each).
 - A person of a locked account cannot sign in, and their open sessions stop working.
+- Behind a TLS proxy (TRUSTED_PROXIES), a client's address is the one the proxies name in X-Forwarded-For: the
+  nearest address that is not itself a trusted proxy. From anywhere else the header is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -56,6 +59,7 @@ class SignIn:
     limiter: RateLimitStore
     accounts: AccountStore
     secure_cookies: bool
+    trusted_proxies: tuple[str, ...] = ()
     checking: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_AT_ONCE))
 
     async def sign_in(self, email: str, password: str, address: str) -> tuple[str, WebSession]:
@@ -124,6 +128,27 @@ class SignIn:
         response.set_cookie(
             SIGNIN_COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=self.secure_cookies
         )
+
+
+def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:
+    """The client's address: the peer's, or behind trusted proxies the nearest untrusted hop of X-Forwarded-For."""
+    peer = request.remote or ""
+    networks = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
+    if not networks or not _within(peer, networks):
+        return peer
+    hops = [hop.strip() for hop in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, networks):
+            return hop[:64]
+    return peer
+
+
+def _within(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False  # not an address: never a proxy of ours
+    return any(ip in network for network in networks)
 
 
 def same_token(expected: str | None, given: str | None) -> bool:

@@ -64,6 +64,13 @@ class SessionStore:
             (self._clock.now_ms(), session_id),
         )
 
+    async def revoke_all(self, person_id: str) -> int:
+        """End every open session of the person (signing out everywhere); how many there were."""
+        return await self._db.execute(
+            "UPDATE web_sessions SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL",
+            (self._clock.now_ms(), person_id),
+        )
+
     async def purge(self) -> int:
         """Forget sessions that ended more than a day ago."""
         cutoff = self._clock.now_ms() - 24 * 3600 * 1000

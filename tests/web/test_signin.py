@@ -85,6 +85,7 @@ async def test_a_session_cookie_is_secure_behind_tls(make_client: MakeClient, se
     await add_person(settings, "anna@bakery.example", "owner", tenant.account_id)
     form = await client.get("/dashboard/login")
     assert "Secure" in form.headers["Set-Cookie"]  # the sign-in form's own cookie too
+    assert form.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 async def test_the_sign_in_form_needs_its_token(site: Any) -> None:
@@ -114,3 +115,47 @@ async def test_a_locked_account_cannot_sign_in_and_its_sessions_stop(site: Any) 
     assert (answer.status, answer.headers["Location"]) == (303, "/dashboard/login")
     refused = await sign_in(client, "anna@bakery.example", status=403)
     assert "This account is locked" in refused
+
+
+async def _attempt(client: TestClient, password: str, forwarded_for: str | None) -> int:
+    """One sign-in attempt as anna, from the client the proxy names (None: no header)."""
+    form = await client.get("/dashboard/login")
+    fields = {"csrf": form_token(await form.text()), "email": "anna@bakery.example", "password": password}
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    answer = await client.post("/dashboard/login", data=fields, headers=headers, allow_redirects=False)
+    return answer.status
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_attempts(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    from dataclasses import replace
+
+    client = await make_client(replace(settings, trusted_proxies=("127.0.0.0/8", "::1")))
+    tenant = await provision(client)
+    await add_person(settings, "anna@bakery.example", "owner", tenant.account_id)
+    for _ in range(5):  # someone guessing from 203.0.113.9, through the proxy
+        assert await _attempt(client, "wrong password!", "198.51.100.1, 203.0.113.9") == 401
+    assert await _attempt(client, "wrong password!", "203.0.113.9") == 429
+    # Anna, from her own address, is not held back by the guesser (the header's nearest untrusted hop counts).
+    assert await _attempt(client, PASSWORD, "203.0.113.9, 192.0.2.44") == 303
+
+
+async def test_without_trusted_proxies_a_forwarded_for_header_changes_nothing(site: Any) -> None:
+    client, _, _ = site
+    for n in range(5):
+        assert await _attempt(client, "wrong password!", f"192.0.2.{n}") == 401
+    assert await _attempt(client, PASSWORD, "192.0.2.200") == 429  # the header is not believed: same client
+
+
+async def test_signing_out_everywhere_ends_every_session(site: Any, make_client: MakeClient) -> None:
+    client, _, settings = site
+    phone = await make_client(settings)
+    await sign_in(phone, "anna@bakery.example")
+    page = await sign_in(client, "anna@bakery.example")
+    fields = {"csrf": form_token(page), "everywhere": "1"}
+    answer = await client.post("/dashboard/logout", data=fields, allow_redirects=False)
+    assert (answer.status, answer.headers["Location"]) == (303, "/dashboard/login")
+    for browser in (client, phone):
+        answer = await browser.get("/dashboard/", allow_redirects=False)
+        assert (answer.status, answer.headers["Location"]) == (303, "/dashboard/login")
