@@ -10,7 +10,8 @@ The real app (`create_app`) serves on a random 127.0.0.1 port, on a new SQLite f
 the PostgreSQL server given (dropped at the end). One account with a bot on WhatsApp is made through the admin API
 and its owner with `user add`; then contacts, messages (alternately the customer's and the bot's, all this month, so
 every figure of the overview counts them all) and a usage record per bot reply are written straight into the
-database through the app's own connection. The owner signs in through the sign-in form, and each URL is fetched
+database through the app's own connection, and the hours that are over are rolled up, as the housekeeping leader
+does within a minute (core/storage/rollups.py). The owner signs in through the sign-in form, and each URL is fetched
 --repeat times, one at a time:
   - the pages: GET /dashboard/ (the overview) and GET /dashboard/conversations (the inbox's first page);
   - the baseline: the API calls the pages make, as JSON with an owner's token (the overview's three:
@@ -53,7 +54,7 @@ from gateway.logging import configure_logging
 from sandbox.fakes.graph_server import FakeGraph
 from sandbox.fakes.openai_server import FakeOpenAI
 
-PHONE_ID = "106540352242922"
+from sandbox.customers import PHONE_ID  # noqa: E402
 OWNER = "owner@bench.example"
 PASSWORD = secrets.token_urlsafe(16)
 JWT_SECRET = secrets.token_hex(32)
@@ -63,21 +64,30 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def _rows(account_id: str, bot_id: str, conversations: int, per: int, start: int, end: int) -> Iterator[Any]:
-    """("contact" | "message" | "usage", row) in time order: conversation i's messages spread over [start, end)."""
+    """("contact" | "message" | "usage", row): every contact first, then the messages in time order as traffic
+    writes them (the conversations interleaved, each spread over [start, end)), a usage row after each bot reply."""
+    total = conversations * per
     span = max(end - start, 1)
+
+    def at(n: int) -> int:
+        return start + (n * span) // total
+
     for i in range(conversations):
-        contact = f"con_bench{i:08d}"
-        first = start + (i * span) // conversations
-        step = max((end - first) // (per + 1), 1)
-        times = [first + k * step for k in range(per)]
-        yield "contact", (contact, account_id, bot_id, "whatsapp", f"49151{i:08d}", per, times[0], times[-1])
-        for seq, at in enumerate(times, 1):
-            role = "user" if seq % 2 else "assistant"
+        first, last = at(i), at((per - 1) * conversations + i)
+        yield "contact", (f"con_bench{i:08d}", account_id, bot_id, "whatsapp", f"49151{i:08d}", per, first, last)
+    for seq in range(1, per + 1):
+        role = "user" if seq % 2 else "assistant"
+        for i in range(conversations):
+            n = (seq - 1) * conversations + i
+            contact, when = f"con_bench{i:08d}", at(n)
             words = " ".join(WORDS[(i + seq + k) % len(WORDS)] for k in range(12))
-            message_id = f"msg_b{i:08d}{seq:04d}"
-            yield "message", (message_id, account_id, bot_id, contact, seq, role, words, 16, at)
+            yield "message", (f"msg_b{i:08d}{seq:04d}", account_id, bot_id, contact, seq, role, words, 16, when)
             if role == "assistant":
-                yield "usage", (f"use_b{i:08d}{seq:04d}", account_id, bot_id, contact, "whatsapp", 180, 24, 204, at)
+                latency = 400 + (n * 7919) % 4000  # spread, as a model's answer times are
+                yield (
+                    "usage",
+                    (f"use_b{i:08d}{seq:04d}", account_id, bot_id, contact, "whatsapp", 180, 24, 204, latency, when),
+                )
 
 
 _SQL = {
@@ -86,12 +96,13 @@ _SQL = {
     "message": "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "usage": "INSERT INTO usage_records (id, account_id, bot_id, contact_id, channel, model, prompt_tokens,"
-    " completion_tokens, total_tokens, cost_nanousd, attempts, outcome, created_at)"
-    " VALUES (?, ?, ?, ?, ?, 'gpt-4o-mini', ?, ?, ?, 42000, 1, 'ok', ?)",
+    " completion_tokens, total_tokens, cost_nanousd, latency_ms, attempts, outcome, created_at)"
+    " VALUES (?, ?, ?, ?, ?, 'gpt-4o-mini', ?, ?, ?, 42000, ?, 1, 'ok', ?)",
 }
 
 
 async def fill(db: Database, account_id: str, bot_id: str, conversations: int, per: int, now: int) -> dict[str, int]:
+    """Written in batches, in the order `_rows` gives (contacts first: messages refer to them)."""
     start = month_bounds(now)[0]
     counts = {"contact": 0, "message": 0, "usage": 0}
     batches: dict[str, list[Any]] = {"contact": [], "message": [], "usage": []}
@@ -106,7 +117,7 @@ async def fill(db: Database, account_id: str, bot_id: str, conversations: int, p
 
     for kind, row in _rows(account_id, bot_id, conversations, per, start, now - 60_000):
         batches[kind].append(row)
-        if len(batches["message"]) >= BATCH:
+        if len(batches["message"]) + len(batches["contact"]) >= BATCH:
             await flush()
     await flush()
     return counts
@@ -172,6 +183,16 @@ async def bench(args: argparse.Namespace) -> int:
             f" records written in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
+        # What the housekeeping leader does within a minute of start-up (core/storage/rollups.py): the month's hours
+        # that ended 15 minutes ago are rolled up; the rest is read raw. The rows above were written with past
+        # times, which the gateway never does: rollups the leader made while they were written start over.
+        db = app[STORAGE].db
+        async with db.transaction() as tx:
+            for table in ("usage_hourly", "message_hourly", "rollups"):
+                await tx.execute(f"DELETE FROM {table}")  # noqa: S608 (the table names above)
+        started = time.perf_counter()
+        hours = await app[STORAGE].rollups.advance(int(time.time() * 1000))
+        print(f"{hours} hours rolled up in {time.perf_counter() - started:.1f} s", flush=True)
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(base, cookie_jar=jar) as browser:
             async with browser.get("/dashboard/login") as form:
@@ -195,6 +216,7 @@ async def bench(args: argparse.Namespace) -> int:
             )
             for _, urls, kw in cases:  # warm the caches once, as a page visited before
                 await _timed(browser, urls, 1, **kw)
+            await _check(browser, db, tenant.account_id, api)
             results = []
             for name, urls, kw in cases:
                 runs, body = await _timed(browser, urls, args.repeat, **kw)
@@ -217,6 +239,29 @@ async def bench(args: argparse.Namespace) -> int:
             "no images, fonts or other requests"
         )
     return 0
+
+
+async def _check(session: aiohttp.ClientSession, db: Database, account_id: str, api: dict[str, Any]) -> None:
+    """The overview's figures (from the rollups and the raw rows after them) equal the raw rows' own sums."""
+    async with session.get("/api/dashboard/metrics", **api) as answer:
+        metrics = await answer.json()
+    start = month_bounds(int(time.time() * 1000))[0]
+    raw = await db.fetch_one(
+        "SELECT (SELECT SUM(total_tokens) FROM usage_records WHERE account_id = ? AND created_at >= ?) AS tokens,"
+        " (SELECT COUNT(*) FROM messages WHERE account_id = ? AND created_at >= ? AND role = 'user') AS inbound,"
+        " (SELECT COUNT(DISTINCT contact_id) FROM messages WHERE account_id = ? AND created_at >= ?) AS contacts",
+        (account_id, start, account_id, start, account_id, start),
+    )
+    assert raw is not None
+    mine = (metrics["tokens"]["total"], metrics["messages"]["inbound"], metrics["conversations"])
+    counted = (int(raw["tokens"]), int(raw["inbound"]), int(raw["contacts"]))
+    if mine != counted:
+        raise SystemExit(f"the overview's figures {mine} differ from the raw rows' {counted}")
+    print(
+        f"figures checked against the raw rows: {counted[0]:,} tokens, {counted[1]:,} messages in, "
+        f"{counted[2]:,} conversations",
+        flush=True,
+    )
 
 
 async def _asset(session: aiohttp.ClientSession, path: bytes) -> bytes:

@@ -37,6 +37,7 @@ SWEEP_INTERVAL_SECONDS = 30.0
 # Finished inbox events are kept this long: beyond Meta's 7-day retry horizon, so a late retry is still a duplicate.
 INBOX_RETENTION_MS = 10 * 24 * 3600 * 1000
 PURGE_INTERVAL_SECONDS = 3600.0
+ROLLUP_INTERVAL_SECONDS = 60.0
 # New knowledge documents wait at most this long before their embedding starts (EMBEDDINGS_MODEL set).
 KNOWLEDGE_INDEX_INTERVAL_SECONDS = 1.0
 NOTIFY_INTERVAL_SECONDS = 1.0
@@ -174,7 +175,15 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     elif await leadership.check():
         # EMBEDDINGS_MODEL was unset since documents were added: they wait for no vector any more.
         await storage.knowledge.ready_without_embeddings()
+
+    async def roll_up() -> None:
+        if await leadership.check():
+            rolled = await storage.rollups.advance(app[CLOCK].now_ms())
+            if rolled:
+                log.info("hours_rolled_up", hours=rolled)
+
     tasks.every(PURGE_INTERVAL_SECONDS, "inbox-purger", purge)
+    tasks.every(ROLLUP_INTERVAL_SECONDS, "rollups", roll_up)
     pool.start()
     yield
     await pool.stop()  # drain what is in flight before the database goes

@@ -73,6 +73,7 @@ from core.storage.reads.totals import TotalsReader
 from core.storage.reads.usage_export import ExportReader
 from core.storage.reads.usage_series import UsageSeriesReader
 from core.storage.reply_keys import ReplyKeys
+from core.storage.rollups import Rollups
 from core.storage.usage import UsageStore
 from core.storage.web_sessions import SessionStore
 from core.tokens import TokenCounter
@@ -120,6 +121,7 @@ class Storage:
     handoffs: Handoffs  # conversations handed to a person: the pause and the account's notification
     people: PeopleStore  # who signs in to the web dashboard
     web_sessions: SessionStore  # their sessions
+    rollups: Rollups  # hourly rollups of usage and messages, for the reports (the housekeeping leader advances them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             handoffs=Handoffs(state, notifications, clock),
             people=PeopleStore(db, clock),
             web_sessions=SessionStore(db, clock, lifetime_ms=settings.session_hours * 3_600_000),
+            rollups=Rollups(db),
         )
     finally:
         await reports_db.close()

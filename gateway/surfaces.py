@@ -47,7 +47,7 @@ from web.admin_pages import AdminPageDeps
 from web.bot_pages import BotPageDeps
 from web.pages import PageDeps, Pages
 from web.routes import PAGES, make_templates
-from web.signin import SignIn
+from web.signin import SignIn, trusted_networks
 from web.try_chat import TryChat
 from web.usage_pages import UsagePageDeps
 
@@ -179,7 +179,7 @@ def provide_pages(app: web.Application, g: Groups) -> None:
         limiter=s.rate_limits,
         accounts=s.accounts,
         secure_cookies=(g.settings.public_base_url or "").startswith("https://"),
-        trusted_proxies=g.settings.trusted_proxies,
+        trusted_proxies=trusted_networks(g.settings.trusted_proxies),
     )
     app[PAGES] = Pages(
         PageDeps(
@@ -197,6 +197,7 @@ def provide_pages(app: web.Application, g: Groups) -> None:
                 accounts=s.accounts,
                 plans=s.plans,
                 try_chat=None if g.upstreams.engine is None else TryChat(g.upstreams.engine, s.accounts, s.handoffs),
+                limiter=s.rate_limits,
                 max_upload=g.settings.knowledge_max_upload_bytes,
             ),
             usage_pages=UsagePageDeps(

@@ -52,6 +52,10 @@ KNOWLEDGE = (
 )
 
 
+class CannotListen(Exception):
+    """The gateway's port is taken (or not allowed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sandbox:
     base_url: str  # the gateway's
@@ -85,7 +89,7 @@ class Sandbox:
 async def running_sandbox(
     base: Settings, tokens: TokenCounter, host: str = "127.0.0.1", port: int = 0, database: str | None = None
 ) -> AsyncIterator[Sandbox]:
-    """The fakes, the gateway (OSError: it could not listen) and the demo business, until the block ends."""
+    """The fakes, the gateway (CannotListen: its port is taken) and the demo business, until the block ends."""
     model, graph = sandbox_model(tokens), FakeGraph(implicit_grants=True)
     with tempfile.TemporaryDirectory(prefix="nexus-sandbox-") as scratch:
         async with model.serve() as model_url, graph.serve() as graph_url:
@@ -103,7 +107,11 @@ async def running_sandbox(
                 secrets_key=base64.urlsafe_b64encode(os.urandom(32)).decode(),  # channel tokens are sealed with it
                 public_base_url=None,
             )
-            async with serve_app(create_app(settings, tokens=tokens), host, port) as url:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    url = await stack.enter_async_context(serve_app(create_app(settings, tokens=tokens), host, port))
+                except OSError as exc:
+                    raise CannotListen(f"{host}:{port}: {exc.strerror or exc}") from None
                 account_id, bot_id = await _provision(url, settings)
                 box = Sandbox(url, account_id, bot_id, secrets.token_urlsafe(9), settings, model, graph)
                 await box.add_person(OWNER_EMAIL, "owner", box.password, account_id)

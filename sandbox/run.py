@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from core.tokens import TokenCounter
 from gateway.logging import configure_logging
 from gateway.settings import Settings
 from sandbox.customers import CUSTOMERS, Customer
-from sandbox.demo import BUSINESS, OWNER_EMAIL, Sandbox, running_sandbox
+from sandbox.demo import BUSINESS, OWNER_EMAIL, CannotListen, Sandbox, running_sandbox
 from sandbox.fakes.graph_server import FakeGraph
 
 HELP = """Type a message and press Enter: it reaches the gateway as the customer's message on {channel}.
@@ -37,7 +38,11 @@ def main(argv: list[str], env: Mapping[str, str], out: TextIO = sys.stdout, stdi
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="the gateway's port (0: any free one)")
-    parser.add_argument("--database", help="a DATABASE_URL to keep the sandbox in (default: a new file, removed)")
+    parser.add_argument(
+        "--database",
+        help="a DATABASE_URL of a new, empty database to keep the sandbox in (default: a new SQLite file, removed at "
+        "the end); each run makes its demo business anew, so give each run a database of its own",
+    )
     args = parser.parse_args(argv)
     try:
         return asyncio.run(run(args.host, args.port, args.database, env, out, stdin))
@@ -55,8 +60,8 @@ async def run(host: str, port: int, database: str | None, env: Mapping[str, str]
     async with contextlib.AsyncExitStack() as stack:
         try:
             box = await stack.enter_async_context(running_sandbox(base, tokens, host, port, database))
-        except OSError as exc:
-            print(f"error: the sandbox could not listen on {host}:{port}: {exc.strerror} (try --port 0)", file=out)
+        except CannotListen as exc:
+            print(f"error: the sandbox could not listen on {exc} (try another --port, or 0 for any)", file=out)
             return 1
         print(_welcome(box), file=out, flush=True)
         await _chat(box, out, stdin)
@@ -88,7 +93,10 @@ async def _chat(box: Sandbox, out: TextIO, stdin: TextIO) -> None:
                 if text.startswith("/"):
                     print(phone.command(text[1:].lower()), file=out, flush=True)
                 elif text:
-                    await box.deliver(http, phone.customer, text)
+                    try:
+                        await box.deliver(http, phone.customer, text)
+                    except (RuntimeError, aiohttp.ClientError) as exc:  # said, and the chat goes on
+                        print(f"The message did not reach the gateway: {exc}", file=out, flush=True)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -117,12 +125,14 @@ class Phone:
 async def _print_replies(graph: FakeGraph, out: TextIO) -> None:
     """Every text the gateway sends through the fake Graph, as the customer's phone would show it."""
     names = {c.recipient: c.name for c in CUSTOMERS.values()}
-    shown = 0
+    seen = 0
     while True:
-        texts = graph.sent_texts()
-        for recipient, text in texts[shown:]:
-            print(f"\n[{names.get(recipient.lstrip('+'), recipient)}] {BUSINESS}: {text}", file=out, flush=True)
-        shown = len(texts)
+        requests = graph.requests[seen:]  # only what arrived since the last look
+        seen += len(requests)
+        for call in requests:
+            if call.ok and call.kind == "text" and call.recipient and call.text:
+                name = names.get(call.recipient.lstrip("+"), call.recipient)
+                print(f"\n[{name}] {BUSINESS}: {call.text}", file=out, flush=True)
         await asyncio.sleep(0.1)
 
 
@@ -134,11 +144,14 @@ async def _lines(stdin: TextIO, out: TextIO, prompt: Callable[[], str]) -> Async
     lines: asyncio.Queue[str] = asyncio.Queue()
 
     def read() -> None:
-        while True:
-            line = stdin.readline()
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-            if not line:
-                return
+        try:
+            while line := stdin.readline():
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+        except (OSError, ValueError) as exc:  # input that is not text, or closed under us: the end of the input
+            said = f"The terminal's input cannot be read: {exc}"
+            loop.call_soon_threadsafe(functools.partial(print, said, file=out, flush=True))
+        finally:
+            loop.call_soon_threadsafe(lines.put_nowait, "")
 
     threading.Thread(target=read, name="sandbox-terminal", daemon=True).start()
     while True:

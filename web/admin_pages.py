@@ -20,8 +20,7 @@ from aiohttp import web
 
 from admin.access import require_admin
 from api.bodies import validate
-from api.envelope import from_domain
-from api.errors import ApiError
+from api.errors import ApiError, bad_request
 from api.jwt_auth import principal
 from api.provisioning.accounts import Accounts
 from api.provisioning.credits import Credits
@@ -31,7 +30,7 @@ from core.errors import Conflict, GatewayError, NotFound
 from core.models import AccountSettings, PlanSettings
 from core.people import ROLES, People
 from web.forms import GivenBody, Kind, form_values
-from web.rendering import Renderer, checked_form, session_of
+from web.rendering import Renderer, checked_form, refusal, session_of
 
 PLAN_FIELDS: dict[str, Kind] = {
     "name": "text",
@@ -82,7 +81,7 @@ class AdminPages:
             settings = validate(AccountSettings, values, None)
             account = await self._d.accounts.create_account(request, GivenBody(request, settings))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             return await self.accounts(request, status=refused.status, error=refused.message, typed=values)
         raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{account.id}")
 
@@ -102,12 +101,15 @@ class AdminPages:
             people=await self._d.people.store.list(account_id=detail.id),
             credit_kinds=CREDIT_KINDS,
             error=shown.get("error"),
+            typed=shown.get("typed", {}),
             done=request.query.get("done"),
         )
 
     async def lock(self, request: web.Request) -> web.StreamResponse:
         require_admin(principal(request))
         form = await checked_form(request)
+        if form.get("locked") not in ("0", "1"):
+            raise bad_request("The form must say whether to lock (1) or unlock (0) the account.")
         locked = LockRequest(locked=form.get("locked") == "1")
         await self._d.accounts.lock_account(request, GivenBody(request, locked))
         done = "locked" if locked.locked else "unlocked"
@@ -121,8 +123,9 @@ class AdminPages:
             entry = validate(CreditRequest, values, None)
             await self._d.credits.add_credits(request, GivenBody(request, entry))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
-            return await self.account(request, status=refused.status, error=refused.message)
+            refused = refusal(exc)
+            typed = {name: form.get(name, "")[:500] for name in ("tokens", "kind", "note")}
+            return await self.account(request, status=refused.status, error=refused.message, typed=typed)
         raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{request.match_info['account_id']}?done=credits")
 
     # --- plans --------------------------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ class AdminPages:
             settings = validate(PlanSettings, values, None)
             await self._d.plans.create_plan(request, GivenBody(request, settings))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             typed = {**values, "models": ", ".join(values.get("models") or [])}
             return await self.plans(request, status=refused.status, error=refused.message, typed=typed)
         raise web.HTTPSeeOther("/dashboard/admin/plans?added=1")
@@ -193,10 +196,6 @@ class AdminPages:
             return await self.people(request, status=409, error="You cannot remove yourself; ask another admin.")
         await self._d.people.store.remove(person_id)
         raise web.HTTPSeeOther("/dashboard/admin/people?done=removed")
-
-
-def _refusal(exc: ApiError | GatewayError) -> ApiError:
-    return exc if isinstance(exc, ApiError) else from_domain(exc)
 
 
 def _sentence(words: str) -> str:

@@ -18,6 +18,8 @@ Each reads and changes through the API's handler objects, as the signed-in perso
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,7 +27,6 @@ from aiohttp import web
 
 from api.bodies import JsonOrUpload, Upload, validate
 from api.context import request_id
-from api.envelope import from_domain
 from api.errors import ApiError
 from api.jwt_auth import principal
 from api.provisioning.bots import Bots
@@ -36,8 +37,9 @@ from core.errors import GatewayError, NotFound
 from core.models import Bot, BotSettings
 from core.storage.accounts import AccountStore
 from core.storage.plans import PlanStore
+from core.storage.rate_limits import RateLimitStore
 from web.forms import GivenBody, GivenQuery, GivenUpload, Kind, form_values
-from web.rendering import Renderer, check_form_token, checked_form, read_form, session_of
+from web.rendering import Renderer, check_form_token, checked_form, read_form, refusal, session_of
 from web.try_chat import TryChat, TryTurn, new_chat, test_customer
 
 SETTINGS: dict[str, Kind] = {
@@ -68,6 +70,10 @@ KNOWLEDGE_MODES = (
 SHOWN_TURNS = 10
 _TURN_CHARS = 4000
 _TURNS_FIELD = frozenset({"turns"})
+_PERSONA_FIELD = frozenset({"persona"})  # up to 20,000 characters: the model's own check says when it is too long
+_TEXT_FIELD = frozenset({"text"})  # a knowledge text, up to the body limit
+_CHAT = re.compile(r"[0-9a-f]{8}")
+_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,7 @@ class BotPageDeps:
     accounts: AccountStore
     plans: PlanStore
     try_chat: TryChat | None  # None without a model to call (OPENAI_API_KEY unset)
+    limiter: RateLimitStore  # a try-it form sent twice is one message
     max_upload: int
 
 
@@ -109,12 +116,12 @@ class BotPages:
         )
 
     async def create(self, request: web.Request) -> web.StreamResponse:
-        form = await checked_form(request)
+        form = await checked_form(request, _PERSONA_FIELD)
         try:
             settings = validate(BotSettings, form_values(form, {"name": "text", "persona": "text"}), None)
             bot = await self._d.bots.create_bot(request, GivenBody(request, settings))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             return await self.listing(
                 request,
                 status=refused.status,
@@ -144,17 +151,18 @@ class BotPages:
             created=request.query.get("created") == "1",
             settings_error=shown.get("settings_error"),
             channel_error=shown.get("channel_error"),
+            channel_typed=shown.get("channel_typed", {}),
             channel_done=request.query.get("channel"),
         )
 
     async def update(self, request: web.Request) -> web.StreamResponse:
-        form = await checked_form(request)
+        form = await checked_form(request, _PERSONA_FIELD)
         values = form_values(form, SETTINGS)
         try:
             changes = validate(BotChanges, values, None)
             await self._d.bots.update_bot(request, GivenBody(request, changes))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             draft = _draft(await self._d.bots.get_bot(request), values)
             return await self.bot(request, status=refused.status, settings_error=refused.message, draft=draft)
         raise web.HTTPSeeOther(f"/dashboard/bots/{request.match_info['bot_id']}?saved=1")
@@ -172,8 +180,9 @@ class BotPages:
             wanted = validate(ChannelConnect, {k: v.strip() for k, v in form_values(form, fields).items() if v}, None)
             await self._d.channels.connect_channel(request, GivenBody(request, wanted))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
-            return await self.bot(request, status=refused.status, channel_error=refused.message)
+            refused = refusal(exc)
+            typed = {"platform": form.get("platform", ""), "external_id": form.get("external_id", "")[:64]}
+            return await self.bot(request, status=refused.status, channel_error=refused.message, channel_typed=typed)
         raise web.HTTPSeeOther(f"/dashboard/bots/{request.match_info['bot_id']}?channel=connected#channels")
 
     async def new_token(self, request: web.Request) -> web.StreamResponse:
@@ -183,7 +192,7 @@ class BotPages:
             changes = validate(ChannelChanges, {"access_token": form.get("access_token", "").strip()}, None)
             await self._d.channels.update_channel(request, GivenBody(request, changes))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             return await self.bot(request, status=refused.status, channel_error=refused.message)
         raise web.HTTPSeeOther(f"/dashboard/bots/{request.match_info['bot_id']}?channel=token#channels")
 
@@ -226,6 +235,7 @@ class BotPages:
             error=shown.get("error"),
             title=shown.get("title", ""),
             text=shown.get("text", ""),
+            file_title=shown.get("file_title", ""),
         )
 
     async def add_document(self, request: web.Request) -> web.StreamResponse:
@@ -235,9 +245,10 @@ class BotPages:
                 upload = await JsonOrUpload(request, KnowledgeRequest).parse_either(self._d.max_upload)
                 assert isinstance(upload, Upload)
                 token = upload.fields.get("csrf")
+                form = {"file_title": upload.fields.get("title", "")[:200]}
                 sent: KnowledgeRequest | Upload = upload
             else:
-                form = await read_form(request)
+                form = await read_form(request, _TEXT_FIELD)
                 token = form.get("csrf")
                 sent = validate(KnowledgeRequest, form_values(form, {"title": "text", "text": "text"}), None)
         except ApiError as exc:
@@ -246,7 +257,7 @@ class BotPages:
         try:
             document = await self._d.knowledge.add_document(request, GivenUpload(request, KnowledgeRequest, sent))
         except (ApiError, GatewayError) as exc:
-            refused = _refusal(exc)
+            refused = refusal(exc)
             return await self.knowledge(request, status=refused.status, error=refused.message, **_typed(form))
         raise web.HTTPSeeOther(f"/dashboard/bots/{request.match_info['bot_id']}/knowledge?added={document.id}")
 
@@ -277,6 +288,7 @@ class BotPages:
             customer=test_customer(session.person, chat),
             turns=shown.get("turns", []),
             turns_json=json.dumps([asdict(t) for t in shown.get("turns", [])]),
+            key=secrets.token_urlsafe(16),
             error=shown.get("error"),
             text=shown.get("text", ""),
         )
@@ -287,7 +299,7 @@ class BotPages:
         if not principal(request).can_write:  # a test turn is charged to the account: viewers only look
             raise ApiError(403, "forbidden", "Only the account's owner can try the bot (each message is charged).")
         chat = form.get("chat", "")
-        if not (chat.isalnum() and len(chat) <= 16):
+        if not _CHAT.fullmatch(chat):
             chat = new_chat()
         turns = _turns(form.get("turns", ""))
         text = form.get("text", "").replace("\r\n", "\n").strip()
@@ -304,23 +316,26 @@ class BotPages:
                 text=text,
                 error="Write a message of 1 to 4,000 characters.",
             )
+        # The form's own key: the same form sent again (a reload) is not a second message, charged twice.
+        key = form.get("key", "")
+        fresh = _KEY.fullmatch(key) and (await self._d.limiter.check(f"try:{session_of(request).id}:{key}", 1)).allowed
+        if not fresh:
+            return await self.try_page(
+                request, status=409, chat=chat, turns=turns, error="This message was sent already; write a new one."
+            )
         try:
             turn = await self._d.try_chat.turn(bot, session_of(request).person, chat, text, request_id())
         except GatewayError as exc:
-            refused = from_domain(exc)
+            refused = refusal(exc)
             return await self.try_page(
                 request, status=refused.status, chat=chat, turns=turns, text=text, error=refused.message
             )
         return await self.try_page(request, chat=chat, turns=[*turns, turn][-SHOWN_TURNS:])
 
 
-def _refusal(exc: ApiError | GatewayError) -> ApiError:
-    return exc if isinstance(exc, ApiError) else from_domain(exc)
-
-
 def _typed(form: dict[str, str]) -> dict[str, str]:
-    """What the knowledge form had typed, to show again."""
-    return {"title": form.get("title", ""), "text": form.get("text", "")}
+    """What the knowledge forms had typed, to show again (a file cannot be: the browser asks for it again)."""
+    return {"title": form.get("title", ""), "text": form.get("text", ""), "file_title": form.get("file_title", "")}
 
 
 def _draft(bot: Bot, values: dict[str, Any]) -> dict[str, Any]:
@@ -332,8 +347,8 @@ def _turns(carried: str) -> list[TryTurn]:
     """The exchanges the page carries from one message to the next (its own, to show again; nothing is trusted
     from them: they are only shown back to the person who sent them, escaped)."""
     try:
-        raw = json.loads(carried) if carried else []
-    except ValueError:
+        raw = json.loads(carried, parse_constant=_no_constant) if carried else []
+    except (ValueError, RecursionError):
         return []
     turns = []
     for item in raw[-SHOWN_TURNS:] if isinstance(raw, list) else []:
@@ -350,6 +365,10 @@ def _turns(carried: str) -> list[TryTurn]:
                     handoff=bool(item["handoff"]),
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
     return turns
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a page sends")

@@ -10,7 +10,9 @@ from aiohttp import web
 from jinja2 import Environment
 
 from api.bodies import LIMITS, read_limited
+from api.envelope import from_domain
 from api.errors import ApiError, bad_request
+from core.errors import GatewayError
 from core.storage.web_sessions import WebSession
 from web.signin import SESSION, same_token
 
@@ -48,7 +50,8 @@ async def checked_form(request: web.Request, long_fields: frozenset[str] = froze
 
 async def read_form(request: web.Request, long_fields: frozenset[str] = frozenset()) -> dict[str, str]:
     """A posted form's fields: URL-encoded only (the pages send nothing else but uploads), read within the API's
-    size and time limits, each field once; a field is cut at FORM_FIELD_CHARS unless it is one of `long_fields`."""
+    size and time limits, each field once. A field longer than FORM_FIELD_CHARS is refused (never cut short),
+    unless it is one of `long_fields` (a persona, a knowledge text: the model's own limit then says)."""
     if request.content_type != "application/x-www-form-urlencoded":
         raise ApiError(415, "unsupported_media_type", "The form must be sent as a web page sends it.")
     limits = request.config_dict[LIMITS]
@@ -59,7 +62,15 @@ async def read_form(request: web.Request, long_fields: frozenset[str] = frozense
         raise bad_request("The form could not be read.") from None
     if any(len(values) != 1 for values in fields.values()):
         raise bad_request("The form sent a field twice.")
-    return {name: values[0] if name in long_fields else values[0][:FORM_FIELD_CHARS] for name, values in fields.items()}
+    for name, values in fields.items():
+        if name not in long_fields and len(values[0]) > FORM_FIELD_CHARS:
+            raise bad_request(f"The field {name[:40]} is longer than {FORM_FIELD_CHARS:,} characters.")
+    return {name: values[0] for name, values in fields.items()}
+
+
+def refusal(exc: ApiError | GatewayError) -> ApiError:
+    """A refusal as the API would answer it: its status and its words."""
+    return exc if isinstance(exc, ApiError) else from_domain(exc)
 
 
 def see_other(location: str) -> web.Response:

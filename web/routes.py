@@ -18,11 +18,11 @@ from aiohttp.typedefs import Handler
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from api.audit_trail import audit_mutations
-from api.envelope import from_domain
 from api.errors import ApiError
 from api.jwt_auth import PRINCIPAL
 from core.errors import GatewayError
 from web.pages import Pages, template_helpers
+from web.rendering import refusal
 
 log = structlog.get_logger("web.routes")
 
@@ -99,7 +99,7 @@ async def pages_answer(request: web.Request, handler: Handler) -> web.StreamResp
         if "Allow" in exc.headers:  # 405: which methods the page takes
             response.headers["Allow"] = exc.headers["Allow"]
     except (ApiError, GatewayError) as exc:
-        refused = exc if isinstance(exc, ApiError) else from_domain(exc)
+        refused = refusal(exc)
         response = request.config_dict[PAGES].error_page(request, refused.status, refused.message)
         for name, value in (refused.headers or {}).items():
             response.headers[name] = value

@@ -33,6 +33,7 @@ from core.storage.people import PeopleStore, email_key
 from core.storage.rate_limits import RateLimitStore
 from core.storage.web_sessions import SessionStore, WebSession
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SESSION_COOKIE = "nexus_session"
 SIGNIN_COOKIE = "nexus_signin"
 COOKIE_PATH = "/dashboard"
@@ -59,7 +60,7 @@ class SignIn:
     limiter: RateLimitStore
     accounts: AccountStore
     secure_cookies: bool
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
     checking: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_AT_ONCE))
 
     async def sign_in(self, email: str, password: str, address: str) -> tuple[str, WebSession]:
@@ -130,25 +131,46 @@ class SignIn:
         )
 
 
-def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:
-    """The client's address: the peer's, or behind trusted proxies the nearest untrusted hop of X-Forwarded-For."""
+def client_address(request: web.Request, trusted_proxies: tuple[Network, ...]) -> str:
+    """The client's address: the peer's, or behind trusted proxies the nearest hop of X-Forwarded-For that is not
+    one of them (the peer's again when a hop is not an address: a header no proxy of ours wrote)."""
     peer = request.remote or ""
-    networks = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
-    if not networks or not _within(peer, networks):
+    if not trusted_proxies or not _within(peer, trusted_proxies):
         return peer
     hops = [hop.strip() for hop in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _within(hop, networks):
-            return hop[:64]
+        address = _address(hop)
+        if address is None:
+            return peer
+        if not any(address in network for network in trusted_proxies):
+            return str(address)
     return peer
 
 
-def _within(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def trusted_networks(items: tuple[str, ...]) -> tuple[Network, ...]:
+    """TRUSTED_PROXIES (checked by the settings) as networks."""
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it: bare, with a port (1.2.3.4:5678, [::1]:5678), or IPv4 mapped in IPv6."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
     try:
-        ip = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return False  # not an address: never a proxy of ours
-    return any(ip in network for network in networks)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(text: str, networks: tuple[Network, ...]) -> bool:
+    address = _address(text)
+    return address is not None and any(address in network for network in networks)
 
 
 def same_token(expected: str | None, given: str | None) -> bool:

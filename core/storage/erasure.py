@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from core.clock import Clock
 from core.storage.db import Database, Transaction
+from core.storage.rollups import forget_messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class Eraser:
             contact_ids = await _contacts(tx, external_id, account_id, platform, meta_only)
             messages = 0
             for contact_id in contact_ids:
+                await forget_messages(tx, contact_id)  # out of the hourly rollups first, in the same commit
                 messages += await tx.execute("DELETE FROM messages WHERE contact_id = ?", (contact_id,))
                 await tx.execute("UPDATE usage_records SET contact_id = NULL WHERE contact_id = ?", (contact_id,))
                 # Ratings may carry the customer's own words; feed rows only lose their link to the person.

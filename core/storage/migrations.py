@@ -593,6 +593,47 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        15,
+        "hourly rollups of usage and messages, for reports over long ranges (core/storage/rollups.py)",
+        (
+            # One row per account, hour and (bot, platform, model, outcome) of the calls in it; bot_key '' for calls
+            # of no bot. The figures are those the reports sum (core/storage/reads/totals.py, usage_series.py).
+            """CREATE TABLE usage_hourly (
+                account_id TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                bot_key TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                model TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                turns BIGINT NOT NULL,
+                requests BIGINT NOT NULL,
+                refusals BIGINT NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                cached_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL,
+                cost_nanousd BIGINT NOT NULL,
+                uncosted BIGINT NOT NULL,
+                unpriced BIGINT NOT NULL,
+                samples BIGINT NOT NULL,
+                latency_sum BIGINT NOT NULL,
+                PRIMARY KEY (account_id, hour, bot_key, channel, model, outcome))""",
+            "CREATE INDEX usage_hourly_hour ON usage_hourly(hour)",
+            """CREATE TABLE message_hourly (
+                account_id TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                inbound BIGINT NOT NULL,
+                outbound BIGINT NOT NULL,
+                PRIMARY KEY (account_id, hour))""",
+            "CREATE INDEX message_hourly_hour ON message_hourly(hour)",
+            # Every hour before `through` is rolled up, and no later one (no row yet: nothing is).
+            "CREATE TABLE rollups (name TEXT PRIMARY KEY, through BIGINT NOT NULL)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import re
+import secrets
 from typing import Any
 
 import pytest
@@ -30,6 +31,12 @@ async def shop(make_client: MakeClient, settings: Settings) -> tuple[TestClient,
     await add_person(settings, "anna@bakery.example", "owner", tenant.account_id)
     await add_person(settings, "vic@bakery.example", "viewer", tenant.account_id)
     return client, tenant, settings
+
+
+def _hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, name
+    return found.group(1)
 
 
 async def _page(client: TestClient, url: str, status: int = 200) -> str:
@@ -184,8 +191,10 @@ async def test_the_try_it_chat_answers_with_the_turns_figures(shop: Any, fake_op
     await sign_in(client, "anna@bakery.example")
     url = f"/dashboard/bots/{tenant.bot_id}/try"
     page = await _page(client, url)
-    fields = {"csrf": form_token(page), "chat": re.search(r'name="chat" value="(\w+)"', page).group(1)}  # type: ignore[union-attr]
-    first = await client.post(url, data={**fields, "turns": "", "text": "How much is a sourdough loaf?"})
+    fields = {"csrf": form_token(page), "chat": _hidden(page, "chat")}
+    first = await client.post(
+        url, data={**fields, "key": _hidden(page, "key"), "turns": "", "text": "How much is a sourdough loaf?"}
+    )
     text = await first.text()
     assert first.status == 200, text
     assert "How much is a sourdough loaf?" in text and 'data-turn="knowledge">Prices' in text
@@ -197,13 +206,19 @@ async def test_the_try_it_chat_answers_with_the_turns_figures(shop: Any, fake_op
     # The page carries its turns: a second message shows both, and the bot remembers the first.
     carried = re.search(r'name="turns" value="([^"]*)"', text).group(1)  # type: ignore[union-attr]
 
-    second = await client.post(url, data={**fields, "turns": html.unescape(carried), "text": "And a baguette?"})
+    again = {**fields, "key": _hidden(text, "key"), "turns": html.unescape(carried), "text": "And a baguette?"}
+    second = await client.post(url, data=again)
     text = await second.text()
     assert text.count('data-turn="tokens"') == 2
     remembered = [m.get("content") for m in fake_openai.calls[-1].messages]
     assert "How much is a sourdough loaf?" in remembered and remembered[-1] == "And a baguette?"
     inbox = await _page(client, "/dashboard/conversations")
     assert "dashboard-test-" in inbox
+    # The same form sent again (a reload) is not a second message: the model is not called, nothing is charged.
+    calls = len(fake_openai.calls)
+    resent = await client.post(url, data=again)
+    assert resent.status == 409 and "sent already" in await resent.text()
+    assert len(fake_openai.calls) == calls
 
 
 async def test_a_viewer_sees_bots_and_knowledge_without_controls(shop: Any) -> None:
@@ -219,7 +234,8 @@ async def test_a_viewer_sees_bots_and_knowledge_without_controls(shop: Any) -> N
         assert 'method="post"' not in page.replace('method="post" action="/dashboard/logout"', ""), url
     page = await _page(client, f"/dashboard/bots/{tenant.bot_id}")
     refused = await client.post(
-        f"/dashboard/bots/{tenant.bot_id}/try", data={"csrf": form_token(page), "text": "Hi", "turns": ""}
+        f"/dashboard/bots/{tenant.bot_id}/try",
+        data={"csrf": form_token(page), "text": "Hi", "turns": "", "key": "k" * 16},
     )
     assert refused.status == 403
 
@@ -273,3 +289,26 @@ async def test_the_usage_page_and_its_export_show_the_apis_figures(shop: Any) ->
     # A bad parameter is a page that says which.
     bad = await client.get("/dashboard/usage?group_by=colour")
     assert bad.status == 400 and "group_by" in await bad.text()
+
+
+async def test_long_fields_are_kept_whole_and_a_bad_carried_chat_is_ignored(shop: Any) -> None:
+    client, tenant, _ = shop
+    await sign_in(client, "anna@bakery.example")
+    page = await _page(client, f"/dashboard/bots/{tenant.bot_id}")
+    persona = "You bake bread. " * 900  # 14,400 characters: beyond a short field's limit, within the persona's
+    fields = {"csrf": form_token(page), "name": "Bakery bot", "persona": persona, "knowledge_mode": "augment"}
+    saved = await client.post(f"/dashboard/bots/{tenant.bot_id}", data=fields, allow_redirects=False)
+    assert saved.status == 303, await saved.text()
+    bot = await expect(await client.get(f"/api/admin/bots/{tenant.bot_id}", headers=auth()), 200)
+    assert bot["persona"] == persona.strip()  # whole (the API trims the ends of a text)
+    # A short field sent too long is refused in words, never cut short.
+    refused = await client.post(f"/dashboard/bots/{tenant.bot_id}", data={**fields, "name": "x" * 9000})
+    assert refused.status == 400 and "longer than 8,192 characters" in await refused.text()
+
+    # What the try-it page carries is only shown back: nonsense in it is dropped, never a failure.
+    url = f"/dashboard/bots/{tenant.bot_id}/try"
+    page = await _page(client, url)
+    for carried in ('[{"asked": "a", "prompt_tokens": Infinity}]', "[" * 50_000, '{"not": "a list"}', "1e999"):
+        fields = {"csrf": form_token(page), "chat": "zz", "key": secrets.token_urlsafe(12), "turns": carried}
+        answer = await client.post(url, data={**fields, "text": "Hello"})
+        assert answer.status == 200, await answer.text()

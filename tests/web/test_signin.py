@@ -137,6 +137,7 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_attempts(
     for _ in range(5):  # someone guessing from 203.0.113.9, through the proxy
         assert await _attempt(client, "wrong password!", "198.51.100.1, 203.0.113.9") == 401
     assert await _attempt(client, "wrong password!", "203.0.113.9") == 429
+    assert await _attempt(client, "wrong password!", "203.0.113.9:4711") == 429  # a proxy that writes the port
     # Anna, from her own address, is not held back by the guesser (the header's nearest untrusted hop counts).
     assert await _attempt(client, PASSWORD, "203.0.113.9, 192.0.2.44") == 303
 

@@ -22,19 +22,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core.storage import rollups
 from core.storage.db import Database
 from core.storage.reads.totals import ReportScope
+from core.storage.rollups import usage_source
 
 # What `group_by` names, and the usage_records column it groups on.
 GROUP_COLUMNS = {"model": "model", "bot": "bot_id", "platform": "channel"}
 
-_FIGURES = """COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) AS requests,
-    COALESCE(SUM(CASE WHEN attempts = 0 AND outcome = 'quota_exceeded' THEN 1 ELSE 0 END), 0) AS refusals,
-    COUNT(*) AS turns, SUM(prompt_tokens) AS prompt_tokens, SUM(cached_tokens) AS cached_tokens,
-    SUM(completion_tokens) AS completion_tokens, COALESCE(SUM(cost_nanousd), 0) AS cost,
-    COUNT(*) - COUNT(cost_nanousd) AS unpriced"""
+# Over the hourly rollups and the raw rows around them (core/storage/rollups.py): `u` holds the figures of a call,
+# or of a rolled-up group with its hour as created_at (buckets are whole hours or days, so a group falls in one).
+_FIGURES = """COALESCE(SUM(requests), 0) AS requests, COALESCE(SUM(refusals), 0) AS refusals,
+    SUM(turns) AS turns, SUM(prompt_tokens) AS prompt_tokens, SUM(cached_tokens) AS cached_tokens,
+    SUM(completion_tokens) AS completion_tokens, COALESCE(SUM(cost), 0) AS cost, SUM(uncosted) AS unpriced"""
 _SERIES = f"""SELECT (created_at - ?) / ? AS bucket, NULL AS series_key, 0 AS is_other, NULL AS group_count, {_FIGURES}
-    FROM usage_records WHERE {{where}} GROUP BY bucket"""
+    FROM {{source}} GROUP BY bucket"""
 # Ranked by model calls, then by rows (a group with refusals only still ranks), NULL placed explicitly (SQLite and
 # PostgreSQL sort it differently); the window counts every group, before LIMIT. The ranked groups' cells pass as they
 # are; only the others are summed (per bucket), so the usual case, every group ranked, sorts nothing more. GROUP BY
@@ -43,7 +45,7 @@ _SERIES = f"""SELECT (created_at - ?) / ? AS bucket, NULL AS series_key, 0 AS is
 _SAME_GROUP = "(r.top_key = c.grp OR (r.top_key IS NULL AND c.grp IS NULL))"
 _GROUPED = f"""WITH cells AS (
         SELECT (created_at - ?) / ? AS bucket, {{column}} AS grp, {_FIGURES}
-        FROM usage_records WHERE {{where}} GROUP BY bucket, grp),
+        FROM {{source}} GROUP BY bucket, grp),
     ranked AS (
         SELECT grp AS top_key, SUM(requests) AS total_requests, SUM(turns) AS total_turns,
             COUNT(*) OVER () AS group_count
@@ -99,12 +101,12 @@ class UsageSeriesReader:
             raise ValueError("the buckets must cover the scope's range")
         if top < 1:
             raise ValueError("top must be at least 1")
-        where, params = scope.where()
+        source, params = usage_source(scope.account_id, scope.start, scope.end, await rollups.through(self._db))
         if group_by is None:
-            sql, values = _SERIES.format(where=where), (origin, size_ms, *params)
+            sql, values = _SERIES.format(source=source), (origin, size_ms, *params)
         else:
             column = GROUP_COLUMNS[group_by]  # KeyError for anything else: never interpolate input
-            sql = _GROUPED.format(column=column, where=where)
+            sql = _GROUPED.format(column=column, source=source)
             values = (origin, size_ms, *params, top)
         by_key: dict[tuple[bool, str | None], Series] = {}
         if group_by is None:
