@@ -31,17 +31,22 @@ def pytest_report_header() -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: a test of the SQLite backend's own machinery")
     config.addinivalue_line("markers", "postgresql_only: what only PostgreSQL does (processes told at once)")
+    config.addinivalue_line(
+        "markers", "any_backend: nothing in it depends on the database backend (a browser, the sandbox): run once"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     skips = {
         "sqlite_only": pytest.mark.skip(reason="tests SQLite's own machinery (this run: TEST_DATABASE=postgresql)"),
+        "any_backend": pytest.mark.skip(reason="independent of the backend: runs in the SQLite run only"),
         "postgresql_only": pytest.mark.skip(reason="PostgreSQL only (this run: SQLite; TEST_DATABASE=postgresql)"),
     }
-    other = "sqlite_only" if database.BACKEND == "postgresql" else "postgresql_only"
+    others = ("sqlite_only", "any_backend") if database.BACKEND == "postgresql" else ("postgresql_only",)
     for item in items:
-        if item.get_closest_marker(other) is not None:
-            item.add_marker(skips[other])
+        for other in others:
+            if item.get_closest_marker(other) is not None:
+                item.add_marker(skips[other])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,7 +15,7 @@ import pytest
 from tests.support.paths import PROJECT_ROOT
 
 # The sandbox always keeps its data in a SQLite file of its own: one run of this test is enough.
-pytestmark = pytest.mark.sqlite_only
+pytestmark = pytest.mark.any_backend
 
 
 class Terminal:

@@ -19,7 +19,10 @@ from tests.support.harness import auth, connect_channel, expect, provision
 from tests.support.people import PASSWORD, add_person
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on the PATH: the browser tests need one")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on the PATH: the browser tests need one"),
+    pytest.mark.any_backend,  # the pages' own behaviour on both backends: tests/web/test_pages.py and the others
+]
 # The flags a sandboxed, offline machine needs (no background calls out, no GPU).
 _FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
