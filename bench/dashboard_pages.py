@@ -43,12 +43,10 @@ from typing import Any
 import aiohttp
 
 from admin.tokens import mint_token
-from bench.common import PROJECT_DATA, local_settings, provision_with_channel, serving
+from bench.common import PROJECT_DATA, local_settings, provision_with_channel, roll_up_anew, serving
 from bench.postgres import BenchDatabase, check_server
 from core.clock import month_bounds
-from core.errors import Conflict
 from core.storage.db import Database
-from core.storage.rollups import Rollups
 from gateway.app import create_app
 from gateway.cli import main as cli_main
 from gateway.keys import STORAGE
@@ -190,7 +188,7 @@ async def bench(args: argparse.Namespace) -> int:
         # times, which the gateway never does: rollups the leader made while they were written start over.
         db = app[STORAGE].db
         started = time.perf_counter()
-        hours = await _roll_up_anew(db, app[STORAGE].rollups)
+        hours = await roll_up_anew(db, app[STORAGE].rollups)
         print(f"{hours} hours rolled up in {time.perf_counter() - started:.1f} s", flush=True)
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(base, cookie_jar=jar) as browser:
@@ -238,20 +236,6 @@ async def bench(args: argparse.Namespace) -> int:
             "no images, fonts or other requests"
         )
     return 0
-
-
-async def _roll_up_anew(db: Database, store: Rollups) -> int:
-    """The rollups made again from the rows as they are now (the leader's pass during the fill saw part of them); a
-    pass of the leader's racing the reset conflicts with it, and the reset is tried again."""
-    for _ in range(10):
-        try:
-            async with db.transaction() as tx:
-                for table in ("rollups", "usage_hourly", "message_hourly"):  # the leader waits on rollups
-                    await tx.execute(f"DELETE FROM {table}")  # noqa: S608 (the table names above)
-            return await store.advance(int(time.time() * 1000))
-        except Conflict:
-            await asyncio.sleep(1)
-    raise SystemExit("the rollups could not be made again")
 
 
 async def _check(session: aiohttp.ClientSession, db: Database, account_id: str, api: dict[str, Any]) -> None:

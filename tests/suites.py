@@ -2,9 +2,8 @@
 
     python -m tests.suites [pytest arguments]
 
-The runs go at once, each in its own pytest process: the PostgreSQL run mostly waits on the server and the
-SQLite run mostly computes, so together they take little longer than the slower one alone; the PostgreSQL run, the
-longer, is itself split in two processes. Each run's output goes
+The runs go at once, each backend's in two pytest processes (halves of the test files): the tests mostly wait (on
+the database, subprocesses, timers), so four processes keep the machine's two cores busy. Each run's output goes
 to a log file; once both are done, each is printed whole, one after the other, with which backend it was, and the
 exit status is the worse of the two. PostgreSQL is looked for at TEST_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/postgres); with REQUIRE_POSTGRES=1 (CI) an unreachable server is a failure,
@@ -58,9 +57,10 @@ def main(args: list[str]) -> int:
 
 
 def _runs(backends: list[str], args: list[str]) -> list[tuple[str, str, list[str]]]:
-    """(name, backend, test files) of each pytest process. The PostgreSQL run mostly waits on the server, so it
-    is split in two halves that run side by side; a run given its own paths is not split."""
-    if "postgresql" not in backends or any(not arg.startswith("-") for arg in args):
+    """(name, backend, test files) of each pytest process. Each backend's run is split in two halves that run side
+    by side (the tests wait on the database, on subprocesses and on timers much of the time, so four processes
+    keep the two cores busier than two or three did); a run given its own paths is not split."""
+    if any(not arg.startswith("-") for arg in args):
         return [(backend, backend, []) for backend in backends]
     # Two halves of about equal weight, a file's size standing in for its tests' time (largest first, each to the
     # lighter half).
@@ -70,11 +70,7 @@ def _runs(backends: list[str], args: list[str]) -> list[tuple[str, str, list[str
         lighter = 0 if weights[0] <= weights[1] else 1
         halves[lighter].append(str(path))
         weights[lighter] += path.stat().st_size
-    return [
-        ("sqlite", "sqlite", []),
-        ("postgresql-1", "postgresql", sorted(halves[0])),
-        ("postgresql-2", "postgresql", sorted(halves[1])),
-    ]
+    return [(f"{backend}-{n + 1}", backend, sorted(half)) for backend in backends for n, half in enumerate(halves)]
 
 
 if __name__ == "__main__":
