@@ -46,6 +46,7 @@ bench: install bench-deps
 	$(PY) -m bench.webhooks
 	$(PY) -m bench.export
 	$(PY) -m bench.dashboard
+	$(PY) -m bench.dashboard_pages
 	$(PY) -m bench.codec
 	$(PY) -m bench.recovery
 	$(PY) -m bench.media

@@ -12,6 +12,7 @@ otherwise the suite runs on SQLite only and says so.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,20 +57,31 @@ def main(args: list[str]) -> int:
     return max(codes.values())
 
 
+# Seconds each test file took on PostgreSQL (`python -m pytest --durations=0`, summed per file), the weights the
+# halves are balanced by; a file not listed weighs its size at the listed files' seconds per byte.
+TIMES = Path(__file__).with_name("file_times.json")
+
+
 def _runs(backends: list[str], args: list[str]) -> list[tuple[str, str, list[str]]]:
-    """(name, backend, test files) of each pytest process. Each backend's run is split in two halves that run side
-    by side (the tests wait on the database, on subprocesses and on timers much of the time, so four processes
-    keep the two cores busier than two or three did); a run given its own paths is not split."""
+    """(name, backend, test files) of each pytest process. Each backend's run is split in two halves of about equal
+    time that run side by side (the tests wait on the database, on subprocesses and on timers much of the time, so
+    four processes keep the two cores busier than two or three did); a run given its own paths is not split."""
     if any(not arg.startswith("-") for arg in args):
         return [(backend, backend, []) for backend in backends]
-    # Two halves of about equal weight, a file's size standing in for its tests' time (largest first, each to the
-    # lighter half).
+    files = sorted(Path("tests").rglob("test_*.py"))
+    known: dict[str, float] = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    listed = [f for f in files if str(f) in known]
+    per_byte = sum(known[str(f)] for f in listed) / max(1, sum(f.stat().st_size for f in listed))
+
+    def weight(path: Path) -> float:
+        return known.get(str(path), path.stat().st_size * per_byte)
+
     halves: tuple[list[str], list[str]] = ([], [])
-    weights = [0, 0]
-    for path in sorted(Path("tests").rglob("test_*.py"), key=lambda p: (-p.stat().st_size, str(p))):
+    weights = [0.0, 0.0]
+    for path in sorted(files, key=lambda p: (-weight(p), str(p))):  # heaviest first, each to the lighter half
         lighter = 0 if weights[0] <= weights[1] else 1
         halves[lighter].append(str(path))
-        weights[lighter] += path.stat().st_size
+        weights[lighter] += weight(path)
     return [(f"{backend}-{n + 1}", backend, sorted(half)) for backend in backends for n, half in enumerate(halves)]
 
 

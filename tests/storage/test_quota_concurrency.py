@@ -50,7 +50,9 @@ async def test_200_concurrent_relays_near_the_limit_never_exceed_it(
 async def test_30_percent_upstream_failures_charge_exactly_the_successes(
     make_client: MakeClient, fake_openai: FakeOpenAI, settings: Settings
 ) -> None:
-    settings = replace(settings, llm_max_attempts=1)  # let every injected failure reach the caller
+    # Every injected failure reaches the caller; only those fail (a loaded machine must not turn a slow success into
+    # a timeout the fake counted as served).
+    settings = replace(settings, llm_max_attempts=1, llm_attempt_timeout=30.0, llm_total_budget=60.0)
     client = await make_client(settings)
     tenant = await provision(client, plan={"monthly_token_limit": 10_000_000})
     fake_openai.failure_rate = 0.3
