@@ -1,5 +1,6 @@
-"""The webhook load generator: signed WhatsApp deliveries sent from a process of its own (spawn), closed loop (a
-number of senders) or open loop (a fixed offered rate, whatever the answers do), with the ack latency of each.
+"""The load generator: signed WhatsApp deliveries (or any prepared POSTs, `LoadSpec.bodies`) sent from a process
+of its own (spawn), closed loop (a number of senders) or open loop (a fixed offered rate, whatever the answers do),
+with the ack latency of each.
 
     spec = LoadSpec(url, app_secret, "TAG", count=5000, warmup=500, concurrency=32, customers=1000, rate=1000)
     async with Generator(spec) as generator:   # spawned, warmed up, waiting
@@ -57,6 +58,9 @@ class LoadSpec:
     concurrency: int  # closed loop: senders; open loop: warm-up senders only
     customers: int  # distinct WhatsApp users the deliveries come from
     rate: float | None = None  # deliveries/s offered: open loop; None: closed loop
+    # Requests of another kind, ready to send (raw body, headers), warm-up first: then `secret`, `tag` and
+    # `customers` are not used (bench/relay.py sends relay calls and direct model calls this way).
+    bodies: tuple[tuple[bytes, dict[str, str]], ...] = ()
 
 
 @dataclass(slots=True)
@@ -109,6 +113,8 @@ def whatsapp_text(i: int, tag: str, customers: int, now: int) -> dict[str, Any]:
 
 
 def signed_bodies(spec: LoadSpec) -> list[tuple[bytes, dict[str, str]]]:
+    if spec.bodies:
+        return list(spec.bodies)
     now = int(time.time())
     bodies = []
     for i in range(spec.warmup + spec.count):

@@ -1,21 +1,24 @@
-"""Relay benchmark: what the gateway adds on top of the model call, measured against a fake OpenAI.
+"""Relay benchmark: what the gateway's own work costs per turn, next to calling the fake model directly.
 
-    python -m bench.relay                   # latency 0: pure gateway overhead, at concurrency 1 and 20
+    python -m bench.relay                   # zero-latency fake: the gateway's own cost, SQLite
     python -m bench.relay --latency 0.05    # a 50 ms model, closer to real life
     python -m bench.relay --database postgresql://postgres@127.0.0.1:5432/postgres   # SQLite and PostgreSQL
+    python -m bench.relay --profile         # plus the gateway process's hotspots (cProfile) for each run
 
-Starts a FakeOpenAI and the real gateway app (temp SQLite file; with --database, a second one on a PostgreSQL
-database the benchmark creates on that server and drops at the end) on random 127.0.0.1 ports, provisions a plan,
-an account, a bot and an API key through each one's admin HTTP API, then, for each --concurrency, sends the same
-number of chat completions straight to the fake (the baseline) and right after as relay calls through each gateway
-(spread over --users distinct user_ids, so conversation memory grows as it would in production). Added latency is
-a gateway's percentile minus the baseline's at the same concurrency. Warm-up requests come first and are left out
-of the figures.
+The gateway under test is the real app (`create_app`, as `python -m gateway` builds it, its garbage collector
+frozen after start-up) serving in this process's event loop; the fake OpenAI runs in a process of its own and so
+does the load generator (bench/fakes_process.py, bench/load.py), so that their CPU never counts as the gateway's.
+A plan, an account, a bot (default settings: 2,000 tokens of memory) and an API key are made through the admin API.
 
-Everything (load generator, gateways, fake) runs in this one process and event loop, so the figures measure CPU
-cost per request on one core; the fake and the load generator cost the same in every run. PostgreSQL's server is
-the exception: its backends run in processes of their own and may use the machine's other core (this machine has
-2), so a relay on PostgreSQL pays the round trips to the server but not all of its CPU on this process's core.
+Two kinds of turn, each at every --concurrency (default 1 and 32):
+  - new customer: every relay call from a user_id never seen before (no history);
+  - full history: calls spread over --history-users customers whose conversations were filled first (unmeasured)
+    until the bot's memory budget is full (about 80 stored messages go into each prompt).
+For each: the same number of calls straight to the fake (the baseline, bodies of the same shape: the persona, the
+same history, the message), then through each gateway right after. Reported: requests/s, latency p50/p99 seen by
+the generator, added latency (gateway minus baseline at the same concurrency) and the gateway process's CPU per
+turn (all its threads: the event loop, SQLite's writer, tiktoken; PostgreSQL's own server CPU is not in it), and
+the idle memory of a fresh `python -m gateway serve` process.
 """
 
 from __future__ import annotations
@@ -23,103 +26,46 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
+import cProfile
+import json
+import os
+import pstats
 import secrets
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from admin.tokens import mint_token
-from bench.common import provision, serving
-from bench.load import MESSAGES
+from bench.common import PERSONA, provision, serving
+from bench.fakes_process import FakesProcess
+from bench.load import MESSAGES, Generator, LoadResult, LoadSpec
 from bench.postgres import BenchDatabase, check_server
 from gateway.app import create_app, freeze_gc_after_startup
 from gateway.logging import configure_logging
 from gateway.settings import Settings
-from sandbox.fakes.openai_server import FakeOpenAI
+from tests.support.gateway_process import GatewayProcess, free_port
 
 HOST = "127.0.0.1"
-PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_DATA = PROJECT_ROOT / "data"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
+RUN_TIMEOUT = 600.0
 SHOW_FAILURES = 5
-
-# Sends request number i; returns (HTTP status, short description of a failure or "").
-Send = Callable[[aiohttp.ClientSession, int], Awaitable[tuple[int, str]]]
-
-
-@dataclass
-class Result:
-    name: str
-    requests: int
-    concurrency: int
-    elapsed: float
-    latencies_ms: list[float]
-    failures: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.elapsed if self.elapsed > 0 else 0.0
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else float("nan")
-
-    @property
-    def failed(self) -> int:
-        return sum(self.failures.values())
+FILL_CONCURRENCY = 8
+CPU_TARGET_MS = 1.0
+ADDED_P50_TARGET_MS = 2.0
+IDLE_MEMORY_TARGET_MB = 120.0
+MODEL = "gpt-4o-mini"
 
 
 def message(i: int) -> str:
     return f"{MESSAGES[i % len(MESSAGES)]} (#{i})"
-
-
-async def run_load(name: str, send: Send, *, requests: int, concurrency: int, warmup: int) -> Result:
-    """`warmup` unmeasured requests, then `requests` measured ones, each time by `concurrency` workers."""
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=REQUEST_TIMEOUT) as session:
-
-        async def phase(first: int, count: int, result: Result | None) -> None:
-            next_index = first
-            end = first + count
-
-            async def worker() -> None:
-                nonlocal next_index
-                while next_index < end:  # bounded: every request index is taken exactly once
-                    i = next_index
-                    next_index += 1
-                    started = time.perf_counter()
-                    try:
-                        status, detail = await send(session, i)
-                    except (aiohttp.ClientError, TimeoutError) as exc:
-                        status, detail = 0, f"{type(exc).__name__}: {exc}"
-                    if result is None:
-                        continue
-                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
-                    if status != 200:
-                        result.failures[f"{status} {detail}"] += 1
-
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(concurrency, count)):
-                    group.create_task(worker())
-
-        await phase(0, warmup, None)
-        result = Result(name, requests, concurrency, 0.0, [])
-        started = time.perf_counter()
-        await phase(warmup, requests, result)
-        result.elapsed = time.perf_counter() - started
-        return result
-
-
-async def read_failure(resp: aiohttp.ClientResponse) -> str:
-    text = await resp.text()
-    return text[:200]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +74,25 @@ class Gateway:
     base: str
     api_key: str
     memory_tokens: int
+
+
+@dataclass(slots=True)
+class Run:
+    name: str  # "direct to fake" or "gateway, sqlite"
+    load: LoadResult
+    cpu_seconds: float | None = None  # the gateway process's CPU over the run (None for the baseline)
+
+    @property
+    def cpu_ms_per_turn(self) -> float:
+        return self.cpu_seconds / self.load.sent * 1000 if self.cpu_seconds is not None else float("nan")
+
+
+@dataclass(slots=True)
+class Scenario:
+    kind: str  # "new customer" | "full history"
+    concurrency: int
+    baseline: Run
+    gateways: list[Run]
 
 
 @contextlib.asynccontextmanager
@@ -154,11 +119,169 @@ async def gateway_on(backend: str, database_url: str, openai_base: str) -> Async
         yield Gateway(backend, base, tenant.api_key, tenant.memory_tokens)
 
 
+def relay_bodies(gateway: Gateway, users: Callable[[int], str], count: int) -> tuple[tuple[bytes, dict[str, str]], ...]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {gateway.api_key}"}
+    return tuple((json.dumps({"user_id": users(i), "message": message(i)}).encode(), headers) for i in range(count))
+
+
+def direct_bodies(history: Sequence[dict[str, str]], count: int) -> tuple[tuple[bytes, dict[str, str]], ...]:
+    """Chat completion requests of the shape the gateway sends: the persona, `history`, the new message."""
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+    persona = {"role": "system", "content": PERSONA}
+    return tuple(
+        (
+            json.dumps(
+                {
+                    "model": MODEL,
+                    "messages": [persona, *history, {"role": "user", "content": message(i)}],
+                    "max_tokens": 300,
+                }
+            ).encode(),
+            headers,
+        )
+        for i in range(count)
+    )
+
+
+async def relay(session: aiohttp.ClientSession, gateway: Gateway, user: str, text: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {gateway.api_key}"}
+    async with session.post(
+        f"{gateway.base}/api/messages/relay", json={"user_id": user, "message": text}, headers=headers
+    ) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"relay call answered {resp.status}: {(await resp.text())[:300]}")
+        answer: dict[str, Any] = await resp.json()
+        return answer
+
+
+async def fill_histories(gateway: Gateway, users: int, turns: int) -> int:
+    """Each of `users` customers talks `turns` times (unmeasured); the prompt tokens of one more turn after."""
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+        jobs = [(f"regular-{u}", t) for t in range(turns) for u in range(users)]
+
+        async def sender() -> None:
+            while jobs:
+                user, t = jobs.pop()
+                await relay(session, gateway, user, message(t))
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(FILL_CONCURRENCY):
+                group.create_task(sender())
+        probe = await relay(session, gateway, "regular-0", message(turns))
+        return int(probe["usage"]["prompt_tokens"])
+
+
+def stored_history(turns: int) -> list[dict[str, str]]:
+    """What a filled conversation's prompt carries, for the baseline: the fake's own replies to the messages."""
+    history = []
+    for t in range(turns):
+        history += [
+            {"role": "user", "content": message(t)},
+            {"role": "assistant", "content": f"You said: {message(t)}"},
+        ]
+    return history
+
+
+async def generate(
+    url: str, bodies: tuple[tuple[bytes, dict[str, str]], ...], concurrency: int, warmup: int
+) -> LoadSpec:
+    return LoadSpec(url, "", "", len(bodies) - warmup, warmup, concurrency, 1, bodies=bodies)
+
+
+async def measured(spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile | None) -> tuple[LoadResult, float]:
+    """Run `spec` from a generator process; the result and this process's CPU seconds over the measured part."""
+    async with Generator(spec) as generator:
+        cpu = time.process_time()
+        times = os.times()
+        if profile is not None and gateway:
+            profile.enable()
+        generator.go()
+        try:
+            result = await generator.result(within=RUN_TIMEOUT)
+        finally:
+            if profile is not None and gateway:
+                profile.disable()
+        after = os.times()
+        if gateway:
+            print(f"  user {after.user - times.user:.2f} s, system {after.system - times.system:.2f} s", flush=True)
+        return result, time.process_time() - cpu
+
+
+async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Sequence[Gateway]) -> list[Scenario]:
+    scenarios = []
+    tag = 0
+    prompt_tokens: dict[str, int] = {}
+    for gateway in gateways if "full history" in args.kinds else ():
+        print(f"filling {args.history_users} conversations on {gateway.backend} ...", flush=True)
+        prompt_tokens[gateway.backend] = await fill_histories(gateway, args.history_users, args.history_turns)
+    if prompt_tokens:
+        print(
+            "prompt tokens of a full-history turn: "
+            + ", ".join(f"{backend} {tokens}" for backend, tokens in prompt_tokens.items()),
+            flush=True,
+        )
+    history = stored_history(args.history_turns)[-args.baseline_history :]
+    total = args.warmup + args.requests
+    for kind in args.kinds:
+        for concurrency in args.concurrency:
+            tag += 1
+            print(f"{kind}, concurrency {concurrency}: direct to the fake ...", flush=True)
+            direct = direct_bodies(history if kind == "full history" else [], total)
+            spec = await generate(f"{openai_base}/chat/completions", direct, concurrency, args.warmup)
+            baseline, _ = await measured(spec, gateway=False, profile=None)
+            runs = []
+            for gateway in gateways:
+                print(f"{kind}, concurrency {concurrency}: through the gateway on {gateway.backend} ...", flush=True)
+
+                def users(i: int, run: int = tag, fresh: bool = kind == "new customer") -> str:
+                    return f"new-{run}-{i}" if fresh else f"regular-{i % args.history_users}"
+
+                spec = await generate(
+                    f"{gateway.base}/api/messages/relay", relay_bodies(gateway, users, total), concurrency, args.warmup
+                )
+                profile = cProfile.Profile() if args.profile else None
+                load, cpu = await measured(spec, gateway=True, profile=profile)
+                runs.append(Run(f"gateway, {gateway.backend}", load, cpu))
+                if profile is not None:
+                    print(f"\ncProfile of this process during {kind}, concurrency {concurrency}, {gateway.backend}:")
+                    stats = pstats.Stats(profile, stream=sys.stdout).sort_stats(args.profile_sort)
+                    stats.print_stats(args.profile_lines)
+            scenarios.append(Scenario(kind, concurrency, Run("direct to fake", baseline), runs))
+    return scenarios
+
+
+async def idle_memory(tmp: Path, openai_base: str) -> float:
+    """Resident memory (MB) of a fresh `python -m gateway serve` on a new SQLite file, once it is ready and idle."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PORT": str(free_port()),
+        "HOST": HOST,
+        "DATABASE_URL": f"sqlite:///{tmp / 'idle.db'}",
+        "DATA_DIR": str(PROJECT_DATA),
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_BASE_URL": openai_base,
+        "ADMIN_JWT_SECRET": secrets.token_urlsafe(48),
+        "LOG_LEVEL": "WARNING",
+    }
+    process = GatewayProcess(env, tmp / "idle.log", PROJECT_ROOT, ("serve",))
+    process.start()
+    try:
+        await process.wait_ready(60)
+        await asyncio.sleep(2.0)  # start-up work done in the background (housekeeping's first pass) settles
+        assert process.proc is not None
+        status = await asyncio.to_thread(Path(f"/proc/{process.proc.pid}/status").read_text)
+        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return rss_kb / 1024
+    finally:
+        process.close()
+
+
 async def bench(args: argparse.Namespace) -> int:
-    fake = FakeOpenAI(latency=args.latency)
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
-        async with contextlib.AsyncExitStack() as stack:
-            openai_base = await stack.enter_async_context(fake.serve(HOST, 0))
+        async with FakesProcess(model_latency=args.latency) as fakes, contextlib.AsyncExitStack() as stack:
+            openai_base = fakes.openai_base
+            memory = await idle_memory(Path(tmp), openai_base)
             gateways = [
                 await stack.enter_async_context(
                     gateway_on("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", openai_base)
@@ -169,117 +292,67 @@ async def bench(args: argparse.Namespace) -> int:
                 server = await stack.enter_async_context(BenchDatabase(args.database))
                 url = await server.new_schema("relay")
                 gateways.append(await stack.enter_async_context(gateway_on("postgresql", url, openai_base)))
-            return await measure(args, fake, openai_base, gateways, server)
+            scenarios = await run_scenarios(args, openai_base, gateways)
+        return report(scenarios, args, server, memory)
 
 
-async def measure(
-    args: argparse.Namespace,
-    fake: FakeOpenAI,
-    openai_base: str,
-    gateways: Sequence[Gateway],
-    server: BenchDatabase | None,
-) -> int:
-    warmup = min(args.warmup, args.requests)
-    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
-        # One probe relay call shows the exact body the gateway sends upstream; the baseline sends the same shape.
-        probe = {"user_id": "probe", "message": message(0)}
-        for gateway in gateways:
-            headers = {"Authorization": f"Bearer {gateway.api_key}"}
-            async with session.post(f"{gateway.base}/api/messages/relay", json=probe, headers=headers) as resp:
-                if resp.status != 200:
-                    raise RuntimeError(f"probe relay call answered {resp.status}: {await resp.text()}")
-    template = dict(fake.calls[-1].params)
-    fake.reset_records()
-
-    completions_url = f"{openai_base}/chat/completions"
-    upstream_headers = {"Authorization": "Bearer sk-bench"}
-
-    async def direct(session: aiohttp.ClientSession, i: int) -> tuple[int, str]:
-        body = {**template, "messages": [*template["messages"][:-1], {"role": "user", "content": message(i)}]}
-        async with session.post(completions_url, json=body, headers=upstream_headers) as resp:
-            if resp.status != 200:
-                return resp.status, await read_failure(resp)
-            await resp.read()
-            return 200, ""
-
-    def relay_through(gateway: Gateway) -> Send:
-        relay_url = f"{gateway.base}/api/messages/relay"
-        relay_headers = {"Authorization": f"Bearer {gateway.api_key}"}
-
-        async def relayed(session: aiohttp.ClientSession, i: int) -> tuple[int, str]:
-            body = {"user_id": f"customer-{i % args.users}", "message": message(i)}
-            async with session.post(relay_url, json=body, headers=relay_headers) as resp:
-                if resp.status != 200:
-                    return resp.status, await read_failure(resp)
-                await resp.read()
-                return 200, ""
-
-        return relayed
-
-    # For each concurrency: the baseline, then each backend right after it, so drift falls on all alike. Every
-    # backend gets the same requests in the same order, so its conversations' memory grows alike.
-    runs: list[tuple[Result, list[Result]]] = []
-    calls: dict[str, int] = dict.fromkeys((g.backend for g in gateways), 0)
-    for concurrency in args.concurrency:
-        load = {"requests": args.requests, "concurrency": concurrency, "warmup": warmup}
-        print(f"concurrency {concurrency}: direct to the fake ...", flush=True)
-        baseline = await run_load("direct to fake", direct, **load)
-        results = []
-        for gateway in gateways:
-            print(f"concurrency {concurrency}: through the gateway on {gateway.backend} ...", flush=True)
-            fake.reset_records()
-            results.append(await run_load(f"gateway, {gateway.backend}", relay_through(gateway), **load))
-            calls[gateway.backend] += len(fake.calls)
-        runs.append((baseline, results))
-    history = [len(call.messages) - 2 for call in fake.calls[-args.users :]]
-
-    report(runs, args, server)
-    per_request = ", ".join(
-        f"{b} {n / (len(args.concurrency) * (warmup + args.requests)):.2f}" for b, n in calls.items()
-    )
-    print(
-        f"upstream calls per relay request: {per_request}; history messages sent in the last {len(history)} "
-        f"prompts: {min(history, default=0)}-{max(history, default=0)} (bot memory budget "
-        f"{gateways[0].memory_tokens} tokens)"
-    )
-    failed = 0
-    for baseline, results in runs:
-        for result in (baseline, *results):
-            failed += result.failed
-            for failure, count in result.failures.most_common(SHOW_FAILURES):
-                print(f"  {result.name} (concurrency {result.concurrency}): {count} x {failure}")
-    return 1 if failed else 0
-
-
-def report(runs: Sequence[tuple[Result, list[Result]]], args: argparse.Namespace, server: BenchDatabase | None) -> None:
+def report(scenarios: Sequence[Scenario], args: argparse.Namespace, server: BenchDatabase | None, memory: float) -> int:
     backends = "SQLite (temp file)" + (
         f" and PostgreSQL {server.server_version} (database {server.name}, dropped at the end)" if server else ""
     )
     print(
-        f"\nrelay benchmark: {args.requests} requests per run, fake model latency {args.latency * 1000:g} ms, "
-        f"{args.users} user_ids, {args.warmup} warm-up requests excluded; the gateway on {backends}; the load "
-        f"generator, the gateways and the fake share this process and its event loop"
-        + ("; PostgreSQL's server runs in processes of its own, on the machine's other core" if server else "")
+        f"\nrelay benchmark: {args.requests} measured requests per run ({args.warmup} warm-up excluded), fake model "
+        f"latency {args.latency * 1000:g} ms, model {MODEL}; the gateway on {backends}, in this process; the fake "
+        f"and the load generator in processes of their own; full history: {args.history_users} customers with "
+        f"{args.history_turns} turns each before the runs"
     )
-    columns = ("requests", 8), ("conc", 5), ("req/s", 9), ("p50 ms", 8), ("p99 ms", 8), ("max ms", 8), ("non-200", 8)
-    header = f"{'':<20} " + " ".join(f"{title:>{width}}" for title, width in columns)
+    columns = (("conc", 5), ("req/s", 8), ("p50 ms", 8), ("p99 ms", 8), ("+p50 ms", 8), ("+p99 ms", 8), ("cpu ms", 7))
+    header = f"{'':<34} " + " ".join(f"{title:>{width}}" for title, width in columns)
     print(header)
     print("-" * len(header))
-    for baseline, results in runs:
-        for r in (baseline, *results):
+    failed = 0
+    for scenario in scenarios:
+        base = scenario.baseline.load
+        for run in (scenario.baseline, *scenario.gateways):
+            load = run.load
+            failed += sum(load.failures.values())
+            is_base = run is scenario.baseline
+            added = "" if is_base else f"{load.pct(50) - base.pct(50):>8.2f} {load.pct(99) - base.pct(99):>8.2f}"
+            cpu = "" if is_base else f"{run.cpu_ms_per_turn:>7.2f}"
             print(
-                f"{r.name:<20} {r.requests:>8} {r.concurrency:>5} {r.throughput:>9.1f} "
-                f"{r.pct(50):>8.2f} {r.pct(99):>8.2f} {max(r.latencies_ms, default=0):>8.2f} {r.failed:>8}"
+                f"{scenario.kind + ', ' + run.name:<34} {scenario.concurrency:>5} {load.throughput:>8.1f} "
+                f"{load.pct(50):>8.2f} {load.pct(99):>8.2f} {added:>17} {cpu:>7}"
             )
+    print(
+        "req/s: answered requests per second; p50/p99: latency seen by the generator; +p50/+p99: the gateway's "
+        "minus direct to the fake at the same concurrency; cpu ms: the gateway process's CPU (all threads) per turn"
+    )
+    print(f"\nidle memory of a fresh `python -m gateway serve` (SQLite): {memory:.1f} MB resident")
     print()
-    for baseline, results in runs:
-        for gateway in results:
-            ratio = gateway.throughput / baseline.throughput if baseline.throughput else float("nan")
+    for scenario in scenarios:
+        for run in scenario.gateways:
+            verdict = "met" if run.cpu_ms_per_turn <= CPU_TARGET_MS else "MISSED"
             print(
-                f"concurrency {baseline.concurrency}, {gateway.name}: added latency p50/p99 (ms) "
-                f"{gateway.pct(50) - baseline.pct(50):.2f} / {gateway.pct(99) - baseline.pct(99):.2f}; "
-                f"throughput ratio gateway/direct {ratio:.3f}"
+                f"target CPU per turn <= {CPU_TARGET_MS:g} ms, {scenario.kind}, concurrency {scenario.concurrency}, "
+                f"{run.name}: {run.cpu_ms_per_turn:.2f} ms ({verdict})"
             )
+    for scenario in scenarios:
+        if scenario.concurrency != 1:
+            continue
+        for run in scenario.gateways:
+            added_p50 = run.load.pct(50) - scenario.baseline.load.pct(50)
+            verdict = "met" if added_p50 < ADDED_P50_TARGET_MS else "MISSED"
+            print(
+                f"target added p50 < {ADDED_P50_TARGET_MS:g} ms at concurrency 1, {scenario.kind}, {run.name}: "
+                f"{added_p50:.2f} ms ({verdict})"
+            )
+    verdict = "met" if memory < IDLE_MEMORY_TARGET_MB else "MISSED"
+    print(f"target idle memory < {IDLE_MEMORY_TARGET_MB:g} MB: {memory:.1f} MB ({verdict})")
+    for scenario in scenarios:
+        for run in (scenario.baseline, *scenario.gateways):
+            for failure, count in run.load.failures.most_common(SHOW_FAILURES):
+                print(f"  {scenario.kind}, {run.name} (concurrency {scenario.concurrency}): {count} x {failure}")
+    return 1 if failed else 0
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -302,10 +375,31 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
     parser.add_argument("--requests", type=positive(int), default=2000, help="measured requests per run (2000)")
     parser.add_argument(
-        "--concurrency", type=positive(int), nargs="+", default=[1, 20], help="requests in flight, one run each (1 20)"
+        "--concurrency", type=positive(int), nargs="+", default=[1, 32], help="requests in flight, one run each (1 32)"
     )
     parser.add_argument("--latency", type=seconds, default=0.0, help="fake model latency in seconds (0; try 0.05)")
-    parser.add_argument("--users", type=positive(int), default=50, help="distinct relay user_ids (50)")
+    parser.add_argument("--history-users", type=positive(int), default=40, help="customers with a full history (40)")
+    parser.add_argument(
+        "--history-turns", type=positive(int), default=60, help="turns each of them has before the runs (60)"
+    )
+    parser.add_argument(
+        "--baseline-history",
+        type=positive(int),
+        default=80,
+        help="history messages in the baseline's full-history bodies (80: what a 2,000-token memory holds)",
+    )
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=("new", "history"),
+        default=["new", "history"],
+        help="which turns to measure: new customers, full histories or both (both)",
+    )
+    parser.add_argument("--profile", action="store_true", help="print cProfile's hotspots of each gateway run")
+    parser.add_argument("--profile-lines", type=positive(int), default=30, help="lines of each profile (30)")
+    parser.add_argument(
+        "--profile-sort", choices=("tottime", "cumulative"), default="tottime", help="order of the profile (tottime)"
+    )
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests before each run (100)")
     parser.add_argument(
         "--database",
@@ -314,6 +408,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "drops (e.g. postgresql://postgres@127.0.0.1:5432/postgres)",
     )
     args = parser.parse_args(argv)
+    args.kinds = [{"new": "new customer", "history": "full history"}[k] for k in dict.fromkeys(args.kinds)]
     if args.warmup < 0:
         parser.error("--warmup must be 0 or more")
     if args.database is not None:
@@ -327,6 +422,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     configure_logging("WARNING", "console")
+    if os.environ.get("BENCH_UVLOOP"):
+        import uvloop
+
+        return uvloop.run(bench(args))
     return asyncio.run(bench(args))
 
 

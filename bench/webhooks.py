@@ -5,6 +5,7 @@ and messages answered end to end, each next to a floor measured in the same run.
     python -m bench.webhooks --deliveries 10000 --concurrency 64 --rate 1500 --seconds 5
     python -m bench.webhooks --profile                    # plus the ingest run's hotspots under cProfile
     python -m bench.webhooks --profile-ack                # plus the ack run's hotspots (by cumulative and own time)
+    python -m bench.webhooks --profile-e2e                # plus the end-to-end run's hotspots (likewise)
     python -m bench.webhooks --database postgresql://postgres@127.0.0.1:5432/postgres   # on PostgreSQL instead:
                                                           # 1 web + 1 and 1 web + 2 worker processes, about 4 minutes
 
@@ -341,6 +342,7 @@ async def busy_phase(args: argparse.Namespace, env: Env) -> Phase:
 
 
 async def e2e_phase(args: argparse.Namespace, env: Env) -> Phase:
+    profile = cProfile.Profile() if args.profile_e2e else None
     async with FakesProcess() as fakes:
         answered_at: float | None = None
 
@@ -363,7 +365,12 @@ async def e2e_phase(args: argparse.Namespace, env: Env) -> Phase:
             graph_base=fakes.graph_base,
             spec_for=closed_spec(args, env, "E2E", args.messages, 0),
             during=wait_for_replies,
+            profile=profile,
         )
+    if profile is not None:
+        for key, title in (("cumulative", "cumulative time"), ("tottime", "own time")):
+            print(f"\ncProfile of the gateway process's event loop thread during the end-to-end run (by {title}):")
+            pstats.Stats(profile, stream=sys.stdout).sort_stats(key).print_stats(args.profile_lines)
     stats = fakes.stats
     replies = stats.replies if stats is not None else fakes.replies
     calls = stats.openai_calls if stats is not None else "?"
@@ -526,6 +533,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     add("--profile", action="store_true", help="print cProfile hotspots of the gateway during the ingest run")
     add("--profile-ack", action="store_true", help="print cProfile hotspots of the gateway during the ack run")
+    add("--profile-e2e", action="store_true", help="print cProfile hotspots of the gateway, end to end")
     add("--profile-lines", type=positive(int, 500), default=30, help="hotspot lines printed per profile (30)")
     args = parser.parse_args(argv)
     if args.warmup < 0:
@@ -537,8 +545,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.database is not None:
         if not args.database.startswith(("postgresql://", "postgres://")):
             parser.error("--database takes a postgresql:// URL (the SQLite phases are the default)")
-        if args.profile or args.profile_ack:
-            parser.error("--profile and --profile-ack profile the in-process gateway of the SQLite phases")
+        if args.profile or args.profile_ack or args.profile_e2e:
+            parser.error("the --profile options profile the in-process gateway of the SQLite phases")
         if why := check_server(args.database):
             parser.error(why)
     return args
