@@ -37,7 +37,7 @@ from core.storage.conversations import ConversationStore, NewMessage
 from core.storage.db import Database, Transaction
 from core.storage.plans import PlanStore
 from core.storage.reply_keys import ReplyKeys
-from core.tokens import TokenCounter
+from core.tokens import TokenCounter, encoding_name_for_model
 
 log = structlog.get_logger("core.agent_replies")
 
@@ -201,7 +201,10 @@ class AgentReplies:
         bot = await d.bots.current(contact.bot_id)
         account = await d.accounts.current(contact.account_id)
         model = resolve_model(bot, await d.plans.current(account.plan_id))
-        message = NewMessage("agent", text, d.tokens.count_text(model, text), author=author)
+        await d.tokens.ready(model)
+        message = NewMessage(
+            "agent", text, d.tokens.count_text(model, text), encoding_name_for_model(model), author=author
+        )
         now = d.clock.now_ms()
 
         async def keep(tx: Transaction) -> list[str]:

@@ -45,6 +45,7 @@ from core.storage.quota import QuotaService, Reservation
 from core.storage.rate_limits import RateLimitStore
 from core.storage.usage import UsageStore
 from core.tokens import TokenCounter
+from core.tokens import encoding_name_for_model as encoding_for
 from core.usage_bounds import Charge, UsageBounds, charge_for
 
 log = structlog.get_logger("core.engine")
@@ -108,6 +109,7 @@ class ConversationEngine:
         d = self._d
         plan = await d.plans.current(req.account.plan_id)
         model = resolve_model(req.bot, plan)
+        await d.tokens.ready(model)  # its tokenizer, loaded off the event loop the first time a model needs it
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         await self._check_rate(plan, contact)
         user = ChatMessage(role="user", content=req.text, images=req.images)
@@ -159,8 +161,9 @@ class ConversationEngine:
         d = self._d
         plan = await d.plans.current(req.account.plan_id)
         model = resolve_model(req.bot, plan)
+        await d.tokens.ready(model)  # its tokenizer, loaded off the event loop the first time a model needs it
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
-        message = NewMessage("user", req.text, d.tokens.count_text(model, req.text), note=note)
+        message = NewMessage("user", req.text, d.tokens.count_text(model, req.text), encoding_for(model), note=note)
 
         async def keep(tx: Transaction) -> list[str]:
             stored = await d.conversations.append(tx, contact, [message], request_id=req.request_id)
@@ -195,7 +198,13 @@ class ConversationEngine:
         with_history: bool,
         knowledge: ChatMessage | None = None,
     ) -> Prompt:
-        history = await self._d.conversations.recent(contact.id, HISTORY_WINDOW) if with_history else []
+        history = (
+            await self._d.conversations.recent(
+                contact.id, HISTORY_WINDOW, within=bot.memory_tokens, encoding=encoding_for(model)
+            )
+            if with_history
+            else []
+        )
         # The photos the conversation keeps (its newest few), shown again while the bot keeps photos and its model
         # takes them.
         keeps = bool(history) and bot.keep_images and accepts_images(model)
@@ -222,6 +231,7 @@ class ConversationEngine:
         d = self._d
         plan = await d.plans.current(req.account.plan_id)
         model = resolve_model(req.bot, plan)
+        await d.tokens.ready(model)  # its tokenizer, loaded off the event loop the first time a model needs it
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         return await self._canned(req, model, contact, ChatMessage(role="user", content=req.text), Handoff(source))
 
@@ -237,7 +247,7 @@ class ConversationEngine:
         reply = req.bot.handoff_message if handoff is not None else req.bot.no_answer_message
         messages = [
             await self._user_message(req, model, user),
-            NewMessage("assistant", reply, d.tokens.count_text(model, reply)),
+            NewMessage("assistant", reply, d.tokens.count_text(model, reply), encoding_for(model)),
         ]
 
         async def keep(tx: Transaction) -> list[str]:
@@ -311,7 +321,10 @@ class ConversationEngine:
         if cost is None and completion.model != model:
             cost = d.prices.cost_usd(model, usage)
         cost_nanousd = None if cost is None else to_nanousd(cost)
-        messages = [await self._user_message(req, model, user), NewMessage("assistant", reply, reply_tokens)]
+        messages = [
+            await self._user_message(req, model, user, sent.user_tokens),
+            NewMessage("assistant", reply, reply_tokens, encoding_for(model)),
+        ]
         record = self._usage_row(
             req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd, bill
         )
@@ -343,12 +356,16 @@ class ConversationEngine:
             reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1], handoff=handoff
         )
 
-    async def _user_message(self, req: TurnRequest, model: str, user: ChatMessage) -> NewMessage:
-        """The customer's message as stored; with its photos when the bot keeps them (keep_images), as later turns
-        show them: at the size the model sees, metadata stripped (on a thread: decoding and encoding take a while)."""
-        tokens = self._d.tokens.count_text(model, user.content)
+    async def _user_message(
+        self, req: TurnRequest, model: str, user: ChatMessage, tokens: int | None = None
+    ) -> NewMessage:
+        """The customer's message as stored (`tokens`: its count, when the prompt has made it); with its photos
+        when the bot keeps them (keep_images), as later turns show them: at the size the model sees, metadata
+        stripped (on a thread: decoding and encoding take a while)."""
+        if tokens is None:
+            tokens = self._d.tokens.count_text(model, user.content)
         kept = await asyncio.to_thread(kept_copies, user.images) if req.bot.keep_images and user.images else ()
-        return NewMessage("user", user.content, tokens, note=req.note, images=kept)
+        return NewMessage("user", user.content, tokens, encoding_for(model), note=req.note, images=kept)
 
     async def _store_turn(
         self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str

@@ -1,7 +1,9 @@
 """Conversation memory: the newest whole turns of a contact's history that fit the bot's token budget.
 
-The budget covers the whole prompt as OpenAI counts it (the cookbook method, reply priming included). The
-persona and the new message are always sent; history is added newest turn first, a turn being a customer
+The budget covers the whole prompt as OpenAI counts it (the cookbook method, reply priming included). A stored
+message's share is made from the count kept with it (counted once, when it was stored, with the same tokenizer);
+a message counted with another tokenizer (the bot's model changed) or before counts were kept is counted again.
+The persona and the new message are always sent; history is added newest turn first, a turn being a customer
 message with the replies that followed it, so a question is never sent without its answer or the reverse. The
 first turn that does not fit ends the history: older turns are never sent around a gap.
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass, replace
 from core.chat import ChatMessage, ImagePart
 from core.media.vision import image_tokens
 from core.models import StoredMessage
-from core.tokens import TokenCounter
+from core.tokens import TokenCounter, encoding_name_for_model
 
 # How many stored messages to look at; a budget large enough to need more is unusual for a chat bot.
 HISTORY_WINDOW = 200
@@ -26,6 +28,7 @@ class Prompt:
     tokens: int  # the cookbook count of `messages`: the estimate reserved against the quota
     history_turns: int
     knowledge: ChatMessage | None = None  # the knowledge excerpts it carries, if any
+    user_tokens: int = 0  # the new message's own text, as it is stored with it
 
 
 def build_prompt(
@@ -44,13 +47,19 @@ def build_prompt(
     `images`: photos kept with stored messages (a bot's keep_images), by message id; they go back to the model with
     their message, and their tokens count against the budget like the words (a turn whose photos do not fit is sent
     with its words alone; the new message's own photos are not counted here: the caller adds them)."""
-    base = counter.count_messages(model, [persona, user])
-    used = base
+    # The persona comes back every turn: its count is remembered. count_messages adds the reply priming.
+    user_tokens = counter.count_text(model, user.content)
+    used = counter.count_messages(model, []) + _framed(counter, model, user, user_tokens)  # the reply priming too
+    used += _framed(counter, model, persona, counter.count_steady(model, persona.content))
     kept: list[list[ChatMessage]] = []
     photos = True  # until one does not fit: an older photo is not shown where a newer one was left out
-    for turn in reversed(_turns(history, images or {})):
-        # count_messages adds the reply priming once per call; the base already holds it.
-        cost = counter.count_messages(model, turn) - counter.count_messages(model, [])
+    encoding = encoding_name_for_model(model)
+    framing = {role: counter.framed(model, role, 0) for role in ("user", "assistant")}  # what each message adds
+    for turn, stored in reversed(_turns(history, images or {})):
+        cost = 0
+        for message, m in zip(turn, stored, strict=True):
+            counted = m.tokens if m.encoding == encoding else counter.count_text(model, m.content)
+            cost += framing[message.role] + counted
         seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images)
         if seen and (not photos or used + cost + seen > budget):  # its photos do not fit: the turn's words may
             turn, seen, photos = [replace(message, images=()) for message in turn], 0, False
@@ -60,22 +69,32 @@ def build_prompt(
         kept.append(turn)
     ordered = [message for turn in reversed(kept) for message in turn]
     if knowledge is None:
-        return Prompt(messages=(persona, *ordered, user), tokens=used, history_turns=len(kept))
-    extra = counter.count_messages(model, [knowledge]) - counter.count_messages(model, [])
+        return Prompt((persona, *ordered, user), tokens=used, history_turns=len(kept), user_tokens=user_tokens)
+    extra = _framed(counter, model, knowledge, counter.count_text(model, knowledge.content))
     messages = (persona, *ordered, knowledge, user)
-    return Prompt(messages, tokens=used + extra, history_turns=len(kept), knowledge=knowledge)
+    return Prompt(messages, used + extra, len(kept), knowledge=knowledge, user_tokens=user_tokens)
 
 
-def _turns(history: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]]) -> list[list[ChatMessage]]:
+def _framed(counter: TokenCounter, model: str, message: ChatMessage, content_tokens: int) -> int:
+    """`message`'s share of a prompt, its content counting `content_tokens` (the cookbook's rule, a name included)."""
+    named = 0 if message.name is None else counter.count_text(model, message.name) + 1  # tokens_per_name
+    return counter.framed(model, message.role, content_tokens) + named
+
+
+def _turns(
+    history: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]]
+) -> list[tuple[list[ChatMessage], list[StoredMessage]]]:
     """Group oldest-first history into turns: each user message opens a turn, replies join it. A person's reply
-    (role agent) was the business speaking: the model sees it as the assistant's, so it carries on from it."""
-    turns: list[list[ChatMessage]] = []
+    (role agent) was the business speaking: the model sees it as the assistant's, so it carries on from it. Each
+    turn's messages as sent, with the stored messages they come from."""
+    turns: list[tuple[list[ChatMessage], list[StoredMessage]]] = []
     for stored in history:
         message = ChatMessage(role="assistant" if stored.role == "agent" else stored.role, content=stored.content)
         if stored.role == "user" and stored.id in images:
             message = replace(message, images=images[stored.id])
         if stored.role == "user" or not turns:
-            turns.append([message])
+            turns.append(([message], [stored]))
         else:
-            turns[-1].append(message)
+            turns[-1][0].append(message)
+            turns[-1][1].append(stored)
     return turns

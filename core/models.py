@@ -216,6 +216,7 @@ class StoredMessage:
     tokens: int
     created_at: int
     note: str | None = None  # transcript | image | paused | undeliverable (core/storage/migrations.py, migration 8)
+    encoding: str | None = None  # the tokenizer `tokens` was counted with; None: stored before migration 16
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ class ChargedEmbedder:
     async def embed(self, texts: Sequence[str], payer: Payer) -> list[list[float]]:
         """One vector per text, in order. QuotaExceeded / AccountLocked before any call; UpstreamUnavailable when
         the provider does not answer (nothing is charged then)."""
+        await self._tokens.ready(self.model)
         counted = sum(self._tokens.count_text(self.model, text) for text in texts)
         reservation = await self._quota.reserve(payer.account_id, max(counted, 1), request_id=payer.request_id)
         try:

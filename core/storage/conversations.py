@@ -13,7 +13,13 @@ from core.storage.activity import record_conversation_started
 from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
-_MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note"
+_MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encoding"
+# The newest messages (at most LIMIT) whose running cost, newest first, is within a budget (ConversationStore.recent).
+_WITHIN = (
+    f"SELECT {_MESSAGE} FROM (SELECT {_MESSAGE},"
+    " SUM(CASE WHEN encoding = ? THEN tokens ELSE 0 END + 3) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) AS reach"
+    " FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?) newest WHERE reach <= ? ORDER BY seq DESC"
+)
 # The messages whose photos a conversation keeps (a bot's keep_images): its newest, as later turns show no more.
 KEPT_IMAGES = 4
 
@@ -23,6 +29,7 @@ class NewMessage:
     role: str  # user | assistant | agent
     content: str
     tokens: int
+    encoding: str | None = None  # the tokenizer `tokens` was counted with (core/tokens.py); None: unknown
     author: str | None = None  # agent: the person (the JWT's sub)
     note: str | None = None  # paused | undeliverable (core/storage/migrations.py, migration 8)
     images: tuple[ImagePart, ...] = ()  # photos kept with the message (a bot's keep_images)
@@ -49,6 +56,7 @@ def _message(row: Row) -> StoredMessage:
         tokens=int(row["tokens"]),
         created_at=int(row["created_at"]),
         note=row["note"],
+        encoding=row["encoding"],
     )
 
 
@@ -61,9 +69,9 @@ class ConversationStore:
         """The contact for this customer of this bot, created on first contact."""
         key = (account_id, bot_id, platform, external_id)
         where = "account_id = ? AND bot_id = ? AND platform = ? AND external_id = ?"
-        row = await self._db.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
-        if row is not None:
-            return _contact(row)
+        found = await self._db.lookup(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+        if found:
+            return _contact(found[0])
         now = self._clock.now_ms()
 
         async def create(tx: Transaction) -> Contact:
@@ -82,12 +90,27 @@ class ConversationStore:
 
         return await self._db.run(create)
 
-    async def recent(self, contact_id: str, limit: int) -> list[StoredMessage]:
-        """The newest `limit` messages of a conversation, oldest first."""
-        rows = await self._db.fetch_all(
-            f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?", (contact_id, limit)
-        )
-        return [_message(r) for r in reversed(rows)]
+    async def recent(
+        self, contact_id: str, limit: int, *, within: int | None = None, encoding: str | None = None
+    ) -> list[StoredMessage]:
+        """The newest `limit` messages of a conversation, oldest first, from the start of a turn. With `within` (a
+        prompt's token budget), only those that may fit in it: a message is left out when the stored counts of it
+        and of every newer message (counted with `encoding`; one counted otherwise as 0), each with the 3 tokens
+        any message costs, already pass the budget. Those counts never exceed what the prompt counts, so nothing
+        that fits is left out."""
+        if within is None:
+            rows = await self._db.lookup(
+                f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?", (contact_id, limit)
+            )
+        else:
+            rows = await self._db.lookup(_WITHIN, (encoding, contact_id, limit, within))
+        messages = [_message(r) for r in reversed(rows)]
+        # A cut through a turn (older messages left out) would leave replies without their question: the prompt
+        # takes whole turns, so they go too.
+        start = 0
+        while messages and messages[0].seq > 1 and start < len(messages) and messages[start].role != "user":
+            start += 1
+        return messages[start:]
 
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
@@ -118,10 +141,12 @@ class ConversationStore:
                 now,
                 message.author,
                 message.note,
+                message.encoding,
             ]
         await tx.defer(  # with the caller's next statement or its commit
             "INSERT INTO messages (id, account_id, bot_id, contact_id, seq, role, content, tokens, request_id,"
-            " created_at, author, note) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
+            " created_at, author, note, encoding) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(messages)),
             values,
         )
         kept = [

@@ -634,6 +634,15 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        16,
+        "the tokenizer each stored message was counted with, so prompts are built from the stored counts",
+        # NULL for messages stored before: they are counted again when a prompt takes them (core/memory.py).
+        ("ALTER TABLE messages ADD COLUMN encoding TEXT",),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -320,6 +320,9 @@ class PostgresDatabase:
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._attempts(lambda tx: tx.fetch_all(sql, params), begin=False)
 
+    async def lookup(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self.fetch_all(sql, params)  # a round trip to the server either way
+
     async def ping(self) -> bool:
         try:
             async with self._pool.connection(timeout=2.0) as conn:

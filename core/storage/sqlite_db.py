@@ -1,10 +1,11 @@
 """The SQLite backend (the embedded default) of the database interface (core/storage/db.py).
 
-Writes go through one connection on
-its own thread (`WriterThread`, with an urgent lane for the webhook's commits), guarded by an asyncio lock while
-a transaction spans several hops, because two tasks sharing a connection would interleave statements inside each
-other's transactions. Reads that need no transaction use a separate aiosqlite connection (WAL lets them run
-beside the writer). Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the
+Writes go through one connection on its own thread (`WriterThread`, with an urgent lane for the webhook's
+commits), guarded by an asyncio lock while a transaction spans several hops, because two tasks sharing a
+connection would interleave statements inside each other's transactions. Reads that need no transaction use a
+separate aiosqlite connection (WAL lets them run beside the writer), and the few small indexed reads a turn makes
+(`lookup`) are made on the event loop's own thread, where they take microseconds and a hop to the reader's thread
+costs ten times that. Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the
 write lock from their first statement, across processes too.
 """
 
@@ -102,9 +103,12 @@ class HopTransaction:
 class SqliteDatabase:
     dialect: Dialect = SQLITE
 
-    def __init__(self, writer: WriterThread, reader: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, writer: WriterThread, reader: aiosqlite.Connection, inline: sqlite3.Connection, path: Path
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._inline = inline
         self._write_lock = WriteLock()
         self.path = path
         self.writes = WriteHealth()
@@ -128,7 +132,7 @@ class SqliteDatabase:
             reader.stop()
             await writer.close()
             raise
-        return cls(writer, reader, path)
+        return cls(writer, reader, _connect_inline(path), path)
 
     def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
         self._urgent_watchers.append(listener)
@@ -143,6 +147,7 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         async with self._write_lock.hold():
+            self._inline.close()
             await self._reader.close()
             await self._writer.close()
 
@@ -206,6 +211,17 @@ class SqliteDatabase:
             rows: Iterable[Any] = await self._reader.execute_fetchall(sql, params)
         return list(rows)
 
+    async def lookup(self, sql: str, params: Params = ()) -> list[Row]:
+        """`fetch_all` on the event loop's thread, for a read of a few rows through an index. It never waits: when
+        the file is busy (another process recovering it, say) the read goes to the reader's thread instead."""
+        try:
+            with _translated():
+                return self._inline.execute(sql, params).fetchall()
+        except StorageUnavailable as exc:
+            if not isinstance(exc.__cause__, sqlite3.OperationalError) or "locked" not in str(exc.__cause__):
+                raise
+        return await self.fetch_all(sql, params)
+
     async def ping(self) -> bool:
         """Both connections answer: the reader a query, the writer's thread is running."""
         if not self._writer.alive:
@@ -265,6 +281,16 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     except BaseException:
         raw.close()
         raise
+    return raw
+
+
+def _connect_inline(path: Path) -> sqlite3.Connection:
+    """The event loop's read-only connection (`lookup`): no busy wait, which would stop the whole loop."""
+    raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    raw.row_factory = sqlite3.Row
+    _configure(raw)
+    raw.execute("PRAGMA busy_timeout=0").fetchall()
+    raw.execute("PRAGMA query_only=ON").fetchall()
     return raw
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp.test_utils import TestClient
 
 from core.chat import ChatMessage
 from core.memory import build_prompt
 from core.models import StoredMessage
-from core.tokens import TokenCounter
+from core.tokens import TokenCounter, encoding_name_for_model
+from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.harness import expect, provision, relay
 
 PERSONA = ChatMessage(role="system", content="You are a patient bakery assistant.")
@@ -37,6 +41,40 @@ def test_keeps_the_newest_whole_turns_within_budget(tokens: TokenCounter) -> Non
     assert prompt.messages[-2].content == "answer 9"  # the newest turn is the one kept
 
 
+def _counted(tokens: TokenCounter, model: str, history: list[StoredMessage]) -> list[StoredMessage]:
+    """`history` as the engine stores it: each message with its count and the tokenizer it was counted with."""
+    encoding = encoding_name_for_model(model)
+    return [replace(m, tokens=tokens.count_text(model, m.content), encoding=encoding) for m in history]
+
+
+def test_a_prompt_made_from_stored_counts_counts_what_a_recount_does(tokens: TokenCounter) -> None:
+    user = ChatMessage(role="user", content="and rye?")
+    named = ChatMessage(role="system", content=PERSONA.content, name="baker")
+    for model in ("gpt-4o-mini", "gpt-4"):
+        for persona in (PERSONA, named):
+            history = _counted(tokens, model, _history(12))
+            prompt = build_prompt(tokens, model, persona=persona, history=history, user=user, budget=10_000)
+            assert prompt.history_turns == 12
+            assert prompt.tokens == tokens.count_messages(model, prompt.messages)
+
+
+def test_stored_counts_are_trusted_for_their_tokenizer_and_recounted_for_another(tokens: TokenCounter) -> None:
+    """A stored count is not encoded again; one made by another model's tokenizer (the bot changed models) or
+    before counts were kept is."""
+    user = ChatMessage(role="user", content="and rye?")
+    swollen = _counted(tokens, "gpt-4o-mini", _history(3))
+    swollen = [replace(m, tokens=5_000) for m in swollen]  # what a stored count says is what the prompt counts
+    prompt = build_prompt(tokens, "gpt-4o-mini", persona=PERSONA, history=swollen, user=user, budget=4_000)
+    assert prompt.history_turns == 0
+    for other in ("gpt-4", "gpt-3.5-turbo"):  # cl100k_base: the o200k_base counts are counted again
+        prompt = build_prompt(tokens, other, persona=PERSONA, history=swollen, user=user, budget=4_000)
+        assert prompt.history_turns == 3
+        assert prompt.tokens == tokens.count_messages(other, prompt.messages)
+    unknown = [replace(m, encoding=None) for m in swollen]
+    prompt = build_prompt(tokens, "gpt-4o-mini", persona=PERSONA, history=unknown, user=user, budget=4_000)
+    assert prompt.history_turns == 3
+
+
 def test_persona_and_message_survive_a_budget_too_small_for_them(tokens: TokenCounter) -> None:
     user = ChatMessage(role="user", content="hello")
     prompt = build_prompt(tokens, "gpt-4o-mini", persona=PERSONA, history=_history(3), user=user, budget=5)
@@ -61,6 +99,34 @@ async def test_relay_remembers_the_conversation_within_the_bot_budget(
     assert last[0]["role"] == "system"
     assert 2 < len(last) < 2 * 15  # truncated, but not emptied
     assert last[-3]["content"] == "Tell me about cake number 13, please."
+
+
+async def test_a_long_conversations_prompt_is_the_one_its_whole_history_makes(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI, tokens: TokenCounter
+) -> None:
+    """Each message's tokens are counted once, when stored, with the tokenizer's name; a turn reads only the newest
+    messages that may fit the budget. What the model is sent is what the whole stored history gives."""
+    tenant = await provision(client, bot={"memory_tokens": 300})
+    fake_openai.reply_with(lambda body: "Noted.")  # short replies to long questions: a cut may fall between them
+    for n in range(30):
+        await expect(await relay(client, tenant, f"Question {n}: what about the {'rye ' * (n % 4 * 25)}loaf?"), 200)
+    await expect(await relay(client, tenant, "ok?"), 200)
+    columns = "id, contact_id, seq, role, content, tokens, created_at, note, encoding"
+    stored = [StoredMessage(**row) for row in database.rows(settings, f"SELECT {columns} FROM messages ORDER BY seq")]
+    assert {m.encoding for m in stored} == {"o200k_base"}
+    assert all(m.tokens == tokens.count_text("gpt-4o-mini", m.content) for m in stored)
+    sent = fake_openai.calls[-1].messages
+    persona = ChatMessage(role="system", content=sent[0]["content"])
+    whole = build_prompt(
+        tokens,
+        "gpt-4o-mini",
+        persona=persona,
+        history=stored[:-2],  # everything before the last turn
+        user=ChatMessage(role="user", content=stored[-2].content),
+        budget=300,
+    )
+    assert 0 < whole.history_turns < 29
+    assert [m.to_wire() for m in whole.messages] == sent
 
 
 async def test_customers_do_not_share_memory(client: TestClient, fake_openai: FakeOpenAI) -> None:
