@@ -50,6 +50,8 @@ def split_text(text: str, *, max_chars: int | None = None, max_utf8_bytes: int |
     if max_utf8_bytes is not None and max_utf8_bytes < _MIN_UTF8_BYTES:
         raise ValueError(f"max_utf8_bytes must be at least {_MIN_UTF8_BYTES}")
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    if _fits_whole(text, max_chars, max_utf8_bytes):
+        return [text]  # most replies: nothing to cut, nothing to strip, no need to find graphemes
     units = _units(text, max_chars, max_utf8_bytes)
     # Prefix sums over units: the size of units[i:j] is cum[j] - cum[i], so a window is found by bisection.
     offsets, cum16, cum8 = [0], [0], [0]
@@ -77,6 +79,16 @@ def split_text(text: str, *, max_chars: int | None = None, max_utf8_bytes: int |
         chunks.append(text[offsets[start] : offsets[last]])
         start = stop
     return chunks
+
+
+def _fits_whole(text: str, max_chars: int | None, max_utf8_bytes: int | None) -> bool:
+    """`text` within both limits and without whitespace at either end: its one chunk is itself (a grapheme that
+    holds its first or last character is not whitespace)."""
+    if not text or text[0].isspace() or text[-1].isspace():
+        return False
+    return (max_chars is None or _utf16_len(text) <= max_chars) and (
+        max_utf8_bytes is None or _utf8_len(text) <= max_utf8_bytes
+    )
 
 
 def _utf16_len(piece: str) -> int:

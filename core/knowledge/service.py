@@ -224,7 +224,7 @@ class KnowledgeService:
 
     async def for_turn(self, bot: Bot, model: str, question: str, payer: Payer | None = None) -> TurnKnowledge:
         """The relevant chunks that fit the bot's `knowledge_tokens`, best first, as one message."""
-        if bot.knowledge_mode == "off" or bot.knowledge_tokens <= 0:
+        if bot.knowledge_mode == "off" or bot.knowledge_tokens <= 0 or not await self._store.has_chunks(bot.id):
             return TurnKnowledge(None, ())
         hits = [hit for hit in await self.search(bot, question, CANDIDATES, payer) if hit.relevant]
         kept: list[Hit] = []

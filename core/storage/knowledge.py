@@ -27,6 +27,8 @@ from core.errors import LimitReached, NotFound
 from core.ids import new_id
 from core.models import KnowledgeDocument
 from core.storage.db import Database, Row, Transaction
+from core.storage.doorbell import SETTINGS
+from core.storage.recent import Recent
 from core.storage.records import columns, from_row
 
 _COLUMNS = ", ".join(columns(KnowledgeDocument))
@@ -92,6 +94,17 @@ class KnowledgeStore:
         self._db = db
         self._clock = clock
         self._limits = limits
+        self._with_chunks: Recent[str, bool] = Recent(db.doorbell, SETTINGS)
+
+    async def has_chunks(self, bot_id: str) -> bool:
+        """Whether the bot has any knowledge at all, for a turn: most bots have none, and their turns then skip
+        the search (the question's stemming and two reads). Kept like the bot itself (core/storage/recent.py):
+        adding, replacing or deleting a document rings, so the next turn asks again."""
+        return await self._with_chunks.get(bot_id, self._count_chunks)
+
+    async def _count_chunks(self, bot_id: str) -> bool:
+        row = await self._db.fetch_one("SELECT chunks FROM knowledge_stats WHERE bot_id = ?", (bot_id,))
+        return row is not None and int(row["chunks"]) > 0
 
     async def add(self, new: NewDocument, chunks: Sequence[NewChunk], *, status: str = "ready") -> KnowledgeDocument:
         """A document with its chunks, in one commit; LimitReached if the account's limits would be passed.
@@ -121,6 +134,7 @@ class KnowledgeStore:
             )
             await _insert_chunks(tx, document_id, new.bot_id, chunks)
         assert row is not None
+        await self._db.doorbell.ring(SETTINGS)  # the bot's turns search its knowledge from now on (has_chunks)
         return _document(row)
 
     async def replace(
@@ -140,6 +154,7 @@ class KnowledgeStore:
                 raise NotFound("document")
             await _delete_chunks(tx, document_id)
             await _insert_chunks(tx, document_id, new.bot_id, chunks)
+        await self._db.doorbell.ring(SETTINGS)
         return _document(row)
 
     async def get(self, document_id: str, *, account_id: str | None = None) -> KnowledgeDocument:
@@ -175,6 +190,7 @@ class KnowledgeStore:
             await _delete_chunks(tx, document_id)
             if not await tx.execute("DELETE FROM knowledge_documents WHERE id = ?", (document_id,)):
                 raise NotFound("document")
+        await self._db.doorbell.ring(SETTINGS)
 
     async def search(self, bot_id: str, stems: Sequence[str], limit: int) -> list[FoundChunk]:
         """The bot's best chunks for the stems, best first (at most `limit`); none when there are no stems."""
