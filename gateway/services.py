@@ -11,7 +11,6 @@ the dependencies their constructors ask for (gateway/surfaces.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -226,8 +225,8 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
 async def open_upstreams(
     settings: Settings, clock: Clock, tokens: TokenCounter, storage: Storage, metrics: Metrics
 ) -> AsyncIterator[Upstreams]:
-    # Loading the encodings takes about a second; do it now, off the event loop, not on the first message.
-    await asyncio.get_running_loop().run_in_executor(None, tokens.preload)
+    # The tokenizer files are loaded when a model first needs one (core/tokens.py): a missing one fails start-up.
+    tokens.check_files()
     prices = PriceTable.load(settings.data_dir / "prices.json")
     # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
     graph_session = aiohttp.ClientSession()

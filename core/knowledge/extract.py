@@ -12,9 +12,6 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-import pypdf
-from pypdf.errors import DependencyError, PyPdfError
-
 # What a file's name may end with, and the reader for each (content types name the same kinds).
 KINDS = {".pdf": "pdf", ".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 CONTENT_TYPES = {
@@ -77,6 +74,10 @@ def decode_text(data: bytes) -> str:
 def extract_pdf(data: bytes) -> Extracted:
     if not data.startswith(b"%PDF-"):
         raise UnreadableDocument("the file is not a PDF")
+    # Imported here: pypdf is 13 MB of memory that a gateway whose owners upload no PDF never needs.
+    import pypdf
+    from pypdf.errors import DependencyError, PyPdfError
+
     # pypdf logs warnings about damaged files at WARNING on its own loggers; the owner gets our answer instead.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:

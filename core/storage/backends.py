@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.storage.db import Database, DatabaseURL
-from core.storage.postgres_db import PostgresDatabase
 from core.storage.sqlite_db import SqliteDatabase
 
 
@@ -16,6 +15,9 @@ async def connect_database(
     `idle`: none opened before the first use (a second handle for occasional reports)."""
     parsed = DatabaseURL.parse(url, base_dir=base_dir)
     if parsed.scheme == "postgresql":
+        # Imported here: psycopg and its pool are 9 MB of memory that a gateway on SQLite never needs.
+        from core.storage.postgres_db import PostgresDatabase
+
         return await PostgresDatabase.open(parsed.url, pool_size=pool_size, idle=idle)
     assert parsed.path is not None
     return await SqliteDatabase.open(parsed.path)

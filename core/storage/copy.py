@@ -21,12 +21,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.storage.backends import connect_database
 from core.storage.db import Database, DatabaseURL, DatabaseURLError, Row, Transaction
 from core.storage.migrations import LATEST_VERSION, apply_migrations, current_version
-from core.storage.postgres_db import PostgresDatabase, PostgresTransaction
+
+if TYPE_CHECKING:  # the command imports psycopg when it runs: the CLI module loads without it
+    from core.storage.postgres_db import PostgresTransaction
 
 # Rows per page read from the source and written with one COPY into the target.
 BATCH_ROWS = 1000
@@ -86,6 +88,8 @@ async def copy_database(source_url: str, target_url: str, *, batch_rows: int = B
     try:
         target = await connect_database(target_url, pool_size=1)
         try:
+            from core.storage.postgres_db import PostgresDatabase
+
             assert isinstance(target, PostgresDatabase)  # the URL said postgresql; its COPY is what we load with
             version, tables = await _prepare(source, target)
             async with source.transaction() as snapshot, target.transaction() as tx:

@@ -157,11 +157,7 @@ def fill(value: Any, world: World, target_ids: dict[str, str]) -> Any:
 
 def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, as an operator would read the database."""
-    tables = database.table_names(settings)
-    return {
-        table: sorted((tuple(r) for r in database.rows(settings, f"SELECT * FROM {table}")), key=repr)
-        for table in tables
-    }
+    return {table: sorted((tuple(r) for r in rows), key=repr) for table, rows in database.every_row(settings).items()}
 
 
 # The audit trail records refused attempts too (by design): it is checked on its own, not as "a change".
