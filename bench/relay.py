@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import cProfile
 import json
-import os
 import pstats
 import secrets
 import sys
@@ -192,7 +191,6 @@ async def measured(spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile |
     """Run `spec` from a generator process; the result and this process's CPU seconds over the measured part."""
     async with Generator(spec) as generator:
         cpu = time.process_time()
-        times = os.times()
         if profile is not None and gateway:
             profile.enable()
         generator.go()
@@ -201,9 +199,6 @@ async def measured(spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile |
         finally:
             if profile is not None and gateway:
                 profile.disable()
-        after = os.times()
-        if gateway:
-            print(f"  user {after.user - times.user:.2f} s, system {after.system - times.system:.2f} s", flush=True)
         return result, time.process_time() - cpu
 
 
@@ -422,10 +417,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     configure_logging("WARNING", "console")
-    if os.environ.get("BENCH_UVLOOP"):
-        import uvloop
-
-        return uvloop.run(bench(args))
     return asyncio.run(bench(args))
 
 
