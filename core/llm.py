@@ -24,12 +24,12 @@ import json
 import random
 import ssl
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-import aiohttp.helpers
 import openai
 import structlog
 import yarl
@@ -113,7 +113,7 @@ class LLMClient:
     _quirks: dict[str, _ModelQuirks] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics.create)
     _session: aiohttp.ClientSession | None = None  # chat completions' own, made on the first call (in the loop)
-    _proxy: tuple[yarl.URL, aiohttp.BasicAuth | None] | None = None  # HTTPS_PROXY's, unless NO_PROXY names the host
+    _proxy: yarl.URL | None = None  # HTTPS_PROXY's (or ALL_PROXY's), unless NO_PROXY names the host
     _chat_url: str = ""  # the SDK's base URL's /chat/completions, made with the session
 
     @classmethod
@@ -153,13 +153,10 @@ class LLMClient:
         if self._session is None:
             headers = {k: v for k, v in self.sdk.default_headers.items() if isinstance(v, str)}  # not its Omit marks
             headers |= self.sdk.auth_headers
-            # HTTPS_PROXY and NO_PROXY are honoured as the SDK's transport honours them, read once: aiohttp's
-            # trust_env reads them again for every request, on a thread.
+            # The proxy variables are honoured as the SDK's transport honours them, read once: aiohttp's trust_env
+            # reads them again for every request, on a thread, and by other rules.
             self._chat_url = f"{str(self.sdk.base_url).rstrip('/')}/chat/completions"
-            try:
-                self._proxy = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(self._chat_url))
-            except LookupError:
-                self._proxy = None
+            self._proxy = env_proxy(yarl.URL(self._chat_url))
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=system_tls(), limit=0),
                 headers=headers,
@@ -264,11 +261,8 @@ class LLMClient:
         if request.tools:
             params |= {"tools": [tool.to_wire() for tool in request.tools], "tool_choice": "auto"}
         session = self._chat_session()
-        proxy, proxy_auth = self._proxy or (None, None)
         timeout = aiohttp.ClientTimeout(total=attempt_timeout)
-        async with session.post(
-            self._chat_url, json=params, timeout=timeout, proxy=proxy, proxy_auth=proxy_auth
-        ) as response:
+        async with session.post(self._chat_url, json=params, timeout=timeout, proxy=self._proxy) as response:
             raw = await response.read()
             if response.status >= 400:
                 raise ProviderError(response.status, _error_object(raw), response.headers)
@@ -372,6 +366,19 @@ def connection_failed(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def env_proxy(url: yarl.URL) -> yarl.URL | None:
+    """The proxy the environment names for `url`, by httpx's rules (what the SDK's client follows): the scheme's
+    variable (HTTPS_PROXY for https), else ALL_PROXY; a proxy written without a scheme is http://; none for a host
+    NO_PROXY names. Credentials in the proxy's URL stay in it: aiohttp sends them to the proxy."""
+    proxies = urllib.request.getproxies_environment()
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    named = proxies.get(url.scheme) or proxies.get("all")
+    if not named:
+        return None
+    return yarl.URL(named if "://" in named else f"http://{named}")
 
 
 def _compact_json(value: object) -> str:

@@ -165,8 +165,9 @@ class TokenCounter:
 
     An encoding is loaded when a model that needs it is first counted for (about a second, and 45 MB for
     o200k_base, 35 for cl100k_base), then kept: a gateway whose plans offer only gpt-4o models never loads
-    cl100k_base. `await ready(model)` loads it on a thread, so the event loop keeps serving meanwhile; a count
-    without it loads inline. `preload()` loads both (tests, benchmarks).
+    cl100k_base (the gateway warms its plans' encodings at start, gateway/services.py). `await ready(model)` loads
+    it on a thread, so the event loop keeps serving meanwhile; a count without it loads inline. `preload()` loads
+    both (tests, benchmarks).
     """
 
     __slots__ = ("_encodings", "_loading", "_lock", "_steady", "_tokenizer_dir")
@@ -206,7 +207,7 @@ class TokenCounter:
         if name in self._encodings:
             return
         loading = self._loading.get(name)
-        if loading is None or (loading.done() and loading.exception() is not None):
+        if loading is None or (loading.done() and (loading.cancelled() or loading.exception() is not None)):
             loading = asyncio.ensure_future(asyncio.to_thread(self._encoding, name))
             self._loading[name] = loading
         await asyncio.shield(loading)

@@ -11,6 +11,7 @@ the dependencies their constructors ask for (gateway/surfaces.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -221,12 +222,22 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
         await db.close()
 
 
+async def _warm_tokenizers(plans: PlanStore, tokens: TokenCounter) -> None:
+    try:
+        offered = {model for plan in await plans.list() for model in (plan.default_model, *plan.models)}
+        for model in sorted(offered):
+            await tokens.ready(model)
+    except Exception:  # a turn loads its tokenizer itself, and says so if it cannot
+        log.exception("tokenizer_warmup_failed", alert=True)
+
+
 @asynccontextmanager
 async def open_upstreams(
     settings: Settings, clock: Clock, tokens: TokenCounter, storage: Storage, metrics: Metrics
 ) -> AsyncIterator[Upstreams]:
     # The tokenizer files are loaded when a model first needs one (core/tokens.py): a missing one fails start-up.
     tokens.check_files()
+    warming: asyncio.Task[None] | None = None
     prices = PriceTable.load(settings.data_dir / "prices.json")
     # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
     graph_session = aiohttp.ClientSession()
@@ -301,6 +312,10 @@ async def open_upstreams(
             version=settings.graph_api_version,
             on_failure=metrics.graph_failure,
         )
+        if engine is not None:
+            # The tokenizers of the models the plans offer, loaded in the background: the first turn after a start
+            # (a restart's recovered messages) need not wait for one, and a tokenizer no plan needs is never loaded.
+            warming = asyncio.get_running_loop().create_task(_warm_tokenizers(storage.plans, tokens), name="tokenizers")
         yield Upstreams(
             graph=graph,
             engine=engine,
@@ -328,6 +343,9 @@ async def open_upstreams(
             transcriber=transcriber,
         )
     finally:
+        if warming is not None:
+            warming.cancel()
+            await asyncio.gather(warming, return_exceptions=True)
         await fetcher.close()
         await notifier.close()
         await media.close()

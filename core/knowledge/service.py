@@ -156,7 +156,7 @@ class KnowledgeService:
             chunks = await _off_loop(lambda: self._chunks(chunk_text(source.title, source.text, count)))
             return NewDocument(bot.account_id, bot.id, source.title, "text", None), chunks
         if isinstance(source, FaqSource):
-            chunks = self._chunks([chunk_faq(source.question, source.answer, count)])
+            chunks = await _off_loop(lambda: self._chunks([chunk_faq(source.question, source.answer, count)]))
             return NewDocument(bot.account_id, bot.id, source.title or source.question[:200], "faq", None), chunks
         if isinstance(source, FileSource):
             title, chunks = await _off_loop(

@@ -15,10 +15,12 @@ from core.storage.db import Database, Row, Transaction
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
 _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encoding"
 # The newest messages (at most LIMIT) whose running cost, newest first, is within a budget (ConversationStore.recent).
+# The LIMIT comes first, in its own subquery: SQLite would otherwise sum the window over the whole conversation.
 _WITHIN = (
     f"SELECT {_MESSAGE} FROM (SELECT {_MESSAGE},"
     " SUM(CASE WHEN encoding = ? THEN tokens ELSE 0 END + 3) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) AS reach"
-    " FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?) newest WHERE reach <= ? ORDER BY seq DESC"
+    f" FROM (SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?) newest) counted"
+    " WHERE reach <= ? ORDER BY seq DESC"
 )
 # The messages whose photos a conversation keeps (a bot's keep_images): its newest, as later turns show no more.
 KEPT_IMAGES = 4

@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 # Wait for another process's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 5000
+# The file is busy or locked (another process recovering it, say): a `lookup` asks the reader's thread instead.
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 class ThreadTransaction:
@@ -126,13 +128,14 @@ class SqliteDatabase:
                 await reader
                 reader.row_factory = sqlite3.Row
                 await reader._execute(lambda: _configure(reader._conn))  # on the reader's own thread, like its reads
+                inline = _connect_inline(path)
         except BaseException:
             # Cancelled (Ctrl-C during start-up) or failed: aiosqlite's thread, once started, waits for work until
             # stopped and would keep the process from exiting.
             reader.stop()
             await writer.close()
             raise
-        return cls(writer, reader, _connect_inline(path), path)
+        return cls(writer, reader, inline, path)
 
     def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
         self._urgent_watchers.append(listener)
@@ -218,7 +221,8 @@ class SqliteDatabase:
             with _translated():
                 return self._inline.execute(sql, params).fetchall()
         except StorageUnavailable as exc:
-            if not isinstance(exc.__cause__, sqlite3.OperationalError) or "locked" not in str(exc.__cause__):
+            code = getattr(exc.__cause__, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+            if code not in _BUSY_CODES:
                 raise
         return await self.fetch_all(sql, params)
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import openai
 import pytest
+import yarl
 from aiohttp import web
 
 from core.chat import ChatMessage
 from core.errors import UpstreamUnavailable
-from core.llm import LLMClient, LLMRequest
+from core.llm import LLMClient, LLMRequest, env_proxy
 
 REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50)
 
@@ -98,3 +99,28 @@ async def test_untrustworthy_bodies_are_upstream_failures_not_charges(
 
 def test_the_llm_client_uses_the_async_openai_sdk() -> None:
     assert isinstance(client_for("http://127.0.0.1:9/v1").sdk, openai.AsyncOpenAI)
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "proxy.corp:3128"}, "http://proxy.corp:3128"),  # no scheme: http://, as httpx reads it
+        ({"https_proxy": "http://bob:pw@p:8080"}, "http://bob:pw@p:8080"),
+        ({"ALL_PROXY": "http://all:1"}, "http://all:1"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.openai.com"}, None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".openai.com"}, None),
+        ({"HTTP_PROXY": "http://plain:1"}, None),  # the https endpoint is not proxied by the http variable
+    ],
+)
+def test_chat_completions_follow_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], proxy: str | None
+) -> None:
+    """Chat completions leave the SDK's transport: the proxy variables must still mean what they meant to it."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = env_proxy(yarl.URL("https://api.openai.com/v1/chat/completions"))
+    assert (str(found) if found else None) == proxy
