@@ -41,7 +41,15 @@ async def live(make_client: MakeClient, settings: Settings, monkeypatch: Any) ->
     # Retries in seconds, not minutes, so the dead-letter path runs inside a test.
     monkeypatch.setattr("core.channel_worker._BACKOFF_MS", (20, 20, 20, 20, 20))
     # The default settle time: an event is claimed only once the earlier ones still being stored are in.
-    settings = replace(settings, workers=4, inbox_settle_ms=Settings().inbox_settle_ms)
+    # Attempts of 10 s: these tests count the model calls each message made, and on a loaded 2-core machine (the
+    # whole suite, four processes) a 20 ms fake call has outlived the usual 2 s, to be retried and counted twice.
+    settings = replace(
+        settings,
+        workers=4,
+        inbox_settle_ms=Settings().inbox_settle_ms,
+        llm_attempt_timeout=10.0,
+        llm_total_budget=20.0,
+    )
     client = await make_client(settings)
     tenant = await provision(client, bot={"fallback_message": "Sorry, try again later."})
     await connect_channel(client, tenant, "whatsapp", PHONE_ID)
