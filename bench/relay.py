@@ -181,9 +181,7 @@ def stored_history(turns: int) -> list[dict[str, str]]:
     return history
 
 
-async def generate(
-    url: str, bodies: tuple[tuple[bytes, dict[str, str]], ...], concurrency: int, warmup: int
-) -> LoadSpec:
+def load_spec(url: str, bodies: tuple[tuple[bytes, dict[str, str]], ...], concurrency: int, warmup: int) -> LoadSpec:
     return LoadSpec(url, "", "", len(bodies) - warmup, warmup, concurrency, 1, bodies=bodies)
 
 
@@ -222,7 +220,7 @@ async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Se
             tag += 1
             print(f"{kind}, concurrency {concurrency}: direct to the fake ...", flush=True)
             direct = direct_bodies(history if kind == "full history" else [], total)
-            spec = await generate(f"{openai_base}/chat/completions", direct, concurrency, args.warmup)
+            spec = load_spec(f"{openai_base}/chat/completions", direct, concurrency, args.warmup)
             baseline, _ = await measured(spec, gateway=False, profile=None)
             runs = []
             for gateway in gateways:
@@ -231,7 +229,7 @@ async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Se
                 def users(i: int, run: int = tag, fresh: bool = kind == "new customer") -> str:
                     return f"new-{run}-{i}" if fresh else f"regular-{i % args.history_users}"
 
-                spec = await generate(
+                spec = load_spec(
                     f"{gateway.base}/api/messages/relay", relay_bodies(gateway, users, total), concurrency, args.warmup
                 )
                 profile = cProfile.Profile() if args.profile else None
