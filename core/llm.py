@@ -1,12 +1,15 @@
 """The LLM client: chat completions over our own aiohttp session, embeddings and transcriptions through OpenAI's
 async SDK; the SDK's own retries off and ours on.
 
+The SDK is imported, and its client made, the first time an embedding, a transcription or the status probe needs
+it: about 20 MB of resident memory and 600 modules that a gateway answering chats alone never uses.
+
 A chat completion is the call every turn makes, so it skips the SDK's layers we do not use: its request building
 (a typed transform of every message), its httpx-over-aiohttp transport and its response models cost about 1.6 ms
-of CPU a call where a plain aiohttp POST costs 0.4 ms (`python -m bench.openai_layers`). The request still
-carries the SDK's headers and key (`AsyncOpenAI.default_headers`, `auth_headers`) and goes to its base URL; the
-answer is checked by the same code as before (`_completion`), and a failure is classified by the same rules
-whichever way it came.
+of CPU a call where a plain aiohttp POST costs 0.4 ms (`python -m bench.openai_layers`). The request carries what
+the SDK's would that a server reads (the key as a bearer token, OPENAI_ORG_ID and OPENAI_PROJECT_ID as the SDK
+reads them from the environment, JSON accepted) and goes to the same base URL; the answer is checked by the same
+code as the SDK's answers (`_completion`), and a failure is classified by the same rules whichever way it came.
 
 Retries live at this one layer. Rate limits (429 `rate_limit_exceeded`, honouring `retry-after`), 5xx,
 timeouts, dropped connections and unreadable bodies are retried with jittered exponential backoff, within a
@@ -21,16 +24,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import random
 import ssl
+import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-import openai
 import structlog
 import yarl
 
@@ -38,6 +43,9 @@ from adapters.text_clean import clean_text
 from core.chat import ChatMessage, Completion, TokenUsage, Tool, ToolCall
 from core.errors import UpstreamUnavailable
 from core.metrics import Metrics
+
+if TYPE_CHECKING:
+    import openai
 
 log = structlog.get_logger("core.llm")
 T = TypeVar("T")
@@ -104,7 +112,8 @@ def system_tls() -> ssl.SSLContext:
 
 @dataclass
 class LLMClient:
-    sdk: openai.AsyncOpenAI
+    api_key: str
+    base_url: str
     attempt_timeout: float
     max_attempts: int
     total_budget: float
@@ -112,9 +121,13 @@ class LLMClient:
     rng: random.Random = field(default_factory=random.Random)
     _quirks: dict[str, _ModelQuirks] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics.create)
+    # The OpenAI-Organization and OpenAI-Project headers, read from the environment as the SDK reads them.
+    organization: str | None = None
+    project: str | None = None
+    _sdk: openai.AsyncOpenAI | None = None  # made when first needed (embeddings, transcriptions, the probe)
     _session: aiohttp.ClientSession | None = None  # chat completions' own, made on the first call (in the loop)
     _proxy: yarl.URL | None = None  # HTTPS_PROXY's (or ALL_PROXY's), unless NO_PROXY names the host
-    _chat_url: str = ""  # the SDK's base URL's /chat/completions, made with the session
+    _chat_url: str = ""  # the base URL's /chat/completions, made with the session
 
     @classmethod
     def create(
@@ -127,35 +140,57 @@ class LLMClient:
         total_budget: float,
         metrics: Metrics | None = None,
     ) -> LLMClient:
-        # aiohttp as the SDK's transport (its own DefaultAioHttpClient): a call costs the event loop about half
-        # the CPU of the default httpx/anyio transport, CPU the webhook acknowledgements share (bench/webhooks.py).
-        sdk = openai.AsyncOpenAI(
+        return cls(
             api_key=api_key,
             base_url=base_url,
-            max_retries=0,
-            timeout=attempt_timeout,
-            http_client=openai.DefaultAioHttpClient(timeout=attempt_timeout, verify=system_tls()),
-        )
-        return cls(
-            sdk=sdk,
             attempt_timeout=attempt_timeout,
             max_attempts=max_attempts,
             total_budget=total_budget,
             metrics=metrics or Metrics.create(),
+            organization=os.environ.get("OPENAI_ORG_ID") or None,
+            project=os.environ.get("OPENAI_PROJECT_ID") or None,
         )
+
+    @property
+    def sdk(self) -> openai.AsyncOpenAI:
+        """OpenAI's async client for this endpoint and key, made (and the SDK imported) on first use; its own
+        retries off."""
+        if self._sdk is None:
+            import openai  # on first use: see the module docstring
+
+            # aiohttp as the SDK's transport (its own DefaultAioHttpClient): a call costs the event loop about half
+            # the CPU of the default httpx/anyio transport, CPU the webhook acknowledgements share.
+            self._sdk = openai.AsyncOpenAI(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                organization=self.organization,
+                project=self.project,
+                max_retries=0,
+                timeout=self.attempt_timeout,
+                http_client=openai.DefaultAioHttpClient(timeout=self.attempt_timeout, verify=system_tls()),
+            )
+        return self._sdk
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        await self.sdk.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     def _chat_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            headers = {k: v for k, v in self.sdk.default_headers.items() if isinstance(v, str)}  # not its Omit marks
-            headers |= self.sdk.auth_headers
+            headers = {
+                "Accept": "application/json",
+                "User-Agent": f"nexus-gateway/{_version()}",
+                "Authorization": f"Bearer {self.api_key}",
+            }
+            if self.organization is not None:
+                headers["OpenAI-Organization"] = self.organization
+            if self.project is not None:
+                headers["OpenAI-Project"] = self.project
             # The proxy variables are honoured as the SDK's transport honours them, read once: aiohttp's trust_env
             # reads them again for every request, on a thread, and by other rules.
-            self._chat_url = f"{str(self.sdk.base_url).rstrip('/')}/chat/completions"
+            self._chat_url = f"{self.base_url.rstrip('/')}/chat/completions"
             self._proxy = env_proxy(yarl.URL(self._chat_url))
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=system_tls(), limit=0),
@@ -395,32 +430,52 @@ def _error_object(raw: bytes) -> Mapping[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
+def _version() -> str:
+    try:
+        return metadata.version("nexus-gateway")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def _sdk_errors() -> Any:
+    """The SDK's module, for its exception classes, when it has been imported: until then no call can have raised
+    one of them (the SDK is imported when first used, LLMClient.sdk)."""
+    return sys.modules.get("openai")
+
+
 def _status_of(exc: Exception) -> tuple[int | None, Mapping[str, Any]]:
     """An error answer's status and `error` object, whichever client raised it."""
     if isinstance(exc, ProviderError):
         return exc.status, exc.error
-    if isinstance(exc, openai.APIStatusError):
+    openai = _sdk_errors()
+    if openai is not None and isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         return exc.status_code, {**body, "code": exc.code or body.get("code"), "param": getattr(exc, "param", None)}
     return None, {}
 
 
 def _classify(exc: Exception) -> _Failure | None:
-    if isinstance(exc, (openai.APIConnectionError, aiohttp.ClientError)) and connection_failed(exc):
+    openai = _sdk_errors()
+    connection: tuple[type[Exception], ...] = (aiohttp.ClientError,)
+    timeout: tuple[type[Exception], ...] = (TimeoutError,)
+    malformed: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+    if openai is not None:
+        connection += (openai.APIConnectionError,)
+        timeout += (openai.APITimeoutError,)
+        malformed += (openai.APIResponseValidationError,)
+    if isinstance(exc, connection) and connection_failed(exc):
         return _Failure("connection_error", "could not reach the model provider", retry=True, temporary=True)
-    if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+    if isinstance(exc, timeout):
         return _Failure("timeout", "the model provider did not answer in time", retry=True, temporary=True)
-    if isinstance(exc, (openai.APIConnectionError, aiohttp.ClientError)):  # a body cut short, a bad status line
+    if isinstance(exc, connection):  # a body cut short, a bad status line
         return _Failure("connection_error", "could not reach the model provider", retry=True, temporary=True)
     if isinstance(exc, ProviderError):
         return _status_failure(exc.status, exc.error, exc.headers)
-    if isinstance(exc, openai.APIStatusError):
+    if openai is not None and isinstance(exc, openai.APIStatusError):
         status, error = _status_of(exc)
         assert status is not None
         return _status_failure(status, error, exc.response.headers)
-    if isinstance(
-        exc, (ValueError, KeyError, TypeError, IndexError, AttributeError, openai.APIResponseValidationError)
-    ):
+    if isinstance(exc, malformed):
         return _Failure(
             "malformed_response", "the model provider sent an unreadable answer", retry=True, temporary=True
         )

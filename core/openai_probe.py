@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from core.clock import Clock
 from core.llm import connection_failed
+
+if TYPE_CHECKING:
+    import openai
 
 DEFAULT_TTL_MS = 30_000
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -49,13 +51,14 @@ class ProbeStatus:
 class OpenAIProbe:
     def __init__(
         self,
-        sdk: openai.AsyncOpenAI | None,
+        sdk: Callable[[], openai.AsyncOpenAI] | None,
         clock: Clock,
         *,
         ttl_ms: int = DEFAULT_TTL_MS,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        self._sdk = sdk  # the LLM client's own SDK client: same base URL, key, headers and connection pool
+        # The LLM client's own SDK client, made when first probed: same base URL, key, headers and connection pool.
+        self._sdk = sdk
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._timeout = timeout_seconds
@@ -88,13 +91,16 @@ class OpenAIProbe:
         if self._sdk is None:
             unset = ProbeError("not_configured", "OPENAI_API_KEY is not set", now)
             return ProbeResult(False, False, None, now, None, unset)
+        import openai  # imported when first used (core/llm.py)
+
+        sdk = self._sdk()
         started = time.monotonic()
         status: int | None = None
         error: ProbeError | None = None
         try:
             # A hard deadline around the SDK's own timeout, which only bounds each read.
             async with asyncio.timeout(self._timeout):
-                raw = await self._sdk.models.with_raw_response.list(timeout=self._timeout)
+                raw = await sdk.models.with_raw_response.list(timeout=self._timeout)
             status = raw.status_code
         except openai.APIStatusError as exc:
             status = exc.status_code

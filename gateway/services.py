@@ -319,7 +319,7 @@ async def open_upstreams(
         yield Upstreams(
             graph=graph,
             engine=engine,
-            openai_probe=OpenAIProbe(None if llm is None else llm.sdk, clock),
+            openai_probe=OpenAIProbe(None if llm is None else lambda: llm.sdk, clock),
             prices=prices,
             knowledge=knowledge,
             knowledge_indexer=indexer,

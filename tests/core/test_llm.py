@@ -4,6 +4,8 @@ ways the SDK does not catch: a body trickled a byte at a time, answers whose con
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from aiohttp import web
 from core.chat import ChatMessage
 from core.errors import UpstreamUnavailable
 from core.llm import LLMClient, LLMRequest, env_proxy
+from tests.support.gateway_process import free_port
 
 REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50)
 
@@ -99,6 +102,68 @@ async def test_untrustworthy_bodies_are_upstream_failures_not_charges(
 
 def test_the_llm_client_uses_the_async_openai_sdk() -> None:
     assert isinstance(client_for("http://127.0.0.1:9/v1").sdk, openai.AsyncOpenAI)
+
+
+async def test_a_chat_completion_carries_the_key_organization_and_project_the_sdk_would_send(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat path posts without the SDK: the headers a server reads are still the SDK's (its key as a bearer
+    token, OPENAI_ORG_ID and OPENAI_PROJECT_ID from the environment), and the embeddings path sends the same."""
+    seen: list[Any] = []  # each request's headers, looked up by name in any case
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.copy())
+        return web.json_response(completion())
+
+    async def embeddings(request: web.Request) -> web.Response:
+        seen.append(request.headers.copy())
+        data = [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}]
+        return web.json_response({"object": "list", "data": data, "model": "e", "usage": {"prompt_tokens": 1}})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-acme")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_bots")
+    llm = client_for(str(server.make_url("/v1")))
+    assert (await llm.complete(REQUEST)).text == "ok"
+    await llm.embed("e", ["hello"])
+    await llm.close()
+    for headers in seen:
+        assert headers["Authorization"] == "Bearer sk-test"
+        assert headers["OpenAI-Organization"] == "org-acme"
+        assert headers["OpenAI-Project"] == "proj_bots"
+    assert seen[0]["Content-Type"] == "application/json"
+
+
+def test_a_process_that_only_chats_never_imports_the_sdk() -> None:
+    """About 20 MB of resident memory a gateway answering chats alone does not need: the SDK is imported when an
+    embedding, a transcription or the status probe first needs it."""
+    script = f"""
+import asyncio, sys
+from core.chat import ChatMessage
+from core.errors import UpstreamUnavailable
+from core.llm import LLMClient, LLMRequest
+
+async def main():
+    llm = LLMClient.create(api_key="k", base_url="http://127.0.0.1:{free_port()}/v1",
+                           attempt_timeout=0.5, max_attempts=1, total_budget=1.0)
+    try:
+        await llm.complete(LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50))
+    except UpstreamUnavailable as exc:
+        print(exc.code)
+    print("openai" in sys.modules)
+    llm.sdk
+    print("openai" in sys.modules)
+    await llm.close()
+
+asyncio.run(main())
+"""
+    out = subprocess.run(  # noqa: S603 - this interpreter, with the script above
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split()[-3:] == ["connection_error", "False", "True"]  # after the attempt's log lines
 
 
 @pytest.mark.parametrize(
