@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,14 +15,12 @@ from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
 _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encoding"
-# The newest messages (at most LIMIT) whose running cost, newest first, is within a budget (ConversationStore.recent).
-# The LIMIT comes first, in its own subquery: SQLite would otherwise sum the window over the whole conversation.
-_WITHIN = (
-    f"SELECT {_MESSAGE} FROM (SELECT {_MESSAGE},"
-    " SUM(CASE WHEN encoding = ? THEN tokens ELSE 0 END + 3) OVER (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) AS reach"
-    f" FROM (SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?) newest) counted"
-    " WHERE reach <= ? ORDER BY seq DESC"
-)
+# A conversation's messages after a seq, newest first (at most LIMIT): the newest of them, or what a remembered
+# history lacks (ConversationStore.recent).
+_AFTER = f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?"
+# How many messages the remembered histories of a process hold in all (about 3 MB of short chat messages); the
+# conversations used longest ago are forgotten first.
+REMEMBERED_MESSAGES = 20_000
 # The messages whose photos a conversation keeps (a bot's keep_images): its newest, as later turns show no more.
 KEPT_IMAGES = 4
 
@@ -62,10 +61,30 @@ def _message(row: Row) -> StoredMessage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _History:
+    """The newest messages of a conversation (at most `limit`), oldest first, as a turn last read them."""
+
+    limit: int
+    messages: tuple[StoredMessage, ...]
+
+    @property
+    def upto(self) -> int:
+        return self.messages[-1].seq if self.messages else 0
+
+
 class ConversationStore:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    """Contacts and their conversations. A turn's history is remembered per conversation (in this process), so the
+    next turn reads only the messages stored since, and only after checking the conversation's count of messages:
+    messages are only ever appended (each with the next seq, in the commit that counts it), and an erasure deletes
+    the contact itself, so a conversation whose count is its remembered history's last seq has nothing else."""
+
+    def __init__(self, db: Database, clock: Clock, *, remembered: int = REMEMBERED_MESSAGES) -> None:
         self._db = db
         self._clock = clock
+        self._remembered = remembered
+        self._histories: OrderedDict[str, _History] = OrderedDict()  # by contact id, the least recently used first
+        self._held = 0  # messages in _histories
 
     async def contact(self, account_id: str, bot_id: str, platform: str, external_id: str) -> Contact:
         """The contact for this customer of this bot, created on first contact."""
@@ -104,15 +123,57 @@ class ConversationStore:
             rows = await self._db.lookup(
                 f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?", (contact_id, limit)
             )
+            messages = [_message(r) for r in reversed(rows)]
         else:
-            rows = await self._db.lookup(_WITHIN, (encoding, contact_id, limit, within))
-        messages = [_message(r) for r in reversed(rows)]
+            newest = await self._newest(contact_id, limit)
+            start, reach = len(newest), 0
+            while start > 0:
+                message = newest[start - 1]
+                reach += (message.tokens if message.encoding == encoding else 0) + 3
+                if reach > within:
+                    break
+                start -= 1
+            messages = list(newest[start:])
         # A cut through a turn (older messages left out) would leave replies without their question: the prompt
         # takes whole turns, so they go too.
         start = 0
         while messages and messages[0].seq > 1 and start < len(messages) and messages[start].role != "user":
             start += 1
         return messages[start:]
+
+    async def _newest(self, contact_id: str, limit: int) -> tuple[StoredMessage, ...]:
+        """The newest `limit` messages of a conversation, oldest first: what this process remembers of it, and the
+        messages stored since (by any process), read only when its count of messages says there are some."""
+        found = await self._db.lookup("SELECT message_count FROM contacts WHERE id = ?", (contact_id,))
+        known = self._histories.get(contact_id)
+        if not found:  # erased
+            self._forget(contact_id)
+            return ()
+        count = int(found[0]["message_count"])
+        if count == 0:  # a new customer
+            return ()
+        if known is not None and known.limit == limit and known.upto == count:
+            self._histories.move_to_end(contact_id)
+            return known.messages
+        if known is None or known.limit != limit or known.upto > count:
+            known = _History(limit, ())
+        rows = await self._db.lookup(_AFTER, (contact_id, known.upto, limit))
+        since = tuple(_message(r) for r in reversed(rows))
+        # All the messages after the remembered ones (unless there were `limit` or more of them: then the newest).
+        history = _History(limit, since if len(since) >= limit else (known.messages + since)[-limit:])
+        current = self._histories.get(contact_id)
+        if current is None or current.upto <= history.upto:  # a turn that read earlier does not put back less
+            self._forget(contact_id)
+            self._histories[contact_id] = history
+            self._held += len(history.messages) + 1  # a conversation costs something, however short
+            while self._held > self._remembered and len(self._histories) > 1:
+                self._forget(next(iter(self._histories)))
+        return history.messages
+
+    def _forget(self, contact_id: str) -> None:
+        gone = self._histories.pop(contact_id, None)
+        if gone is not None:
+            self._held -= len(gone.messages) + 1
 
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None

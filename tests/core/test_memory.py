@@ -7,13 +7,16 @@ from dataclasses import replace
 from aiohttp.test_utils import TestClient
 
 from core.chat import ChatMessage
+from core.clock import SystemClock
 from core.memory import build_prompt
 from core.models import StoredMessage
+from core.storage.conversations import ConversationStore, NewMessage
+from core.storage.db import Transaction
 from core.tokens import TokenCounter, encoding_name_for_model
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
-from tests.support.harness import expect, provision, relay
+from tests.support.harness import auth, expect, provision, relay
 
 PERSONA = ChatMessage(role="system", content="You are a patient bakery assistant.")
 
@@ -145,3 +148,73 @@ async def test_the_same_customer_id_at_two_businesses_is_two_conversations(
     await expect(await relay(client, shop, "my order number is 777", user_id="+15550001"), 200)
     await expect(await relay(client, bank, "hello", user_id="+15550001"), 200)
     assert [m["role"] for m in fake_openai.calls[1].messages] == ["system", "user"]
+
+
+async def test_a_turn_sees_what_another_process_stored_since_the_last_one(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    """A process remembers a conversation's history between turns; a message stored meanwhile by another process
+    (here a person's reply, through a store of its own on the same database) is in the next turn's prompt."""
+    tenant = await provision(client)
+    await expect(await relay(client, tenant, "when does my order ship?", user_id="ann"), 200)
+    async with database.open_database(settings) as db:
+        other = ConversationStore(db, SystemClock())
+        contact = await other.contact(tenant.account_id, tenant.bot_id, "relay", "ann")
+        said = NewMessage("agent", "A person here: it ships on Monday.", 9, "o200k_base", author="sam")
+
+        async def keep(tx: Transaction) -> list[str]:
+            return await other.append(tx, contact, [said], request_id=None)
+
+        await db.run(keep)
+    await expect(await relay(client, tenant, "and what does it cost?", user_id="ann"), 200)
+    assert [m["content"] for m in fake_openai.calls[-1].messages[1:]] == [
+        "when does my order ship?",
+        "You said: when does my order ship?",
+        "A person here: it ships on Monday.",
+        "and what does it cost?",
+    ]
+
+
+async def test_an_erased_conversation_is_forgotten_by_the_process_that_remembered_it(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    tenant = await provision(client)
+    await expect(await relay(client, tenant, "my card ends in 4242", user_id="bo"), 200)
+    await expect(await relay(client, tenant, "thanks", user_id="bo"), 200)
+    owner = auth("owner", tenant.account_id)
+    listed = await expect(await client.get("/api/conversations", headers=owner), 200)
+    [contact] = listed["conversations"]
+    await expect(await client.delete(f"/api/conversations/{contact['id']}", headers=owner), 200)
+    await expect(await relay(client, tenant, "hello again", user_id="bo"), 200)
+    assert [m["content"] for m in fake_openai.calls[-1].messages[1:]] == ["hello again"]
+
+
+async def test_a_process_remembering_few_messages_still_sends_whole_histories(
+    client: TestClient, settings: Settings
+) -> None:
+    """Remembered histories are bounded (the conversations used longest ago are forgotten): a forgotten one is read
+    again, whole, and a store remembering less gives the same histories as one remembering more."""
+    tenant = await provision(client)
+    async with database.open_database(settings) as db:
+        small = ConversationStore(db, SystemClock(), remembered=3)
+        large = ConversationStore(db, SystemClock())
+        account, bot = tenant.account_id, tenant.bot_id
+        contacts = [await small.contact(account, bot, "relay", f"customer-{n}") for n in range(3)]
+        for turn in range(4):
+            for n, contact in enumerate(contacts):
+                said = [
+                    NewMessage("user", f"{n}: question {turn}", 5, "o200k_base"),
+                    NewMessage("assistant", f"{n}: answer {turn}", 5, "o200k_base"),
+                ]
+
+                async def keep(tx: Transaction, contact: object = contact, said: list[NewMessage] = said) -> None:
+                    await small.append(tx, contact, said, request_id=None)  # type: ignore[arg-type]
+
+                await db.run(keep)
+                for store in (small, large):
+                    recent = await store.recent(contact.id, 200, within=2000, encoding="o200k_base")
+                    assert [m.content for m in recent][-2:] == [f"{n}: question {turn}", f"{n}: answer {turn}"]
+                    assert [m.seq for m in recent] == list(range(1, 2 * turn + 3))
+        assert small._held <= 3 + 2 * 4 + 1  # one conversation's history is kept whatever the bound
+        within = await small.recent(contacts[0].id, 200, within=20, encoding="o200k_base")
+        assert [m.content for m in within] == ["0: question 3", "0: answer 3"]  # 2 x (5 + 3) fit in 20, 4 x do not
