@@ -57,10 +57,10 @@ def build_prompt(
     framing = {role: counter.framed(model, role, 0) for role in ("user", "assistant")}  # what each message adds
     for turn, stored in reversed(_turns(history, images or {})):
         cost = 0
-        for message, m in zip(turn, stored, strict=True):
+        for m in stored:
             counted = m.tokens if m.encoding == encoding else counter.count_text(model, m.content)
-            cost += framing[message.role] + counted
-        seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images)
+            cost += framing["user" if m.role == "user" else "assistant"] + counted
+        seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images) if images else 0
         if seen and (not photos or used + cost + seen > budget):  # its photos do not fit: the turn's words may
             turn, seen, photos = [replace(message, images=()) for message in turn], 0, False
         if used + cost + seen > budget:
@@ -89,10 +89,12 @@ def _turns(
     turn's messages as sent, with the stored messages they come from."""
     turns: list[tuple[list[ChatMessage], list[StoredMessage]]] = []
     for stored in history:
-        message = ChatMessage(role="assistant" if stored.role == "agent" else stored.role, content=stored.content)
-        if stored.role == "user" and stored.id in images:
-            message = replace(message, images=images[stored.id])
-        if stored.role == "user" or not turns:
+        role = stored.role
+        if role == "user":
+            message = ChatMessage("user", stored.content, None, images.get(stored.id, ()) if images else ())
+        else:
+            message = ChatMessage("assistant", stored.content)
+        if role == "user" or not turns:
             turns.append(([message], [stored]))
         else:
             turns[-1][0].append(message)
