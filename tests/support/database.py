@@ -175,6 +175,7 @@ _RUN = _Run()
 def drop_test_databases() -> None:
     """End of the run: the PostgreSQL database it made, with every schema in it, and the SQLite template
     (tests/conftest.py)."""
+    _close_kept()
     _RUN.drop()
     while _TEMPLATE:
         shutil.rmtree(_TEMPLATE.pop().parent, ignore_errors=True)
@@ -241,7 +242,7 @@ def rows(target: Target, sql: str, params: Sequence[Any] = ()) -> list[Row]:
     """Read the service's database directly, as an operator would, to check what was really stored."""
     url = _url(target)
     if _is_postgres(url):
-        with closing(_pg_connect(url)) as conn:
+        with _pg_connection(url) as conn:
             cursor = conn.execute(pg_statement(sql), params) if params else conn.execute(sql)
             return list(cursor.fetchall())
     with closing(_connect(target)) as conn:
@@ -254,7 +255,7 @@ def every_row(target: Target) -> dict[str, list[Row]]:
     spend most of its time connecting)."""
     url = _url(target)
     if _is_postgres(url):
-        with closing(_pg_connect(url)) as conn:
+        with _pg_connection(url) as conn:
             sql = "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema()"
             names = [row["name"] for row in conn.execute(sql).fetchall()]
             return {name: list(conn.execute(f"SELECT * FROM {name}").fetchall()) for name in names}
@@ -274,7 +275,7 @@ def execute(target: Target, sql: str, params: Sequence[Any] = ()) -> int:
     """One statement, committed on its own; the number of rows it changed."""
     url = _url(target)
     if _is_postgres(url):
-        with closing(_pg_connect(url)) as conn:
+        with _pg_connection(url) as conn:
             return (conn.execute(pg_statement(sql), params) if params else conn.execute(sql)).rowcount
     with closing(_connect(target)) as conn, conn:
         return conn.execute(sql, params).rowcount
@@ -284,7 +285,7 @@ def insert(target: Target, table: str, new_rows: Iterable[Mapping[str, Any]]) ->
     """Rows written straight into `table` in one transaction; each mapping's keys name its columns."""
     url = _url(target)
     postgres = _is_postgres(url)
-    with closing(_pg_connect(url) if postgres else _connect(target)) as conn:
+    with _pg_connection(url) if postgres else closing(_connect(target)) as conn:
         statements: list[tuple[str, list[tuple[Any, ...]]]] = []
         for columns, group in itertools.groupby(new_rows, key=tuple):
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
@@ -435,3 +436,37 @@ def _pg_connect(url: str) -> psycopg.Connection[Row]:
     conn = psycopg.connect(url, autocommit=True, row_factory=_row_maker, cursor_factory=psycopg.ClientCursor)
     conn.adapters.register_loader("numeric", NumericLoader)
     return conn
+
+
+# The newest few connections of the direct reads and writes below, by URL, kept open for the next: a test reads
+# its schema many times (the authorization matrix snapshots every table around each call), and a connection costs
+# about 4 ms to make. They hold no transaction and no lock between uses (autocommit).
+_KEPT_CONNECTIONS = 4
+_kept: dict[str, psycopg.Connection[Row]] = {}
+_kept_lock = threading.Lock()
+
+
+@contextmanager
+def _pg_connection(url: str) -> Iterator[psycopg.Connection[Row]]:
+    with _kept_lock:
+        conn = _kept.pop(url, None)
+    if conn is None or conn.closed or conn.broken:
+        conn = _pg_connect(url)
+    try:
+        yield conn
+    except BaseException:
+        conn.close()  # whatever state the failure left it in, it is not handed to the next read
+        raise
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.close()
+        return
+    with _kept_lock:
+        _kept[url] = conn
+        while len(_kept) > _KEPT_CONNECTIONS:
+            _kept.pop(next(iter(_kept))).close()
+
+
+def _close_kept() -> None:
+    with _kept_lock:
+        while _kept:
+            _kept.popitem()[1].close()
