@@ -200,7 +200,11 @@ class ConversationEngine:
     ) -> Prompt:
         history = (
             await self._d.conversations.recent(
-                contact.id, HISTORY_WINDOW, within=bot.memory_tokens, encoding=encoding_for(model)
+                contact.id,
+                HISTORY_WINDOW,
+                within=bot.memory_tokens,
+                encoding=encoding_for(model),
+                count=contact.message_count,
             )
             if with_history
             else []

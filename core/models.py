@@ -195,6 +195,7 @@ class Contact:
     platform: str
     external_id: str
     created_at: int
+    message_count: int = 0  # the messages of its conversation when it was read (a turn's history reads no more)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from core.storage.activity import record_conversation_started
 from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
+_CONTACT_READ = f"{_CONTACT}, message_count"
 _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encoding"
 # A conversation's messages after a seq, newest first (at most LIMIT): the newest of them, or what a remembered
 # history lacks (ConversationStore.recent).
@@ -44,6 +45,7 @@ def _contact(row: Row) -> Contact:
         platform=row["platform"],
         external_id=row["external_id"],
         created_at=int(row["created_at"]),
+        message_count=int(row["message_count"]),
     )
 
 
@@ -90,7 +92,7 @@ class ConversationStore:
         """The contact for this customer of this bot, created on first contact."""
         key = (account_id, bot_id, platform, external_id)
         where = "account_id = ? AND bot_id = ? AND platform = ? AND external_id = ?"
-        found = await self._db.lookup(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+        found = await self._db.lookup(f"SELECT {_CONTACT_READ} FROM contacts WHERE {where}", key)
         if found:
             return _contact(found[0])
         now = self._clock.now_ms()
@@ -98,11 +100,11 @@ class ConversationStore:
         async def create(tx: Transaction) -> Contact:
             created = await tx.fetch_one(
                 f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
-                f" ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING RETURNING {_CONTACT}",
+                f" ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING RETURNING {_CONTACT_READ}",
                 (new_id("con"), *key, now),
             )
             if created is None:  # created a moment ago by another turn
-                found = await tx.fetch_one(f"SELECT {_CONTACT} FROM contacts WHERE {where}", key)
+                found = await tx.fetch_one(f"SELECT {_CONTACT_READ} FROM contacts WHERE {where}", key)
                 assert found is not None
                 return _contact(found)
             contact = _contact(created)
@@ -112,20 +114,27 @@ class ConversationStore:
         return await self._db.run(create)
 
     async def recent(
-        self, contact_id: str, limit: int, *, within: int | None = None, encoding: str | None = None
+        self,
+        contact_id: str,
+        limit: int,
+        *,
+        within: int | None = None,
+        encoding: str | None = None,
+        count: int | None = None,
     ) -> list[StoredMessage]:
         """The newest `limit` messages of a conversation, oldest first, from the start of a turn. With `within` (a
         prompt's token budget), only those that may fit in it: a message is left out when the stored counts of it
         and of every newer message (counted with `encoding`; one counted otherwise as 0), each with the 3 tokens
         any message costs, already pass the budget. Those counts never exceed what the prompt counts, so nothing
-        that fits is left out."""
+        that fits is left out. `count`: the conversation's count of messages, when the turn has just read its
+        contact (`Contact.message_count`); otherwise it is read here."""
         if within is None:
             rows = await self._db.lookup(
                 f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? ORDER BY seq DESC LIMIT ?", (contact_id, limit)
             )
             messages = [_message(r) for r in reversed(rows)]
         else:
-            newest = await self._newest(contact_id, limit)
+            newest = await self._newest(contact_id, limit, count)
             start, reach = len(newest), 0
             while start > 0:
                 message = newest[start - 1]
@@ -141,21 +150,23 @@ class ConversationStore:
             start += 1
         return messages[start:]
 
-    async def _newest(self, contact_id: str, limit: int) -> tuple[StoredMessage, ...]:
+    async def _newest(self, contact_id: str, limit: int, count: int | None) -> tuple[StoredMessage, ...]:
         """The newest `limit` messages of a conversation, oldest first: what this process remembers of it, and the
         messages stored since (by any process), read only when its count of messages says there are some."""
-        found = await self._db.lookup("SELECT message_count FROM contacts WHERE id = ?", (contact_id,))
-        known = self._histories.get(contact_id)
-        if not found:  # erased
-            self._forget(contact_id)
-            return ()
-        count = int(found[0]["message_count"])
+        if count is None:
+            found = await self._db.lookup("SELECT message_count FROM contacts WHERE id = ?", (contact_id,))
+            if not found:  # erased
+                self._forget(contact_id)
+                return ()
+            count = int(found[0]["message_count"])
         if count == 0:  # a new customer
             return ()
-        if known is not None and known.limit == limit and known.upto == count:
+        known = self._histories.get(contact_id)
+        if known is not None and known.limit == limit and known.upto >= count:
+            # Everything the count says there is (or more: a turn that read the contact later has been here since).
             self._histories.move_to_end(contact_id)
             return known.messages
-        if known is None or known.limit != limit or known.upto > count:
+        if known is None or known.limit != limit:
             known = _History(limit, ())
         rows = await self._db.lookup(_AFTER, (contact_id, known.upto, limit))
         since = tuple(_message(r) for r in reversed(rows))
