@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import os
 import random
@@ -121,9 +122,11 @@ class LLMClient:
     rng: random.Random = field(default_factory=random.Random)
     _quirks: dict[str, _ModelQuirks] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics.create)
-    # The OpenAI-Organization and OpenAI-Project headers, read from the environment as the SDK reads them.
+    # The OpenAI-Organization and OpenAI-Project headers, and OPENAI_CUSTOM_HEADERS's, read from the environment
+    # as the SDK reads them.
     organization: str | None = None
     project: str | None = None
+    custom_headers: Mapping[str, str] = field(default_factory=dict)
     _sdk: openai.AsyncOpenAI | None = None  # made when first needed (embeddings, transcriptions, the probe)
     _session: aiohttp.ClientSession | None = None  # chat completions' own, made on the first call (in the loop)
     _proxy: yarl.URL | None = None  # HTTPS_PROXY's (or ALL_PROXY's), unless NO_PROXY names the host
@@ -149,6 +152,7 @@ class LLMClient:
             metrics=metrics or Metrics.create(),
             organization=os.environ.get("OPENAI_ORG_ID") or None,
             project=os.environ.get("OPENAI_PROJECT_ID") or None,
+            custom_headers=custom_headers(os.environ.get("OPENAI_CUSTOM_HEADERS")),
         )
 
     @property
@@ -171,6 +175,12 @@ class LLMClient:
             )
         return self._sdk
 
+    async def sdk_client(self) -> openai.AsyncOpenAI:
+        """`sdk`, the SDK imported on a thread the first time (about half a second the event loop keeps serving)."""
+        if self._sdk is None and "openai" not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, "openai")
+        return self.sdk
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -180,6 +190,7 @@ class LLMClient:
     def _chat_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             headers = {
+                **self.custom_headers,
                 "Accept": "application/json",
                 "User-Agent": f"nexus-gateway/{_version()}",
                 "Authorization": f"Bearer {self.api_key}",
@@ -214,8 +225,10 @@ class LLMClient:
         texts, is a malformed answer (retried, then UpstreamUnavailable)."""
         started = time.monotonic()
 
+        sdk = await self.sdk_client()
+
         async def once(seconds: float, attempts: int) -> Embedded:
-            raw = await self.sdk.embeddings.with_raw_response.create(
+            raw = await sdk.embeddings.with_raw_response.create(
                 model=model, input=list(texts), encoding_format="float", timeout=seconds
             )
             return _embedded(json.loads(raw.content), len(texts), attempts, started)
@@ -227,8 +240,10 @@ class LLMClient:
         the model refuses, is final)."""
         started = time.monotonic()
 
+        sdk = await self.sdk_client()
+
         async def once(seconds: float, attempts: int) -> Transcribed:
-            raw = await self.sdk.audio.transcriptions.with_raw_response.create(
+            raw = await sdk.audio.transcriptions.with_raw_response.create(
                 model=model, file=(filename, data, mime_type), response_format="json", timeout=seconds
             )
             return _transcribed(json.loads(raw.content), attempts, started)
@@ -428,6 +443,17 @@ def _error_object(raw: bytes) -> Mapping[str, Any]:
         return {}
     error = body.get("error", body) if isinstance(body, dict) else None
     return error if isinstance(error, dict) else {}
+
+
+def custom_headers(variable: str | None) -> dict[str, str]:
+    """OPENAI_CUSTOM_HEADERS as the SDK reads it: `Name: value` lines, each sent with every request. An
+    Authorization among them is left out: the key is the credential."""
+    parsed: dict[str, str] = {}
+    for line in (variable or "").split("\n"):
+        name, colon, value = line.partition(":")
+        if colon and name.strip() and name.strip().lower() != "authorization":
+            parsed[name.strip()] = value.strip()
+    return parsed
 
 
 def _version() -> str:

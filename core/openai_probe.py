@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,7 @@ class ProbeStatus:
 class OpenAIProbe:
     def __init__(
         self,
-        sdk: Callable[[], openai.AsyncOpenAI] | None,
+        sdk: Callable[[], Awaitable[openai.AsyncOpenAI]] | None,
         clock: Clock,
         *,
         ttl_ms: int = DEFAULT_TTL_MS,
@@ -91,9 +91,9 @@ class OpenAIProbe:
         if self._sdk is None:
             unset = ProbeError("not_configured", "OPENAI_API_KEY is not set", now)
             return ProbeResult(False, False, None, now, None, unset)
-        import openai  # imported when first used (core/llm.py)
+        sdk = await self._sdk()  # the SDK imported, on a thread, when first needed (core/llm.py)
+        import openai  # for its exception classes: imported by now
 
-        sdk = self._sdk()
         started = time.monotonic()
         status: int | None = None
         error: ProbeError | None = None

@@ -177,6 +177,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
     state = ConversationStateStore(db, clock)
     notifications = NotificationStore(db, clock, SecretBox(settings.secrets_key))
     try:
+        conversations = ConversationStore(db, clock)
         yield Storage(
             db=db,
             reports_db=reports_db,
@@ -186,7 +187,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             credits=CreditLedger(db, clock),
             bots=BotStore(db, clock),
             channels=ChannelStore(db, clock, SecretBox(settings.secrets_key)),
-            conversations=ConversationStore(db, clock),
+            conversations=conversations,
             usage=UsageStore(db),
             quota=QuotaService(db, clock, reservation_ttl_ms=settings.reservation_ttl_seconds * 1000),
             rate_limits=RateLimitStore(db, clock),
@@ -195,7 +196,7 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
             feedback=FeedbackStore(db, clock),
             activity=ActivityStore(db, clock),
             audit=AuditStore(db, clock),
-            eraser=Eraser(db, clock),
+            eraser=Eraser(db, clock, forget=conversations.forget),
             deletion_requests=DataDeletionStore(db, clock),
             status_reader=StatusReader(db),
             conversation_reader=ConversationReader(db, reports_db),
@@ -319,7 +320,7 @@ async def open_upstreams(
         yield Upstreams(
             graph=graph,
             engine=engine,
-            openai_probe=OpenAIProbe(None if llm is None else lambda: llm.sdk, clock),
+            openai_probe=OpenAIProbe(None if llm is None else llm.sdk_client, clock),
             prices=prices,
             knowledge=knowledge,
             knowledge_indexer=indexer,

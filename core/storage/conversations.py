@@ -19,9 +19,14 @@ _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encodi
 # A conversation's messages after a seq, newest first (at most LIMIT): the newest of them, or what a remembered
 # history lacks (ConversationStore.recent).
 _AFTER = f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?"
-# How many messages the remembered histories of a process hold in all (about 3 MB of short chat messages); the
-# conversations used longest ago are forgotten first.
-REMEMBERED_MESSAGES = 20_000
+# About how many bytes the remembered histories of a process may hold in all: a message's text, and what each
+# message and each conversation costs besides (its objects, ids, time stamps). 8 MB hold about 20,000 short chat
+# messages; the conversations used longest ago are forgotten first.
+REMEMBERED_BYTES = 8_000_000
+_MESSAGE_BYTES = 300
+# A conversation nobody has written in for this long is forgotten (as is one erased in another process: its
+# contact is gone, so its history is never asked for again).
+REMEMBERED_IDLE_MS = 15 * 60 * 1000
 # The messages whose photos a conversation keeps (a bot's keep_images): its newest, as later turns show no more.
 KEPT_IMAGES = 4
 
@@ -63,12 +68,18 @@ def _message(row: Row) -> StoredMessage:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _History:
     """The newest messages of a conversation (at most `limit`), oldest first, as a turn last read them."""
 
     limit: int
     messages: tuple[StoredMessage, ...]
+    used: int = 0  # epoch ms of the last turn that read it
+    size: int = 0  # about what it holds, in bytes (REMEMBERED_BYTES)
+
+    @classmethod
+    def of(cls, limit: int, messages: tuple[StoredMessage, ...], used: int) -> _History:
+        return cls(limit, messages, used, _MESSAGE_BYTES + sum(len(m.content) + _MESSAGE_BYTES for m in messages))
 
     @property
     def upto(self) -> int:
@@ -81,12 +92,12 @@ class ConversationStore:
     messages are only ever appended (each with the next seq, in the commit that counts it), and an erasure deletes
     the contact itself, so a conversation whose count is its remembered history's last seq has nothing else."""
 
-    def __init__(self, db: Database, clock: Clock, *, remembered: int = REMEMBERED_MESSAGES) -> None:
+    def __init__(self, db: Database, clock: Clock, *, remembered: int = REMEMBERED_BYTES) -> None:
         self._db = db
         self._clock = clock
         self._remembered = remembered
         self._histories: OrderedDict[str, _History] = OrderedDict()  # by contact id, the least recently used first
-        self._held = 0  # messages in _histories
+        self._held = 0  # the sizes of _histories
 
     async def contact(self, account_id: str, bot_id: str, platform: str, external_id: str) -> Contact:
         """The contact for this customer of this bot, created on first contact."""
@@ -138,7 +149,7 @@ class ConversationStore:
             start, reach = len(newest), 0
             while start > 0:
                 message = newest[start - 1]
-                reach += (message.tokens if message.encoding == encoding else 0) + 3
+                reach += (message.tokens if encoding is not None and message.encoding == encoding else 0) + 3
                 if reach > within:
                     break
                 start -= 1
@@ -161,9 +172,12 @@ class ConversationStore:
             count = int(found[0]["message_count"])
         if count == 0:  # a new customer
             return ()
+        now = self._clock.now_ms()
+        self._forget_idle(now)
         known = self._histories.get(contact_id)
         if known is not None and known.limit == limit and known.upto >= count:
             # Everything the count says there is (or more: a turn that read the contact later has been here since).
+            known.used = now
             self._histories.move_to_end(contact_id)
             return known.messages
         if known is None or known.limit != limit:
@@ -171,20 +185,32 @@ class ConversationStore:
         rows = await self._db.lookup(_AFTER, (contact_id, known.upto, limit))
         since = tuple(_message(r) for r in reversed(rows))
         # All the messages after the remembered ones (unless there were `limit` or more of them: then the newest).
-        history = _History(limit, since if len(since) >= limit else (known.messages + since)[-limit:])
+        history = _History.of(limit, since if len(since) >= limit else (known.messages + since)[-limit:], now)
         current = self._histories.get(contact_id)
         if current is None or current.upto <= history.upto:  # a turn that read earlier does not put back less
             self._forget(contact_id)
             self._histories[contact_id] = history
-            self._held += len(history.messages) + 1  # a conversation costs something, however short
+            self._held += history.size
             while self._held > self._remembered and len(self._histories) > 1:
                 self._forget(next(iter(self._histories)))
         return history.messages
 
+    def forget(self, contact_ids: Sequence[str]) -> None:
+        """Drop what this process remembers of these conversations (they were erased)."""
+        for contact_id in contact_ids:
+            self._forget(contact_id)
+
     def _forget(self, contact_id: str) -> None:
         gone = self._histories.pop(contact_id, None)
         if gone is not None:
-            self._held -= len(gone.messages) + 1
+            self._held -= gone.size
+
+    def _forget_idle(self, now: int) -> None:
+        while self._histories:
+            oldest = next(iter(self._histories.values()))
+            if now - oldest.used < REMEMBERED_IDLE_MS:
+                return
+            self._forget(next(iter(self._histories)))
 
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None

@@ -11,6 +11,7 @@ figures for billing but lose the link to the contact.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from core.clock import Clock
@@ -31,9 +32,12 @@ class ErasureReport:
 
 
 class Eraser:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, forget: Callable[[Sequence[str]], None] | None = None) -> None:
         self._db = db
         self._clock = clock
+        # Told the erased contacts' ids once the erasure is committed: what this process remembers of their
+        # conversations goes too (ConversationStore.forget).
+        self._forget = forget
 
     async def erase_customer(
         self,
@@ -82,6 +86,8 @@ class Eraser:
                     # As a whole JSON string value only: "1" must not match every event containing a 1.
                     (f'%"{_like_literal(external_id)}"%',),
                 )
+        if self._forget is not None:
+            self._forget(contact_ids)
         return ErasureReport(len(contact_ids), messages, inbox, unrouted)
 
 

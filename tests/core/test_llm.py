@@ -16,7 +16,7 @@ from aiohttp import web
 
 from core.chat import ChatMessage
 from core.errors import UpstreamUnavailable
-from core.llm import LLMClient, LLMRequest, env_proxy
+from core.llm import LLMClient, LLMRequest, custom_headers, env_proxy
 from tests.support.gateway_process import free_port
 
 REQUEST = LLMRequest("gpt-4o-mini", [ChatMessage(role="user", content="hi")], 50)
@@ -126,6 +126,7 @@ async def test_a_chat_completion_carries_the_key_organization_and_project_the_sd
     server = await aiohttp_server(app)
     monkeypatch.setenv("OPENAI_ORG_ID", "org-acme")
     monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_bots")
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Proxy-Team: bots\nX-Route: eu-1")
     llm = client_for(str(server.make_url("/v1")))
     assert (await llm.complete(REQUEST)).text == "ok"
     await llm.embed("e", ["hello"])
@@ -134,7 +135,16 @@ async def test_a_chat_completion_carries_the_key_organization_and_project_the_sd
         assert headers["Authorization"] == "Bearer sk-test"
         assert headers["OpenAI-Organization"] == "org-acme"
         assert headers["OpenAI-Project"] == "proj_bots"
+        assert (headers["X-Proxy-Team"], headers["X-Route"]) == ("bots", "eu-1")
     assert seen[0]["Content-Type"] == "application/json"
+
+
+def test_custom_headers_are_read_as_the_sdk_reads_them_but_never_replace_the_key() -> None:
+    assert custom_headers("X-A: 1\nbroken line\n X-B :two words \nAuthorization: Bearer other\n") == {
+        "X-A": "1",
+        "X-B": "two words",
+    }
+    assert custom_headers(None) == {}
 
 
 def test_a_process_that_only_chats_never_imports_the_sdk() -> None:

@@ -9,10 +9,11 @@ from aiohttp.test_utils import TestClient
 from core.chat import ChatMessage
 from core.clock import SystemClock
 from core.memory import build_prompt
-from core.models import StoredMessage
+from core.models import Contact, StoredMessage
 from core.storage.conversations import ConversationStore, NewMessage
 from core.storage.db import Transaction
 from core.tokens import TokenCounter, encoding_name_for_model
+from gateway.keys import STORAGE
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
@@ -184,7 +185,10 @@ async def test_an_erased_conversation_is_forgotten_by_the_process_that_remembere
     owner = auth("owner", tenant.account_id)
     listed = await expect(await client.get("/api/conversations", headers=owner), 200)
     [contact] = listed["conversations"]
+    remembered = client.app[STORAGE].conversations._histories
+    assert any("4242" in m.content for h in remembered.values() for m in h.messages)
     await expect(await client.delete(f"/api/conversations/{contact['id']}", headers=owner), 200)
+    assert not any("4242" in m.content for h in remembered.values() for m in h.messages)  # not kept in memory
     await expect(await relay(client, tenant, "hello again", user_id="bo"), 200)
     assert [m["content"] for m in fake_openai.calls[-1].messages[1:]] == ["hello again"]
 
@@ -196,7 +200,7 @@ async def test_a_process_remembering_few_messages_still_sends_whole_histories(
     again, whole, and a store remembering less gives the same histories as one remembering more."""
     tenant = await provision(client)
     async with database.open_database(settings) as db:
-        small = ConversationStore(db, SystemClock(), remembered=3)
+        small = ConversationStore(db, SystemClock(), remembered=1_000)  # bytes: one conversation's history at most
         large = ConversationStore(db, SystemClock())
         account, bot = tenant.account_id, tenant.bot_id
         contacts = [await small.contact(account, bot, "relay", f"customer-{n}") for n in range(3)]
@@ -207,14 +211,42 @@ async def test_a_process_remembering_few_messages_still_sends_whole_histories(
                     NewMessage("assistant", f"{n}: answer {turn}", 5, "o200k_base"),
                 ]
 
-                async def keep(tx: Transaction, contact: object = contact, said: list[NewMessage] = said) -> None:
-                    await small.append(tx, contact, said, request_id=None)  # type: ignore[arg-type]
+                async def keep(tx: Transaction, contact: Contact = contact, said: list[NewMessage] = said) -> None:
+                    await small.append(tx, contact, said, request_id=None)
 
                 await db.run(keep)
                 for store in (small, large):
                     recent = await store.recent(contact.id, 200, within=2000, encoding="o200k_base")
                     assert [m.content for m in recent][-2:] == [f"{n}: question {turn}", f"{n}: answer {turn}"]
                     assert [m.seq for m in recent] == list(range(1, 2 * turn + 3))
-        assert small._held <= 3 + 2 * 4 + 1  # one conversation's history is kept whatever the bound
+        assert len(small._histories) == 1  # the newest conversation's history is kept whatever the bound
         within = await small.recent(contacts[0].id, 200, within=20, encoding="o200k_base")
         assert [m.content for m in within] == ["0: question 3", "0: answer 3"]  # 2 x (5 + 3) fit in 20, 4 x do not
+
+
+async def test_a_conversation_nobody_writes_in_is_forgotten_after_a_while(
+    client: TestClient, settings: Settings
+) -> None:
+    tenant = await provision(client)
+    now = [1_000_000]
+
+    class Clock:
+        def now_ms(self) -> int:
+            return now[0]
+
+    async with database.open_database(settings) as db:
+        store = ConversationStore(db, Clock())
+        quiet, busy = [await store.contact(tenant.account_id, tenant.bot_id, "relay", who) for who in ("q", "b")]
+        for contact in (quiet, busy):
+
+            async def keep(tx: Transaction, contact: Contact = contact) -> None:
+                await store.append(tx, contact, [NewMessage("user", "hi", 1, "o200k_base")], request_id=None)
+
+            await db.run(keep)
+            await store.recent(contact.id, 200, within=2000, encoding="o200k_base")
+        assert set(store._histories) == {quiet.id, busy.id}
+        now[0] += 14 * 60 * 1000
+        await store.recent(busy.id, 200, within=2000, encoding="o200k_base")
+        now[0] += 2 * 60 * 1000  # the quiet one: 16 minutes without a turn
+        await store.recent(busy.id, 200, within=2000, encoding="o200k_base")
+        assert set(store._histories) == {busy.id}

@@ -450,7 +450,13 @@ _kept_lock = threading.Lock()
 def _pg_connection(url: str) -> Iterator[psycopg.Connection[Row]]:
     with _kept_lock:
         conn = _kept.pop(url, None)
-    if conn is None or conn.closed or conn.broken:
+    if conn is not None:
+        try:
+            conn.execute("SELECT 1")  # the server may have closed it meanwhile (a restart, an idle timeout)
+        except psycopg.Error:
+            conn.close()
+            conn = None
+    if conn is None:
         conn = _pg_connect(url)
     try:
         yield conn
@@ -461,6 +467,9 @@ def _pg_connection(url: str) -> Iterator[psycopg.Connection[Row]]:
         conn.close()
         return
     with _kept_lock:
+        displaced = _kept.pop(url, None)  # another use of the same URL ran meanwhile and kept its own
+        if displaced is not None:
+            displaced.close()
         _kept[url] = conn
         while len(_kept) > _KEPT_CONNECTIONS:
             _kept.pop(next(iter(_kept))).close()
