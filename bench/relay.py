@@ -243,9 +243,10 @@ async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Se
     return scenarios
 
 
-async def idle_memory(tmp: Path, openai_base: str, *, seeded: bool) -> float:
+async def idle_memory(tmp: Path, openai_base: str, *, seeded: bool, python: str = sys.executable) -> float:
     """Resident memory (MB) of a fresh `python -m gateway serve` on a new SQLite file, once it is ready and idle.
-    `seeded`: the seed plans (gpt-4o models) are there first, so the process warms o200k_base at start."""
+    `seeded`: the seed plans (gpt-4o models) are there first, so the process warms o200k_base at start. `python`:
+    the interpreter it runs with (the project's code, that environment's packages)."""
     name = "seeded" if seeded else "empty"
     env = {
         "PATH": "/usr/bin:/bin",
@@ -260,14 +261,14 @@ async def idle_memory(tmp: Path, openai_base: str, *, seeded: bool) -> float:
         "LOG_LEVEL": "WARNING",
     }
     if seeded:
-        seed = GatewayProcess(env, tmp / f"idle-{name}.log", PROJECT_ROOT, ("seed",))
+        seed = GatewayProcess(env, tmp / f"idle-{name}.log", PROJECT_ROOT, ("seed",), python)
         seed.start()
         try:
             if await seed.wait_exit(60) != 0:
                 raise RuntimeError(f"`python -m gateway seed` failed:\n{seed.log()}")
         finally:
             seed.close()
-    process = GatewayProcess(env, tmp / f"idle-{name}.log", PROJECT_ROOT, ("serve",))
+    process = GatewayProcess(env, tmp / f"idle-{name}.log", PROJECT_ROOT, ("serve",), python)
     process.start()
     try:
         await process.wait_ready(60)
@@ -284,8 +285,8 @@ async def bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nexus-bench-") as tmp:
         async with FakesProcess(model_latency=args.latency) as fakes, contextlib.AsyncExitStack() as stack:
             openai_base = fakes.openai_base
-            memory = await idle_memory(Path(tmp), openai_base, seeded=False)
-            serving = await idle_memory(Path(tmp), openai_base, seeded=True)
+            memory = await idle_memory(Path(tmp), openai_base, seeded=False, python=args.python)
+            serving = await idle_memory(Path(tmp), openai_base, seeded=True, python=args.python)
             gateways = [
                 await stack.enter_async_context(
                     gateway_on("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", openai_base)
@@ -334,8 +335,8 @@ def report(
         "minus direct to the fake at the same concurrency; cpu ms: the gateway process's CPU (all threads) per turn"
     )
     print(
-        f"\nidle memory of a fresh `python -m gateway serve` (SQLite): {memory:.1f} MB resident with no plan yet, "
-        f"{serving:.1f} MB with the seed plans (their gpt-4o models' tokenizer warmed at start)"
+        f"\nidle memory of a fresh `python -m gateway serve` (SQLite, run by {args.python}): {memory:.1f} MB resident "
+        f"with no plan yet, {serving:.1f} MB with the seed plans (their gpt-4o models' tokenizer warmed at start)"
     )
     print()
     for scenario in scenarios:
@@ -411,6 +412,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--profile-sort", choices=("tottime", "cumulative"), default="tottime", help="order of the profile (tottime)"
     )
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests before each run (100)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter the idle-memory processes run the project with (this one). The development "
+        "environment holds packages the gateway never needs (rich, pygments, greenlet) that structlog imports when "
+        "they are there: a virtual environment with `pip install .` alone measures what production runs",
+    )
     parser.add_argument(
         "--database",
         metavar="POSTGRESQL_URL",

@@ -27,8 +27,10 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import snowballstemmer
+if TYPE_CHECKING:
+    import snowballstemmer
 
 _WORD = re.compile(r"[^\W_]+")
 _LANGUAGES = ("english", "german", "spanish")
@@ -153,6 +155,8 @@ def heads_of(word: str) -> tuple[str, ...]:
 
 @functools.cache
 def _stemmers() -> tuple[snowballstemmer.stemmer, ...]:
+    import snowballstemmer  # loaded with the first knowledge to index or search: most bots have none
+
     return tuple(snowballstemmer.stemmer(language) for language in _LANGUAGES)
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import io
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from core.chat import ImagePart
 
 _FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
@@ -20,6 +18,11 @@ class ImageRefused(Exception):
 
 
 def image_part(data: bytes) -> ImagePart:
+    from PIL import (
+        Image,
+        UnidentifiedImageError,
+    )  # Pillow loads with the first photo: a text-only gateway never needs it
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format or "", image.size
@@ -48,6 +51,8 @@ def kept_copies(parts: tuple[ImagePart, ...]) -> tuple[ImagePart, ...]:
 
 
 def _kept_copy(part: ImagePart) -> ImagePart:
+    from PIL import Image, ImageOps  # see image_part
+
     data = base64.b64decode(part.url.split(",", 1)[1])
     with Image.open(io.BytesIO(data)) as opened:
         upright = ImageOps.exif_transpose(opened)

@@ -28,8 +28,11 @@ class GatewayProcess:
     """One `python -m gateway [args]` command, started (and restarted) with the same environment and log file;
     `args` such as ("serve", "--role", "worker")."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, cwd: Path, args: tuple[str, ...] = (), python: str = sys.executable
+    ) -> None:
         self.env = env
+        self.python = python  # the interpreter (a virtual environment's) the command runs with
         self.args = args
         self.log_path = log_path
         self.cwd = cwd
@@ -45,7 +48,7 @@ class GatewayProcess:
             log.flush()
             # The child keeps its own copy of the log descriptor; its arguments are the test's own, never input.
             self.proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "gateway", *self.args],
+                [self.python, "-m", "gateway", *self.args],
                 env=self.env,
                 cwd=self.cwd,
                 stdout=log,
