@@ -34,7 +34,7 @@ from core.media.images import kept_copies
 from core.media.vision import accepts_images, image_tokens
 from core.memory import HISTORY_WINDOW, Prompt, build_prompt
 from core.metrics import Metrics
-from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, UsageRecord
+from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, StoredMessage, UsageRecord
 from core.paid_calls import Payer
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
@@ -254,16 +254,19 @@ class ConversationEngine:
             NewMessage("assistant", reply, d.tokens.count_text(model, reply), encoding_for(model)),
         ]
 
-        async def keep(tx: Transaction) -> list[str]:
+        async def keep(tx: Transaction) -> list[StoredMessage]:
             stored = await self._store_turn(tx, req, contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, contact, handoff)
             return stored
 
         stored = await d.db.run(keep)
+        d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
         snapshot = await d.quota.snapshot(req.account.id)
         _log_answered(req, contact, model, "handoff" if handoff is not None else "no_answer")
-        return TurnResult(reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1], handoff=handoff)
+        return TurnResult(
+            reply, req.bot.id, model, TokenUsage(), 0, snapshot, message_id=stored[-1].id, handoff=handoff
+        )
 
     async def _call(
         self,
@@ -333,7 +336,7 @@ class ConversationEngine:
             req, contact, model, outcome, None, completion.attempts, completion, cost_nanousd, bill
         )
 
-        async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[str]]:
+        async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[StoredMessage]]:
             stored = await self._store_turn(tx, req, contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, contact, handoff)
@@ -345,6 +348,7 @@ class ConversationEngine:
 
         # One hop to the database thread: the write lock is held for these statements alone.
         snapshot, stored = await d.db.run(charge)
+        d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
         d.metrics.llm_call(record)  # after the commit: a rolled-back turn was not a charged call
         _log_answered(
             req,
@@ -357,7 +361,7 @@ class ConversationEngine:
             latency_ms=completion.latency_ms,
         )
         return TurnResult(
-            reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1], handoff=handoff
+            reply, req.bot.id, model, usage, cost_nanousd, snapshot, message_id=stored[-1].id, handoff=handoff
         )
 
     async def _user_message(
@@ -373,9 +377,9 @@ class ConversationEngine:
 
     async def _store_turn(
         self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str
-    ) -> list[str]:
-        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction; their ids."""
-        stored = await self._d.conversations.append(tx, contact, messages, request_id=req.request_id)
+    ) -> list[StoredMessage]:
+        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction; as stored."""
+        stored = await self._d.conversations.append_stored(tx, contact, messages, request_id=req.request_id)
         if req.keep_reply is not None:
             await req.keep_reply(tx, reply)
         return stored

@@ -212,10 +212,28 @@ class ConversationStore:
                 return
             self._forget(next(iter(self._histories)))
 
+    def committed(self, contact_id: str, stored: Sequence[StoredMessage]) -> None:
+        """Messages `append_stored` wrote, once their transaction has committed: the conversation's remembered
+        history takes them when they follow it directly (nobody else wrote in between), so the next turn reads none."""
+        known = self._histories.get(contact_id)
+        if known is None or not stored or stored[0].seq != known.upto + 1:
+            return
+        messages = (known.messages + tuple(stored))[-known.limit :]
+        history = _History.of(known.limit, messages, self._clock.now_ms())
+        self._forget(contact_id)
+        self._histories[contact_id] = history
+        self._held += history.size
+
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
     ) -> list[str]:
         """Append messages in order, inside the caller's transaction (with the charge for them); their ids."""
+        return [m.id for m in await self.append_stored(tx, contact, messages, request_id=request_id)]
+
+    async def append_stored(
+        self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
+    ) -> list[StoredMessage]:
+        """`append`, giving back the messages as stored (for `committed`, once the transaction has committed)."""
         now = self._clock.now_ms()
         row = await tx.fetch_one(
             "UPDATE contacts SET message_count = message_count + ?, last_message_at = ? WHERE id = ?"
@@ -266,7 +284,20 @@ class ConversationStore:
                 " FROM message_images WHERE contact_id = ? ORDER BY seq DESC LIMIT ?) AS newest)",
                 (contact.id, contact.id, KEPT_IMAGES),
             )
-        return ids
+        return [
+            StoredMessage(
+                ids[n],
+                contact.id,
+                first_seq + n,
+                m.role,  # type: ignore[arg-type]  # user | assistant | agent, as NewMessage says
+                m.content,
+                m.tokens,
+                now,
+                m.note,
+                m.encoding,
+            )
+            for n, m in enumerate(messages)
+        ]
 
     async def images(self, contact_id: str) -> dict[str, tuple[ImagePart, ...]]:
         """The photos kept in a conversation (its newest KEPT_IMAGES messages' at most), by message id."""

@@ -250,3 +250,33 @@ async def test_a_conversation_nobody_writes_in_is_forgotten_after_a_while(
         now[0] += 2 * 60 * 1000  # the quiet one: 16 minutes without a turn
         await store.recent(busy.id, 200, within=2000, encoding="o200k_base")
         assert set(store._histories) == {busy.id}
+
+
+async def test_a_turns_own_messages_join_the_remembered_history_only_when_nothing_came_between(
+    client: TestClient, settings: Settings
+) -> None:
+    """What a turn stored joins its process's remembered history after the commit (the next turn reads nothing),
+    but only directly after what it remembers: messages another process stored in between are read, in order."""
+    tenant = await provision(client)
+    async with database.open_database(settings) as db:
+        here, there = ConversationStore(db, SystemClock()), ConversationStore(db, SystemClock())
+        contact = await here.contact(tenant.account_id, tenant.bot_id, "relay", "cy")
+
+        async def write(store: ConversationStore, *texts: str) -> list[StoredMessage]:
+            said = [NewMessage("user" if n % 2 == 0 else "assistant", t, 3, "o200k_base") for n, t in enumerate(texts)]
+
+            async def keep(tx: Transaction) -> list[StoredMessage]:
+                return await store.append_stored(tx, contact, said, request_id=None)
+
+            return await db.run(keep)
+
+        async def history() -> list[str]:
+            return [m.content for m in await here.recent(contact.id, 200, within=2000, encoding="o200k_base")]
+
+        here.committed(contact.id, await write(here, "q1", "a1"))
+        assert await history() == ["q1", "a1"]
+        here.committed(contact.id, await write(here, "q2", "a2"))  # follows what it remembers: taken as it is
+        assert await history() == ["q1", "a1", "q2", "a2"]
+        await write(there, "q3", "a3")  # another process
+        here.committed(contact.id, await write(here, "q4", "a4"))  # a gap before it: not taken
+        assert await history() == ["q1", "a1", "q2", "a2", "q3", "a3", "q4", "a4"]
