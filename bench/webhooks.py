@@ -506,7 +506,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--rate", type=positive(float, 20_000), default=1000.0, help="open-loop deliveries/s offered (1000)")
     add("--seconds", type=positive(float, 60), default=5.0, help="open-loop duration in seconds (5)")
     add("--rounds", type=positive(int, 20), default=2, help="floor/ingest rounds, alternated and pooled (2)")
-    add("--workers", type=positive(int, 256), default=8, help="inbox workers when answering (8)")
+    add("--workers", type=positive(int, 256), default=32, help="inbox workers when answering (32, as WORKERS)")
     add(
         "--worker-ack-target-ms",
         type=int,
