@@ -7,9 +7,10 @@ it: about 20 MB of resident memory and 600 modules that a gateway answering chat
 A chat completion is the call every turn makes, so it skips the SDK's layers we do not use: its request building
 (a typed transform of every message), its httpx-over-aiohttp transport and its response models cost about 1.6 ms
 of CPU a call where a plain aiohttp POST costs 0.4 ms (`python -m bench.openai_layers`). The request carries what
-the SDK's would that a server reads (the key as a bearer token, OPENAI_ORG_ID and OPENAI_PROJECT_ID as the SDK
-reads them from the environment, JSON accepted) and goes to the same base URL; the answer is checked by the same
-code as the SDK's answers (`_completion`), and a failure is classified by the same rules whichever way it came.
+the SDK's would that a server reads (the key as a bearer token; OPENAI_ORG_ID, OPENAI_PROJECT_ID and
+OPENAI_CUSTOM_HEADERS as the SDK reads them from the environment; JSON accepted) and goes to the same base URL;
+the answer is checked by the same code as the SDK's answers (`_completion`), and a failure is classified by the
+same rules whichever way it came.
 
 Retries live at this one layer. Rate limits (429 `rate_limit_exceeded`, honouring `retry-after`), 5xx,
 timeouts, dropped connections and unreadable bodies are retried with jittered exponential backoff, within a

@@ -188,12 +188,16 @@ class ConversationStore:
         history = _History.of(limit, since if len(since) >= limit else (known.messages + since)[-limit:], now)
         current = self._histories.get(contact_id)
         if current is None or current.upto <= history.upto:  # a turn that read earlier does not put back less
-            self._forget(contact_id)
-            self._histories[contact_id] = history
-            self._held += history.size
-            while self._held > self._remembered and len(self._histories) > 1:
-                self._forget(next(iter(self._histories)))
+            self._keep(contact_id, history)
         return history.messages
+
+    def _keep(self, contact_id: str, history: _History) -> None:
+        """Remember `history` (the newest of all), forgetting the least recently used beyond the bound."""
+        self._forget(contact_id)
+        self._histories[contact_id] = history
+        self._held += history.size
+        while self._held > self._remembered and len(self._histories) > 1:
+            self._forget(next(iter(self._histories)))
 
     def forget(self, contact_ids: Sequence[str]) -> None:
         """Drop what this process remembers of these conversations (they were erased)."""
@@ -219,10 +223,7 @@ class ConversationStore:
         if known is None or not stored or stored[0].seq != known.upto + 1:
             return
         messages = (known.messages + tuple(stored))[-known.limit :]
-        history = _History.of(known.limit, messages, self._clock.now_ms())
-        self._forget(contact_id)
-        self._histories[contact_id] = history
-        self._held += history.size
+        self._keep(contact_id, _History.of(known.limit, messages, self._clock.now_ms()))
 
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
