@@ -36,6 +36,17 @@ _RESERVE = f"""UPDATE quota_state SET reserved_tokens = reserved_tokens + ?, upd
     WHERE account_id = ? AND used_tokens + reserved_tokens + ? <= ? + {_AVAILABLE_CREDITS}
     RETURNING {_STATE_COLUMNS}"""
 
+# The common case in one statement: the account unlocked, its quota in the current month, the tokens within its
+# plan's ceiling (monthly limit and overage band, computed as _PlanTerms does) and its credits. Anything else
+# (locked, a month to roll over, refused) is sorted out by the steps after it, in the same transaction.
+_RESERVE_AT_ONCE = """UPDATE quota_state AS q SET reserved_tokens = q.reserved_tokens + ?, updated_at = ?
+    FROM accounts a JOIN plans p ON p.id = a.plan_id
+    WHERE q.account_id = ? AND a.id = q.account_id AND a.locked = 0 AND q.period_start >= ?
+    AND q.used_tokens + q.reserved_tokens + ? <= p.monthly_token_limit
+        + p.monthly_token_limit * p.overage_percent / 100 + q.credits_drawn
+        + CASE WHEN q.credit_balance > 0 THEN q.credit_balance ELSE 0 END
+    RETURNING reserved_tokens"""
+
 _SETTLE = """UPDATE quota_state SET used_tokens = used_tokens + ?, reserved_tokens = reserved_tokens - ?,
     credits_drawn = credits_drawn + ?, credit_balance = credit_balance - ?, overage_tokens = overage_tokens + ?,
     updated_at = ? WHERE account_id = ?"""
@@ -85,14 +96,16 @@ class QuotaService:
 
         async def hold(tx: Transaction) -> QuotaSnapshot | None:
             """None once reserved; the snapshot that refused it otherwise."""
-            terms, state = await self._prepare(tx, account_id)
-            if terms.locked:
-                raise AccountLocked(account_id)
-            if await tx.fetch_one(_RESERVE, (tokens, now, account_id, tokens, terms.ceiling)) is None:
-                # Not raised in here: the feed's "used up" warning must commit with the refusal (once a period).
-                refused = _snapshot(terms, state)
-                await _warn_refused(tx, account_id, refused, now)
-                return refused
+            held = await tx.fetch_one(_RESERVE_AT_ONCE, (tokens, now, account_id, month_bounds(now)[0], tokens))
+            if held is None:  # locked, a new month, or refused: read the terms and say which
+                terms, state = await self._prepare(tx, account_id)
+                if terms.locked:
+                    raise AccountLocked(account_id)
+                if await tx.fetch_one(_RESERVE, (tokens, now, account_id, tokens, terms.ceiling)) is None:
+                    # Not raised in here: the feed's "used up" warning must commit with the refusal (once a period).
+                    refused = _snapshot(terms, state)
+                    await _warn_refused(tx, account_id, refused, now)
+                    return refused
             await tx.defer(  # with the commit
                 "INSERT INTO quota_reservations (id, account_id, tokens, request_id, created_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
