@@ -68,18 +68,26 @@ def _message(row: Row) -> StoredMessage:
     )
 
 
+def _bytes(messages: Sequence[StoredMessage]) -> int:
+    return sum(len(m.content) + _MESSAGE_BYTES for m in messages)
+
+
 @dataclass(slots=True)
 class _History:
     """The newest messages of a conversation (at most `limit`), oldest first, as a turn last read them."""
 
     limit: int
-    messages: tuple[StoredMessage, ...]
+    messages: tuple[StoredMessage, ...] = ()
     used: int = 0  # epoch ms of the last turn that read it
-    size: int = 0  # about what it holds, in bytes (REMEMBERED_BYTES)
+    size: int = _MESSAGE_BYTES  # about what it holds, in bytes (REMEMBERED_BYTES)
 
-    @classmethod
-    def of(cls, limit: int, messages: tuple[StoredMessage, ...], used: int) -> _History:
-        return cls(limit, messages, used, _MESSAGE_BYTES + sum(len(m.content) + _MESSAGE_BYTES for m in messages))
+    def extended(self, more: Sequence[StoredMessage], used: int) -> _History:
+        """With `more` (the messages right after these) at its end, the oldest beyond `limit` left out; its size
+        made from the difference, not from every message again (this runs each turn)."""
+        messages = self.messages + tuple(more)
+        cut = max(0, len(messages) - self.limit)
+        size = self.size + _bytes(more) - _bytes(messages[:cut])
+        return _History(self.limit, messages[cut:], used, size)
 
     @property
     def upto(self) -> int:
@@ -181,11 +189,11 @@ class ConversationStore:
             self._histories.move_to_end(contact_id)
             return known.messages
         if known is None or known.limit != limit:
-            known = _History(limit, ())
+            known = _History(limit)
         rows = await self._db.lookup(_AFTER, (contact_id, known.upto, limit))
         since = tuple(_message(r) for r in reversed(rows))
         # All the messages after the remembered ones (unless there were `limit` or more of them: then the newest).
-        history = _History.of(limit, since if len(since) >= limit else (known.messages + since)[-limit:], now)
+        history = (known if len(since) < limit else _History(limit)).extended(since, now)
         current = self._histories.get(contact_id)
         if current is None or current.upto <= history.upto:  # a turn that read earlier does not put back less
             self._keep(contact_id, history)
@@ -222,8 +230,7 @@ class ConversationStore:
         known = self._histories.get(contact_id)
         if known is None or not stored or stored[0].seq != known.upto + 1:
             return
-        messages = (known.messages + tuple(stored))[-known.limit :]
-        self._keep(contact_id, _History.of(known.limit, messages, self._clock.now_ms()))
+        self._keep(contact_id, known.extended(stored, self._clock.now_ms()))
 
     async def append(
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
