@@ -107,10 +107,7 @@ class ConversationEngine:
 
     async def handle(self, req: TurnRequest) -> TurnResult:
         d = self._d
-        plan = await d.plans.current(req.account.plan_id)
-        model = resolve_model(req.bot, plan)
-        await d.tokens.ready(model)  # its tokenizer, loaded off the event loop the first time a model needs it
-        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        plan, model, contact = await self._begin(req)
         await self._check_rate(plan, contact)
         user = ChatMessage(role="user", content=req.text, images=req.images)
         try:
@@ -159,10 +156,7 @@ class ConversationEngine:
         finishes its event there, so a retry after a crash stores nothing twice). No model call, nothing charged.
         The stored message's id."""
         d = self._d
-        plan = await d.plans.current(req.account.plan_id)
-        model = resolve_model(req.bot, plan)
-        await d.tokens.ready(model)  # its tokenizer, loaded off the event loop the first time a model needs it
-        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        _, model, contact = await self._begin(req)
         message = NewMessage("user", req.text, d.tokens.count_text(model, req.text), encoding_for(model), note=note)
 
         async def keep(tx: Transaction) -> list[str]:
@@ -173,6 +167,16 @@ class ConversationEngine:
 
         [stored] = await d.db.run(keep)
         return stored
+
+    async def _begin(self, req: TurnRequest) -> tuple[Plan, str, Contact]:
+        """The account's plan, the model the bot answers with (its tokenizer ready: loaded off the event loop the
+        first time a model needs it) and the customer's contact, created on first contact."""
+        d = self._d
+        plan = await d.plans.current(req.account.plan_id)
+        model = resolve_model(req.bot, plan)
+        await d.tokens.ready(model)
+        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        return plan, model, contact
 
     async def _check_rate(self, plan: Plan, contact: Contact) -> None:
         if plan.messages_per_minute is None:
@@ -232,11 +236,7 @@ class ConversationEngine:
     async def hand_off(self, req: TurnRequest, source: str) -> TurnResult:
         """The conversation goes to a person without a model call (the account's tokens are used up and the bot
         says so, `handoff_on_quota`): the customer's message and the handoff message stored, on_handoff run."""
-        d = self._d
-        plan = await d.plans.current(req.account.plan_id)
-        model = resolve_model(req.bot, plan)
-        await d.tokens.ready(model)  # its tokenizer, loaded off the event loop the first time a model needs it
-        contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
+        _, model, contact = await self._begin(req)
         return await self._canned(req, model, contact, ChatMessage(role="user", content=req.text), Handoff(source))
 
     async def _canned(
