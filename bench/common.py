@@ -57,6 +57,11 @@ ADMIN_TIMEOUT = aiohttp.ClientTimeout(total=30)
 PERSONA = "You are the friendly assistant of a small coffee shop. Answer briefly and politely."
 
 
+# A per-minute limit, as every seed plan has, so each turn pays for counting its message; one no customer of the
+# benches reaches.
+PER_MINUTE = 100_000  # the most a plan may have
+
+
 @dataclass(frozen=True, slots=True)
 class BenchTenant:
     account_id: str
@@ -77,7 +82,7 @@ async def provision(session: aiohttp.ClientSession, base: str, admin_token: str)
             "monthly_token_limit": 10**11,
             "models": ["gpt-4o-mini"],
             "default_model": "gpt-4o-mini",
-            "messages_per_minute": None,
+            "messages_per_minute": PER_MINUTE,
         },
     )
     account = await admin_post(session, base, admin_token, "/accounts", {"name": "Bench coffee", "plan_id": plan["id"]})

@@ -272,7 +272,7 @@ async def speed(
                 break
         round_ += 1
     conversations = ConversationStore(db, SystemClock())
-    contact = await conversations.contact(bot.account_id, bot.id, "relay", "customer")
+    contact = await conversations.stored(await conversations.contact(bot.account_id, bot.id, "relay", "customer"))
     for start in range(0, 200, 50):
         batch = [NewMessage("user" if i % 2 == 0 else "assistant", f"message {start + i}", 3) for i in range(50)]
 

@@ -107,8 +107,16 @@ class ConversationEngine:
 
     async def handle(self, req: TurnRequest) -> TurnResult:
         d = self._d
-        plan, model, contact = await self._begin(req)
-        await self._check_rate(plan, contact)
+        plan, model, begun = await self._begin(req)
+        # The message is counted against the conversation's rate in the turn's first commit (the reservation's, or
+        # the canned reply's), with a new customer's contact: one commit for all three. Unless the turn searches
+        # the bot's knowledge: the question's embedding is paid for, and a customer past the rate must not cost it.
+        searches = d.knowledge is not None and await d.knowledge.searches(req.bot)
+        if searches:
+            begun = await d.conversations.stored(begun)
+            await d.db.run(lambda tx: self._take_rate(tx, plan, begun))
+        counted = None if searches else plan  # the plan whose rate the first commit counts
+        contact = begun
         user = ChatMessage(role="user", content=req.text, images=req.images)
         try:
             knowledge = await self._knowledge(req, model, contact)
@@ -116,9 +124,8 @@ class ConversationEngine:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
             raise
         if knowledge is not None and not knowledge.found and req.bot.knowledge_mode == "strict":
-            if req.bot.handoff_on_no_answer:
-                return await self._canned(req, model, contact, user, Handoff("no_answer"))
-            return await self._canned(req, model, contact, user, None)
+            handoff = Handoff("no_answer") if req.bot.handoff_on_no_answer else None
+            return await self._canned(req, model, contact, user, handoff, counted)
         context = knowledge.message if knowledge is not None else None
         prompt = await self._prompt(model, req.bot, contact, user, with_history=True, knowledge=context)
         # The model may hand the conversation to a person (a tool); the tool's definition is prompt tokens too, and
@@ -130,13 +137,23 @@ class ConversationEngine:
         # The id is ours before the reservation exists, so every exit below can release it, even a cancellation
         # that lands between the reservation's commit and our getting it back.
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
+
+        async def first(tx: Transaction) -> None:
+            nonlocal contact
+            contact = await d.conversations.created(tx, begun)  # from `begun`: a retried transaction starts over
+            await self._take_rate(tx, counted, contact)
+
         try:
-            await d.quota.reserve(req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id)
+            await d.quota.reserve(
+                req.account.id, needed, request_id=req.request_id, reservation_id=reservation.id, first=first
+            )
             completion, sent = await self._call(req, model, contact, user, prompt, tools, extra)
             result = await self._account(req, model, contact, user, reservation, completion, sent)
             return replace(result, knowledge=_shown(knowledge)) if knowledge is not None else result
         except QuotaExceeded:
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
+            raise
+        except RateLimited:  # raised in the reservation's transaction: nothing was reserved
             raise
         except UpstreamUnavailable as exc:
             await asyncio.shield(d.quota.release(reservation))
@@ -160,9 +177,10 @@ class ConversationEngine:
         message = NewMessage("user", req.text, d.tokens.count_text(model, req.text), encoding_for(model), note=note)
 
         async def keep(tx: Transaction) -> list[str]:
-            stored = await d.conversations.append(tx, contact, [message], request_id=req.request_id)
+            stored_contact = await d.conversations.created(tx, contact)
+            stored = await d.conversations.append(tx, stored_contact, [message], request_id=req.request_id)
             if also is not None:
-                await also(tx, contact.id)
+                await also(tx, stored_contact.id)
             return stored
 
         [stored] = await d.db.run(keep)
@@ -170,7 +188,8 @@ class ConversationEngine:
 
     async def _begin(self, req: TurnRequest) -> tuple[Plan, str, Contact]:
         """The account's plan, the model the bot answers with (its tokenizer ready: loaded off the event loop the
-        first time a model needs it) and the customer's contact, created on first contact."""
+        first time a model needs it) and the customer's contact (on first contact, not stored yet: the turn's first
+        commit stores it, `ConversationStore.created`)."""
         d = self._d
         plan = await d.plans.current(req.account.plan_id)
         model = resolve_model(req.bot, plan)
@@ -178,10 +197,12 @@ class ConversationEngine:
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         return plan, model, contact
 
-    async def _check_rate(self, plan: Plan, contact: Contact) -> None:
-        if plan.messages_per_minute is None:
+    async def _take_rate(self, tx: Transaction, plan: Plan | None, contact: Contact) -> None:
+        """Count the message against the conversation's rate (the plan's; None: counted already), in the caller's
+        transaction: a refusal raises there and undoes it."""
+        if plan is None or plan.messages_per_minute is None:
             return
-        decision = await self._d.limiter.check(contact.id, plan.messages_per_minute)
+        decision = await self._d.limiter.take(tx, contact.id, plan.messages_per_minute)
         if not decision.allowed:
             raise RateLimited(decision.retry_after, plan.messages_per_minute)
 
@@ -240,11 +261,17 @@ class ConversationEngine:
         return await self._canned(req, model, contact, ChatMessage(role="user", content=req.text), Handoff(source))
 
     async def _canned(
-        self, req: TurnRequest, model: str, contact: Contact, user: ChatMessage, handoff: Handoff | None
+        self,
+        req: TurnRequest,
+        model: str,
+        contact: Contact,
+        user: ChatMessage,
+        handoff: Handoff | None,
+        counted: Plan | None = None,
     ) -> TurnResult:
         """A reply of the bot's own words, with no model call and nothing charged: strict knowledge mode's
         no-answer message, or, handing the conversation to a person, its handoff message. Stored like any reply
-        (a channel sends it from the same commit)."""
+        (a channel sends it from the same commit), the message counted there against `counted`'s rate."""
         d = self._d
         if req.account.locked:  # nothing is reserved on this path, so the reservation's own check is not met
             raise AccountLocked(req.account.id)
@@ -254,13 +281,15 @@ class ConversationEngine:
             NewMessage("assistant", reply, d.tokens.count_text(model, reply), encoding_for(model)),
         ]
 
-        async def keep(tx: Transaction) -> list[StoredMessage]:
-            stored = await self._store_turn(tx, req, contact, messages, reply)
+        async def keep(tx: Transaction) -> tuple[Contact, list[StoredMessage]]:
+            stored_contact = await d.conversations.created(tx, contact)
+            await self._take_rate(tx, counted, stored_contact)
+            stored = await self._store_turn(tx, req, stored_contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
-                await req.on_handoff(tx, contact, handoff)
-            return stored
+                await req.on_handoff(tx, stored_contact, handoff)
+            return stored_contact, stored
 
-        stored = await d.db.run(keep)
+        contact, stored = await d.db.run(keep)
         d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
         snapshot = await d.quota.snapshot(req.account.id)
         _log_answered(req, contact, model, "handoff" if handoff is not None else "no_answer")

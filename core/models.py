@@ -196,6 +196,8 @@ class Contact:
     external_id: str
     created_at: int
     message_count: int = 0  # the messages of its conversation when it was read (a turn's history reads no more)
+    # False: a new customer's, not stored yet; the turn's first commit stores it (ConversationStore.created)
+    stored: bool = True
 
 
 @dataclass(frozen=True, slots=True)

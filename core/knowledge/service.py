@@ -222,9 +222,14 @@ class KnowledgeService:
             for c in order[:limit]
         ]
 
+    async def searches(self, bot: Bot) -> bool:
+        """Whether the bot's turns search its knowledge (it has some, and uses it); without, `for_turn` finds
+        nothing at once. Kept like the bot itself: no read in the common case."""
+        return bot.knowledge_mode != "off" and bot.knowledge_tokens > 0 and await self._store.has_chunks(bot.id)
+
     async def for_turn(self, bot: Bot, model: str, question: str, payer: Payer | None = None) -> TurnKnowledge:
         """The relevant chunks that fit the bot's `knowledge_tokens`, best first, as one message."""
-        if bot.knowledge_mode == "off" or bot.knowledge_tokens <= 0 or not await self._store.has_chunks(bot.id):
+        if not await self.searches(bot):
             return TurnKnowledge(None, ())
         hits = [hit for hit in await self.search(bot, question, CANDIDATES, payer) if hit.relevant]
         kept: list[Hit] = []

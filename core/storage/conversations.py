@@ -15,6 +15,7 @@ from core.storage.db import Database, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
 _CONTACT_READ = f"{_CONTACT}, message_count"
+_CONTACT_KEY = "account_id = ? AND bot_id = ? AND platform = ? AND external_id = ?"
 _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encoding"
 # A conversation's messages after a seq, newest first (at most LIMIT): the newest of them, or what a remembered
 # history lacks (ConversationStore.recent).
@@ -108,29 +109,41 @@ class ConversationStore:
         self._held = 0  # the sizes of _histories
 
     async def contact(self, account_id: str, bot_id: str, platform: str, external_id: str) -> Contact:
-        """The contact for this customer of this bot, created on first contact."""
+        """The contact for this customer of this bot. On first contact, a new one that is not stored yet
+        (`stored` False): the turn stores it in its first commit (`created`), so a new customer's turn commits no
+        more often than a returning one's."""
         key = (account_id, bot_id, platform, external_id)
-        where = "account_id = ? AND bot_id = ? AND platform = ? AND external_id = ?"
-        found = await self._db.lookup(f"SELECT {_CONTACT_READ} FROM contacts WHERE {where}", key)
+        found = await self._db.lookup(f"SELECT {_CONTACT_READ} FROM contacts WHERE {_CONTACT_KEY}", key)
         if found:
             return _contact(found[0])
         now = self._clock.now_ms()
+        return Contact(new_id("con"), account_id, bot_id, platform, external_id, now, stored=False)
 
-        async def create(tx: Transaction) -> Contact:
-            created = await tx.fetch_one(
-                f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
-                f" ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING RETURNING {_CONTACT_READ}",
-                (new_id("con"), *key, now),
-            )
-            if created is None:  # created a moment ago by another turn
-                found = await tx.fetch_one(f"SELECT {_CONTACT_READ} FROM contacts WHERE {where}", key)
-                assert found is not None
-                return _contact(found)
-            contact = _contact(created)
-            await record_conversation_started(tx, contact)  # the dashboard feed shows each new conversation once
+    async def created(self, tx: Transaction, contact: Contact) -> Contact:
+        """`contact` as stored, inside the caller's transaction: a new one is stored here (its conversation shown
+        once in the dashboard's feed). When another turn of the same customer stored it a moment ago, that one is
+        the contact (its id is not this one's)."""
+        if contact.stored:
             return contact
+        key = (contact.account_id, contact.bot_id, contact.platform, contact.external_id)
+        created = await tx.fetch_one(
+            f"INSERT INTO contacts ({_CONTACT}) VALUES (?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT (account_id, bot_id, platform, external_id) DO NOTHING RETURNING {_CONTACT_READ}",
+            (contact.id, *key, contact.created_at),
+        )
+        if created is None:  # stored a moment ago by another turn
+            found = await tx.fetch_one(f"SELECT {_CONTACT_READ} FROM contacts WHERE {_CONTACT_KEY}", key)
+            assert found is not None
+            return _contact(found)
+        stored = _contact(created)
+        await record_conversation_started(tx, stored)  # the dashboard feed shows each new conversation once
+        return stored
 
-        return await self._db.run(create)
+    async def stored(self, contact: Contact) -> Contact:
+        """`contact` as stored, in a commit of its own when it is new (`created`)."""
+        if contact.stored:
+            return contact
+        return await self._db.run(lambda tx: self.created(tx, contact))
 
     async def recent(
         self,

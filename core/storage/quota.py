@@ -10,6 +10,7 @@ usage past the limit, whatever their interleaving.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.clock import Clock, month_bounds
@@ -84,18 +85,28 @@ class QuotaService:
         return await self._db.run(read)
 
     async def reserve(
-        self, account_id: str, tokens: int, *, request_id: str | None, reservation_id: str | None = None
+        self,
+        account_id: str,
+        tokens: int,
+        *,
+        request_id: str | None,
+        reservation_id: str | None = None,
+        first: Callable[[Transaction], Awaitable[None]] | None = None,
     ) -> Reservation:
         """Hold `tokens` of the allowance or raise QuotaExceeded / AccountLocked; never partially.
 
         A caller that may be cancelled passes its own `reservation_id`, so it can release the reservation even
-        when the cancellation lands after the commit but before this method returns.
+        when the cancellation lands after the commit but before this method returns. `first`: the caller's work
+        that commits with the reservation, before it (a turn's new contact, its conversation's rate); what it
+        raises undoes both. It runs on the database's terms (`Database.run`): its transaction's statements only.
         """
         now = self._clock.now_ms()
         reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
 
         async def hold(tx: Transaction) -> QuotaSnapshot | None:
             """None once reserved; the snapshot that refused it otherwise."""
+            if first is not None:
+                await first(tx)
             held = await tx.fetch_one(_RESERVE_AT_ONCE, (tokens, now, account_id, month_bounds(now)[0], tokens))
             if held is None:  # locked, a new month, or refused: read the terms and say which
                 terms, state = await self._prepare(tx, account_id)

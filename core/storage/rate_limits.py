@@ -32,22 +32,22 @@ class RateLimitStore:
         self._clock = clock
 
     async def check(self, key: str, per_minute: int) -> Decision:
-        """Count one message for `key`; a burst of `per_minute` is allowed, then one every 60/per_minute s."""
+        """`take` in a transaction of its own."""
+        return await self._db.run(lambda tx: self.take(tx, key, per_minute))
+
+    async def take(self, tx: Transaction, key: str, per_minute: int) -> Decision:
+        """Count one message for `key`, inside the caller's transaction (a turn's reservation: undone with it); a
+        burst of `per_minute` is allowed, then one every 60/per_minute s."""
         now = self._clock.now_ms() * 1000
         interval = _MICROS_PER_MINUTE // per_minute
         tolerance = interval * (per_minute - 1)
-
-        async def take(tx: Transaction) -> Decision:
-            await tx.execute(
-                "INSERT INTO rate_limits (key, tat_us) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, now)
-            )
-            if await tx.fetch_one(_TAKE, (now, now, interval, key, now, now, now, tolerance)) is not None:
-                return Decision(True, 0.0)
-            row = await tx.fetch_one("SELECT tat_us FROM rate_limits WHERE key = ?", (key,))
-            tat = int(row["tat_us"]) if row is not None else now
-            return Decision(False, max(tat - now - tolerance, 0) / 1_000_000)
-
-        return await self._db.run(take)
+        # Deferred: it travels with the UPDATE (one round trip on PostgreSQL).
+        await tx.defer("INSERT INTO rate_limits (key, tat_us) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, now))
+        if await tx.fetch_one(_TAKE, (now, now, interval, key, now, now, now, tolerance)) is not None:
+            return Decision(True, 0.0)
+        row = await tx.fetch_one("SELECT tat_us FROM rate_limits WHERE key = ?", (key,))
+        tat = int(row["tat_us"]) if row is not None else now
+        return Decision(False, max(tat - now - tolerance, 0) / 1_000_000)
 
     async def sweep(self) -> int:
         """Forget keys whose TAT has passed (they are as good as new); returns how many."""

@@ -160,7 +160,7 @@ async def test_a_turn_sees_what_another_process_stored_since_the_last_one(
     await expect(await relay(client, tenant, "when does my order ship?", user_id="ann"), 200)
     async with database.open_database(settings) as db:
         other = ConversationStore(db, SystemClock())
-        contact = await other.contact(tenant.account_id, tenant.bot_id, "relay", "ann")
+        contact = await other.stored(await other.contact(tenant.account_id, tenant.bot_id, "relay", "ann"))
         said = NewMessage("agent", "A person here: it ships on Monday.", 9, "o200k_base", author="sam")
 
         async def keep(tx: Transaction) -> list[str]:
@@ -203,7 +203,7 @@ async def test_a_process_remembering_few_messages_still_sends_whole_histories(
         small = ConversationStore(db, SystemClock(), remembered=1_000)  # bytes: one conversation's history at most
         large = ConversationStore(db, SystemClock())
         account, bot = tenant.account_id, tenant.bot_id
-        contacts = [await small.contact(account, bot, "relay", f"customer-{n}") for n in range(3)]
+        contacts = [await small.stored(await small.contact(account, bot, "relay", f"customer-{n}")) for n in range(3)]
         for turn in range(4):
             for n, contact in enumerate(contacts):
                 said = [
@@ -236,7 +236,10 @@ async def test_a_conversation_nobody_writes_in_is_forgotten_after_a_while(
 
     async with database.open_database(settings) as db:
         store = ConversationStore(db, Clock())
-        quiet, busy = [await store.contact(tenant.account_id, tenant.bot_id, "relay", who) for who in ("q", "b")]
+        quiet, busy = [
+            await store.stored(await store.contact(tenant.account_id, tenant.bot_id, "relay", who))
+            for who in ("q", "b")
+        ]
         for contact in (quiet, busy):
 
             async def keep(tx: Transaction, contact: Contact = contact) -> None:
@@ -260,7 +263,7 @@ async def test_a_turns_own_messages_join_the_remembered_history_only_when_nothin
     tenant = await provision(client)
     async with database.open_database(settings) as db:
         here, there = ConversationStore(db, SystemClock()), ConversationStore(db, SystemClock())
-        contact = await here.contact(tenant.account_id, tenant.bot_id, "relay", "cy")
+        contact = await here.stored(await here.contact(tenant.account_id, tenant.bot_id, "relay", "cy"))
 
         async def write(store: ConversationStore, *texts: str) -> list[StoredMessage]:
             said = [NewMessage("user" if n % 2 == 0 else "assistant", t, 3, "o200k_base") for n, t in enumerate(texts)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from aiohttp.test_utils import TestClient
 
+from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
+from tests.support import database
 from tests.support.harness import expect, provision, relay
 
 
@@ -34,3 +37,41 @@ async def test_relay_answers_with_reply_usage_cost_and_quota(client: TestClient,
     # The persona leads the prompt; the customer's message ends it.
     assert call.messages[0] == {"role": "system", "content": "You are the assistant of Acme."}
     assert call.messages[-1] == {"role": "user", "content": "Hello there"}
+
+
+async def test_messages_of_a_new_customer_sent_at_once_make_one_conversation(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    """A new customer's contact is stored with their first turn's reservation: several first messages at once,
+    each turn with a contact of its own making, all land in the one conversation, shown once in the feed."""
+    tenant = await provision(client)
+    questions = [f"question {n}" for n in range(4)]
+    responses = await asyncio.gather(*(relay(client, tenant, q, user_id="newcomer") for q in questions))
+    for response in responses:
+        await expect(response, 200)
+    [contact] = database.rows(settings, "SELECT id, message_count FROM contacts WHERE external_id = 'newcomer'")
+    stored = database.rows(
+        settings, "SELECT seq, content FROM messages WHERE contact_id = ? ORDER BY seq", (contact["id"],)
+    )
+    assert [m["seq"] for m in stored] == list(range(1, 9)) and contact["message_count"] == 8
+    turns = sorted((stored[n]["content"], stored[n + 1]["content"]) for n in range(0, 8, 2))
+    assert turns == [(q, f"You said: {q}") for q in questions]  # each question right before its answer
+    started = database.rows(settings, "SELECT contact_id FROM activity WHERE kind = 'conversation_started'")
+    assert [row["contact_id"] for row in started] == [contact["id"]]
+    assert len(fake_openai.calls) == 4
+
+
+async def test_a_message_past_the_rate_holds_nothing_and_stores_nothing(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    """The rate is counted in the reservation's commit: a refused message undoes it whole."""
+    tenant = await provision(client, plan={"messages_per_minute": 1})
+    answered = await expect(await relay(client, tenant, "one"), 200)
+    await expect(await relay(client, tenant, "two"), 429)
+    quota = database.quota_row(settings, tenant.account_id)
+    assert (quota["reserved_tokens"], quota["used_tokens"]) == (0, answered["usage"]["total_tokens"])
+    assert [m["content"] for m in database.rows(settings, "SELECT content FROM messages ORDER BY seq")] == [
+        "one",
+        "You said: one",
+    ]
+    assert len(fake_openai.calls) == 1

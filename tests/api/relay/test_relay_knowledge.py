@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from core.tokens import TokenCounter
@@ -64,8 +65,10 @@ DOCUMENTS: list[dict[str, str]] = [
 DELIVERY = "Wir liefern innerhalb Berlins und nach Potsdam"
 
 
-async def _with_knowledge(client: TestClient, bot: dict[str, Any] | None = None) -> Tenant:
-    tenant = await provision(client, name="Baeckerei", bot=bot)
+async def _with_knowledge(
+    client: TestClient, bot: dict[str, Any] | None = None, plan: dict[str, Any] | None = None
+) -> Tenant:
+    tenant = await provision(client, name="Baeckerei", bot=bot, plan=plan)
     for document in DOCUMENTS:
         await expect(
             await client.post(f"/api/admin/bots/{tenant.bot_id}/knowledge", json=document, headers=auth()), 201
@@ -146,6 +149,27 @@ async def test_strict_mode_answers_without_the_model_when_nothing_is_relevant(
     await expect(await relay(client, tenant, "Liefert ihr nach Potsdam?"), 200)
     [call] = fake_openai.calls
     assert DELIVERY in _system_messages(call)[1]
+
+
+@pytest.mark.parametrize("documents", [True, False], ids=["with-knowledge", "without-knowledge"])
+async def test_a_strict_bot_counts_each_question_against_the_rate(
+    client: TestClient, fake_openai: FakeOpenAI, documents: bool
+) -> None:
+    """With knowledge, the rate is counted before the search (a question's embedding may be paid for); without,
+    in the commit of the no-answer reply. Either way a question past the plan's rate is refused, stored nowhere."""
+    bot = {"knowledge_mode": "strict", "no_answer_message": "Dazu weiß ich leider nichts."}
+    plan = {"messages_per_minute": 1}
+    tenant = await (_with_knowledge(client, bot, plan) if documents else provision(client, bot=bot, plan=plan))
+    answered = await expect(await relay(client, tenant, "Wie wird das Wetter morgen in Hamburg?"), 200)
+    assert answered["reply"] == "Dazu weiß ich leider nichts."
+    refused = await expect(await relay(client, tenant, "Und übermorgen in Bremen?"), 429)
+    assert refused["error"]["code"] == "rate_limited"
+    conversations = await expect(
+        await client.get("/api/conversations", params={"account_id": tenant.account_id}, headers=auth()), 200
+    )
+    [conversation] = conversations["conversations"]
+    assert conversation["message_count"] == 2
+    assert fake_openai.calls == []
 
 
 async def test_a_deleted_document_never_reaches_a_turn_again(client: TestClient, fake_openai: FakeOpenAI) -> None:
