@@ -27,8 +27,10 @@ _ROLLOVER = """UPDATE quota_state
 
 _STATE_COLUMNS = "period_start, used_tokens, reserved_tokens, credits_drawn, credit_balance"
 
-_TERMS = f"""SELECT a.locked, p.monthly_token_limit, p.overage_percent, {_STATE_COLUMNS}
+_TERMS = f"""SELECT a.locked, p.monthly_token_limit, p.overage_percent, {_STATE_COLUMNS}{{held}}
     FROM accounts a JOIN plans p ON p.id = a.plan_id JOIN quota_state q ON q.account_id = a.id WHERE a.id = ?"""
+# With the terms, the tokens a reservation holds (NULL once it is gone), its row locked like the quota's.
+_HELD = ", (SELECT r.tokens FROM quota_reservations r WHERE r.id = ?{lock}) AS held"
 
 # Positive credit balance only: an operator's negative adjustment must not eat into the monthly allowance.
 _AVAILABLE_CREDITS = "credits_drawn + CASE WHEN credit_balance > 0 THEN credit_balance ELSE 0 END"
@@ -133,11 +135,15 @@ class QuotaService:
         """Charge `used` tokens (the API's figure) and drop the reservation, inside the caller's transaction."""
         now = self._clock.now_ms()
         used = max(0, used)  # the LLM client refuses negative usage; this keeps the ledger safe regardless
-        # Zero when the sweeper already released it: the tokens are then charged but nothing is given back twice.
-        held = await _delete_reservation(tx, reservation.id)
         # Charged from what is read here: the account's quota row stays locked until the commit, so two settles of
-        # one account (two processes) draw credits one after the other, never both from the same balance.
-        terms, state = await self._prepare(tx, reservation.account_id, lock=True)
+        # one account (two processes) draw credits one after the other, never both from the same balance. The
+        # reservation's row is read and locked in the same statement (one round trip): what it holds is given back
+        # once, here or by the sweeper, whose delete waits for this commit. Zero when the sweeper already released
+        # it: the tokens are then charged but nothing is given back twice.
+        terms, state = await self._prepare(tx, reservation.account_id, lock=True, reservation_id=reservation.id)
+        held = 0 if state["held"] is None else int(state["held"])
+        if state["held"] is not None:
+            await tx.defer("DELETE FROM quota_reservations WHERE id = ?", (reservation.id,))
         before, after = int(state["used_tokens"]), int(state["used_tokens"]) + used
         beyond_monthly = max(0, after - terms.monthly) - max(0, before - terms.monthly)
         draw = min(beyond_monthly, max(0, int(state["credit_balance"])))
@@ -190,18 +196,23 @@ class QuotaService:
 
         return await self._db.run(sweep)
 
-    async def _prepare(self, tx: Transaction, account_id: str, *, lock: bool = False) -> tuple[_PlanTerms, Row]:
+    async def _prepare(
+        self, tx: Transaction, account_id: str, *, lock: bool = False, reservation_id: str | None = None
+    ) -> tuple[_PlanTerms, Row]:
         """Roll the account into the current month if needed; its plan terms and quota state (with `lock`, the
-        quota row stays locked until the transaction ends)."""
+        quota row stays locked until the transaction ends; with `reservation_id`, the state's `held` is what that
+        reservation holds, its row locked too)."""
         now = self._clock.now_ms()
         start, _ = month_bounds(now)
-        terms = _TERMS + (tx.dialect.locked(of="q") if lock else "")
-        row = await tx.fetch_one(terms, (account_id,))
+        held = "" if reservation_id is None else _HELD.format(lock=tx.dialect.locked("delete") if lock else "")
+        terms = _TERMS.format(held=held) + (tx.dialect.locked(of="q") if lock else "")
+        params = (account_id,) if reservation_id is None else (reservation_id, account_id)
+        row = await tx.fetch_one(terms, params)
         if row is not None and int(row["period_start"]) < start:
             # The first use in a new month (rare): roll over, then read again. Conditional, so two callers rolling
             # over at once (two processes) roll it over once; with `lock` the row is already ours.
             await tx.execute(_ROLLOVER, (start, now, account_id, start))
-            row = await tx.fetch_one(terms, (account_id,))
+            row = await tx.fetch_one(terms, params)
         if row is None:
             raise NotFound("account")
         monthly = int(row["monthly_token_limit"])

@@ -143,6 +143,27 @@ async def test_concurrent_settles_draw_each_credit_once(shared: Shared) -> None:
     assert overage == state["overage_tokens"] == charged - 1000 - 300
 
 
+async def test_a_reservation_settled_and_released_at_once_is_given_back_once(shared: Shared) -> None:
+    """A turn's settle and a release of its reservation (the sweeper's, or a takeover's) on other connections at
+    the same moment: whichever comes first gives the tokens back, the other nothing, and the charge is kept."""
+    handles = shared.handles
+    clock = SystemClock()
+    plan = await PlanStore(handles[0], clock).create(
+        PlanSettings(name="p", monthly_token_limit=10**9, models=["gpt-4o-mini"], default_model="gpt-4o-mini")
+    )
+    account = await AccountStore(handles[0], clock).create("a", plan.id, None)
+    settling, releasing = (QuotaService(db, clock, reservation_ttl_ms=60_000) for db in handles[1:])
+    for _ in range(20):
+        reservations = [await settling.reserve(account.id, 100, request_id=None) for _ in range(3)]
+        await asyncio.gather(
+            *(handles[1].run(lambda tx, r=r: settling.settle(tx, r, 10)) for r in reservations),
+            *(releasing.release(r) for r in reservations),
+        )
+    [state] = database.rows(shared.url, "SELECT * FROM quota_state WHERE account_id = ?", (account.id,))
+    assert (state["used_tokens"], state["reserved_tokens"]) == (20 * 3 * 10, 0)
+    assert database.rows(shared.url, "SELECT id FROM quota_reservations") == []
+
+
 async def test_bots_created_at_once_are_numbered_without_a_gap_or_a_clash(shared: Shared) -> None:
     handles = shared.handles
     clock = SystemClock()
