@@ -1,7 +1,8 @@
 """The conversation engine: one customer message in, one bot reply out, with every step accounted.
 
 The steps, in the order that matters:
-  1. rate limit   - refuse floods before any work is done;
+  1. rate limit   - refuse floods before anything is paid for: counted in the reservation's commit (step 5),
+                   or before the knowledge search when the bot has knowledge (its question's embedding is paid);
   2. persona      - the bot's system message, first and stable;
   3. knowledge    - the bot's documents that answer the message, within its knowledge budget (core/knowledge);
                    in strict mode, when none does, the bot's no-answer message, and no model call;
@@ -112,14 +113,13 @@ class ConversationEngine:
         # the canned reply's), with a new customer's contact: one commit for all three. Unless the turn searches
         # the bot's knowledge: the question's embedding is paid for, and a customer past the rate must not cost it.
         searches = d.knowledge is not None and await d.knowledge.searches(req.bot)
-        if searches:
-            begun = await d.conversations.stored(begun)
-            await d.db.run(lambda tx: self._take_rate(tx, plan, begun))
+        if searches and (not begun.stored or plan.messages_per_minute is not None):
+            begun = await d.db.run(lambda tx: self._counted(tx, plan, begun))
         counted = None if searches else plan  # the plan whose rate the first commit counts
         contact = begun
         user = ChatMessage(role="user", content=req.text, images=req.images)
         try:
-            knowledge = await self._knowledge(req, model, contact)
+            knowledge = await self._knowledge(req, model, contact, searches=searches)
         except QuotaExceeded:  # the question's embedding (EMBEDDINGS_MODEL) found the allowance used up
             await self._record_failure(req, contact, model, "quota_exceeded", "quota_exceeded", attempts=0)
             raise
@@ -197,6 +197,12 @@ class ConversationEngine:
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         return plan, model, contact
 
+    async def _counted(self, tx: Transaction, plan: Plan, contact: Contact) -> Contact:
+        """The contact stored and the message counted against its rate, in one commit (before a knowledge search)."""
+        stored = await self._d.conversations.created(tx, contact)
+        await self._take_rate(tx, plan, stored)
+        return stored
+
     async def _take_rate(self, tx: Transaction, plan: Plan | None, contact: Contact) -> None:
         """Count the message against the conversation's rate (the plan's; None: counted already), in the caller's
         transaction: a refusal raises there and undoes it."""
@@ -206,9 +212,15 @@ class ConversationEngine:
         if not decision.allowed:
             raise RateLimited(decision.retry_after, plan.messages_per_minute)
 
-    async def _knowledge(self, req: TurnRequest, model: str, contact: Contact) -> TurnKnowledge | None:
+    async def _knowledge(
+        self, req: TurnRequest, model: str, contact: Contact, *, searches: bool
+    ) -> TurnKnowledge | None:
+        """What the bot's knowledge says to the message; `searches`: as the turn decided it, before its contact
+        was stored and its rate counted (a document added since waits for the next turn)."""
         if self._d.knowledge is None or req.bot.knowledge_mode == "off":
             return None
+        if not searches:
+            return TurnKnowledge(None, ())
         # The question's embedding (EMBEDDINGS_MODEL set) is charged to the account like the turn itself.
         payer = Payer(req.account.id, req.bot.id, req.channel, contact_id=contact.id, request_id=req.request_id)
         return await self._d.knowledge.for_turn(req.bot, model, req.text, payer)

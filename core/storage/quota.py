@@ -29,7 +29,7 @@ _STATE_COLUMNS = "period_start, used_tokens, reserved_tokens, credits_drawn, cre
 
 _TERMS = f"""SELECT a.locked, p.monthly_token_limit, p.overage_percent, {_STATE_COLUMNS}{{held}}
     FROM accounts a JOIN plans p ON p.id = a.plan_id JOIN quota_state q ON q.account_id = a.id WHERE a.id = ?"""
-# With the terms, the tokens a reservation holds (NULL once it is gone), its row locked like the quota's.
+# With the terms, the tokens a reservation holds (NULL once it is gone), its row locked for its delete.
 _HELD = ", (SELECT r.tokens FROM quota_reservations r WHERE r.id = ?{lock}) AS held"
 
 # Positive credit balance only: an operator's negative adjustment must not eat into the monthly allowance.
