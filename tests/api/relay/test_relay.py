@@ -5,8 +5,14 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import psycopg
+import pytest
 from aiohttp.test_utils import TestClient
 
+from core.models import Contact
+from core.storage.conversations import ConversationStore
+from core.storage.db import Transaction
+from core.storage.rate_limits import Decision, RateLimitStore
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
@@ -75,3 +81,34 @@ async def test_a_message_past_the_rate_holds_nothing_and_stores_nothing(
         "You said: one",
     ]
     assert len(fake_openai.calls) == 1
+
+
+@pytest.mark.postgresql_only
+async def test_a_new_customers_turn_survives_a_retried_reservation(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL runs a transaction again after a deadlock: here the reservation's, once it has stored the new
+    customer's contact and while it counts the rate. The second attempt stores the contact again (the first
+    attempt's was rolled back), and the turn is answered and stored."""
+    tenant = await provision(client, plan={"messages_per_minute": 60})
+    created, take = ConversationStore.created, RateLimitStore.take
+    met: list[bool] = []
+
+    async def noting(self: ConversationStore, tx: Transaction, contact: Contact) -> Contact:
+        met.append(contact.stored)
+        return await created(self, tx, contact)
+
+    async def deadlocked_once(self: RateLimitStore, tx: Transaction, key: str, per_minute: int) -> Decision:
+        decision = await take(self, tx, key, per_minute)
+        if len(met) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected (raised by the test)")
+        return decision
+
+    monkeypatch.setattr(ConversationStore, "created", noting)
+    monkeypatch.setattr(RateLimitStore, "take", deadlocked_once)
+    body = await expect(await relay(client, tenant, "hello", user_id="retried"), 200)
+    assert body["reply"] == "You said: hello"
+    assert met[:2] == [False, False]  # each attempt from the contact as the turn met it, not yet stored
+    [contact] = database.rows(settings, "SELECT id, message_count FROM contacts WHERE external_id = 'retried'")
+    assert contact["message_count"] == 2
+    assert database.quota_row(settings, tenant.account_id)["reserved_tokens"] == 0
