@@ -212,9 +212,6 @@ class LLMClient:
         return self._session
 
     async def complete(self, request: LLMRequest) -> Completion:
-        # The session (its TLS context, its headers) is made on the first call, before the attempts' clocks start:
-        # it is the gateway's own set-up, not the provider's time, and under load it took most of a short attempt.
-        self._chat_session()
         started = time.monotonic()
 
         async def once(seconds: float, attempts: int) -> Completion:
