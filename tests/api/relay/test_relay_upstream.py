@@ -18,9 +18,8 @@ def assert_nothing_charged(settings: Settings, tenant: Tenant) -> None:
     row = database.quota_row(settings, tenant.account_id)
     assert row["used_tokens"] == 0
     assert row["reserved_tokens"] == 0
-    assert database.rows(settings, "SELECT * FROM quota_reservations WHERE account_id = ?", (tenant.account_id,)) == []
-    # A failed turn leaves no half conversation.
-    assert database.rows(settings, "SELECT * FROM messages WHERE account_id = ?", (tenant.account_id,)) == []
+    assert database.rows(settings, "SELECT * FROM quota_reservations") == []
+    assert database.rows(settings, "SELECT * FROM messages") == []  # a failed turn leaves no half conversation
 
 
 async def test_rate_limit_is_retried_after_the_delay_openai_asks_for(
@@ -89,14 +88,11 @@ async def test_hanging_upstream_is_cut_at_the_time_budget(
     make_client: MakeClient, fake_openai: FakeOpenAI, settings: Settings
 ) -> None:
     client = await make_client(replace(settings, llm_attempt_timeout=0.3, llm_total_budget=1.0))
-    # Another account's turn first: the gateway's connection to the model (its TLS context, its session) is made on
-    # the first call, and on a loaded machine that alone can take a good part of a 0.3 s attempt.
-    await expect(await relay(client, await provision(client, name="Warm"), "hi"), 200)
     tenant = await provision(client)
     fake_openai.script(*[Fault.hang()] * 5)
     body = await expect(await relay(client, tenant, "hi"), 503)
     assert body["error"]["details"]["upstream_code"] == "timeout"
-    assert 1 <= len(fake_openai.calls) - 1 <= 3
+    assert 1 <= len(fake_openai.calls) <= 3
     assert_nothing_charged(settings, tenant)
 
 
