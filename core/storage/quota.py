@@ -126,9 +126,7 @@ class QuotaService:
             )
             return None
 
-        # Not synced to the disk: a reservation lost in a power cut holds nothing back (the call it was for failed
-        # with it), and the charge's commit, which is synced, makes it durable with itself.
-        refused = await self._db.run(hold, durable=False)
+        refused = await self._db.run(hold)
         if refused is not None:
             raise QuotaExceeded(refused, tokens)
         return reservation
