@@ -45,8 +45,10 @@ async def _ready(client: TestClient, document_id: str, within: float = 10.0) -> 
         await asyncio.sleep(0.1)
 
 
-async def _with_documents(client: TestClient) -> tuple[Tenant, list[dict[str, Any]]]:
-    tenant = await provision(client)
+async def _with_documents(
+    client: TestClient, plan: dict[str, Any] | None = None
+) -> tuple[Tenant, list[dict[str, Any]]]:
+    tenant = await provision(client, plan=plan)
     added = []
     for body in DOCUMENTS:
         document = await expect(
@@ -102,6 +104,20 @@ async def test_a_question_sharing_no_word_finds_its_chunk_by_meaning_and_is_char
     # The turn's quota standing includes every embedding: documents, the search and the question.
     chat = body["usage"]["total_tokens"]
     assert body["quota"]["used_tokens"] == chat + sum(row["prompt_tokens"] for row in rows)
+
+
+async def test_a_question_past_the_rate_is_refused_before_its_embedding_is_paid_for(
+    hybrid: TestClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    tenant, _ = await _with_documents(hybrid, plan={"messages_per_minute": 1})
+    documents = len(fake_openai.embedding_calls)
+    await expect(await relay(hybrid, tenant, "Bringt ihr Sachen heim?"), 200)
+    assert len(fake_openai.embedding_calls) == documents + 1  # the question's embedding
+    refused = await expect(await relay(hybrid, tenant, "Und was kostet ein Roggenbrot?"), 429)
+    assert refused["error"]["code"] == "rate_limited"
+    assert len(fake_openai.embedding_calls) == documents + 1 and len(fake_openai.calls) == 1
+    charged = [row["channel"] for row in _embedding_usage(settings, tenant.account_id) if row["channel"] != "knowledge"]
+    assert charged == ["relay"]
 
 
 async def test_a_model_that_refuses_the_text_fails_the_document_with_the_reason(

@@ -83,6 +83,23 @@ async def test_a_message_past_the_rate_holds_nothing_and_stores_nothing(
     assert len(fake_openai.calls) == 1
 
 
+async def test_an_account_locked_while_a_new_customer_writes_stores_nothing(
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI
+) -> None:
+    """Another process locks the account after this one read it (here: the lock written straight into the
+    database, so this process's kept account still says unlocked). The reservation reads the lock itself and
+    refuses the turn; the new customer's contact and the rate count of its commit are undone with it."""
+    tenant = await provision(client, plan={"messages_per_minute": 60})
+    await expect(await relay(client, tenant, "hello", user_id="regular"), 200)  # the account is kept from here on
+    assert database.execute(settings, "UPDATE accounts SET locked = 1 WHERE id = ?", (tenant.account_id,)) == 1
+    refused = await expect(await relay(client, tenant, "hi there", user_id="newcomer"), 403)
+    assert refused["error"]["code"] == "account_locked"
+    assert database.rows(settings, "SELECT id FROM contacts WHERE external_id = 'newcomer'") == []
+    assert len(database.rows(settings, "SELECT key FROM rate_limits")) == 1  # the regular customer's count alone
+    assert database.quota_row(settings, tenant.account_id)["reserved_tokens"] == 0
+    assert len(fake_openai.calls) == 1
+
+
 @pytest.mark.postgresql_only
 async def test_a_new_customers_turn_survives_a_retried_reservation(
     client: TestClient, settings: Settings, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
