@@ -19,6 +19,11 @@ same history, the message), then through each gateway right after. Reported: req
 the generator, added latency (gateway minus baseline at the same concurrency) and the gateway process's CPU per
 turn (all its threads: the event loop, SQLite's writer, tiktoken; PostgreSQL's own server CPU is not in it), and
 the idle memory of a fresh `python -m gateway serve` process.
+
+Each kind also runs through a floor: a bare aiohttp proxy in this process (`bare_proxy`) that reads the relay body,
+sends the persona (and, for full histories, the same history as the baseline) and the message to the fake with a
+pooled session, and answers the reply: no key, no database, no tokens, no quota. It is what any relay built on
+aiohttp pays before doing anything of its own, so the gateway's row minus the floor's is the gateway's own work.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from admin.tokens import mint_token
 from bench.common import PERSONA, provision, serving
@@ -77,7 +83,7 @@ class Gateway:
 
 @dataclass(slots=True)
 class Run:
-    name: str  # "direct to fake" or "gateway, sqlite"
+    name: str  # "direct to fake", "bare aiohttp proxy" or "gateway, sqlite"
     load: LoadResult
     cpu_seconds: float | None = None  # the gateway process's CPU over the run (None for the baseline)
 
@@ -91,6 +97,7 @@ class Scenario:
     kind: str  # "new customer" | "full history"
     concurrency: int
     baseline: Run
+    floor: Run  # the bare aiohttp proxy
     gateways: list[Run]
 
 
@@ -116,6 +123,30 @@ async def gateway_on(backend: str, database_url: str, openai_base: str) -> Async
         async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
             tenant = await provision(session, base, admin_token)
         yield Gateway(backend, base, tenant.api_key, tenant.memory_tokens)
+
+
+@contextlib.asynccontextmanager
+async def bare_proxy(openai_base: str, history: Sequence[dict[str, str]]) -> AsyncIterator[Gateway]:
+    """The floor: the relay's HTTP round trips and JSON, nothing else (see the module's docstring)."""
+    persona = {"role": "system", "content": PERSONA}
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+    url = f"{openai_base}/chat/completions"
+    async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:
+
+        async def relay(request: web.Request) -> web.Response:
+            sent = await request.json()
+            remembered = history if sent["user_id"].startswith("regular-") else ()
+            messages = [persona, *remembered, {"role": "user", "content": sent["message"]}]
+            body = json.dumps({"model": MODEL, "messages": messages, "max_tokens": 300}).encode()
+            async with session.post(url, data=body, headers=headers) as answer:
+                completion = json.loads(await answer.read())
+            choice = completion["choices"][0]["message"]["content"]
+            return web.json_response({"reply": choice, "usage": completion["usage"]})
+
+        app = web.Application()
+        app.router.add_post("/api/messages/relay", relay)
+        async with serving(app) as (base, _):
+            yield Gateway("bare aiohttp proxy", base, "none", 0)
 
 
 def relay_bodies(gateway: Gateway, users: Callable[[int], str], count: int) -> tuple[tuple[bytes, dict[str, str]], ...]:
@@ -200,7 +231,9 @@ async def measured(spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile |
         return result, time.process_time() - cpu
 
 
-async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Sequence[Gateway]) -> list[Scenario]:
+async def run_scenarios(
+    args: argparse.Namespace, openai_base: str, gateways: Sequence[Gateway], floor: Gateway
+) -> list[Scenario]:
     scenarios = []
     tag = 0
     prompt_tokens: dict[str, int] = {}
@@ -222,9 +255,10 @@ async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Se
             direct = direct_bodies(history if kind == "full history" else [], total)
             spec = load_spec(f"{openai_base}/chat/completions", direct, concurrency, args.warmup)
             baseline, _ = await measured(spec, gateway=False, profile=None)
-            runs = []
-            for gateway in gateways:
-                print(f"{kind}, concurrency {concurrency}: through the gateway on {gateway.backend} ...", flush=True)
+            runs: list[Run] = []
+            for gateway in (floor, *gateways):
+                where = "the floor" if gateway is floor else f"the gateway on {gateway.backend}"
+                print(f"{kind}, concurrency {concurrency}: through {where} ...", flush=True)
 
                 def users(i: int, run: int = tag, fresh: bool = kind == "new customer") -> str:
                     return f"new-{run}-{i}" if fresh else f"regular-{i % args.history_users}"
@@ -232,14 +266,14 @@ async def run_scenarios(args: argparse.Namespace, openai_base: str, gateways: Se
                 spec = load_spec(
                     f"{gateway.base}/api/messages/relay", relay_bodies(gateway, users, total), concurrency, args.warmup
                 )
-                profile = cProfile.Profile() if args.profile else None
+                profile = cProfile.Profile() if args.profile and gateway is not floor else None
                 load, cpu = await measured(spec, gateway=True, profile=profile)
-                runs.append(Run(f"gateway, {gateway.backend}", load, cpu))
+                runs.append(Run(gateway.backend if gateway is floor else f"gateway, {gateway.backend}", load, cpu))
                 if profile is not None:
                     print(f"\ncProfile of this process during {kind}, concurrency {concurrency}, {gateway.backend}:")
                     stats = pstats.Stats(profile, stream=sys.stdout).sort_stats(args.profile_sort)
                     stats.print_stats(args.profile_lines)
-            scenarios.append(Scenario(kind, concurrency, Run("direct to fake", baseline), runs))
+            scenarios.append(Scenario(kind, concurrency, Run("direct to fake", baseline), runs[0], runs[1:]))
     return scenarios
 
 
@@ -297,7 +331,10 @@ async def bench(args: argparse.Namespace) -> int:
                 server = await stack.enter_async_context(BenchDatabase(args.database))
                 url = await server.new_schema("relay")
                 gateways.append(await stack.enter_async_context(gateway_on("postgresql", url, openai_base)))
-            scenarios = await run_scenarios(args, openai_base, gateways)
+            floor = await stack.enter_async_context(
+                bare_proxy(openai_base, stored_history(args.history_turns)[-args.baseline_history :])
+            )
+            scenarios = await run_scenarios(args, openai_base, gateways, floor)
         return report(scenarios, args, server, memory, serving)
 
 
@@ -320,7 +357,7 @@ def report(
     failed = 0
     for scenario in scenarios:
         base = scenario.baseline.load
-        for run in (scenario.baseline, *scenario.gateways):
+        for run in (scenario.baseline, scenario.floor, *scenario.gateways):
             load = run.load
             failed += sum(load.failures.values())
             is_base = run is scenario.baseline
@@ -332,7 +369,8 @@ def report(
             )
     print(
         "req/s: answered requests per second; p50/p99: latency seen by the generator; +p50/+p99: the gateway's "
-        "minus direct to the fake at the same concurrency; cpu ms: the gateway process's CPU (all threads) per turn"
+        "minus direct to the fake at the same concurrency; cpu ms: the gateway process's CPU (all threads) per turn; "
+        "bare aiohttp proxy: the floor, HTTP in and out with no work of its own"
     )
     print(
         f"\nidle memory of a fresh `python -m gateway serve` (SQLite, run by {args.python}): {memory:.1f} MB resident "
@@ -342,9 +380,11 @@ def report(
     for scenario in scenarios:
         for run in scenario.gateways:
             verdict = "met" if run.cpu_ms_per_turn <= CPU_TARGET_MS else "MISSED"
+            own = run.cpu_ms_per_turn - scenario.floor.cpu_ms_per_turn
             print(
                 f"target CPU per turn <= {CPU_TARGET_MS:g} ms, {scenario.kind}, concurrency {scenario.concurrency}, "
-                f"{run.name}: {run.cpu_ms_per_turn:.2f} ms ({verdict})"
+                f"{run.name}: {run.cpu_ms_per_turn:.2f} ms ({verdict}; {own:.2f} ms beyond the floor's "
+                f"{scenario.floor.cpu_ms_per_turn:.2f})"
             )
     for scenario in scenarios:
         if scenario.concurrency != 1:
@@ -360,7 +400,7 @@ def report(
         verdict = "met" if figure < IDLE_MEMORY_TARGET_MB else "MISSED"
         print(f"target idle memory < {IDLE_MEMORY_TARGET_MB:g} MB, {what}: {figure:.1f} MB ({verdict})")
     for scenario in scenarios:
-        for run in (scenario.baseline, *scenario.gateways):
+        for run in (scenario.baseline, scenario.floor, *scenario.gateways):
             for failure, count in run.load.failures.most_common(SHOW_FAILURES):
                 print(f"  {scenario.kind}, {run.name} (concurrency {scenario.concurrency}): {count} x {failure}")
     return 1 if failed else 0
