@@ -168,13 +168,18 @@ class Database(Protocol):
         """One write transaction whose work may await other things between its statements."""
         ...
 
-    async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
+    async def run(
+        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
+    ) -> T:
         """A whole write transaction, answered once its commit is durable.
 
         `work` must await nothing but its transaction's statements: a backend may run it in one step (SQLite's
         writer thread) or run it again from the start when the database aborted it (PostgreSQL's deadlock and
         serialisation failures). If it raises, its changes are undone and the error is raised here. Once
         started, a cancelled caller does not stop the commit. `urgent`: a webhook acknowledgement waits on it.
+        `durable=False`: answered once the commit is visible to every connection, without waiting for it to
+        reach the disk; a power cut (or, on PostgreSQL, a server crash) may then lose it, whole, and nothing
+        committed after it. For a write whose loss costs nothing: the next durable commit makes it durable too.
         """
         ...
 

@@ -263,22 +263,29 @@ class PostgresDatabase:
             async with self._pool.connection() as conn, _transaction(conn) as tx:
                 yield tx
 
-    async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
+    async def run(
+        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
+    ) -> T:
         # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
         started = time.monotonic()
         try:
-            return await asyncio.shield(asyncio.ensure_future(self._run(work)))
+            return await asyncio.shield(asyncio.ensure_future(self._run(work, durable=durable)))
         finally:
             if urgent:  # from the caller's side (the wait for a connection, the server, this event loop), failed too
                 self._commit_waits.record((time.monotonic() - started) * 1000)
 
-    async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True) -> T:
+    async def _run(
+        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True, durable: bool = True
+    ) -> T:
         with self.writes.watch():
-            return await self._attempts(work, begin=begin)
+            return await self._attempts(work, begin=begin, durable=durable)
 
-    async def _attempts(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool) -> T:
+    async def _attempts(
+        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool, durable: bool = True
+    ) -> T:
         """`work` on a pooled connection (in a transaction with `begin`), run again from the start after a
-        deadlock, a serialisation failure or a stale prepared statement."""
+        deadlock, a serialisation failure or a stale prepared statement. `durable=False`: its commit does not
+        wait for the server's WAL flush (Database.run)."""
         with _translated():
             for attempt in range(1, RUN_ATTEMPTS + 1):
                 try:
@@ -286,7 +293,7 @@ class PostgresDatabase:
                         try:
                             if not begin:
                                 return await work(PostgresTransaction(conn))
-                            async with _transaction(conn) as tx:
+                            async with _transaction(conn, durable=durable) as tx:
                                 return await work(tx)
                         except psycopg.errors.FeatureNotSupported as exc:
                             if _stale_plan(exc):
@@ -333,11 +340,14 @@ class PostgresDatabase:
 
 
 @asynccontextmanager
-async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
+async def _transaction(conn: Connection, *, durable: bool = True) -> AsyncIterator[PostgresTransaction]:
     """A transaction opened by its first statement (if it runs any): committed when the block ends, rolled back
     when it raises. Like psycopg's own transaction blocks, a failed rollback (the connection is gone) is logged and
-    the block's error goes on; the pool discards a connection left in a transaction or broken."""
+    the block's error goes on; the pool discards a connection left in a transaction or broken. `durable=False`:
+    its commit does not wait for the WAL flush (set with BEGIN, in the same round trip)."""
     tx = PostgresTransaction(conn, begin=True)
+    if not durable:
+        await tx.defer("SET LOCAL synchronous_commit TO OFF")
     try:
         yield tx
         await tx.commit()  # a deferred write that fails here rolls back like any statement

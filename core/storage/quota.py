@@ -126,7 +126,9 @@ class QuotaService:
             )
             return None
 
-        refused = await self._db.run(hold)
+        # Not synced to the disk: a reservation lost in a power cut holds nothing back (the call it was for failed
+        # with it), and the charge's commit, which is synced, makes it durable with itself.
+        refused = await self._db.run(hold, durable=False)
         if refused is not None:
             raise QuotaExceeded(refused, tokens)
         return reservation

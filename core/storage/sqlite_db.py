@@ -26,7 +26,7 @@ from core.storage.db import SQLITE, Dialect, Params, Row, Transaction, WriteHeal
 from core.storage.doorbell import LocalDoorbell
 from core.storage.leadership import Leadership, SoleLeader
 from core.storage.write_lock import WriteLock
-from core.storage.writer_thread import WriterThread, end_transaction
+from core.storage.writer_thread import SYNCHRONOUS, WriterThread, end_transaction
 
 T = TypeVar("T")
 
@@ -173,7 +173,9 @@ class SqliteDatabase:
                     await asyncio.shield(self._writer.submit(lambda raw: end_transaction(raw, "ROLLBACK")))
                 raise
 
-    async def run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False) -> T:
+    async def run(
+        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
+    ) -> T:
         """A whole write transaction in one hop to the writer thread, answered once its commit is durable.
 
         For the transactions of the message path (the webhook's group commit, claiming inbox work, the quota
@@ -188,7 +190,9 @@ class SqliteDatabase:
         async with self._write_lock.hold(urgent=urgent):
             # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
             # it; and while a multi-hop transaction is open, the writer thread runs nothing else.
-            done = self._writer.transaction(lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent)
+            done = self._writer.transaction(
+                lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent, durable=durable
+            )
         with self.writes.watch(), _translated():
             result = await asyncio.shield(done)
         if urgent:
@@ -301,7 +305,7 @@ def _connect_inline(path: Path) -> sqlite3.Connection:
 def _configure(raw: sqlite3.Connection) -> None:
     # fetchall steps each statement to its end, so no half-read PRAGMA cursor keeps a lock open.
     raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").fetchall()
-    raw.execute("PRAGMA synchronous=FULL").fetchall()
+    raw.execute(f"PRAGMA synchronous={SYNCHRONOUS}").fetchall()
     raw.execute("PRAGMA foreign_keys=ON").fetchall()
     # Case-insensitive search (conversations `q`) folds both sides with `casefold(...)`: SQLite's LOWER() folds
     # ASCII only, so "Émile" would never match "émile". PostgreSQL would define casefold(text) as LOWER($1), which

@@ -31,6 +31,8 @@ log = structlog.get_logger("core.storage.writer_thread")
 
 # Whole transactions committed together at most: bounds how long the first of them waits for the others' SQL.
 MAX_BATCH = 64
+# How every commit but an unsynced one reaches the disk (the writer connection's setting, sqlite_db.py).
+SYNCHRONOUS = "FULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class _Job:
     done: asyncio.Future[Any]
     fn: Callable[[sqlite3.Connection], Any]
     whole: bool  # a whole transaction (batched, run in a savepoint) or a raw step of an open transaction
+    durable: bool = True  # False: its commit need not reach the disk before it is answered (Database.run)
 
 
 class WriterThread:
@@ -63,10 +66,14 @@ class WriterThread:
             raise
         return writer
 
-    def transaction(self, fn: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> asyncio.Future[T]:
+    def transaction(
+        self, fn: Callable[[sqlite3.Connection], T], *, urgent: bool = False, durable: bool = True
+    ) -> asyncio.Future[T]:
         """Queue a whole transaction's work now (before returning); the thread opens and commits the transaction
-        around it, possibly shared with others, and sets the future only once the commit is durable."""
-        return self._queue(_Job(asyncio.get_running_loop().create_future(), fn, whole=True), urgent)
+        around it, possibly shared with others, and sets the future only once the commit is durable (`durable`
+        False: once it is committed; a commit carrying only such transactions is not synced to the disk)."""
+        job = _Job(asyncio.get_running_loop().create_future(), fn, whole=True, durable=durable)
+        return self._queue(job, urgent)
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> asyncio.Future[T]:
         """Queue a raw step now: it runs alone, as given (BEGIN, a statement, COMMIT: the caller's business)."""
@@ -156,7 +163,12 @@ class WriterThread:
     def _commit_together(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         alone = len(jobs) == 1
         outcomes: list[tuple[Any, bool]] = []
+        # Only when no transaction of the batch needs it: the commit is not synced (in WAL mode a crash keeps the
+        # file whole, and the next synced commit syncs this one's pages with its own).
+        unsynced = not any(job.durable for job in jobs)
         try:
+            if unsynced:
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
                 outcomes.append(_run(conn, job) if alone else _in_savepoint(conn, job))
@@ -167,6 +179,9 @@ class WriterThread:
         except BaseException as exc:  # BEGIN, a savepoint or COMMIT failed: nothing of the batch is committed
             end_transaction(conn, "ROLLBACK")
             outcomes = [(exc, True)] * len(jobs)
+        finally:
+            if unsynced:
+                conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         self.commits += 1
         self.transactions += len(jobs)
         for job, (value, failed) in zip(jobs, outcomes, strict=True):

@@ -112,3 +112,32 @@ async def test_a_repeated_statement_keeps_working_with_values_of_any_size_and_nu
     for key in ("k", None, "k", None, "k", None, "k"):
         row = await db.fetch_one("SELECT COUNT(*) AS n FROM rate_limits WHERE key = COALESCE(?, 'nothing')", (key,))
         assert row is not None and int(row["n"]) == (1 if key else 0)
+
+
+async def test_a_transaction_that_need_not_be_durable_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """`run(durable=False)` (a quota reservation) commits without syncing: on PostgreSQL its transaction does not
+    wait for the WAL flush, on SQLite its commit is not synced; the writes are kept like any, and every other
+    transaction, on the same connection after it included, waits for the disk as before."""
+    # The tests' PostgreSQL connections do not wait for the disk (tests/support/database.py): this one does, as a
+    # production server's.
+    url = scratch_url(tmp_path, "durable.db").replace("synchronous_commit%3Doff", "synchronous_commit%3Don")
+    postgresql = not url.startswith("sqlite")
+    setting = (
+        "SELECT current_setting('synchronous_commit') AS s"
+        if postgresql
+        else "SELECT synchronous AS s FROM pragma_synchronous"
+    )
+
+    async def write(tx: Transaction, key: str) -> str:
+        await tx.execute(INSERT, (key, 1))
+        row = await tx.fetch_one(setting)
+        assert row is not None
+        return str(row["s"])
+
+    async with open_database(url) as db:
+        await apply_migrations(db)
+        light = await db.run(lambda tx: write(tx, "light"), durable=False)
+        durable = await db.run(lambda tx: write(tx, "durable"))
+        expected = ("off", "on") if postgresql else ("1", "2")  # SQLite: NORMAL, FULL
+        assert (light, durable) == expected
+        assert await stored(db) == [("durable", 1), ("light", 1)]

@@ -196,3 +196,36 @@ async def test_a_writer_that_fails_answers_everyone_and_refuses_more(writer: Wri
     assert not writer.alive
     with pytest.raises(ValueError, match="closed"):
         writer.transaction(insert("later"))
+
+
+async def test_a_commit_skips_the_sync_only_when_none_of_its_transactions_needs_it(tmp_path: Path) -> None:
+    """A transaction whose loss costs nothing (a quota reservation) commits without syncing the disk; one that
+    shares its commit with a transaction that needs the sync gets it, and every commit after it is synced again."""
+    path = tmp_path / "w.db"
+    sqlite_connection(path).execute("CREATE TABLE t (name TEXT UNIQUE)").connection.close()
+    statements: list[str] = []
+
+    def traced() -> sqlite3.Connection:
+        raw = connector(path)()
+        raw.set_trace_callback(statements.append)
+        return raw
+
+    def syncs(batch: list[str]) -> list[str]:
+        return [s for s in batch if s.startswith("PRAGMA synchronous") or s in ("BEGIN IMMEDIATE", "COMMIT")]
+
+    writer = await WriterThread.open(traced)
+    try:
+        await writer.transaction(insert("alone"), durable=False)
+        unsynced = ["PRAGMA synchronous=NORMAL", "BEGIN IMMEDIATE", "COMMIT", "PRAGMA synchronous=FULL"]
+        assert syncs(statements) == unsynced
+        statements.clear()
+        gate, held = blocked(writer)
+        queued = [writer.transaction(insert("light"), durable=False), writer.transaction(insert("needs-sync"))]
+        gate.set()
+        await held
+        await asyncio.gather(*queued)
+        assert syncs(statements) == ["BEGIN IMMEDIATE", "COMMIT"]  # shared with a durable one: synced
+        assert await writer.submit(lambda raw: raw.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
+    finally:
+        await writer.close()
+    assert rows(path) == ["alone", "light", "needs-sync"]
