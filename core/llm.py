@@ -59,6 +59,7 @@ _BACKOFF_BASE = 0.5
 _BACKOFF_CAP = 8.0
 # Leave this much of the budget for the request itself; a retry that cannot finish is not worth starting.
 _MIN_ATTEMPT_SECONDS = 0.05
+_UNBOUNDED = aiohttp.ClientTimeout()  # for requests an asyncio.timeout around them bounds
 
 
 class ContextLengthExceeded(UpstreamUnavailable):
@@ -215,7 +216,7 @@ class LLMClient:
         started = time.monotonic()
 
         async def once(seconds: float, attempts: int) -> Completion:
-            body, headers = await self._attempt(request, attempt_timeout=seconds)
+            body, headers = await self._attempt(request)
             return _completion(body, headers, attempts, started)
 
         return await self._retrying(request.model, once, adapt=True)
@@ -295,7 +296,7 @@ class LLMClient:
                 )
             await self.sleep(delay)
 
-    async def _attempt(self, request: LLMRequest, *, attempt_timeout: float) -> tuple[object, Mapping[str, str]]:
+    async def _attempt(self, request: LLMRequest) -> tuple[object, Mapping[str, str]]:
         quirks = self._quirks.setdefault(request.model, _ModelQuirks())
         reasoning = is_reasoning_model(request.model)
         params: dict[str, Any] = {
@@ -312,8 +313,8 @@ class LLMClient:
         if request.tools:
             params |= {"tools": [tool.to_wire() for tool in request.tools], "tool_choice": "auto"}
         session = self._chat_session()
-        timeout = aiohttp.ClientTimeout(total=attempt_timeout)
-        async with session.post(self._chat_url, json=params, timeout=timeout, proxy=self._proxy) as response:
+        # No timer of aiohttp's own: `_retrying` bounds the whole attempt (asyncio.timeout), connecting included.
+        async with session.post(self._chat_url, json=params, timeout=_UNBOUNDED, proxy=self._proxy) as response:
             raw = await response.read()
             if response.status >= 400:
                 raise ProviderError(response.status, _error_object(raw), response.headers)

@@ -50,6 +50,19 @@ async def test_chunked_body_over_the_limit_is_413(client: TestClient) -> None:
     assert (await get(client, "/plans"))["plans"] == []
 
 
+async def test_a_small_chunked_body_over_a_small_limit_is_413(make_client: MakeClient, settings: Settings) -> None:
+    """Sent whole in one chunk, so all of it may be in before the handler reads it."""
+    client = await make_client(replace(settings, max_body_bytes=1024))
+
+    async def one_chunk() -> Any:
+        yield json.dumps({**PLAN, "name": "x" * 2048}).encode()
+
+    headers = {**auth(), "Content-Type": "application/json"}
+    await expect_error(await client.post(f"{ADMIN}/plans", data=one_chunk(), headers=headers), 413)
+    assert (await get(client, "/plans"))["plans"] == []
+    await expect(await client.post(f"{ADMIN}/plans", json=PLAN, headers=auth()), 201)  # a body within it is read
+
+
 async def test_deeply_nested_json_is_400(client: TestClient) -> None:
     """Was: RecursionError escaped the JSON reader and answered 500."""
     tenant = await provision(client)
