@@ -50,6 +50,10 @@ class Dialect:
     advisory_lock: str | None
     # Whether one execute() may carry several statements (without parameters) separated by semicolons.
     scripts: bool = False
+    # The database is a file on this machine (SQLite): whatever takes away a commit that was not synced to the disk
+    # (a power cut, the kernel crashing) takes the gateway's processes with it. A server (PostgreSQL) may crash or
+    # fail over while the gateway goes on.
+    embedded: bool = False
 
     def lock(self, name: str) -> str | None:
         return None if self.advisory_lock is None else self.advisory_lock.replace("{name}", name)
@@ -62,7 +66,7 @@ class Dialect:
 
 
 # SQLite: every write transaction starts with BEGIN IMMEDIATE and holds the database's one write lock.
-SQLITE = Dialect("sqlite", row_locks=False, skip_locked="", advisory_lock=None)
+SQLITE = Dialect("sqlite", row_locks=False, skip_locked="", advisory_lock=None, embedded=True)
 # Advisory locks are per database; the schema's name keeps two deployments sharing a database (tests) apart.
 POSTGRES = Dialect(
     "postgresql",
@@ -171,7 +175,7 @@ class Database(Protocol):
     async def run(
         self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
     ) -> T:
-        """A whole write transaction, answered once its commit is durable.
+        """A whole write transaction, answered once its commit is durable (unless `durable` is False, below).
 
         `work` must await nothing but its transaction's statements: a backend may run it in one step (SQLite's
         writer thread) or run it again from the start when the database aborted it (PostgreSQL's deadlock and
@@ -180,6 +184,7 @@ class Database(Protocol):
         `durable=False`: answered once the commit is visible to every connection, without waiting for it to
         reach the disk; a power cut (or, on PostgreSQL, a server crash) may then lose it, whole, and nothing
         committed after it. For a write whose loss costs nothing: the next durable commit makes it durable too.
+        (`Dialect.embedded` says whether losing it also stops this process, as a power cut does on SQLite.)
         """
         ...
 

@@ -151,7 +151,8 @@ class PostgresTransaction:
         self._deferred.append(_query(sql, params))
 
     async def commit(self) -> None:
-        """COMMIT, after the writes still deferred, in one round trip (nothing at all if nothing ran)."""
+        """COMMIT, after the writes still deferred, in one round trip (nothing at all if nothing ran and nothing was
+        deferred; a transaction's own setting, such as synchronous_commit, is deferred too)."""
         if not self._deferred:
             if self.opened:
                 await self._conn.execute("COMMIT")

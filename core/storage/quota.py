@@ -126,9 +126,13 @@ class QuotaService:
             )
             return None
 
-        # Not synced to the disk: a reservation lost in a power cut holds nothing back (the call it was for failed
-        # with it), and the charge's commit, which is synced, makes it durable with itself.
-        refused = await self._db.run(hold, durable=False)
+        # On an embedded database not synced to the disk: only a power cut or a kernel crash can lose the commit, and
+        # it stops this process too, before its charge; a reservation that outlives a crash is only ever given back
+        # (the sweeper, release_abandoned), never charged, so losing it changes nothing, and what `first` stored
+        # comes again with the next attempt. The charge's commit, which is synced, makes it durable with itself. A
+        # database server may lose an unsynced commit and go on serving: the turn's contact would be gone under
+        # its charge, so there the reservation waits for the disk.
+        refused = await self._db.run(hold, durable=not self._db.dialect.embedded)
         if refused is not None:
             raise QuotaExceeded(refused, tokens)
         return reservation

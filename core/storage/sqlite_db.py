@@ -176,7 +176,8 @@ class SqliteDatabase:
     async def run(
         self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
     ) -> T:
-        """A whole write transaction in one hop to the writer thread, answered once its commit is durable.
+        """A whole write transaction in one hop to the writer thread, answered once its commit is durable (or, with
+        `durable=False`, once it is committed, not synced unless it shares its commit with a durable one).
 
         For the transactions of the message path (the webhook's group commit, claiming inbox work, the quota
         reservation, a turn's accounting, recording a sent part): nothing is held across a round trip through a

@@ -7,7 +7,8 @@ deliveries/s with eight busy workers, when the writer was an aiosqlite connectio
 - Every transaction paid its own fsync (synchronous=FULL): 650 commits a second, and COMMIT was 45% of the
   thread's time. Whole transactions that are queued together now share one commit: the thread runs each inside
   its own SAVEPOINT (so one that fails is rolled back alone, and its caller gets its error) and answers every
-  caller only after the shared COMMIT is durable. This is the inbox's group commit, applied to every writer.
+  caller only after the shared COMMIT is durable (a batch made only of transactions that need not be durable
+  commits without the sync). This is the inbox's group commit, applied to every writer.
 
 Jobs are either whole transactions (`transaction`) or raw steps of a transaction that spans several hops under
 the write lock (`submit`); raw steps run alone, in order within their lane, and a batch never reaches past one.
@@ -180,7 +181,7 @@ class WriterThread:
             end_transaction(conn, "ROLLBACK")
             outcomes = [(exc, True)] * len(jobs)
         finally:
-            if unsynced:
+            if unsynced and not conn.in_transaction:  # (a ROLLBACK that failed left one open: the error says why)
                 conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         self.commits += 1
         self.transactions += len(jobs)

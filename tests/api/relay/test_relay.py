@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from core.errors import AccountLocked
 from core.models import Contact
 from core.storage.conversations import ConversationStore
 from core.storage.db import Transaction
+from core.storage.postgres_db import PostgresDatabase
+from core.storage.quota import QuotaService
 from core.storage.rate_limits import Decision, RateLimitStore
+from core.storage.sqlite_db import SqliteDatabase
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
@@ -84,20 +89,52 @@ async def test_a_message_past_the_rate_holds_nothing_and_stores_nothing(
 
 
 async def test_an_account_locked_while_a_new_customer_writes_stores_nothing(
-    client: TestClient, settings: Settings, fake_openai: FakeOpenAI
+    client: TestClient, settings: Settings, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process locks the account after this one read it (here: the lock written straight into the
     database, so this process's kept account still says unlocked). The reservation reads the lock itself and
     refuses the turn; the new customer's contact and the rate count of its commit are undone with it."""
+    reserve = QuotaService.reserve
+    refusals: list[BaseException] = []
+
+    async def watched(self: QuotaService, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await reserve(self, *args, **kwargs)
+        except AccountLocked as exc:
+            refusals.append(exc)
+            raise
+
+    monkeypatch.setattr(QuotaService, "reserve", watched)
     tenant = await provision(client, plan={"messages_per_minute": 60})
     await expect(await relay(client, tenant, "hello", user_id="regular"), 200)  # the account is kept from here on
     assert database.execute(settings, "UPDATE accounts SET locked = 1 WHERE id = ?", (tenant.account_id,)) == 1
     refused = await expect(await relay(client, tenant, "hi there", user_id="newcomer"), 403)
     assert refused["error"]["code"] == "account_locked"
+    assert len(refusals) == 1  # the reservation refused it, not the relay's own look at the kept account
     assert database.rows(settings, "SELECT id FROM contacts WHERE external_id = 'newcomer'") == []
     assert len(database.rows(settings, "SELECT key FROM rate_limits")) == 1  # the regular customer's count alone
     assert database.quota_row(settings, tenant.account_id)["reserved_tokens"] == 0
     assert len(fake_openai.calls) == 1
+
+
+async def test_a_reservation_waits_for_the_disk_only_on_a_database_server(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unsynced commit of SQLite's is lost only with the machine, this process included; PostgreSQL may lose one
+    and go on serving, and the turn's charge would then meet a contact that is not there."""
+    durable: list[bool] = []
+    for backend in (SqliteDatabase, PostgresDatabase):
+        original = backend.run
+
+        async def recording(self: Any, work: Any, *, _original: Any = original, **kwargs: Any) -> Any:
+            durable.append(kwargs.get("durable", True))
+            return await _original(self, work, **kwargs)
+
+        monkeypatch.setattr(backend, "run", recording)
+    tenant = await provision(client)
+    durable.clear()
+    await expect(await relay(client, tenant, "hello", user_id="newcomer"), 200)
+    assert (False in durable) == (database.BACKEND == "sqlite")
 
 
 @pytest.mark.postgresql_only

@@ -89,7 +89,8 @@ async def test_hanging_upstream_is_cut_at_the_time_budget(
 ) -> None:
     # Attempts of a second: long enough for the request to reach the fake on a loaded machine (the whole suite on
     # two cores once let 0.3 s attempts run out before the fake heard anything), short enough for two in the budget.
-    client = await make_client(replace(settings, llm_attempt_timeout=1.0, llm_total_budget=2.5))
+    # Five attempts allowed: a budget that was not kept would show as more than three calls.
+    client = await make_client(replace(settings, llm_attempt_timeout=1.0, llm_total_budget=2.5, llm_max_attempts=5))
     tenant = await provision(client)
     fake_openai.script(*[Fault.hang()] * 5)
     body = await expect(await relay(client, tenant, "hi"), 503)
