@@ -140,8 +140,7 @@ class ConversationEngine:
 
         async def first(tx: Transaction) -> None:
             nonlocal contact
-            contact = await d.conversations.created(tx, begun)  # from `begun`: a retried transaction starts over
-            await self._take_rate(tx, counted, contact)
+            contact = await self._counted(tx, counted, begun)  # from `begun`: a retried transaction starts over
 
         try:
             await d.quota.reserve(
@@ -197,8 +196,9 @@ class ConversationEngine:
         contact = await d.conversations.contact(req.account.id, req.bot.id, req.channel, req.external_user_id)
         return plan, model, contact
 
-    async def _counted(self, tx: Transaction, plan: Plan, contact: Contact) -> Contact:
-        """The contact stored and the message counted against its rate, in one commit (before a knowledge search)."""
+    async def _counted(self, tx: Transaction, plan: Plan | None, contact: Contact) -> Contact:
+        """The contact stored and the message counted against its rate (`plan`'s; None: counted already), in the
+        caller's transaction: the reservation's, the canned reply's, or one of their own before a knowledge search."""
         stored = await self._d.conversations.created(tx, contact)
         await self._take_rate(tx, plan, stored)
         return stored
@@ -294,8 +294,7 @@ class ConversationEngine:
         ]
 
         async def keep(tx: Transaction) -> tuple[Contact, list[StoredMessage]]:
-            stored_contact = await d.conversations.created(tx, contact)
-            await self._take_rate(tx, counted, stored_contact)
+            stored_contact = await self._counted(tx, counted, contact)
             stored = await self._store_turn(tx, req, stored_contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, stored_contact, handoff)
