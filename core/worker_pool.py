@@ -124,8 +124,11 @@ class WorkerPool:
             self._allowance.acknowledged(commit_ms, self._monotonic(), running=len(self._running))
 
     async def _wait(self) -> None:
+        # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives once the event is set (a wake-up
+        # at the moment of a stop), and the pool would go on claiming while the shutdown waits for it.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._poll)
+            async with asyncio.timeout(self._poll):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _timed(self, item: InboxItem) -> None:
