@@ -19,7 +19,7 @@ import structlog
 from core.ack_pressure import WorkerAllowance
 from core.channel_worker import ChannelWorker
 from core.metrics import Metrics
-from core.storage.inbox_queue import InboxItem, InboxQueue
+from core.storage.inbox_queue import InboxItem, InboxQueue, LeaseLost
 
 log = structlog.get_logger("core.worker_pool")
 
@@ -97,7 +97,7 @@ class WorkerPool:
             claimed: list[InboxItem] = []
             if free > 0:
                 try:
-                    claimed = await self._queue.claim(self._owner, free)
+                    claimed = await self._claim(free)
                 except Exception:
                     log.exception("inbox_claim_failed")
             for item in claimed:
@@ -110,6 +110,20 @@ class WorkerPool:
                     await self._wait()
                 continue
             await self._wait()
+
+    async def _claim(self, limit: int) -> list[InboxItem]:
+        """Claim up to `limit` events. A claim commits even when stop() cancels the loop meanwhile (a database
+        write, once started, is not cut off): what it leased is then given back at once, untouched, rather than
+        left under a lease that a restarted process would have to wait out."""
+        claiming = asyncio.ensure_future(self._queue.claim(self._owner, limit))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                for item in await claiming:
+                    with contextlib.suppress(LeaseLost):
+                        await self._queue.give_back(item)
+            raise
 
     def allowed(self) -> int:
         """Events that may run at once now."""

@@ -192,6 +192,16 @@ class InboxQueue:
             (now + delay_ms, reason, now),
         )
 
+    async def give_back(self, item: InboxItem) -> None:
+        """Claimed but never started (the process is stopping): back in the queue as it was, due at once, this
+        attempt not counted. Raises LeaseLost if the lease is no longer this worker's."""
+        await self._fenced(
+            item,
+            "UPDATE inbox SET attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+            " WHERE id = ?",
+            (self._clock.now_ms(),),
+        )
+
     async def wake(self, channel_id: str) -> int:
         """Make a channel's waiting events due now (it was re-authorised); returns how many."""
         now = self._clock.now_ms()
