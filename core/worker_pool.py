@@ -23,6 +23,9 @@ from core.storage.inbox_queue import InboxItem, InboxQueue, LeaseLost
 
 log = structlog.get_logger("core.worker_pool")
 
+# How long a stop waits for a claim it cut off to commit and for its events to go back.
+_GIVE_BACK_SECONDS = 2.0
+
 
 class WorkerPool:
     def __init__(
@@ -119,10 +122,12 @@ class WorkerPool:
         try:
             return await asyncio.shield(claiming)
         except asyncio.CancelledError:
+            # Bounded: a stop must not wait on a claim stuck behind the database (the leases then cover it).
             with contextlib.suppress(Exception):
-                for item in await claiming:
-                    with contextlib.suppress(LeaseLost):
-                        await self._queue.give_back(item)
+                async with asyncio.timeout(_GIVE_BACK_SECONDS):
+                    for item in await asyncio.shield(claiming):
+                        with contextlib.suppress(LeaseLost):
+                            await self._queue.give_back(item)
             raise
 
     def allowed(self) -> int:
