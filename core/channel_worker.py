@@ -86,6 +86,7 @@ class WorkerDeps:
 class ChannelWorker:
     def __init__(self, deps: WorkerDeps) -> None:
         self._d = deps
+        self._typing_sends: dict[str, asyncio.Task[None]] = {}  # by inbox event: its typing indicator in flight
 
     async def process(self, item: InboxItem) -> None:
         bound = log.bind(inbox_id=item.id, channel_id=item.channel_id, kind=item.kind, attempt=item.attempts)
@@ -102,6 +103,9 @@ class ChannelWorker:
                 await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
         finally:
             heartbeat.cancel()
+            typing = self._typing_sends.pop(item.id, None)
+            if typing is not None:  # nothing was sent for the event (skipped, retried later): no need of it now
+                typing.cancel()
 
     async def _heartbeat(self, item: InboxItem) -> None:
         """Keep the lease alive while the turn runs, so a slow model or slow sends never hand it to a second
@@ -158,7 +162,9 @@ class ChannelWorker:
         assert secrets is not None  # opened for every event but echoes
         token = secrets.access_token
         if reply is None:
-            await self._typing(channel, event, token)
+            # The indicator goes out while the reply is made: a Graph round trip less before every answer. `_send`
+            # waits for it before the first part of anything sent for this event.
+            self._typing_sends[item.id] = asyncio.create_task(self._typing(channel, event, token))
             reply = await self._reply(item, channel, event, token)
             if reply is None:
                 return  # _reply finished or rescheduled the item itself
@@ -370,8 +376,9 @@ class ChannelWorker:
             await d.queue.finish(item, "skipped", f"{kind} notice already sent")
 
     async def _typing(self, channel: Channel, event: InboundEvent, token: str) -> None:
+        """Best effort: a typing indicator that fails (Graph answers failures as values) must not stop the answer."""
         request = typing_request(channel.platform, channel.external_id, event.customer_id, event.message_id)
-        if request is not None:  # best effort: a failed typing indicator must not delay the answer
+        if request is not None:
             await self._d.graph.send(request, token)
 
     async def _send(
@@ -396,6 +403,10 @@ class ChannelWorker:
         if item.reply_parts_sent >= len(parts):  # every part went out before a crash or lost lease: only finish
             await d.queue.finish(item, final_state, note)
             return
+        typing = self._typing_sends.pop(item.id, None)
+        if typing is not None:
+            # The indicator first: one that landed after the reply would show the customer "typing" for 25 s more.
+            await typing
         for index in range(item.reply_parts_sent, len(parts)):
             result = await d.graph.send(parts[index], token)
             if result.ok:

@@ -12,6 +12,11 @@ from core.storage.db import Database, Row, Transaction
 
 _ENSURE = """INSERT INTO conversation_state (channel_id, customer_id) VALUES (?, ?)
     ON CONFLICT (channel_id, customer_id) DO NOTHING"""
+_INBOUND = """INSERT INTO conversation_state (channel_id, customer_id, last_inbound_at) VALUES (?, ?, ?)
+    ON CONFLICT (channel_id, customer_id) DO UPDATE SET last_inbound_at = CASE
+      WHEN conversation_state.last_inbound_at IS NULL OR conversation_state.last_inbound_at < excluded.last_inbound_at
+      THEN excluded.last_inbound_at ELSE conversation_state.last_inbound_at END
+    RETURNING paused_until, paused_reason"""
 
 
 # A handoff's pause has no end: the conversation waits for a person to resume it. Stored as this end (year
@@ -37,24 +42,23 @@ class ConversationStateStore:
 
     async def inbound(self, channel_id: str, customer_id: str, at_ms: int) -> Pause | None:
         """The customer wrote at `at_ms` (the platform's time): their reply window runs from the latest such
-        moment. The conversation's running pause, if any. One statement: the row is created on first contact."""
-        rows = await self._db.execute_returning(
-            "INSERT INTO conversation_state (channel_id, customer_id, last_inbound_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (channel_id, customer_id) DO UPDATE SET last_inbound_at = CASE"
-            " WHEN conversation_state.last_inbound_at IS NULL OR conversation_state.last_inbound_at"
-            " < excluded.last_inbound_at THEN excluded.last_inbound_at ELSE conversation_state.last_inbound_at END"
-            " RETURNING paused_until, paused_reason",
-            (channel_id, customer_id, at_ms),
+        moment. The conversation's running pause, if any. One statement: the row is created on first contact.
+
+        On an embedded database its commit is not synced (Database.run): only a power cut or a kernel crash loses
+        it, which stops the worker before the event it came from is finished; the event is then taken up again
+        and writes it again, and the event's own synced commits make it durable with themselves."""
+        rows = await self._db.run(
+            lambda tx: tx.fetch_all(_INBOUND, (channel_id, customer_id, at_ms)), durable=not self._db.dialect.embedded
         )
         return self._running(rows[0] if rows else None)
 
     async def paused(self, channel_id: str, customer_id: str) -> Pause | None:
-        """The conversation's running pause, if any."""
-        row = await self._db.fetch_one(
+        """The conversation's running pause, if any (a read through the primary key: `lookup`)."""
+        rows = await self._db.lookup(
             "SELECT paused_until, paused_reason FROM conversation_state WHERE channel_id = ? AND customer_id = ?",
             (channel_id, customer_id),
         )
-        return self._running(row)
+        return self._running(rows[0] if rows else None)
 
     async def last_inbound(self, channel_id: str, customer_id: str) -> int | None:
         """When the customer last wrote on this channel (the platform's time), or None if never."""

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from core.storage.postgres_db import PostgresDatabase
+from core.storage.sqlite_db import SqliteDatabase
 from gateway.settings import Settings
 from sandbox.fakes.graph_server import FakeGraph, GraphFault
 from sandbox.fakes.openai_server import FakeOpenAI, Fault
@@ -82,6 +84,54 @@ async def test_whatsapp_text_is_answered_in_context_and_charged(
     assert text.token == f"token-{PHONE_ID}"
     assert database.quota_row(settings, tenant.account_id)["used_tokens"] == call.usage["total_tokens"]
     assert row["reply_text"] == "You said: Do you deliver on Sundays?"
+
+
+async def test_only_an_embedded_database_skips_the_sync_for_the_customers_last_message_and_the_reservation(
+    live: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both writes are made again when the event is taken up after a crash; only on SQLite does losing them stop
+    this process too (Database.run's `durable`)."""
+    client, _, settings = live
+    unsynced: list[str] = []
+    for backend in (SqliteDatabase, PostgresDatabase):
+        original = backend.run
+
+        async def recording(self: Any, work: Any, *, _original: Any = original, **kwargs: Any) -> Any:
+            if kwargs.get("durable", True) is False:
+                unsynced.append(getattr(work, "__qualname__", ""))
+            return await _original(self, work, **kwargs)
+
+        monkeypatch.setattr(backend, "run", recording)
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.s1", "Hello"))
+    [row] = await settled(settings)
+    assert row["state"] == "done"
+    expected = ["ConversationStateStore.inbound.<locals>.<lambda>", "QuotaService.reserve.<locals>.hold"]
+    assert unsynced == (expected if database.BACKEND == "sqlite" else [])
+
+
+@pytest.mark.parametrize("slow", ["typing", "model"])
+async def test_the_typing_indicator_goes_out_while_the_reply_is_made_and_lands_before_it(
+    live: Any, fake_openai: FakeOpenAI, fake_graph: FakeGraph, slow: str
+) -> None:
+    """The indicator and the model call overlap (Graph's round trip is no longer added before every answer), and
+    the reply is sent only once the indicator is answered, whichever of the two is slower: an indicator that
+    landed after the reply would show the customer "typing" for 25 s more."""
+    client, _, settings = live
+    if slow == "typing":
+        fake_graph.script(GraphFault.slow(0.5, match=lambda body: body.get("status") == "read"))
+    else:
+        fake_openai.latency = 0.5
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.t1", "Are you open today?"))
+    [row] = await settled(settings)
+    assert row["state"] == "done"
+    [call] = fake_openai.calls
+    [typing] = [r for r in fake_graph.requests if r.body.get("status") == "read"]
+    [text] = [r for r in fake_graph.requests if r.kind == "text"]
+    assert typing.ended_at is not None and call.ended_at is not None
+    assert typing.started_at < call.started_at  # sent as the turn starts, not once the reply is made
+    if slow == "typing":
+        assert call.started_at < typing.ended_at  # the model was not kept waiting for Graph
+    assert typing.ended_at <= text.started_at  # and the indicator always first
 
 
 async def test_messenger_gets_typing_then_a_response_split_under_2000_chars(
