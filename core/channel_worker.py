@@ -86,7 +86,7 @@ class WorkerDeps:
 class ChannelWorker:
     def __init__(self, deps: WorkerDeps) -> None:
         self._d = deps
-        self._typing_sends: dict[str, asyncio.Task[None]] = {}  # by inbox event: its typing indicator in flight
+        self._typing_sends: dict[tuple[str, int], asyncio.Task[None]] = {}  # by event and attempt (a claim)
 
     async def process(self, item: InboxItem) -> None:
         bound = log.bind(inbox_id=item.id, channel_id=item.channel_id, kind=item.kind, attempt=item.attempts)
@@ -103,7 +103,7 @@ class ChannelWorker:
                 await self._failed(item, f"{type(exc).__name__}: {exc}"[:500])
         finally:
             heartbeat.cancel()
-            typing = self._typing_sends.pop(item.id, None)
+            typing = self._typing_sends.pop((item.id, item.attempts), None)
             if typing is not None:  # nothing was sent for the event (skipped, retried later): no need of it now
                 typing.cancel()
 
@@ -164,7 +164,7 @@ class ChannelWorker:
         if reply is None:
             # The indicator goes out while the reply is made: a Graph round trip less before every answer. `_send`
             # waits for it before the first part of anything sent for this event.
-            self._typing_sends[item.id] = asyncio.create_task(self._typing(channel, event, token))
+            self._typing_sends[item.id, item.attempts] = asyncio.create_task(self._typing(channel, event, token))
             reply = await self._reply(item, channel, event, token)
             if reply is None:
                 return  # _reply finished or rescheduled the item itself
@@ -403,7 +403,7 @@ class ChannelWorker:
         if item.reply_parts_sent >= len(parts):  # every part went out before a crash or lost lease: only finish
             await d.queue.finish(item, final_state, note)
             return
-        typing = self._typing_sends.pop(item.id, None)
+        typing = self._typing_sends.pop((item.id, item.attempts), None)
         if typing is not None:
             # The indicator first: one that landed after the reply would show the customer "typing" for 25 s more.
             await typing
