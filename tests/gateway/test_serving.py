@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,6 +22,7 @@ from core.tokens import TokenCounter
 from gateway.app import create_app
 from gateway.serving import GatewayRunner, without_credentials
 from gateway.settings import Settings
+from tests.conftest import MakeClient
 from tests.support import database
 from tests.support.gateway_process import GatewayProcess, free_port
 from tests.support.harness import JWT_SECRET, PROJECT_DATA, provision
@@ -174,3 +176,14 @@ def test_urls_are_logged_without_their_credentials() -> None:
     assert without_credentials("postgresql://db.internal/gateway?user=gw&password=s3cret") == (
         "postgresql://db.internal/gateway?user=gw&password=***"
     )
+
+
+async def test_a_start_loads_the_tokenizers_its_plans_need_and_no_other(
+    make_client: MakeClient, aiohttp_client: Any, settings: Settings
+) -> None:
+    """The first turn after a start (a restart's recovered messages) does not wait for a tokenizer, and one that no
+    plan needs (cl100k_base: 30 MB) is never loaded."""
+    await provision(await make_client(settings))  # a plan of gpt-4o-mini, gpt-4.1 and gpt-5-mini: all o200k_base
+    fresh = TokenCounter(PROJECT_DATA / "tokenizers")
+    await aiohttp_client(create_app(settings, tokens=fresh))  # started: its start-up ran
+    assert fresh.loaded() == {"o200k_base"}
