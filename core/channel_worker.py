@@ -5,7 +5,8 @@ The order matters:
   2. gates         - disconnected or re-authorisation-needed channels, paused conversations: no reply.
   3. reply text    - stored with its charge in one commit (the turn's keep_reply), so a resend never calls the model
                      again; media we cannot read get the bot's short media answer without a model call.
-  4. send          - typing indicator, then the parts; each part sent is recorded, so a retry resumes after it.
+  4. send          - the parts, once the typing indicator (sent as step 3 starts) is answered; each part sent is
+                     recorded, so a retry resumes after it.
 Failures: the model -> retry with backoff, then the bot's fallback message once (dead letter); quota or rate limit
 -> one polite notice per window; Graph throttling -> retry; error 190 -> the channel needs re-authorisation.
 """
@@ -106,6 +107,7 @@ class ChannelWorker:
             typing = self._typing_sends.pop((item.id, item.attempts), None)
             if typing is not None:  # nothing was sent for the event (skipped, retried later): no need of it now
                 typing.cancel()
+                await asyncio.gather(typing, return_exceptions=True)
 
     async def _heartbeat(self, item: InboxItem) -> None:
         """Keep the lease alive while the turn runs, so a slow model or slow sends never hand it to a second
@@ -376,10 +378,15 @@ class ChannelWorker:
             await d.queue.finish(item, "skipped", f"{kind} notice already sent")
 
     async def _typing(self, channel: Channel, event: InboundEvent, token: str) -> None:
-        """Best effort: a typing indicator that fails (Graph answers failures as values) must not stop the answer."""
+        """Best effort: a typing indicator that fails must not stop the answer (Graph answers its failures as values;
+        anything else raised here is logged, never raised into the send that waits for it)."""
         request = typing_request(channel.platform, channel.external_id, event.customer_id, event.message_id)
-        if request is not None:
+        if request is None:
+            return
+        try:
             await self._d.graph.send(request, token)
+        except Exception:
+            log.exception("typing_indicator_failed", channel_id=channel.id)
 
     async def _send(
         self,

@@ -86,8 +86,8 @@ class WorkerPool:
             self._settling = None
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            # gather, not suppress(CancelledError): a cancel of stop() itself (a shutdown's deadline) must go on.
+            await asyncio.gather(self._loop_task, return_exceptions=True)
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=drain_seconds)
             for task in pending:
@@ -122,13 +122,24 @@ class WorkerPool:
         try:
             return await asyncio.shield(claiming)
         except asyncio.CancelledError:
-            # Bounded: a stop must not wait on a claim stuck behind the database (the leases then cover it).
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(_GIVE_BACK_SECONDS):
-                    for item in await asyncio.shield(claiming):
-                        with contextlib.suppress(LeaseLost):
-                            await self._queue.give_back(item)
+            await self._give_back(claiming)
             raise
+
+    async def _give_back(self, claiming: asyncio.Future[list[InboxItem]]) -> None:
+        """What a claim cut off by a stop leased, back in the queue. Bounded: a stop must not wait on a claim stuck
+        behind the database. Past the bound the claim is cancelled (a commit already under way still completes,
+        and the leases it took then run out before a restarted process answers those events)."""
+        try:
+            async with asyncio.timeout(_GIVE_BACK_SECONDS):
+                for item in await asyncio.shield(claiming):
+                    with contextlib.suppress(LeaseLost):
+                        await self._queue.give_back(item)
+        except TimeoutError:
+            log.warning("inbox_give_back_timed_out", seconds=_GIVE_BACK_SECONDS)
+        except Exception:
+            log.exception("inbox_give_back_failed")
+        finally:
+            claiming.cancel()  # nothing once it is done; else (the bound, a second cancel) it stops waiting
 
     def allowed(self) -> int:
         """Events that may run at once now."""

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from adapters.graph_client import GraphClient, GraphResult
+from adapters.replies import GraphRequest
 from core.storage.postgres_db import PostgresDatabase
 from core.storage.sqlite_db import SqliteDatabase
 from gateway.settings import Settings
@@ -132,6 +134,28 @@ async def test_the_typing_indicator_goes_out_while_the_reply_is_made_and_lands_b
     if slow == "typing":
         assert call.started_at < typing.ended_at  # the model was not kept waiting for Graph
     assert typing.ended_at <= text.started_at  # and the indicator always first
+
+
+async def test_a_typing_indicator_that_raises_does_not_stop_the_answer(
+    live: Any, fake_graph: FakeGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph answers its failures as values; anything else going wrong with the indicator (a bug, a closed session)
+    is logged and the reply still goes out, at the first attempt."""
+    client, _, settings = live
+    send = GraphClient.send
+
+    async def failing_typing(self: GraphClient, request: GraphRequest, token: str) -> GraphResult:
+        if request.body.get("status") == "read":
+            raise RuntimeError("Session is closed")
+        return await send(self, request, token)
+
+    monkeypatch.setattr(GraphClient, "send", failing_typing)
+    await deliver(client, "/webhooks/whatsapp", wa_text("wamid.r1", "Are you open today?"))
+    [row] = await settled(settings)
+    assert (row["state"], row["attempts"]) == ("done", 1)
+    assert [r.body["text"]["body"] for r in fake_graph.requests if r.kind == "text"] == [
+        "You said: Are you open today?"
+    ]
 
 
 async def test_messenger_gets_typing_then_a_response_split_under_2000_chars(
