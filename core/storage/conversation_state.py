@@ -47,8 +47,8 @@ class ConversationStateStore:
         On an embedded database its commit is not synced (Database.run): only a power cut or a kernel crash loses
         it, which stops the worker before the event it came from is finished; the event is then taken up again
         and writes it again, and the event's own synced commits make it durable with themselves."""
-        rows = await self._db.run(
-            lambda tx: tx.fetch_all(_INBOUND, (channel_id, customer_id, at_ms)), durable=not self._db.dialect.embedded
+        rows = await self._db.execute_returning(
+            _INBOUND, (channel_id, customer_id, at_ms), durable=not self._db.dialect.embedded
         )
         return self._running(rows[0] if rows else None)
 

@@ -192,8 +192,11 @@ class Database(Protocol):
         """One statement as its own transaction."""
         ...
 
-    async def execute_returning(self, sql: str, params: Params = (), *, urgent: bool = False) -> list[Row]:
-        """One statement that changes rows, as its own transaction: the rows its RETURNING clause gives back."""
+    async def execute_returning(
+        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
+    ) -> list[Row]:
+        """One statement that changes rows, as its own transaction: the rows its RETURNING clause gives back.
+        `durable` as for `run`."""
         ...
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None: ...

@@ -309,7 +309,11 @@ class PostgresDatabase:
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         return await self._alone(lambda tx: tx.execute(sql, params), urgent=urgent)
 
-    async def execute_returning(self, sql: str, params: Params = (), *, urgent: bool = False) -> list[Row]:
+    async def execute_returning(
+        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
+    ) -> list[Row]:
+        if not durable:  # its setting travels with BEGIN: a transaction of its own
+            return await self.run(lambda tx: tx.fetch_all(sql, params), urgent=urgent, durable=False)
         return await self._alone(lambda tx: tx.fetch_all(sql, params), urgent=urgent)
 
     async def _alone(self, statement: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool) -> T:

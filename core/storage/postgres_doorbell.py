@@ -119,9 +119,7 @@ class PostgresDoorbell:
         tasks = [t for t in (self._listening, *self._sending.values()) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)  # a cancel of close() itself still goes through
         await self._stop_reporting()
 
     async def _notify(self, topic: str) -> None:
@@ -219,8 +217,7 @@ class CommitWaitReports:
         self._closed = True
         if self._sending is not None:
             self._sending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sending
+            await asyncio.gather(self._sending, return_exceptions=True)
 
     async def _send(self) -> None:
         """One report per interval while waits keep coming, those recorded during a send included."""

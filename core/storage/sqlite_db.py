@@ -206,8 +206,10 @@ class SqliteDatabase:
         """One statement as its own transaction, in one hop."""
         return await self.run(lambda tx: tx.execute(sql, params), urgent=urgent)
 
-    async def execute_returning(self, sql: str, params: Params = (), *, urgent: bool = False) -> list[Row]:
-        return await self.run(lambda tx: tx.fetch_all(sql, params), urgent=urgent)
+    async def execute_returning(
+        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
+    ) -> list[Row]:
+        return await self.run(lambda tx: tx.fetch_all(sql, params), urgent=urgent, durable=durable)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
