@@ -20,6 +20,11 @@ class WriteLock:
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._ordinary: deque[asyncio.Future[None]] = deque()
 
+    @property
+    def busy(self) -> bool:
+        """Held, or waited for."""
+        return self._held or bool(self._urgent or self._ordinary)
+
     @asynccontextmanager
     async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
         await self._acquire(urgent)

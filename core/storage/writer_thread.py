@@ -54,6 +54,7 @@ class WriterThread:
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self.commits = 0  # shared commits, and the transactions they carried: for benchmarks
         self.transactions = 0
+        self._busy = False  # running a batch or a step (set and cleared by the thread)
 
     @classmethod
     async def open(cls, connect: Callable[[], sqlite3.Connection]) -> WriterThread:
@@ -111,12 +112,19 @@ class WriterThread:
                 else:
                     value, failed = _run(conn, jobs[0])
                     _post(jobs[0].done, value, failed=failed)
+                self._busy = False
             self._fail_all(ValueError("Connection closed"), [])  # nothing is left queued; if it were, answered
         except BaseException as exc:  # ROLLBACK itself failed (a disk error, say): the connection is unusable
             log.critical("sqlite_writer_failed", error=f"{type(exc).__name__}: {exc}")
             self._fail_all(exc, jobs)
         finally:
             conn.close()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing running: a hint read without the lock (the file's own lock is what decides
+        whether another connection may write now; see SqliteDatabase.run)."""
+        return not (self._busy or self._urgent or self._ordinary)
 
     @property
     def alive(self) -> bool:
@@ -145,12 +153,14 @@ class WriterThread:
                         step = next((job for job in lane if not job.whole), None)
                         if step is not None:
                             lane.remove(step)
+                            self._busy = True
                             return [step]
                 elif self._urgent or self._ordinary:
                     break
                 if self._closed:
                     return []
                 self._ready.wait()
+            self._busy = True
             batch: list[_Job] = []
             for lane in (self._urgent, self._ordinary):
                 if lane and not lane[0].whole:
