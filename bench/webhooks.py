@@ -90,7 +90,7 @@ class Phase:
     stored: int  # rows (messages) found in the database afterwards, or replies received for end to end
     server_cpu: float  # CPU seconds of this (server) process, all threads, while measured
     throughput: float  # deliveries acknowledged/s, or messages answered/s end to end
-    commits: int = 0  # commits of the writer thread while measured
+    commits: int = 0  # commits while measured: the writer thread's, and one per write made on the loop's thread
     transactions: int = 0  # whole transactions those commits carried (deliveries, and the workers' writes)
     notes: list[str] = field(default_factory=list)
 

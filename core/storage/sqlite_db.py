@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -36,8 +36,10 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 # The file is busy or locked (another process recovering it, say): a `lookup` asks the reader's thread instead.
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-# `_write_inline` found the file's write lock taken: the transaction takes the hop to the writer thread instead.
-_BUSY = object()
+
+
+class _Busy(Exception):
+    """`_write_inline` found the file's write lock taken: the transaction takes the hop to the writer thread."""
 
 
 class ThreadTransaction:
@@ -207,13 +209,15 @@ class SqliteDatabase:
         A transaction that need not be durable, while nothing else writes (the writer thread idle, the write lock
         free), is made at once on the event loop's thread instead (`_write_inline`): a hop to the writer thread
         and back costs about ten times its SQL (145 µs of CPU against 13, measured here), and its commit does not
-        wait for the disk, so the loop is not held for long. If the file is busy all the same, it takes the hop.
+        wait for the disk (but see `_connect_inline_writer`), so the loop is not held for long. If the file is
+        busy all the same, it takes the hop.
         """
         if not durable and not urgent and self._writer.idle and not self._write_lock.busy:
-            with self.writes.watch(), _translated():
-                value = self._write_inline(work)
-            if value is not _BUSY:
-                return cast(T, value)
+            try:
+                with self.writes.watch(), _translated():
+                    return self._write_inline(work)
+            except _Busy:
+                pass  # nothing written, nothing learnt about the disk: the hop
         started = time.monotonic()
         async with self._write_lock.hold(urgent=urgent):
             # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
@@ -229,23 +233,26 @@ class SqliteDatabase:
                 listener(waited_ms)
         return result
 
-    def _write_inline(self, work: Callable[[Transaction], Coroutine[Any, Any, T]]) -> T | object:
-        """`work` as a whole transaction on the event loop's own write connection (no busy wait, never synced, no
-        checkpoint: `_connect_inline_writer`), or `_BUSY` when the file's write lock is taken (the writer thread
-        or another process got there first)."""
+    def _write_inline(self, work: Callable[[Transaction], Coroutine[Any, Any, T]]) -> T:
+        """`work` as a whole transaction on the event loop's own write connection (`_connect_inline_writer`);
+        raises _Busy when the file's write lock is taken (the writer thread or another process got there first)."""
         raw = self._inline_writer
-        end_transaction(raw, "ROLLBACK")  # one a failed ROLLBACK left open (a disk error): closed, or it raises
         try:
             raw.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF in _BUSY_CODES:
-                return _BUSY
+                raise _Busy from exc
             raise
         try:
             value = _complete(work(ThreadTransaction(raw)))
             raw.execute("COMMIT")
         except BaseException:
-            end_transaction(raw, "ROLLBACK")
+            try:
+                end_transaction(raw, "ROLLBACK")
+            except sqlite3.Error:
+                # Left open, it would hold the file's write lock and starve the writer thread: a new connection.
+                raw.close()
+                self._inline_writer = _connect_inline_writer(self.path)
             raise
         self._inline_commits += 1
         return value
@@ -346,8 +353,11 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
 def _connect_inline_writer(path: Path) -> sqlite3.Connection:
     """The event loop's connection for writes that need not be durable, made while nothing else writes
     (SqliteDatabase.run): no busy wait, which would stop the whole loop; synchronous=NORMAL, so in WAL mode its
-    commits are never synced (the writer thread's next synced commit syncs the WAL, these pages with its own); and
-    no automatic checkpoint, which would sync the file on the loop's thread (the writer thread's commits run them)."""
+    commits are not synced (the writer thread's next synced commit syncs the WAL, these pages with its own), but
+    for one: the first write after a checkpoint has emptied the WAL restarts it and syncs its header, a sync on the
+    loop's thread every few thousand pages written; and no automatic checkpoint, which would sync the database
+    file on the loop's thread: the writer thread's commits run them (every turn makes some, so the WAL stays
+    bounded; a load of these writes alone would grow it until the next)."""
     raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     raw.row_factory = sqlite3.Row
     try:

@@ -111,8 +111,8 @@ class WriterThread:
                     self._commit_together(conn, jobs)
                 else:
                     value, failed = _run(conn, jobs[0])
+                    self._busy = False  # before the caller hears: its next write may find the writer idle
                     _post(jobs[0].done, value, failed=failed)
-                self._busy = False
             self._fail_all(ValueError("Connection closed"), [])  # nothing is left queued; if it were, answered
         except BaseException as exc:  # ROLLBACK itself failed (a disk error, say): the connection is unusable
             log.critical("sqlite_writer_failed", error=f"{type(exc).__name__}: {exc}")
@@ -122,9 +122,10 @@ class WriterThread:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued and nothing running: a hint read without the lock (the file's own lock is what decides
-        whether another connection may write now; see SqliteDatabase.run)."""
-        return not (self._busy or self._urgent or self._ordinary)
+        """Open, nothing queued and nothing running: a hint read without the lock (the file's own lock is what
+        decides whether another connection may write now; see SqliteDatabase.run). The lanes are read before
+        `_busy`, which the thread sets before it takes a job from them."""
+        return not (self._closed or self._urgent or self._ordinary or self._busy)
 
     @property
     def alive(self) -> bool:
@@ -152,8 +153,8 @@ class WriterThread:
                     for lane in (self._urgent, self._ordinary):
                         step = next((job for job in lane if not job.whole), None)
                         if step is not None:
-                            lane.remove(step)
                             self._busy = True
+                            lane.remove(step)
                             return [step]
                 elif self._urgent or self._ordinary:
                     break
@@ -195,6 +196,7 @@ class WriterThread:
                 conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         self.commits += 1
         self.transactions += len(jobs)
+        self._busy = False  # before the callers hear: their next writes may find the writer idle
         for job, (value, failed) in zip(jobs, outcomes, strict=True):
             _post(job.done, value, failed=failed)
 

@@ -48,11 +48,14 @@ async def test_with_nothing_else_writing_it_is_made_on_the_loops_thread(tmp_path
         recorder = Recorder()
         assert await db.run(recorder.insert(1), durable=False) == 1
         assert await db.run(recorder.insert(2)) == 1  # a durable one always takes the writer thread
-        assert recorder.threads == [threading.current_thread().name, "sqlite-writer"]
+        assert await db.run(recorder.insert(3), durable=False) == 1  # and the writer is idle again at once
+        assert await db.run(recorder.insert(4), durable=False, urgent=True) == 1  # the urgent lane is its own
+        loop = threading.current_thread().name
+        assert recorder.threads == [loop, "sqlite-writer", loop, "sqlite-writer"]
         with closing(sqlite_connection(url)) as other:  # committed, for every connection
-            assert [r[0] for r in other.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
+            assert [r[0] for r in other.execute("SELECT x FROM t ORDER BY x")] == [1, 2, 3, 4]
     async with open_database(url) as db:
-        assert await values(db) == [1, 2]
+        assert await values(db) == [1, 2, 3, 4]
 
 
 async def test_another_processes_lock_is_waited_for_on_the_writer_thread_not_failed(tmp_path: Path) -> None:
@@ -107,3 +110,11 @@ async def test_one_that_fails_leaves_nothing_and_the_next_one_is_made(tmp_path: 
         assert await db.run(recorder.insert(3), durable=False) == 1
         assert recorder.threads == [threading.current_thread().name]
         assert await values(db) == [3]
+
+
+async def test_after_close_it_is_refused_like_any_write(tmp_path: Path) -> None:
+    async with open_database(scratch_url(tmp_path, "c.db")) as db:
+        await create(db)
+    for durable in (True, False):
+        with pytest.raises(ValueError, match="closed"):
+            await db.run(Recorder().insert(1), durable=durable)
