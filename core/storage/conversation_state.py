@@ -44,12 +44,10 @@ class ConversationStateStore:
         """The customer wrote at `at_ms` (the platform's time): their reply window runs from the latest such
         moment. The conversation's running pause, if any. One statement: the row is created on first contact.
 
-        On an embedded database its commit is not synced (Database.run): only a power cut or a kernel crash loses
-        it, which stops the worker before the event it came from is finished; the event is then taken up again
-        and writes it again, and the event's own synced commits make it durable with themselves."""
-        rows = await self._db.execute_returning(
-            _INBOUND, (channel_id, customer_id, at_ms), durable=not self._db.dialect.embedded
-        )
+        Need not be durable (Database.run): a crash that loses it stops the worker before the event it came from
+        is finished; the event is then taken up again and writes it again, and the event's own synced commits make
+        it durable with themselves. (On SQLite it is then not synced; on PostgreSQL it is.)"""
+        rows = await self._db.execute_returning(_INBOUND, (channel_id, customer_id, at_ms), durable=False)
         return self._running(rows[0] if rows else None)
 
     async def paused(self, channel_id: str, customer_id: str) -> Pause | None:

@@ -50,10 +50,6 @@ class Dialect:
     advisory_lock: str | None
     # Whether one execute() may carry several statements (without parameters) separated by semicolons.
     scripts: bool = False
-    # The database is a file on this machine (SQLite): whatever takes away a commit that was not synced to the disk
-    # (a power cut, the kernel crashing) takes the gateway's processes with it. A server (PostgreSQL) may crash or
-    # fail over while the gateway goes on.
-    embedded: bool = False
 
     def lock(self, name: str) -> str | None:
         return None if self.advisory_lock is None else self.advisory_lock.replace("{name}", name)
@@ -66,7 +62,7 @@ class Dialect:
 
 
 # SQLite: every write transaction starts with BEGIN IMMEDIATE and holds the database's one write lock.
-SQLITE = Dialect("sqlite", row_locks=False, skip_locked="", advisory_lock=None, embedded=True)
+SQLITE = Dialect("sqlite", row_locks=False, skip_locked="", advisory_lock=None)
 # Advisory locks are per database; the schema's name keeps two deployments sharing a database (tests) apart.
 POSTGRES = Dialect(
     "postgresql",
@@ -181,10 +177,13 @@ class Database(Protocol):
         writer thread) or run it again from the start when the database aborted it (PostgreSQL's deadlock and
         serialisation failures). If it raises, its changes are undone and the error is raised here. Once
         started, a cancelled caller does not stop the commit. `urgent`: a webhook acknowledgement waits on it.
-        `durable=False`: answered once the commit is visible to every connection, without waiting for it to
-        reach the disk; a power cut (or, on PostgreSQL, a server crash) may then lose it, whole, and nothing
-        committed after it. For a write whose loss costs nothing: the next durable commit makes it durable too.
-        (`Dialect.embedded` says whether losing it also stops this process, as a power cut does on SQLite.)
+        `durable=False`: a write that is made again if a crash loses it (a quota reservation, the customer's
+        latest message time), whose loss is harmless only if this process stops with it. A backend on which
+        losing a commit stops the gateway too answers once the commit is visible to every connection, without
+        waiting for the disk: SQLite, where only a power cut or a kernel crash loses it, whole, and nothing
+        committed after it (the next durable commit makes it durable too). PostgreSQL waits for the disk all the
+        same: a server may lose an unsynced commit (a crash, a failover) and go on serving, and a turn's charge
+        would then meet a contact or a reservation that is not there.
         """
         ...
 

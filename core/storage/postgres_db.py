@@ -268,25 +268,21 @@ class PostgresDatabase:
         self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
     ) -> T:
         # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
+        # `durable=False` is not taken up: a server may lose an unsynced commit and go on (Database.run).
         started = time.monotonic()
         try:
-            return await asyncio.shield(asyncio.ensure_future(self._run(work, durable=durable)))
+            return await asyncio.shield(asyncio.ensure_future(self._run(work)))
         finally:
             if urgent:  # from the caller's side (the wait for a connection, the server, this event loop), failed too
                 self._commit_waits.record((time.monotonic() - started) * 1000)
 
-    async def _run(
-        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True, durable: bool = True
-    ) -> T:
+    async def _run(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool = True) -> T:
         with self.writes.watch():
-            return await self._attempts(work, begin=begin, durable=durable)
+            return await self._attempts(work, begin=begin)
 
-    async def _attempts(
-        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool, durable: bool = True
-    ) -> T:
+    async def _attempts(self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, begin: bool) -> T:
         """`work` on a pooled connection (in a transaction with `begin`), run again from the start after a
-        deadlock, a serialisation failure or a stale prepared statement. `durable=False`: its commit does not
-        wait for the server's WAL flush (Database.run)."""
+        deadlock, a serialisation failure or a stale prepared statement."""
         with _translated():
             for attempt in range(1, RUN_ATTEMPTS + 1):
                 try:
@@ -294,7 +290,7 @@ class PostgresDatabase:
                         try:
                             if not begin:
                                 return await work(PostgresTransaction(conn))
-                            async with _transaction(conn, durable=durable) as tx:
+                            async with _transaction(conn) as tx:
                                 return await work(tx)
                         except psycopg.errors.FeatureNotSupported as exc:
                             if _stale_plan(exc):
@@ -312,8 +308,7 @@ class PostgresDatabase:
     async def execute_returning(
         self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
     ) -> list[Row]:
-        if not durable:  # its setting travels with BEGIN: a transaction of its own
-            return await self.run(lambda tx: tx.fetch_all(sql, params), urgent=urgent, durable=False)
+        # `durable=False` is not taken up, as in run(): one autocommit statement, one round trip.
         return await self._alone(lambda tx: tx.fetch_all(sql, params), urgent=urgent)
 
     async def _alone(self, statement: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool) -> T:
@@ -345,14 +340,11 @@ class PostgresDatabase:
 
 
 @asynccontextmanager
-async def _transaction(conn: Connection, *, durable: bool = True) -> AsyncIterator[PostgresTransaction]:
+async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
     """A transaction opened by its first statement (if it runs any): committed when the block ends, rolled back
     when it raises. Like psycopg's own transaction blocks, a failed rollback (the connection is gone) is logged and
-    the block's error goes on; the pool discards a connection left in a transaction or broken. `durable=False`:
-    its commit does not wait for the WAL flush (set with BEGIN, in the same round trip)."""
+    the block's error goes on; the pool discards a connection left in a transaction or broken."""
     tx = PostgresTransaction(conn, begin=True)
-    if not durable:
-        await tx.defer("SET LOCAL synchronous_commit TO OFF")
     try:
         yield tx
         await tx.commit()  # a deferred write that fails here rolls back like any statement

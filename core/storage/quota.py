@@ -126,13 +126,11 @@ class QuotaService:
             )
             return None
 
-        # On an embedded database not synced to the disk: only a power cut or a kernel crash can lose the commit, and
-        # it stops this process too, before its charge; a reservation that outlives a crash is only ever given back
-        # (the sweeper, release_abandoned), never charged, so losing it changes nothing, and what `first` stored
-        # comes again with the next attempt. The charge's commit, which is synced, makes it durable with itself. A
-        # database server may lose an unsynced commit and go on serving: the turn's contact would be gone under
-        # its charge, so there the reservation waits for the disk.
-        refused = await self._db.run(hold, durable=not self._db.dialect.embedded)
+        # Need not be durable (Database.run): a crash that loses this commit stops the turn before its charge, a
+        # reservation that outlives a crash is only ever given back (the sweeper, release_abandoned), never
+        # charged, and what `first` stored comes again with the next attempt. The charge's commit, which is
+        # synced, makes it durable with itself. (On SQLite it is then not synced; on PostgreSQL it is.)
+        refused = await self._db.run(hold, durable=False)
         if refused is not None:
             raise QuotaExceeded(refused, tokens)
         return reservation

@@ -89,12 +89,12 @@ async def test_whatsapp_text_is_answered_in_context_and_charged(
     assert row["reply_text"] == "You said: Do you deliver on Sundays?"
 
 
-async def test_only_an_embedded_database_skips_the_sync_for_the_customers_last_message_and_the_reservation(
+async def test_only_the_customers_last_message_and_the_reservation_need_not_be_durable(
     live: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both writes are made again when the event is taken up after a crash; only on SQLite does losing them stop
-    this process too (`durable` of Database.run and execute_returning). Every other write of the turn waits for the
-    disk, on both backends."""
+    """Both writes are made again when the event is taken up after a crash (`durable` of Database.run and
+    execute_returning; which backend then skips the sync: tests/storage/test_deferred_writes.py). Every other write
+    of the turn waits for the disk."""
     client, _, settings = live
     unsynced, inside = 0, contextvars.ContextVar("inside", default=False)
     for backend in (SqliteDatabase, PostgresDatabase):
@@ -116,7 +116,7 @@ async def test_only_an_embedded_database_skips_the_sync_for_the_customers_last_m
     await deliver(client, "/webhooks/whatsapp", wa_text("wamid.s1", "Hello"))
     [row] = await settled(settings)
     assert row["state"] == "done"
-    assert unsynced == (2 if database.BACKEND == "sqlite" else 0)
+    assert unsynced == 2
 
 
 @pytest.mark.parametrize("slow", ["typing", "model"])

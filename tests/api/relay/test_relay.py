@@ -14,10 +14,8 @@ from core.errors import AccountLocked
 from core.models import Contact
 from core.storage.conversations import ConversationStore
 from core.storage.db import Transaction
-from core.storage.postgres_db import PostgresDatabase
 from core.storage.quota import QuotaService
 from core.storage.rate_limits import Decision, RateLimitStore
-from core.storage.sqlite_db import SqliteDatabase
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
@@ -115,26 +113,6 @@ async def test_an_account_locked_while_a_new_customer_writes_stores_nothing(
     assert len(database.rows(settings, "SELECT key FROM rate_limits")) == 1  # the regular customer's count alone
     assert database.quota_row(settings, tenant.account_id)["reserved_tokens"] == 0
     assert len(fake_openai.calls) == 1
-
-
-async def test_a_reservation_waits_for_the_disk_only_on_a_database_server(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An unsynced commit of SQLite's is lost only with the machine, this process included; PostgreSQL may lose one
-    and go on serving, and the turn's charge would then meet a contact that is not there."""
-    durable: list[bool] = []
-    for backend in (SqliteDatabase, PostgresDatabase):
-        original = backend.run
-
-        async def recording(self: Any, work: Any, *, _original: Any = original, **kwargs: Any) -> Any:
-            durable.append(kwargs.get("durable", True))
-            return await _original(self, work, **kwargs)
-
-        monkeypatch.setattr(backend, "run", recording)
-    tenant = await provision(client)
-    durable.clear()
-    await expect(await relay(client, tenant, "hello", user_id="newcomer"), 200)
-    assert (False in durable) == (database.BACKEND == "sqlite")
 
 
 @pytest.mark.postgresql_only
