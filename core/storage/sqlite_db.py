@@ -358,26 +358,26 @@ def _connect_inline_writer(path: Path) -> sqlite3.Connection:
     loop's thread every few thousand pages written; and no automatic checkpoint, which would sync the database
     file on the loop's thread: the writer thread's commits run them (every turn makes some, so the WAL stays
     bounded; a load of these writes alone would grow it until the next)."""
-    raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    raw.row_factory = sqlite3.Row
-    try:
-        _configure(raw)
-        raw.execute("PRAGMA busy_timeout=0").fetchall()
-        raw.execute("PRAGMA synchronous=NORMAL").fetchall()
-        raw.execute("PRAGMA wal_autocheckpoint=0").fetchall()
-    except BaseException:
-        raw.close()
-        raise
-    return raw
+    return _connect_on_loop(path, "synchronous=NORMAL", "wal_autocheckpoint=0")
 
 
 def _connect_inline(path: Path) -> sqlite3.Connection:
     """The event loop's read-only connection (`lookup`): no busy wait, which would stop the whole loop."""
+    return _connect_on_loop(path, "query_only=ON")
+
+
+def _connect_on_loop(path: Path, *pragmas: str) -> sqlite3.Connection:
+    """A connection the event loop's thread uses: configured like every other, then no busy wait (it would stop
+    the whole loop), then `pragmas`."""
     raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     raw.row_factory = sqlite3.Row
-    _configure(raw)
-    raw.execute("PRAGMA busy_timeout=0").fetchall()
-    raw.execute("PRAGMA query_only=ON").fetchall()
+    try:
+        _configure(raw)
+        for pragma in ("busy_timeout=0", *pragmas):
+            raw.execute(f"PRAGMA {pragma}").fetchall()
+    except BaseException:
+        raw.close()
+        raise
     return raw
 
 
