@@ -5,10 +5,10 @@ commits), guarded by an asyncio lock while a transaction spans several hops, bec
 connection would interleave statements inside each other's transactions. Reads that need no transaction use a
 separate aiosqlite connection (WAL lets them run beside the writer), and the few small indexed reads a turn makes
 (`lookup`) are made on the event loop's own thread, where they take microseconds and a hop to the reader's thread
-costs ten times that; so is a write transaction that need not be durable (`run(durable=False)`: a quota
-reservation, the customer's latest message time) when nothing else is writing. Every write transaction starts
-with BEGIN IMMEDIATE so read-then-write sequences hold the write lock from their first statement, across
-processes too.
+costs ten times that; so is a whole write transaction (`run`) that is not urgent, when nothing else is writing: it
+commits there without waiting for the disk, and a durable one is answered once `WalSync` has synced the WAL after
+it. Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the write lock from their
+first statement, across processes too.
 """
 
 from __future__ import annotations
@@ -22,18 +22,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import structlog
 
 from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
 from core.storage.db import SQLITE, Dialect, Params, Row, Transaction, WriteHealth
 from core.storage.doorbell import LocalDoorbell
 from core.storage.leadership import Leadership, SoleLeader
+from core.storage.wal_sync import WalSync
 from core.storage.write_lock import WriteLock
 from core.storage.writer_thread import SYNCHRONOUS, WriterThread, end_transaction
 
 T = TypeVar("T")
+log = structlog.get_logger("core.storage.sqlite_db")
 
 # Wait for another process's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 5000
+# Commits made on the event loop's thread between two checkpoints (`SqliteDatabase._checkpoint`): about ten pages
+# each on the message path, so the WAL stays near SQLite's own bound of 1,000 pages.
+CHECKPOINT_EVERY = 100
 # The file is busy or locked (another process recovering it, say): a `lookup` asks the reader's thread instead.
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
@@ -117,9 +123,11 @@ class SqliteDatabase:
         reader: aiosqlite.Connection,
         inline: sqlite3.Connection,
         inline_writer: sqlite3.Connection,
+        wal_sync: WalSync,
         path: Path,
     ) -> None:
         self._writer = writer
+        self._wal_sync = wal_sync
         self._reader = reader
         self._inline = inline
         self._inline_writer = inline_writer
@@ -153,7 +161,9 @@ class SqliteDatabase:
             reader.stop()
             await writer.close()
             raise
-        return cls(writer, reader, inline, inline_writer, path)
+        wal_sync = WalSync(path.with_name(path.name + "-wal"))
+        wal_sync.start()
+        return cls(writer, reader, inline, inline_writer, wal_sync, path)
 
     def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
         self._urgent_watchers.append(listener)
@@ -168,6 +178,7 @@ class SqliteDatabase:
 
     async def close(self) -> None:
         async with self._write_lock.hold():
+            await self._wal_sync.close()
             self._inline.close()
             self._inline_writer.close()
             await self._reader.close()
@@ -206,18 +217,32 @@ class SqliteDatabase:
         transaction is rolled back) and must not touch the event loop. If it raises, its own changes are undone
         and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
 
-        A transaction that need not be durable, while nothing else writes (the writer thread idle, the write lock
-        free), is made at once on the event loop's thread instead (`_write_inline`): a hop to the writer thread
-        and back costs about ten times its SQL (145 µs of CPU against 13, measured here), and its commit does not
-        wait for the disk (but see `_connect_inline_writer`), so the loop is not held for long. If the file is
-        busy all the same, it takes the hop.
+        A transaction that is not urgent, while nothing else writes (the writer thread idle, the write lock free),
+        is made at once on the event loop's thread instead (`_write_inline`): a hop to the writer thread and back
+        costs about ten times its SQL (145 µs of CPU against 13, measured here). Its commit does not wait for the
+        disk (but see `_connect_inline_writer`), so the loop is not held for long; a durable one is answered once a
+        sync of the WAL begun after its commit has ended (`WalSync`, shared by the commits that wait together). If
+        the file is busy all the same, or a sync has failed once (durable ones), it takes the hop.
         """
-        if not durable and not urgent and self._writer.idle and not self._write_lock.busy:
+        if (
+            not urgent
+            and self._writer.idle
+            and not self._write_lock.busy
+            and (not durable or self._wal_sync.failed is None)
+        ):
             try:
                 with self.writes.watch(), _translated():
-                    return self._write_inline(work)
+                    value = self._write_inline(work)
             except _Busy:
                 pass  # nothing written, nothing learnt about the disk: the hop
+            else:
+                self._inline_commits += 1
+                if self._inline_commits % CHECKPOINT_EVERY == 0:
+                    self._checkpoint()
+                if durable:
+                    with self.writes.watch():
+                        await self._wal_sync.committed()
+                return value
         started = time.monotonic()
         async with self._write_lock.hold(urgent=urgent):
             # Queued before the lock is let go: whatever takes it next runs after or before it whole, never inside
@@ -254,8 +279,22 @@ class SqliteDatabase:
                 raw.close()
                 self._inline_writer = _connect_inline_writer(self.path)
             raise
-        self._inline_commits += 1
         return value
+
+    def _checkpoint(self) -> None:
+        """Queue a checkpoint on the writer thread, at once: the loop's commits never make one (see
+        `_connect_inline_writer`). Called with nothing queued there and the write lock free, so no transaction is
+        open; until it is done, writes take the hop and queue behind it, so it copies the whole WAL and the next
+        commit starts the WAL over from its beginning. Made beside a stream of commits, it would never catch up."""
+
+        def checkpoint(raw: sqlite3.Connection) -> None:
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        def failed(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and (exc := done.exception()) is not None:
+                log.warning("sqlite_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+
+        self._writer.submit(checkpoint).add_done_callback(failed)
 
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
         """One statement as its own transaction, in one hop."""
@@ -351,13 +390,12 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
 
 
 def _connect_inline_writer(path: Path) -> sqlite3.Connection:
-    """The event loop's connection for writes that need not be durable, made while nothing else writes
-    (SqliteDatabase.run): no busy wait, which would stop the whole loop; synchronous=NORMAL, so in WAL mode its
-    commits are not synced (the writer thread's next synced commit syncs the WAL, these pages with its own), but
-    for one: the first write after a checkpoint has emptied the WAL restarts it and syncs its header, a sync on the
-    loop's thread every few thousand pages written; and no automatic checkpoint, which would sync the database
-    file on the loop's thread: the writer thread's commits run them (every turn makes some, so the WAL stays
-    bounded; a load of these writes alone would grow it until the next)."""
+    """The event loop's connection for whole transactions made while nothing else writes (SqliteDatabase.run): no
+    busy wait, which would stop the whole loop; synchronous=NORMAL, so in WAL mode its commits are not synced
+    (WalSync syncs the WAL for the durable ones), but for one: the first write after a checkpoint has emptied the
+    WAL restarts it and syncs its header, a sync on the loop's thread every few thousand pages written; and no
+    automatic checkpoint, which would sync the database file on the loop's thread: every CHECKPOINT_EVERY commits
+    it queues one on the writer thread instead (`SqliteDatabase._checkpoint`)."""
     return _connect_on_loop(path, "synchronous=NORMAL", "wal_autocheckpoint=0")
 
 

@@ -1,6 +1,6 @@
-"""Writes that need not be durable (`Database.run(durable=False)`: a quota reservation, the customer's latest
-message time) are made on the event loop's thread while nothing else writes, and take the hop to the writer thread
-otherwise: the same outcome either way, only cheaper."""
+"""Whole write transactions that are not urgent (`Database.run`) are made on the event loop's thread while nothing
+else writes, and take the hop to the writer thread otherwise: the same outcome either way, only cheaper. (How a
+durable one made there waits for the disk: test_wal_sync.py.)"""
 
 from __future__ import annotations
 
@@ -47,11 +47,11 @@ async def test_with_nothing_else_writing_it_is_made_on_the_loops_thread(tmp_path
         await create(db)
         recorder = Recorder()
         assert await db.run(recorder.insert(1), durable=False) == 1
-        assert await db.run(recorder.insert(2)) == 1  # a durable one always takes the writer thread
-        assert await db.run(recorder.insert(3), durable=False) == 1  # and the writer is idle again at once
-        assert await db.run(recorder.insert(4), durable=False, urgent=True) == 1  # the urgent lane is its own
+        assert await db.run(recorder.insert(2)) == 1  # durable, the same
+        assert await db.run(recorder.insert(3), urgent=True) == 1  # the urgent lane always takes the writer thread
+        assert await db.run(recorder.insert(4), durable=False) == 1  # and the writer is idle again at once
         loop = threading.current_thread().name
-        assert recorder.threads == [loop, "sqlite-writer", loop, "sqlite-writer"]
+        assert recorder.threads == [loop, loop, "sqlite-writer", loop]
         with closing(sqlite_connection(url)) as other:  # committed, for every connection
             assert [r[0] for r in other.execute("SELECT x FROM t ORDER BY x")] == [1, 2, 3, 4]
     async with open_database(url) as db:
