@@ -55,6 +55,7 @@ class WriterThread:
         self.commits = 0  # shared commits, and the transactions they carried: for benchmarks
         self.transactions = 0
         self._busy = False  # running a batch or a step (set and cleared by the thread)
+        self._last: asyncio.Future[Any] | None = None  # the answer to the job queued last
 
     @classmethod
     async def open(cls, connect: Callable[[], sqlite3.Connection]) -> WriterThread:
@@ -96,6 +97,7 @@ class WriterThread:
                 raise ValueError("Connection closed")
             (self._urgent if urgent else self._ordinary).append(job)
             self._ready.notify()
+        self._last = job.done
         return job.done
 
     def _serve(self) -> None:
@@ -126,6 +128,13 @@ class WriterThread:
         decides whether another connection may write now; see SqliteDatabase.run). The lanes are read before
         `_busy`, which the thread sets before it takes a job from them."""
         return not (self._closed or self._urgent or self._ordinary or self._busy)
+
+    async def drained(self) -> None:
+        """Wait until the job queued last has been answered, however it ended (the thread is then idle, unless
+        something was queued since)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait((last,))
 
     @property
     def alive(self) -> bool:
