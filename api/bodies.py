@@ -50,19 +50,25 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     (not an error of ours: the frame logs it and answers no one)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+    content = request.content
+    if content.is_eof():  # all of it came with the headers (most API calls): no timer, no reading loop
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+        return whole
     seconds = request.config_dict[LIMITS].body_read_seconds
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(seconds):
-            async for chunk in request.content.iter_chunked(64 * 1024):
+            async for chunk in content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > limit:
                     raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
                 chunks.append(chunk)
     except TimeoutError:
         # The rest will not be waited for: without this, aiohttp would linger up to 10 s reading it before closing.
-        request.content.feed_eof()
+        content.feed_eof()
         raise ApiError(
             408, "request_timeout", f"the request body did not arrive within {seconds:g} s", close=True
         ) from None
