@@ -52,7 +52,10 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
     content = request.content
     if content.is_eof():  # all of it came with the headers (most API calls): no timer, no reading loop
-        whole = content.read_nowait()
+        try:
+            whole = content.read_nowait()
+        except ConnectionError:  # the client hung up once it had sent it
+            raise ClientDisconnected() from None
         if len(whole) > limit:
             raise ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")
         return whole

@@ -114,7 +114,7 @@ class ConversationEngine:
         # the bot's knowledge: the question's embedding is paid for, and a customer past the rate must not cost it.
         searches = d.knowledge is not None and await d.knowledge.searches(req.bot)
         if searches and (not begun.stored or plan.messages_per_minute is not None):
-            begun = await d.db.run(lambda tx: self._counted(tx, plan, begun))
+            begun = await d.db.run(lambda tx: self._counted(tx, plan, begun), small=True)
         counted = None if searches else plan  # the plan whose rate the first commit counts
         contact = begun
         user = ChatMessage(role="user", content=req.text, images=req.images)
@@ -182,7 +182,7 @@ class ConversationEngine:
                 await also(tx, stored_contact.id)
             return stored
 
-        [stored] = await d.db.run(keep)
+        [stored] = await d.db.run(keep, small=True)
         return stored
 
     async def _begin(self, req: TurnRequest) -> tuple[Plan, str, Contact]:
@@ -300,7 +300,7 @@ class ConversationEngine:
                 await req.on_handoff(tx, stored_contact, handoff)
             return stored_contact, stored
 
-        contact, stored = await d.db.run(keep)
+        contact, stored = await d.db.run(keep, small=True)
         d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
         snapshot = await d.quota.snapshot(req.account.id)
         _log_answered(req, contact, model, "handoff" if handoff is not None else "no_answer")
@@ -386,8 +386,8 @@ class ConversationEngine:
             await d.usage.record(record, tx=tx)
             return snapshot, stored
 
-        # One hop to the database thread: the write lock is held for these statements alone.
-        snapshot, stored = await d.db.run(charge)
+        # One transaction, made at once on the event loop's thread on SQLite (`small`) while nothing else writes.
+        snapshot, stored = await d.db.run(charge, small=True)
         d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
         d.metrics.llm_call(record)  # after the commit: a rolled-back turn was not a charged call
         _log_answered(

@@ -47,7 +47,7 @@ class ConversationStateStore:
         Need not be durable (Database.run): a crash that loses it stops the worker before the event it came from
         is finished; the event is then taken up again and writes it again, and the event's own synced commits make
         it durable with themselves. (On SQLite it is then not synced; on PostgreSQL it is.)"""
-        rows = await self._db.execute_returning(_INBOUND, (channel_id, customer_id, at_ms), durable=False)
+        rows = await self._db.execute_returning(_INBOUND, (channel_id, customer_id, at_ms), durable=False, small=True)
         return self._running(rows[0] if rows else None)
 
     async def paused(self, channel_id: str, customer_id: str) -> Pause | None:

@@ -143,7 +143,7 @@ class ConversationStore:
         """`contact` as stored, in a commit of its own when it is new (`created`)."""
         if contact.stored:
             return contact
-        return await self._db.run(lambda tx: self.created(tx, contact))
+        return await self._db.run(lambda tx: self.created(tx, contact), small=True)
 
     async def recent(
         self,

@@ -169,7 +169,12 @@ class Database(Protocol):
         ...
 
     async def run(
-        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
+        self,
+        work: Callable[[Transaction], Coroutine[Any, Any, T]],
+        *,
+        urgent: bool = False,
+        durable: bool = True,
+        small: bool = False,
     ) -> T:
         """A whole write transaction, answered once its commit is durable (unless `durable` is False, below).
 
@@ -184,18 +189,21 @@ class Database(Protocol):
         committed after it (the next durable commit makes it durable too). PostgreSQL waits for the disk all the
         same: a server may lose an unsynced commit (a crash, a failover) and go on serving, and a turn's charge
         would then meet a contact or a reservation that is not there.
+        `small`: a few rows through an index, as every turn writes (its reservation, its charge, its inbox event):
+        SQLite may make it on the event loop's thread, which it holds meanwhile (sqlite_db.py), and other
+        connections may see it there before it is on the disk; it must never scan a table.
         """
         ...
 
-    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
-        """One statement as its own transaction."""
+    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False, small: bool = False) -> int:
+        """One statement as its own transaction. `small` as for `run`."""
         ...
 
     async def execute_returning(
-        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
+        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True, small: bool = False
     ) -> list[Row]:
         """One statement that changes rows, as its own transaction: the rows its RETURNING clause gives back.
-        `durable` as for `run`."""
+        `durable` and `small` as for `run`."""
         ...
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None: ...

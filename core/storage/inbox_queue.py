@@ -94,7 +94,7 @@ class InboxQueue:
 
         claim = _CLAIM.replace("{skip_locked}", self._db.dialect.skip_locked)
 
-        rows = await self._db.execute_returning(claim, (owner, expires, now, now, now, limit))
+        rows = await self._db.execute_returning(claim, (owner, expires, now, now, now, limit), small=True)
         return [_item(row, owner) for row in rows]
 
     async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> None:
@@ -152,7 +152,7 @@ class InboxQueue:
                     (item.channel_id, message_id, item.id, now),
                 )
 
-        await self._db.run(record)
+        await self._db.run(record, small=True)
 
     async def finish(self, item: InboxItem, state: str, note: str | None = None) -> None:
         """done | skipped | dead | undeliverable: the event leaves the queue and releases its conversation."""
@@ -214,7 +214,7 @@ class InboxQueue:
         return woken
 
     async def _fenced(self, item: InboxItem, sql: str, params: tuple[object, ...]) -> None:
-        if not await self._db.execute(sql + _FENCE, (*params, item.id, *_fence(item))):
+        if not await self._db.execute(sql + _FENCE, (*params, item.id, *_fence(item)), small=True):
             raise LeaseLost(item.id)
 
     async def depth(self) -> int:

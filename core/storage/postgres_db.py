@@ -265,10 +265,16 @@ class PostgresDatabase:
                 yield tx
 
     async def run(
-        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
+        self,
+        work: Callable[[Transaction], Coroutine[Any, Any, T]],
+        *,
+        urgent: bool = False,
+        durable: bool = True,
+        small: bool = False,
     ) -> T:
         # Shielded like SQLite's: once started, a cancelled caller does not cut the transaction off midway.
-        # `durable=False` is not taken up: a server may lose an unsynced commit and go on (Database.run).
+        # `durable=False` is not taken up: a server may lose an unsynced commit and go on (Database.run); nor is
+        # `small`: every transaction is a round trip to the server.
         started = time.monotonic()
         try:
             return await asyncio.shield(asyncio.ensure_future(self._run(work)))
@@ -302,13 +308,13 @@ class PostgresDatabase:
                     log.info("transaction_retried", attempt=attempt, error=type(exc).__name__)
         raise AssertionError("unreachable")
 
-    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
+    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False, small: bool = False) -> int:
         return await self._alone(lambda tx: tx.execute(sql, params), urgent=urgent)
 
     async def execute_returning(
-        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
+        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True, small: bool = False
     ) -> list[Row]:
-        # `durable=False` is not taken up, as in run(): one autocommit statement, one round trip.
+        # `durable=False` and `small` are not taken up, as in run(): one autocommit statement, one round trip.
         return await self._alone(lambda tx: tx.fetch_all(sql, params), urgent=urgent)
 
     async def _alone(self, statement: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool) -> T:

@@ -130,7 +130,7 @@ class QuotaService:
         # reservation that outlives a crash is only ever given back (the sweeper, release_abandoned), never
         # charged, and what `first` stored comes again with the next attempt. The charge's commit, which is
         # synced, makes it durable with itself. (On SQLite it is then not synced; on PostgreSQL it is.)
-        refused = await self._db.run(hold, durable=False)
+        refused = await self._db.run(hold, durable=False, small=True)
         if refused is not None:
             raise QuotaExceeded(refused, tokens)
         return reservation
@@ -173,7 +173,7 @@ class QuotaService:
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose call failed: nothing is charged."""
-        await self._db.run(lambda tx: _drop_reservation(tx, reservation))
+        await self._db.run(lambda tx: _drop_reservation(tx, reservation), small=True)
 
     async def release_abandoned(self, account_id: str, request_id: str) -> int:
         """Give back what an earlier attempt at `request_id` still holds: a worker that lost its lease (killed, or

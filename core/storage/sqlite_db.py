@@ -132,6 +132,7 @@ class SqliteDatabase:
         self._inline = inline
         self._inline_writer = inline_writer
         self._inline_commits = 0
+        self._restart_on_writer = False  # a checkpoint has run: the next write restarts the WAL on the writer thread
         self._write_lock = WriteLock()
         self.path = path
         self.writes = WriteHealth()
@@ -161,8 +162,17 @@ class SqliteDatabase:
             reader.stop()
             await writer.close()
             raise
-        wal_sync = WalSync(path.with_name(path.name + "-wal"))
-        wal_sync.start()
+        try:
+            # SQLite's own name for the file: a symbolic link resolved, as SQLite names the WAL after it.
+            [main] = [row["file"] for row in inline.execute("PRAGMA database_list").fetchall() if row["name"] == "main"]
+            wal_sync = WalSync(Path(main + "-wal"))
+            wal_sync.start()
+        except BaseException:
+            inline.close()
+            inline_writer.close()
+            await reader.close()
+            await writer.close()
+            raise
         return cls(writer, reader, inline, inline_writer, wal_sync, path)
 
     def watch_urgent_commits(self, listener: Callable[[float], None]) -> None:
@@ -187,6 +197,7 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[HopTransaction]:
         """One write transaction whose work may await other things between statements (a hop per statement)."""
+        self._refuse_after_failed_sync()
         async with self._write_lock.hold():
             tx = HopTransaction(self._writer)
             try:
@@ -204,7 +215,12 @@ class SqliteDatabase:
                 raise
 
     async def run(
-        self, work: Callable[[Transaction], Coroutine[Any, Any, T]], *, urgent: bool = False, durable: bool = True
+        self,
+        work: Callable[[Transaction], Coroutine[Any, Any, T]],
+        *,
+        urgent: bool = False,
+        durable: bool = True,
+        small: bool = False,
     ) -> T:
         """A whole write transaction in one hop to the writer thread, answered once its commit is durable (or, with
         `durable=False`, once it is committed, not synced unless it shares its commit with a durable one).
@@ -217,25 +233,26 @@ class SqliteDatabase:
         transaction is rolled back) and must not touch the event loop. If it raises, its own changes are undone
         and the error is raised here. Shielded: once queued, a cancelled caller does not stop the commit.
 
-        A transaction that is not urgent, while nothing else writes (the writer thread idle, the write lock free),
-        is made at once on the event loop's thread instead (`_write_inline`): a hop to the writer thread and back
-        costs about ten times its SQL (145 µs of CPU against 13, measured here). Its commit does not wait for the
-        disk (but see `_connect_inline_writer`), so the loop is not held for long; a durable one is answered once a
-        sync of the WAL begun after its commit has ended (`WalSync`, shared by the commits that wait together). If
-        the writer thread is busy, it first waits for what it was given to be done; if the file is busy all the
-        same, or a sync has failed once (durable ones), it takes the hop.
+        A `small` transaction that is not urgent, while nothing else writes (the writer thread idle, the write lock
+        free), is made at once on the event loop's thread instead (`_write_inline`): a hop to the writer thread and
+        back costs about ten times its SQL (145 µs of CPU against 13, measured here). Its commit does not wait for
+        the disk (but see `_connect_inline_writer`), so the loop is not held for long; a durable one is answered
+        once a sync of the WAL begun after its commit has ended (`WalSync`, shared by the commits that wait
+        together). Other connections may see it before that. If the writer thread is busy, it first waits for what
+        it was given to be done; if the file is busy all the same, it takes the hop.
+
+        Once a sync of the WAL has failed, every write is refused (StorageUnavailable) until the gateway restarts:
+        the commits it was for are visible and may not be on the disk, and after a failed fdatasync Linux may
+        report the next one clean although the pages were dropped. PostgreSQL stops the same way.
         """
-        if not urgent and not self._writer.idle and not self._write_lock.busy:
+        self._refuse_after_failed_sync()
+        inline = small and not urgent and not self._restart_on_writer
+        if inline and not self._writer.idle and not self._write_lock.busy:
             # Queued behind the thread's work, this transaction would keep it busy for the next one, and so on:
             # under a steady load every write would take the hop. It waits for that work instead, once (behind a
             # stream of the webhook's urgent commits it would wait for ever).
             await self._writer.drained()
-        if (
-            not urgent
-            and self._writer.idle
-            and not self._write_lock.busy
-            and (not durable or self._wal_sync.failed is None)
-        ):
+        if inline and self._writer.idle and not self._write_lock.busy and not self._restart_on_writer:
             try:
                 with self.writes.watch(), _translated():
                     value = self._write_inline(work)
@@ -256,6 +273,7 @@ class SqliteDatabase:
             done = self._writer.transaction(
                 lambda raw: _complete(work(ThreadTransaction(raw))), urgent=urgent, durable=durable
             )
+            self._restart_on_writer = False  # this commit starts the WAL over, if a checkpoint emptied it
         with self.writes.watch(), _translated():
             result = await asyncio.shield(done)
         if urgent:
@@ -263,6 +281,14 @@ class SqliteDatabase:
             for listener in self._urgent_watchers:
                 listener(waited_ms)
         return result
+
+    def _refuse_after_failed_sync(self) -> None:
+        if self._wal_sync.failed is not None:
+            with self.writes.watch():
+                raise StorageUnavailable(
+                    f"sqlite: a sync of the WAL failed ({self._wal_sync.failed}): writes are refused until the"
+                    " gateway restarts"
+                )
 
     def _write_inline(self, work: Callable[[Transaction], Coroutine[Any, Any, T]]) -> T:
         """`work` as a whole transaction on the event loop's own write connection (`_connect_inline_writer`);
@@ -290,26 +316,34 @@ class SqliteDatabase:
     def _checkpoint(self) -> None:
         """Queue a checkpoint on the writer thread, at once: the loop's commits never make one (see
         `_connect_inline_writer`). Called with nothing queued there and the write lock free, so no transaction is
-        open; until it is done, writes take the hop and queue behind it, so it copies the whole WAL and the next
-        commit starts the WAL over from its beginning. Made beside a stream of commits, it would never catch up."""
+        open; until it is done, writes wait for it (`WriterThread.drained`) or queue behind it, so it copies the
+        whole WAL (made beside a stream of commits, it would never catch up). The next write then takes the hop:
+        it starts the WAL over, and the sync of the WAL's new header that this costs is the writer thread's, not
+        the event loop's."""
 
         def checkpoint(raw: sqlite3.Connection) -> None:
+            if raw.in_transaction:  # a raw step queued outside the write lock would break the invariant above
+                raise RuntimeError("a checkpoint was queued inside a transaction")
             raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-        def failed(done: asyncio.Future[None]) -> None:
-            if not done.cancelled() and (exc := done.exception()) is not None:
+        def done(checkpointed: asyncio.Future[None]) -> None:
+            if checkpointed.cancelled():
+                return
+            if (exc := checkpointed.exception()) is not None:
                 log.warning("sqlite_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                self._restart_on_writer = True
 
-        self._writer.submit(checkpoint).add_done_callback(failed)
+        self._writer.submit(checkpoint).add_done_callback(done)
 
-    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False) -> int:
-        """One statement as its own transaction, in one hop."""
-        return await self.run(lambda tx: tx.execute(sql, params), urgent=urgent)
+    async def execute(self, sql: str, params: Params = (), *, urgent: bool = False, small: bool = False) -> int:
+        """One statement as its own transaction, in one hop (or none, `small`)."""
+        return await self.run(lambda tx: tx.execute(sql, params), urgent=urgent, small=small)
 
     async def execute_returning(
-        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True
+        self, sql: str, params: Params = (), *, urgent: bool = False, durable: bool = True, small: bool = False
     ) -> list[Row]:
-        return await self.run(lambda tx: tx.fetch_all(sql, params), urgent=urgent, durable=durable)
+        return await self.run(lambda tx: tx.fetch_all(sql, params), urgent=urgent, durable=durable, small=small)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)

@@ -35,7 +35,8 @@ class WalSync:
     """Created and used on the event loop's thread; `start` before the first commit, `close` after the last."""
 
     def __init__(self, wal: Path) -> None:
-        self._wal = wal
+        self._wal = wal  # SQLite's own name for it (SqliteDatabase.open: symbolic links resolved)
+        self._fd = -1
         self._thread = threading.Thread(target=self._serve, name="sqlite-wal-sync", daemon=True)
         self._cond = threading.Condition()
         # Shared with the thread, under _cond:
@@ -48,15 +49,30 @@ class WalSync:
         self._idle = asyncio.Event()  # no sync asked for and not answered
         self._idle.set()
         self.failed: OSError | None = None
+        self._closing = False
 
     def start(self) -> None:
+        """Open the WAL file (it exists once a connection has read the database) and sync its directory once, as
+        SQLite does for a WAL it creates: a problem with either fails the start, not the first write."""
         self._loop = asyncio.get_running_loop()
+        self._fd = os.open(self._wal, os.O_RDONLY)
+        try:
+            directory = os.open(self._wal.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._thread.start()
 
     def committed(self) -> asyncio.Future[None]:
         """A future set once the commit the event loop's thread has just made is on the disk (or failed with
         StorageUnavailable)."""
         assert self._loop is not None, "WalSync.start() was not called"
+        if self._closing:
+            raise StorageUnavailable("sqlite: the database is closed")
         self._committed += 1
         done = self._loop.create_future()
         self._waiters.append((self._committed, done))
@@ -66,6 +82,7 @@ class WalSync:
 
     async def close(self) -> None:
         """Answer every waiting commit, then end the thread."""
+        self._closing = True
         await self._idle.wait()
         with self._cond:
             self._closed = True
@@ -97,7 +114,6 @@ class WalSync:
             self._idle.set()
 
     def _serve(self) -> None:
-        fd: int | None = None
         try:
             while True:
                 with self._cond:
@@ -110,16 +126,15 @@ class WalSync:
                 try:
                     if self.failed is not None:
                         raise self.failed
-                    if fd is None:  # the WAL file exists once a commit has been made
-                        fd = os.open(self._wal, os.O_RDONLY)
-                    _sync(fd)
+                    _sync(self._fd)
                 except OSError as exc:
                     error = exc
+                except BaseException as exc:  # not the disk's answer, but nobody may wait for ever either
+                    error = OSError(f"{type(exc).__name__}: {exc}")
                 try:
                     assert self._loop is not None
                     self._loop.call_soon_threadsafe(self._synced, upto, error)
                 except RuntimeError:
                     return  # the loop is closed: nobody is waiting any more
         finally:
-            if fd is not None:
-                os.close(fd)
+            os.close(self._fd)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,7 +73,7 @@ async def test_a_durable_write_is_answered_only_after_the_wal_is_synced(tmp_path
         disk.release.clear()
         disk.started.clear()
         threads: list[str] = []
-        write = asyncio.create_task(db.run(insert(1, threads)))  # type: ignore[arg-type]
+        write = asyncio.create_task(db.run(insert(1, threads), small=True))  # type: ignore[arg-type]
         await asyncio.to_thread(disk.started.wait, 5)
         await asyncio.sleep(0.05)
         assert not write.done()  # committed (on the loop's thread) but not on the disk yet: not answered
@@ -88,9 +89,9 @@ async def test_commits_made_during_a_sync_share_the_next_one(tmp_path: Path, dis
         disk.release.clear()
         disk.started.clear()
         before = disk.syncs
-        first = asyncio.create_task(db.run(insert(0)))  # type: ignore[arg-type]
+        first = asyncio.create_task(db.run(insert(0), small=True))  # type: ignore[arg-type]
         await asyncio.to_thread(disk.started.wait, 5)
-        rest = [asyncio.create_task(db.run(insert(i))) for i in range(1, 6)]  # type: ignore[arg-type]
+        rest = [asyncio.create_task(db.run(insert(i), small=True)) for i in range(1, 6)]  # type: ignore[arg-type]
         await asyncio.sleep(0.05)
         assert not any(task.done() for task in (first, *rest))
         disk.release.set()
@@ -99,22 +100,51 @@ async def test_commits_made_during_a_sync_share_the_next_one(tmp_path: Path, dis
         assert await values(db) == [0, 1, 2, 3, 4, 5]
 
 
-async def test_a_failed_sync_fails_its_writes_and_later_ones_take_the_writer_thread(tmp_path: Path, disk: Disk) -> None:
-    async with open_database(scratch_url(tmp_path, "f.db")) as db:
+async def test_after_a_failed_sync_every_write_is_refused_until_a_restart(tmp_path: Path, disk: Disk) -> None:
+    """Its commit is visible and may not be on the disk, and the next fdatasync may report clean although the pages
+    were dropped: the writes stop, readiness says so, and a restart recovers from what is on the disk."""
+    url = scratch_url(tmp_path, "f.db")
+    async with open_database(url) as db:
         await create(db)
         disk.error = OSError(errno.EIO, "Input/output error")
         with pytest.raises(StorageUnavailable, match="could not be synced"):
-            await db.run(insert(1))  # type: ignore[arg-type]
+            await db.run(insert(1), small=True)  # type: ignore[arg-type]
         assert db.writes.failing  # readiness probes with a write of its own
         disk.error = None
-        threads: list[str] = []
-        assert await db.run(insert(2, threads)) == 1  # type: ignore[arg-type]
-        assert threads == ["sqlite-writer"]  # its own synced commit, not the sync that failed
-        assert not db.writes.failing
-        threads.clear()
-        assert await db.run(insert(3, threads), durable=False) == 1  # type: ignore[arg-type]
-        assert threads == [threading.current_thread().name]  # writes that need no sync stay on the loop
-        assert await values(db) == [1, 2, 3]  # the failed one's commit is there, but was never promised
+        for durable, small in ((True, True), (False, True), (True, False)):
+            with pytest.raises(StorageUnavailable, match="refused until the gateway restarts"):
+                await db.run(insert(2), durable=durable, small=small)  # type: ignore[arg-type]
+        with pytest.raises(StorageUnavailable, match="refused until the gateway restarts"):
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t (x) VALUES (3)")
+        assert db.writes.failing
+    async with open_database(url) as db:
+        assert await db.run(insert(4), small=True) == 1  # type: ignore[arg-type]
+        assert await values(db) == [1, 4]  # this time the commit that failed its sync was on the disk
+
+
+async def test_a_database_reached_through_a_symbolic_link_syncs_the_wal_sqlite_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite names the WAL after the file the link points to."""
+    synced: list[str] = []
+    real_sync = wal_sync._sync
+
+    def recorded(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_sync(fd)
+
+    monkeypatch.setattr(wal_sync, "_sync", recorded)
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "gateway.db"
+    link = tmp_path / "link.db"
+    link.symlink_to(target)
+    async with open_database(f"sqlite:///{link}") as db:
+        await create(db)
+        assert await db.run(insert(1), small=True) == 1  # type: ignore[arg-type]
+        assert await values(db) == [1]
+    assert synced == [f"{target}-wal"]
+    assert not (tmp_path / "link.db-wal").exists()
 
 
 async def test_a_cancelled_writer_keeps_its_commit_and_close_waits_for_the_sync(tmp_path: Path, disk: Disk) -> None:
@@ -123,8 +153,8 @@ async def test_a_cancelled_writer_keeps_its_commit_and_close_waits_for_the_sync(
         await create(db)
         disk.release.clear()
         disk.started.clear()
-        cancelled = asyncio.create_task(db.run(insert(1)))  # type: ignore[arg-type]
-        waiting = asyncio.create_task(db.run(insert(2)))  # type: ignore[arg-type]
+        cancelled = asyncio.create_task(db.run(insert(1), small=True))  # type: ignore[arg-type]
+        waiting = asyncio.create_task(db.run(insert(2), small=True))  # type: ignore[arg-type]
         await asyncio.to_thread(disk.started.wait, 5)
         cancelled.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -141,8 +171,20 @@ async def test_the_loops_commits_keep_the_wal_bounded(tmp_path: Path) -> None:
     async with open_database(url) as db:
         await create(db)
         for i in range(CHECKPOINT_EVERY * 8):
-            await db.run(lambda tx, i=i: tx.execute("INSERT INTO t (x, pad) VALUES (?, ?)", (i, pad)))
+            await db.run(lambda tx, i=i: tx.execute("INSERT INTO t (x, pad) VALUES (?, ?)", (i, pad)), small=True)
         wal = Path(url.removeprefix("sqlite:///") + "-wal")
         # Without checkpoints the WAL would hold every commit: 800 times 8 KB and more.
         assert (await asyncio.to_thread(wal.stat)).st_size < CHECKPOINT_EVERY * 3 * 4096 * 3
         assert len(await values(db)) == CHECKPOINT_EVERY * 8
+
+
+async def test_the_write_after_a_checkpoint_starts_the_wal_over_on_the_writer_thread(tmp_path: Path) -> None:
+    """Starting the WAL over syncs its new header: the writer thread's wait, not the event loop's."""
+    async with open_database(scratch_url(tmp_path, "r.db")) as db:
+        await create(db)
+        threads: list[str] = []
+        for i in range(CHECKPOINT_EVERY + 2):
+            await db.run(insert(i, threads), small=True)  # type: ignore[arg-type]
+        loop = threading.current_thread().name
+        # The 100th of the loop's commits queued the checkpoint: the next write waits for it and takes the hop.
+        assert threads[CHECKPOINT_EVERY - 2 :] == [loop, loop, "sqlite-writer", loop]
