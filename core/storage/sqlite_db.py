@@ -246,11 +246,14 @@ class SqliteDatabase:
         report the next one clean although the pages were dropped. PostgreSQL stops the same way.
         """
         self._refuse_after_failed_sync()
-        inline = small and not urgent and not self._restart_on_writer
-        if inline and not self._writer.idle and not self._write_lock.busy:
+        inline = small and not urgent
+        waits = 2 if inline else 0
+        while waits and not self._writer.idle and not self._write_lock.busy:
             # Queued behind the thread's work, this transaction would keep it busy for the next one, and so on:
-            # under a steady load every write would take the hop. It waits for that work instead, once (behind a
-            # stream of the webhook's urgent commits it would wait for ever).
+            # under a steady load every write would take the hop. It waits for that work instead: twice at most
+            # (a checkpoint, then the write that starts the WAL over; behind a stream of the webhook's urgent
+            # commits it would wait for ever).
+            waits -= 1
             await self._writer.drained()
         if inline and self._writer.idle and not self._write_lock.busy and not self._restart_on_writer:
             try:
