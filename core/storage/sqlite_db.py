@@ -5,10 +5,10 @@ commits), guarded by an asyncio lock while a transaction spans several hops, bec
 connection would interleave statements inside each other's transactions. Reads that need no transaction use a
 separate aiosqlite connection (WAL lets them run beside the writer), and the few small indexed reads a turn makes
 (`lookup`) are made on the event loop's own thread, where they take microseconds and a hop to the reader's thread
-costs ten times that; so is a whole write transaction (`run`) that is not urgent, when nothing else is writing: it
-commits there without waiting for the disk, and a durable one is answered once `WalSync` has synced the WAL after
-it. Every write transaction starts with BEGIN IMMEDIATE so read-then-write sequences hold the write lock from their
-first statement, across processes too.
+costs ten times that; so is a small write transaction (`run(small=True)`: a turn's reservation, its charge, its
+inbox event) when nothing else is writing: it commits there without waiting for the disk, and a durable one is
+answered once `WalSync` has synced the WAL after it. Every write transaction starts with BEGIN IMMEDIATE so
+read-then-write sequences hold the write lock from their first statement, across processes too.
 """
 
 from __future__ import annotations
@@ -435,10 +435,11 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
 def _connect_inline_writer(path: Path) -> sqlite3.Connection:
     """The event loop's connection for whole transactions made while nothing else writes (SqliteDatabase.run): no
     busy wait, which would stop the whole loop; synchronous=NORMAL, so in WAL mode its commits are not synced
-    (WalSync syncs the WAL for the durable ones), but for one: the first write after a checkpoint has emptied the
-    WAL restarts it and syncs its header, a sync on the loop's thread every few thousand pages written; and no
-    automatic checkpoint, which would sync the database file on the loop's thread: every CHECKPOINT_EVERY commits
-    it queues one on the writer thread instead (`SqliteDatabase._checkpoint`)."""
+    (WalSync syncs the WAL for the durable ones); and no automatic checkpoint, which would sync the database file
+    on the loop's thread: every CHECKPOINT_EVERY commits it queues one on the writer thread instead
+    (`SqliteDatabase._checkpoint`), and the write after it, which starts the WAL over and syncs its new header,
+    takes the hop. (After a checkpoint the writer thread's own commits made, that write may be the loop's: one
+    sync on the loop's thread every thousand pages or so that the writer thread writes.)"""
     return _connect_on_loop(path, "synchronous=NORMAL", "wal_autocheckpoint=0")
 
 

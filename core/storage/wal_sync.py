@@ -10,8 +10,8 @@ The event loop pays for its transaction's SQL (tens of microseconds) and one wak
 cost ten times the SQL, and each of its statements took the GIL back from a busy loop.
 
 A failed sync is not retried: after an fdatasync error Linux may report the next one clean although the pages
-were dropped. The waiting callers get StorageUnavailable, and `failed` tells SqliteDatabase.run to send every
-later durable write through the writer thread, whose synced commits fail or succeed on their own.
+were dropped. The waiting callers get StorageUnavailable, and `failed` tells SqliteDatabase to refuse every write
+until the gateway restarts (their commits are visible and may not be on the disk).
 """
 
 from __future__ import annotations
