@@ -12,8 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from api.bodies import LIMITS, Limits, read_limited
+from api.errors import ClientDisconnected
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.support.admin_api import ADMIN, PLAN, expect_error, get
@@ -121,3 +124,41 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_is_
     assert head.split()[1] == "408"
     assert json.loads(body)["error"]["code"] == "request_timeout"
     assert (await get(client, "/plans"))["plans"] == []
+
+
+async def test_a_client_that_hangs_up_after_sending_its_whole_body_is_a_disconnect_not_an_error() -> None:
+    """The body came whole with the headers, and the connection was lost before the handler read it: that is the
+    client's doing (ClientDisconnected, answered to no one), not a 500 in the operator's log."""
+    seen: list[str] = []
+    started, handled = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.sleep(0.2)  # meanwhile the client hangs up
+        try:
+            await read_limited(request, 1000)
+            seen.append("read")
+        except ClientDisconnected:
+            seen.append("disconnected")
+        finally:
+            handled.set()
+        return web.Response(text="unheard")
+
+    app = web.Application()
+    app[LIMITS] = Limits(1000, 100, 5.0)
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        await asyncio.wait_for(started.wait(), 5)  # the request, its body included, has arrived
+        writer.transport.abort()
+        await asyncio.wait_for(handled.wait(), 5)
+        assert seen == ["disconnected"]
+    finally:
+        await runner.cleanup()
