@@ -246,16 +246,7 @@ class SqliteDatabase:
         report the next one clean although the pages were dropped. PostgreSQL stops the same way.
         """
         self._refuse_after_failed_sync()
-        inline = small and not urgent
-        waits = 2 if inline else 0
-        while waits and not self._writer.idle and not self._write_lock.busy:
-            # Queued behind the thread's work, this transaction would keep it busy for the next one, and so on:
-            # under a steady load every write would take the hop. It waits for that work instead: twice at most
-            # (a checkpoint, then the write that starts the WAL over; behind a stream of the webhook's urgent
-            # commits it would wait for ever).
-            waits -= 1
-            await self._writer.drained()
-        if inline and self._writer.idle and not self._write_lock.busy and not self._restart_on_writer:
+        if small and not urgent and await self._loop_may_write():
             try:
                 with self.writes.watch(), _translated():
                     value = self._write_inline(work)
@@ -284,6 +275,20 @@ class SqliteDatabase:
             for listener in self._urgent_watchers:
                 listener(waited_ms)
         return result
+
+    async def _loop_may_write(self) -> bool:
+        """Whether a small transaction may be made on the event loop's thread now: nothing else writing (the writer
+        thread idle, the write lock free) and the WAL not waiting to be started over on the writer thread.
+
+        While the writer thread is busy it waits for that work instead of queueing behind it, which would keep the
+        thread busy for the next write, and so on: under a steady load every write would take the hop. Twice at
+        most (a checkpoint, then the write that starts the WAL over; behind a stream of the webhook's urgent
+        commits it would wait for ever)."""
+        for _ in range(2):
+            if self._writer.idle or self._write_lock.busy:
+                break
+            await self._writer.drained()
+        return self._writer.idle and not self._write_lock.busy and not self._restart_on_writer
 
     def _refuse_after_failed_sync(self) -> None:
         if self._wal_sync.failed is not None:
