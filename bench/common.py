@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing.process
 import queue
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
@@ -160,3 +161,35 @@ async def roll_up_anew(db: Database, store: Rollups) -> int:
         except Conflict:
             await asyncio.sleep(1)
     raise SystemExit("the rollups could not be made again")
+
+
+class GcPauses:
+    """The garbage collector's collections in this process, and how long they held it, while this is entered."""
+
+    def __init__(self) -> None:
+        self.collections = 0
+        self.seconds = 0.0
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> Self:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._observe)
+
+    def _observe(self, phase: str, _: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+            return
+        took = now - self._started
+        self.collections += 1
+        self.seconds += took
+        self.longest = max(self.longest, took)
+
+    def __str__(self) -> str:
+        return f"garbage collections in this process: {self.collections}, {self.seconds * 1000:.1f} ms in all" + (
+            f", the longest {self.longest * 1000:.2f} ms" if self.collections else ""
+        )

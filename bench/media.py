@@ -38,7 +38,7 @@ import aiohttp
 from bench.common import local_settings, provision_with_channel, serving
 from core.chat import ChatMessage
 from core.tokens import TokenCounter
-from gateway.app import create_app, freeze_gc_after_startup
+from gateway.app import create_app, gc_for_serving
 from gateway.logging import configure_logging
 from sandbox.fakes.graph_server import FakeGraph
 from sandbox.fakes.openai_server import FakeOpenAI
@@ -132,7 +132,7 @@ async def run(args: argparse.Namespace) -> int:
                 database, openai_base, graph_base, **secrets_of, media_allowed_hosts=("127.0.0.1",), workers=4
             )
             app = create_app(settings, tokens=tokens)
-            freeze_gc_after_startup(app)
+            gc_for_serving(app)
             async with serving(app) as (base, _):
                 await provision_with_channel(base, JWT_SECRET, PHONE_ID)
                 kinds: dict[str, Any] = {

@@ -6,8 +6,9 @@
     python -m bench.relay --profile         # plus the gateway process's hotspots (cProfile) for each run
 
 The gateway under test is the real app (`create_app`, as `python -m gateway` builds it, its garbage collector
-frozen after start-up) serving in this process's event loop; the fake OpenAI runs in a process of its own and so
-does the load generator (bench/fakes_process.py, bench/load.py), so that their CPU never counts as the gateway's.
+set for serving after start-up: `gc_for_serving`) serving in this process's event loop; the fake OpenAI runs in a
+process of its own and so does the load generator (bench/fakes_process.py, bench/load.py), so that their CPU never
+counts as the gateway's.
 A plan, an account, a bot (default settings: 2,000 tokens of memory) and an API key are made through the admin API.
 
 Two kinds of turn, each at every --concurrency (default 1 and 32):
@@ -51,7 +52,7 @@ from bench.common import PERSONA, provision, serving
 from bench.fakes_process import FakesProcess
 from bench.load import MESSAGES, Generator, LoadResult, LoadSpec
 from bench.postgres import BenchDatabase, check_server
-from gateway.app import create_app, freeze_gc_after_startup
+from gateway.app import create_app, gc_for_serving
 from gateway.logging import configure_logging
 from gateway.settings import Settings
 from tests.support.gateway_process import GatewayProcess, free_port
@@ -117,7 +118,7 @@ async def gateway_on(backend: str, database_url: str, openai_base: str) -> Async
         log_format="console",
     )
     app = create_app(settings)
-    freeze_gc_after_startup(app)  # as `python -m gateway` does
+    gc_for_serving(app)  # as `python -m gateway` does
     async with serving(app) as (base, _):
         admin_token = mint_token(jwt_secret, role="admin", sub="bench", account_id=None, ttl=3600, now=int(time.time()))
         async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as session:

@@ -59,7 +59,7 @@ from typing import Any
 
 import aiosqlite
 
-from bench.common import provision_with_channel, serving
+from bench.common import GcPauses, provision_with_channel, serving
 from bench.fakes_process import FakesProcess, FakesStats
 from bench.floor import FLOOR_SCHEMA, floor_app
 from bench.load import PHONE_NUMBER_ID, SHOW_FAILURES, WEBHOOK_PATH, Generator, LoadResult, LoadSpec
@@ -67,7 +67,7 @@ from bench.postgres import check_server
 from bench.webhooks_postgres import bench_postgres
 from core.storage.sqlite_db import SqliteDatabase
 from core.tokens import TokenCounter
-from gateway.app import create_app, freeze_gc_after_startup
+from gateway.app import create_app, gc_for_serving
 from gateway.keys import STORAGE
 from gateway.logging import configure_logging
 from gateway.settings import Settings
@@ -191,7 +191,7 @@ async def gateway_phase(
         graph_base=graph_base,
     )
     gateway = create_app(settings, tokens=env.tokens)
-    freeze_gc_after_startup(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
+    gc_for_serving(gateway)  # as `python -m gateway` does: the benchmark measures a serving process
     async with serving(gateway) as (base, app):
         await provision_with_channel(base, env.jwt_secret, PHONE_NUMBER_ID)
         db = app[STORAGE].db
@@ -203,16 +203,17 @@ async def gateway_phase(
                 profile.enable()
             generator.go()
             try:
-                if during is not None:
-                    await during()
-                load = await generator.result(within=600)
+                with GcPauses() as pauses:
+                    if during is not None:
+                        await during()
+                    load = await generator.result(within=600)
             finally:
                 if profile is not None:
                     profile.disable()
             cpu = time.process_time() - cpu
             commits, transactions = db.commits[0] - commits, db.commits[1] - transactions
     stored = count_rows(env.tmp / db_name, "SELECT COUNT(*) FROM inbox") - spec.warmup
-    return Phase(name, load, stored, cpu, load.throughput, commits, transactions)
+    return Phase(name, load, stored, cpu, load.throughput, commits, transactions, notes=[str(pauses)])
 
 
 def closed_spec(args: argparse.Namespace, env: Env, tag: str, count: int, warmup: int) -> Callable[[str], LoadSpec]:
@@ -252,6 +253,7 @@ def pooled(rounds: Sequence[Phase]) -> Phase:
         throughput=load.throughput,
         commits=sum(p.commits for p in rounds),
         transactions=sum(p.transactions for p in rounds),
+        notes=[f"round {i}: {note}" for i, p in enumerate(rounds, 1) for note in p.notes],
     )
 
 

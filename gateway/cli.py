@@ -33,7 +33,7 @@ from core.storage.migrations import apply_migrations, current_version
 from core.storage.notifications import NotificationStore
 from core.storage.people import PeopleStore, Person
 from core.storage.plans import PlanStore
-from gateway.app import create_app, freeze_gc_after_startup
+from gateway.app import create_app, gc_for_serving
 from gateway.logging import configure_logging
 from gateway.services import open_database
 from gateway.serving import serve, without_credentials
@@ -142,7 +142,7 @@ def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     settings = replace(settings, role=args.role)
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    freeze_gc_after_startup(app)
+    gc_for_serving(app)
     return serve(app, settings)
 
 
