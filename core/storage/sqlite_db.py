@@ -439,10 +439,10 @@ def _connect_inline_writer(path: Path) -> sqlite3.Connection:
     """The event loop's connection, for its lookups and for whole transactions made while nothing else writes
     (SqliteDatabase.run): no busy wait, which would stop the whole loop; synchronous=NORMAL, so in WAL mode its
     commits are not synced (WalSync syncs the WAL for the durable ones); and no automatic checkpoint, which would
-    sync the database file on the loop's thread: every CHECKPOINT_EVERY commits it queues one on the writer thread instead
-    (`SqliteDatabase._checkpoint`), and the write after it, which starts the WAL over and syncs its new header,
-    takes the hop. (After a checkpoint the writer thread's own commits made, that write may be the loop's: one
-    sync on the loop's thread every thousand pages or so that the writer thread writes.)"""
+    sync the database file on the loop's thread: every CHECKPOINT_EVERY commits it queues one on the writer
+    thread instead (`SqliteDatabase._checkpoint`), and the write after it, which starts the WAL over and syncs its
+    new header, takes the hop. (After a checkpoint the writer thread's own commits made, that write may be the
+    loop's: one sync on the loop's thread every thousand pages or so that the writer thread writes.)"""
     return _connect_on_loop(path, "synchronous=NORMAL", "wal_autocheckpoint=0")
 
 
