@@ -443,17 +443,11 @@ def _connect_inline_writer(path: Path) -> sqlite3.Connection:
     thread instead (`SqliteDatabase._checkpoint`), and the write after it, which starts the WAL over and syncs its
     new header, takes the hop. (After a checkpoint the writer thread's own commits made, that write may be the
     loop's: one sync on the loop's thread every thousand pages or so that the writer thread writes.)"""
-    return _connect_on_loop(path, "synchronous=NORMAL", "wal_autocheckpoint=0")
-
-
-def _connect_on_loop(path: Path, *pragmas: str) -> sqlite3.Connection:
-    """A connection the event loop's thread uses: configured like every other, then no busy wait (it would stop
-    the whole loop), then `pragmas`."""
     raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     raw.row_factory = sqlite3.Row
     try:
-        _configure(raw)
-        for pragma in ("busy_timeout=0", *pragmas):
+        _configure(raw)  # like every other connection, then as above
+        for pragma in ("busy_timeout=0", "synchronous=NORMAL", "wal_autocheckpoint=0"):
             raw.execute(f"PRAGMA {pragma}").fetchall()
     except BaseException:
         raw.close()
