@@ -141,6 +141,8 @@ def _user_add(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
 def _serve(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     settings = replace(settings, role=args.role)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.role == "worker" and settings.worker_nice:
+        os.nice(settings.worker_nice)  # WORKER_NICE: web processes on the same cores acknowledge first
     app = create_app(settings)
     gc_for_serving(app)
     return serve(app, settings)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import signal
 import sys
 from typing import TextIO
@@ -92,6 +93,7 @@ def describe(settings: Settings) -> dict[str, object]:
         "secrets_key": "set" if settings.secrets_key else "not set (channels cannot be connected)",
         "role": settings.role,
         "workers": 0 if settings.role == "web" else settings.workers,
+        **({"cpu_priority": f"nice {os.nice(0)}"} if settings.role == "worker" else {}),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -63,6 +64,35 @@ async def test_start_up_logs_where_it_listens_and_what_is_configured_without_sec
         assert await gateway.wait_exit(within=20) == 0
     finally:
         gateway.close()
+
+
+async def test_a_worker_process_gives_the_cpu_to_web_processes_and_a_web_process_keeps_its_priority(
+    tmp_path: Path,
+) -> None:
+    """WORKER_NICE (default 10): where web and worker processes share cores, a webhook's acknowledgement does not
+    wait behind a turn. Only the worker role lowers its priority."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    started = {
+        role: GatewayProcess(
+            gateway_env(tmp_path / role, free_port()), tmp_path / f"{role}.log", tmp_path, ("serve", "--role", role)
+        )
+        for role in ("web", "worker")
+    }
+    try:
+        for role, gateway in started.items():
+            (tmp_path / role).mkdir()
+            gateway.start()
+        for gateway in started.values():
+            await gateway.wait_ready()
+        web, worker = started["web"], started["worker"]
+        assert web.proc is not None and worker.proc is not None
+        assert os.getpriority(os.PRIO_PROCESS, web.proc.pid) == ours
+        assert os.getpriority(os.PRIO_PROCESS, worker.proc.pid) == min(19, ours + 10)
+        [listening] = [r for r in json_lines(worker.log()) if r.get("event") == "listening"]
+        assert listening["cpu_priority"] == f"nice {min(19, ours + 10)}"
+    finally:
+        for gateway in started.values():
+            gateway.close()
 
 
 def test_a_taken_port_is_one_clear_line_and_exit_status_1(tmp_path: Path) -> None:

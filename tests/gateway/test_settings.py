@@ -4,10 +4,13 @@ of the repr, and a quota reservation that outlives the turn holding it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gateway.settings import Settings, SettingsError
 from tests.support.harness import JWT_SECRET
+from tests.support.paths import PROJECT_ROOT
 
 
 def test_settings_from_env_defaults_follow_the_contract() -> None:
@@ -38,6 +41,8 @@ def test_settings_from_env_defaults_follow_the_contract() -> None:
         ({"KNOWLEDGE_FETCH_ALLOW_PRIVATE": "maybe"}, "KNOWLEDGE_FETCH_ALLOW_PRIVATE must be 1 or 0"),
         ({"KNOWLEDGE_FETCH_ALLOW_NETWORKS": "10.0.0.0/8, intranet"}, "KNOWLEDGE_FETCH_ALLOW_NETWORKS"),
         ({"KNOWLEDGE_MAX_UPLOAD_BYTES": "10"}, "KNOWLEDGE_MAX_UPLOAD_BYTES"),
+        ({"WORKER_NICE": "20"}, "WORKER_NICE"),
+        ({"WORKER_NICE": "-5"}, "WORKER_NICE"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
@@ -106,3 +111,29 @@ def test_reservation_ttl_must_outlive_two_model_calls() -> None:
     with pytest.raises(SettingsError, match="RESERVATION_TTL_SECONDS"):
         Settings.from_env({"RESERVATION_TTL_SECONDS": "60", "LLM_TOTAL_BUDGET": "30"})
     assert Settings.from_env({"RESERVATION_TTL_SECONDS": "90", "LLM_TOTAL_BUDGET": "30"}).reservation_ttl_seconds == 90
+
+
+class _Asked(dict[str, str]):
+    """An empty environment that remembers every variable asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+        self.names.add(name)
+        return default
+
+
+def test_every_setting_is_in_the_readmes_configuration_table() -> None:
+    """An operator configures the gateway from the README: a variable the gateway reads and the table leaves out
+    cannot be found, one the table names that nothing reads misleads."""
+    asked = _Asked()
+    Settings.from_env(asked)
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
+    sdk = {"OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"}  # read by core/llm.py as the SDK would
+    assert asked.names - documented == set()
+    assert documented - asked.names - sdk == set()
