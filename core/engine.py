@@ -39,7 +39,7 @@ from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, StoredMessag
 from core.paid_calls import Payer
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
-from core.storage.conversations import ConversationStore, NewMessage
+from core.storage.conversations import ConversationStore, NewMessage, PendingAppend
 from core.storage.db import Database, Transaction
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService, Reservation
@@ -138,9 +138,12 @@ class ConversationEngine:
         # that lands between the reservation's commit and our getting it back.
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
 
-        async def first(tx: Transaction) -> None:
+        async def first(tx: Transaction) -> Callable[[], Awaitable[None]] | None:
             nonlocal contact
-            contact = await self._counted(tx, counted, begun)  # from `begun`: a retried transaction starts over
+            contact = await d.conversations.created(tx, begun)  # from `begun`: a retried transaction starts over
+            # The count travels with the reservation's statement (one round trip on PostgreSQL), and is judged
+            # before anything is decided from that: a refusal undoes both.
+            return await self._rate_later(tx, counted, contact)
 
         try:
             await d.quota.reserve(
@@ -206,11 +209,26 @@ class ConversationEngine:
     async def _take_rate(self, tx: Transaction, plan: Plan | None, contact: Contact) -> None:
         """Count the message against the conversation's rate (the plan's; None: counted already), in the caller's
         transaction: a refusal raises there and undoes it."""
+        check = await self._rate_later(tx, plan, contact)
+        if check is not None:
+            await check()
+
+    async def _rate_later(
+        self, tx: Transaction, plan: Plan | None, contact: Contact
+    ) -> Callable[[], Awaitable[None]] | None:
+        """`_take_rate`, its statements left to travel with the transaction's next one: the check that raises
+        RateLimited, which the caller awaits before it commits (None: nothing to count)."""
         if plan is None or plan.messages_per_minute is None:
-            return
-        decision = await self._d.limiter.take(tx, contact.id, plan.messages_per_minute)
-        if not decision.allowed:
-            raise RateLimited(decision.retry_after, plan.messages_per_minute)
+            return None
+        per_minute = plan.messages_per_minute
+        pending = await self._d.limiter.take_later(tx, contact.id, per_minute)
+
+        async def check() -> None:
+            decision = await pending.decision()
+            if not decision.allowed:
+                raise RateLimited(decision.retry_after, per_minute)
+
+        return check
 
     async def _knowledge(
         self, req: TurnRequest, model: str, contact: Contact, *, searches: bool
@@ -295,10 +313,10 @@ class ConversationEngine:
 
         async def keep(tx: Transaction) -> tuple[Contact, list[StoredMessage]]:
             stored_contact = await self._counted(tx, counted, contact)
-            stored = await self._store_turn(tx, req, stored_contact, messages, reply)
+            appending = await self._store_turn(tx, req, stored_contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, stored_contact, handoff)
-            return stored_contact, stored
+            return stored_contact, await appending.stored()
 
         contact, stored = await d.db.run(keep, small=True)
         d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
@@ -377,12 +395,14 @@ class ConversationEngine:
         )
 
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[StoredMessage]]:
-            stored = await self._store_turn(tx, req, contact, messages, reply)
+            appending = await self._store_turn(tx, req, contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, contact, handoff)
             # The account's quota row last: it stays locked until the commit, and every turn of the account
-            # (in every worker process) waits for it, so it is held for as few round trips as can be.
+            # (in every worker process) waits for it, so it is held for as few round trips as can be. Its read
+            # carries what still waits (on a relay turn, the conversation's count: one round trip for both).
             snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
+            stored = await appending.stored()  # the messages travel with the commit
             await d.usage.record(record, tx=tx)
             return snapshot, stored
 
@@ -417,12 +437,14 @@ class ConversationEngine:
 
     async def _store_turn(
         self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str
-    ) -> list[StoredMessage]:
-        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction; as stored."""
-        stored = await self._d.conversations.append_stored(tx, contact, messages, request_id=req.request_id)
+    ) -> PendingAppend:
+        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction. The
+        conversation's count travels with the reply kept (or with the caller's next statement); the caller then
+        awaits `stored()`, which writes the messages, before it commits."""
+        appending = await self._d.conversations.append_later(tx, contact, messages, request_id=req.request_id)
         if req.keep_reply is not None:
             await req.keep_reply(tx, reply)
-        return stored
+        return appending
 
     @staticmethod
     def _warn_bounded(

@@ -11,7 +11,7 @@ from core.errors import Conflict
 from core.ids import new_id
 from core.models import Contact, ImagePart, StoredMessage
 from core.storage.activity import record_conversation_started
-from core.storage.db import Database, Row, Transaction
+from core.storage.db import Database, Prefetched, Row, Transaction
 
 _CONTACT = "id, account_id, bot_id, platform, external_id, created_at"
 _CONTACT_READ = f"{_CONTACT}, message_count"
@@ -255,15 +255,53 @@ class ConversationStore:
         self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
     ) -> list[StoredMessage]:
         """`append`, giving back the messages as stored (for `committed`, once the transaction has committed)."""
+        return await (await self.append_later(tx, contact, messages, request_id=request_id)).stored()
+
+    async def append_later(
+        self, tx: Transaction, contact: Contact, messages: Sequence[NewMessage], *, request_id: str | None
+    ) -> PendingAppend:
+        """`append_stored` in two steps: the conversation's count is sent with the transaction's next statement
+        (one round trip less on PostgreSQL), and `PendingAppend.stored()`, which the caller awaits before it
+        commits, writes the messages after it and gives them back as stored."""
         now = self._clock.now_ms()
-        row = await tx.fetch_one(
+        counted = await tx.prefetch(
             "UPDATE contacts SET message_count = message_count + ?, last_message_at = ? WHERE id = ?"
             " RETURNING message_count",
             (len(messages), now, contact.id),
         )
-        if row is None:  # erased while the reply was being written: the erasure wins, nothing is stored
+        return PendingAppend(tx, contact, tuple(messages), request_id, now, counted)
+
+    async def images(self, contact_id: str) -> dict[str, tuple[ImagePart, ...]]:
+        """The photos kept in a conversation (its newest KEPT_IMAGES messages' at most), by message id."""
+        rows = await self._db.fetch_all(
+            "SELECT message_id, url, width, height FROM message_images WHERE contact_id = ? ORDER BY seq, position",
+            (contact_id,),
+        )
+        found: dict[str, tuple[ImagePart, ...]] = {}
+        for row in rows:
+            image = ImagePart(row["url"], int(row["width"]), int(row["height"]))
+            found[row["message_id"]] = (*found.get(row["message_id"], ()), image)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAppend:
+    """Messages being appended (`ConversationStore.append_later`): the conversation counted, not yet written."""
+
+    tx: Transaction
+    contact: Contact
+    messages: tuple[NewMessage, ...]
+    request_id: str | None
+    now: int
+    counted: Prefetched
+
+    async def stored(self) -> list[StoredMessage]:
+        """The messages written in the caller's transaction, after the count; as stored."""
+        tx, contact, messages, request_id, now = self.tx, self.contact, self.messages, self.request_id, self.now
+        rows = await self.counted.rows()
+        if not rows:  # erased while the reply was being written: the erasure wins, nothing is stored
             raise Conflict("this conversation was erased while the reply was being written")
-        first_seq = int(row["message_count"]) - len(messages) + 1
+        first_seq = int(rows[0]["message_count"]) - len(messages) + 1
         values: list[object] = []
         ids = [new_id("msg") for _ in messages]
         for offset, message in enumerate(messages):
@@ -319,15 +357,3 @@ class ConversationStore:
             )
             for n, m in enumerate(messages)
         ]
-
-    async def images(self, contact_id: str) -> dict[str, tuple[ImagePart, ...]]:
-        """The photos kept in a conversation (its newest KEPT_IMAGES messages' at most), by message id."""
-        rows = await self._db.fetch_all(
-            "SELECT message_id, url, width, height FROM message_images WHERE contact_id = ? ORDER BY seq, position",
-            (contact_id,),
-        )
-        found: dict[str, tuple[ImagePart, ...]] = {}
-        for row in rows:
-            image = ImagePart(row["url"], int(row["width"]), int(row["height"]))
-            found[row["message_id"]] = (*found.get(row["message_id"], ()), image)
-        return found

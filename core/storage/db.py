@@ -118,6 +118,22 @@ class DatabaseURL:
         raise DatabaseURLError(f"unsupported DATABASE_URL scheme in {url.split(':', 1)[0]!r}")
 
 
+class Prefetched(Protocol):
+    """The rows of a statement sent ahead (`Transaction.prefetch`), once they are there."""
+
+    async def rows(self) -> list[Row]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """Rows already in hand: what a backend gives for `prefetch` when it runs the statement at once."""
+
+    found: list[Row]
+
+    async def rows(self) -> list[Row]:
+        return self.found
+
+
 class Transaction(Protocol):
     """The statements of one write transaction. Store functions take this and await each statement."""
 
@@ -138,6 +154,13 @@ class Transaction(Protocol):
         """A write whose outcome the caller does not need (no rows, no count): it may travel with the
         transaction's next statement or with its commit, one round trip for both on PostgreSQL. If it fails, the
         statement it travels with (or the commit) raises, and the whole transaction is rolled back."""
+        ...
+
+    async def prefetch(self, sql: str, params: Params = ()) -> Prefetched:
+        """A statement whose rows the caller needs later, not now: like a deferred write it may travel with the
+        transaction's next statement or its commit (one round trip for both on PostgreSQL), and `rows()` gives
+        them once it has (sending it then if nothing has taken it yet). Statements still run in the order they
+        were issued. If it fails, the statement it travels with (or `rows()`) raises."""
         ...
 
 

@@ -41,7 +41,7 @@ from psycopg.types.numeric import Int8Dumper
 from psycopg_pool import AsyncConnectionPool
 
 from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
-from core.storage.db import POSTGRES, Dialect, Params, Row, Transaction, WriteHealth
+from core.storage.db import POSTGRES, Dialect, Fetched, Params, Prefetched, Row, Transaction, WriteHealth
 from core.storage.leadership import Leadership
 from core.storage.postgres_doorbell import CommitWaitReports, PostgresDoorbell, PostgresLeadership
 
@@ -105,10 +105,30 @@ async def _configure(conn: Connection) -> None:
     conn.adapters.register_dumper(int, Int8Dumper)
 
 
+class _Pending:
+    """A prefetched statement (`PostgresTransaction.prefetch`): its cursor once it has been sent."""
+
+    __slots__ = ("_tx", "cursor")
+
+    def __init__(self, tx: PostgresTransaction) -> None:
+        self._tx = tx
+        self.cursor: psycopg.AsyncCursor[dict[str, Any]] | None = None
+
+    async def rows(self) -> list[Row]:
+        if self.cursor is None:
+            if self._tx.ended:  # rolled back before it was sent: the connection is no longer the transaction's
+                raise RuntimeError("a prefetched statement's rows were asked for after its transaction failed")
+            await self._tx._flush_alone()  # nothing else came to take it
+        assert self.cursor is not None  # the flush above set it
+        if self.cursor.description is None:
+            return []
+        return list(await self.cursor.fetchall())
+
+
 class PostgresTransaction:
     """The statements of one transaction on `conn`. With `begin`, the transaction is opened by its first statement
     (BEGIN travels with it) and `opened` says whether that has happened; the owner commits or rolls back.
-    Deferred writes wait for the next statement or the commit and travel with it."""
+    Deferred writes and prefetched statements wait for the next statement or the commit and travel with it."""
 
     dialect: Dialect = POSTGRES
 
@@ -116,7 +136,10 @@ class PostgresTransaction:
         self._conn = conn
         self._begin = begin
         self.opened = False
-        self._deferred: list[tuple[str, Sequence[Any] | None]] = []
+        self.ended = False
+        # Statements waiting to travel with the next one: deferred writes, and prefetched statements (with the
+        # handle that takes their cursor once sent).
+        self._deferred: list[tuple[str, Sequence[Any] | None, _Pending | None]] = []
 
     async def _send(self, sql: str, params: Params) -> psycopg.AsyncCursor[dict[str, Any]]:
         query, values = _query(sql, params)
@@ -135,11 +158,14 @@ class PostgresTransaction:
             self.opened = True  # from here the connection may be in a transaction, whatever the statement does
             await self._conn.execute(_BEGIN)
         deferred, self._deferred = self._deferred, []
-        for query, values in deferred:
-            await self._conn.execute(query, values)
+        for query, values, pending in deferred:
+            cursor = await self._conn.execute(query, values)
+            if pending is not None:
+                pending.cursor = cursor  # its rows are there once the pipeline has synced
 
     async def _flush_alone(self) -> None:
-        """BEGIN and the deferred writes before a statement that cannot travel with them (executemany, COPY)."""
+        """What waits to travel (BEGIN, deferred and prefetched statements), sent on its own: before a statement
+        that cannot travel with them (executemany, COPY), or for a prefetched statement's rows."""
         if self._deferred or (self._begin and not self.opened):
             async with self._conn.pipeline():
                 await self._flush()
@@ -148,7 +174,14 @@ class PostgresTransaction:
         if not self._begin:  # a statement in autocommit: no commit to travel with, so at once
             await self._send(sql, params)
             return
-        self._deferred.append(_query(sql, params))
+        self._deferred.append((*_query(sql, params), None))
+
+    async def prefetch(self, sql: str, params: Params = ()) -> Prefetched:
+        if not self._begin:  # autocommit: nothing to travel with
+            return Fetched(await self.fetch_all(sql, params))
+        pending = _Pending(self)
+        self._deferred.append((*_query(sql, params), pending))
+        return pending
 
     async def commit(self) -> None:
         """COMMIT, after the writes still deferred, in one round trip (nothing at all if nothing ran and nothing was
@@ -361,6 +394,8 @@ async def _transaction(conn: Connection) -> AsyncIterator[PostgresTransaction]:
             except psycopg.Error as exc:
                 log.warning("rollback_failed", error=type(exc).__name__)
         raise
+    finally:
+        tx.ended = True  # the connection goes back to the pool: nothing more may be sent through `tx`
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import aiosqlite
 import structlog
 
 from core.errors import Conflict, StorageUnavailable, ValueOutOfRange
-from core.storage.db import SQLITE, Dialect, Params, Row, Transaction, WriteHealth
+from core.storage.db import SQLITE, Dialect, Fetched, Params, Row, Transaction, WriteHealth
 from core.storage.doorbell import LocalDoorbell
 from core.storage.leadership import Leadership, SoleLeader
 from core.storage.wal_sync import WalSync
@@ -73,6 +73,9 @@ class ThreadTransaction:
     async def defer(self, sql: str, params: Params = ()) -> None:
         self._raw.execute(sql, params).close()  # in-process: nothing to save by waiting
 
+    async def prefetch(self, sql: str, params: Params = ()) -> Fetched:
+        return Fetched(self._raw.execute(sql, params).fetchall())
+
 
 class HopTransaction:
     """Statements inside one BEGIN IMMEDIATE ... COMMIT on the writer connection, one hop each.
@@ -103,6 +106,9 @@ class HopTransaction:
 
     async def defer(self, sql: str, params: Params = ()) -> None:
         await self._hop(lambda tx: tx.defer(sql, params))
+
+    async def prefetch(self, sql: str, params: Params = ()) -> Fetched:
+        return await self._hop(lambda tx: tx.prefetch(sql, params))
 
     async def _hop(self, statement: Callable[[ThreadTransaction], Coroutine[Any, Any, T]]) -> T:
         begin, self.began = not self.began, True

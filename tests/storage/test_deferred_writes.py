@@ -1,4 +1,5 @@
-"""Deferred writes (`Transaction.defer`) and one-statement changes (`Database.execute_returning`), on both backends.
+"""Deferred writes (`Transaction.defer`), prefetched statements (`Transaction.prefetch`) and one-statement changes
+(`Database.execute_returning`), on both backends.
 
 On PostgreSQL a deferred write waits for the transaction's next statement or its commit and travels with it, one
 round trip for both; on SQLite it runs at once. Either way a transaction is all or nothing: a deferred write that
@@ -87,6 +88,53 @@ async def test_a_transaction_that_raises_before_its_deferred_writes_are_sent_sto
     assert await stored(db) == []
     await db.execute(INSERT, ("next", 2))
     assert await stored(db) == [("next", 2)]
+
+
+BUMP = "UPDATE rate_limits SET tat_us = tat_us + 1 WHERE key = ? RETURNING tat_us"
+
+
+async def test_prefetched_statements_run_in_order_and_hand_back_their_rows_once_sent(db: Database) -> None:
+    await db.execute(INSERT, ("a", 1))
+
+    async def work(tx: Transaction) -> tuple[list[int], int, int, list[int]]:
+        bumped = await tx.prefetch(BUMP, ("a",))
+        counted = await tx.prefetch("SELECT COUNT(*) AS n FROM rate_limits")
+        await tx.defer(INSERT, ("b", 2))
+        seen = await tx.fetch_one("SELECT tat_us FROM rate_limits WHERE key = ?", ("a",))  # they all travel with it
+        assert seen is not None
+        last = await tx.prefetch(BUMP, ("b",))  # nothing takes it: its rows() sends it
+        return (
+            [r["tat_us"] for r in await bumped.rows()],
+            int((await counted.rows())[0]["n"]),  # before the deferred insert: statements keep their order
+            int(seen["tat_us"]),
+            [r["tat_us"] for r in await last.rows()],
+        )
+
+    assert await db.run(work) == ([2], 1, 2, [3])
+    assert await stored(db) == [("a", 2), ("b", 3)]
+
+    async with db.transaction() as tx:  # one never read is committed with the rest; its rows stay readable
+        unread = await tx.prefetch(BUMP, ("a",))
+        read_later = await tx.prefetch(BUMP, ("b",))
+    assert [r["tat_us"] for r in await read_later.rows()] == [4]
+    assert await stored(db) == [("a", 3), ("b", 4)]
+    assert [r["tat_us"] for r in await unread.rows()] == [3]
+
+
+async def test_a_prefetched_statement_that_fails_fails_its_transaction(db: Database) -> None:
+    await db.execute(INSERT, ("taken", 1))
+
+    async def fails(tx: Transaction) -> None:
+        await tx.execute(INSERT, ("first", 1))
+        clash = await tx.prefetch(INSERT + " RETURNING key", ("taken", 2))  # found when it is sent
+        await tx.execute(INSERT, ("after", 3))
+        await clash.rows()
+
+    with pytest.raises(Conflict):
+        await db.run(fails)
+    assert await stored(db) == [("taken", 1)]
+    await db.execute(INSERT, ("next", 2))
+    assert await stored(db) == [("next", 2), ("taken", 1)]
 
 
 async def test_execute_returning_commits_one_change_and_hands_back_its_rows(db: Database) -> None:

@@ -15,7 +15,7 @@ from core.models import Contact
 from core.storage.conversations import ConversationStore
 from core.storage.db import Transaction
 from core.storage.quota import QuotaService
-from core.storage.rate_limits import Decision, RateLimitStore
+from core.storage.rate_limits import PendingTake, RateLimitStore
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
@@ -123,21 +123,21 @@ async def test_a_new_customers_turn_survives_a_retried_reservation(
     customer's contact and while it counts the rate. The second attempt stores the contact again (the first
     attempt's was rolled back), and the turn is answered and stored."""
     tenant = await provision(client, plan={"messages_per_minute": 60})
-    created, take = ConversationStore.created, RateLimitStore.take
+    created, take_later = ConversationStore.created, RateLimitStore.take_later
     met: list[bool] = []
 
     async def noting(self: ConversationStore, tx: Transaction, contact: Contact) -> Contact:
         met.append(contact.stored)
         return await created(self, tx, contact)
 
-    async def deadlocked_once(self: RateLimitStore, tx: Transaction, key: str, per_minute: int) -> Decision:
-        decision = await take(self, tx, key, per_minute)
+    async def deadlocked_once(self: RateLimitStore, tx: Transaction, key: str, per_minute: int) -> PendingTake:
+        pending = await take_later(self, tx, key, per_minute)
         if len(met) == 1:
             raise psycopg.errors.DeadlockDetected("deadlock detected (raised by the test)")
-        return decision
+        return pending
 
     monkeypatch.setattr(ConversationStore, "created", noting)
-    monkeypatch.setattr(RateLimitStore, "take", deadlocked_once)
+    monkeypatch.setattr(RateLimitStore, "take_later", deadlocked_once)
     body = await expect(await relay(client, tenant, "hello", user_id="retried"), 200)
     assert body["reply"] == "You said: hello"
     assert met[:2] == [False, False]  # each attempt from the contact as the turn met it, not yet stored
