@@ -410,6 +410,30 @@ async def test_erasing_a_contact_removes_their_conversation_in_that_account_only
     await expect(await client.delete(path, headers=owner), 404)
 
 
+async def test_a_conversation_erased_while_the_model_answers_keeps_nothing_of_that_turn(
+    client: TestClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    """The erasure wins: the reply written after it is not stored, the customer is told it conflicted (409), and
+    the tokens held for the turn are given back, none charged."""
+    tenant = await provision(client)
+    await expect(await relay(client, tenant, "first question", user_id="leaving"), 200)
+    used = database.quota_row(settings, tenant.account_id)["used_tokens"]
+    owner = auth("owner", tenant.account_id)
+    [contact] = (await listing(client, owner))["conversations"]
+    fake_openai.latency = 0.5
+    turn = asyncio.create_task(relay(client, tenant, "my card number is 4111", user_id="leaving"))
+    while len(fake_openai.calls) < 2:  # the model is answering the second message
+        await asyncio.sleep(0.01)
+    await expect(await client.delete(f"/api/conversations/{contact['id']}", headers=owner), 200)
+    refused = await expect(await turn, 409)
+    assert refused["error"]["code"] == "conflict"
+    assert database.rows(settings, "SELECT id FROM messages") == []
+    assert database.rows(settings, "SELECT id FROM contacts") == []
+    quota = database.quota_row(settings, tenant.account_id)
+    assert (quota["used_tokens"], quota["reserved_tokens"]) == (used, 0)
+    assert database.rows(settings, "SELECT id FROM quota_reservations") == []
+
+
 async def test_erasing_a_relay_user_leaves_the_whatsapp_customer_with_the_same_id(
     whatsapp: tuple[TestClient, Tenant, Settings], fake_openai: FakeOpenAI
 ) -> None:
