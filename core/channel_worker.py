@@ -45,7 +45,7 @@ from core.storage.activity import record_undeliverable
 from core.storage.bots import BotStore
 from core.storage.channels import ChannelStore
 from core.storage.conversation_state import ConversationStateStore
-from core.storage.db import Transaction
+from core.storage.db import Check, Transaction
 from core.storage.inbox_queue import InboxItem, InboxQueue, LeaseLost
 from core.storage.quota import QuotaService
 
@@ -273,8 +273,8 @@ class ChannelWorker:
         if item.attempts > 1 and (released := await d.quota.release_abandoned(account.id, item.id)):
             log.info("abandoned_reservation_released", inbox_id=item.id, tokens=released)
 
-        async def keep(tx: Transaction, reply: str) -> None:
-            await d.queue.store_reply(tx, item, reply)
+        async def keep(tx: Transaction, reply: str) -> Check:
+            return await d.queue.store_reply(tx, item, reply)
 
         async def handed_off(tx: Transaction, contact: Contact, handoff: Handoff) -> None:
             await d.handoffs.record(tx, contact, channel.id, handoff)

@@ -39,8 +39,8 @@ from core.models import Account, Bot, Contact, Plan, QuotaSnapshot, StoredMessag
 from core.paid_calls import Payer
 from core.personas import persona_message
 from core.pricing import PriceTable, to_nanousd
-from core.storage.conversations import ConversationStore, NewMessage, PendingAppend
-from core.storage.db import Database, Transaction
+from core.storage.conversations import ConversationStore, NewMessage
+from core.storage.db import Check, Database, Transaction
 from core.storage.plans import PlanStore
 from core.storage.quota import QuotaService, Reservation
 from core.storage.rate_limits import RateLimitStore
@@ -63,7 +63,7 @@ class TurnRequest:
     # A store function run inside the accounting transaction with the reply text: a channel worker stores the
     # reply there, so the charge and the reply to send are committed together and a resend never calls the model
     # again. Like any `Database.run` work it issues statements on that transaction and awaits nothing else.
-    keep_reply: Callable[[Transaction, str], Awaitable[None]] | None = None
+    keep_reply: Callable[[Transaction, str], Awaitable[Check]] | None = None
     # Run in the reply's commit when the turn hands the conversation to a person (core/handoff.py): a channel
     # worker pauses the conversation there, the relay records it; both tell the account.
     on_handoff: Callable[[Transaction, Contact, Handoff], Awaitable[None]] | None = None
@@ -138,7 +138,7 @@ class ConversationEngine:
         # that lands between the reservation's commit and our getting it back.
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
 
-        async def first(tx: Transaction) -> Callable[[], Awaitable[None]] | None:
+        async def first(tx: Transaction) -> Check | None:
             nonlocal contact
             contact = await d.conversations.created(tx, begun)  # from `begun`: a retried transaction starts over
             # The count travels with the reservation's statement (one round trip on PostgreSQL), and is judged
@@ -213,9 +213,7 @@ class ConversationEngine:
         if check is not None:
             await check()
 
-    async def _rate_later(
-        self, tx: Transaction, plan: Plan | None, contact: Contact
-    ) -> Callable[[], Awaitable[None]] | None:
+    async def _rate_later(self, tx: Transaction, plan: Plan | None, contact: Contact) -> Check | None:
         """`_take_rate`, its statements left to travel with the transaction's next one: the check that raises
         RateLimited, which the caller awaits before it commits (None: nothing to count)."""
         if plan is None or plan.messages_per_minute is None:
@@ -313,10 +311,10 @@ class ConversationEngine:
 
         async def keep(tx: Transaction) -> tuple[Contact, list[StoredMessage]]:
             stored_contact = await self._counted(tx, counted, contact)
-            appending = await self._store_turn(tx, req, stored_contact, messages, reply)
+            stored = await self._store_turn(tx, req, stored_contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, stored_contact, handoff)
-            return stored_contact, await appending.stored()
+            return stored_contact, await stored()
 
         contact, stored = await d.db.run(keep, small=True)
         d.conversations.committed(contact.id, stored)  # the next turn of this conversation need not read them
@@ -395,14 +393,14 @@ class ConversationEngine:
         )
 
         async def charge(tx: Transaction) -> tuple[QuotaSnapshot, list[StoredMessage]]:
-            appending = await self._store_turn(tx, req, contact, messages, reply)
+            written = await self._store_turn(tx, req, contact, messages, reply)
             if handoff is not None and req.on_handoff is not None:
                 await req.on_handoff(tx, contact, handoff)
             # The account's quota row last: it stays locked until the commit, and every turn of the account
             # (in every worker process) waits for it, so it is held for as few round trips as can be. Its read
-            # carries what still waits (on a relay turn, the conversation's count: one round trip for both).
+            # carries what still waits (the conversation's count, the reply kept: one round trip for all).
             snapshot = await d.quota.settle(tx, reservation, usage.total_tokens)
-            stored = await appending.stored()  # the messages travel with the commit
+            stored = await written()  # the messages travel with the commit
             await d.usage.record(record, tx=tx)
             return snapshot, stored
 
@@ -437,14 +435,19 @@ class ConversationEngine:
 
     async def _store_turn(
         self, tx: Transaction, req: TurnRequest, contact: Contact, messages: list[NewMessage], reply: str
-    ) -> PendingAppend:
-        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction. The
-        conversation's count travels with the reply kept (or with the caller's next statement); the caller then
-        awaits `stored()`, which writes the messages, before it commits."""
+    ) -> Callable[[], Awaitable[list[StoredMessage]]]:
+        """Both messages, and the reply a channel sends (`keep_reply`), in the caller's transaction: their
+        statements travel with the caller's next one. The caller then awaits what this returns before it commits:
+        it checks the reply was kept (the event's lease), writes the messages, and gives them back as stored."""
         appending = await self._d.conversations.append_later(tx, contact, messages, request_id=req.request_id)
-        if req.keep_reply is not None:
-            await req.keep_reply(tx, reply)
-        return appending
+        kept = None if req.keep_reply is None else await req.keep_reply(tx, reply)
+
+        async def stored() -> list[StoredMessage]:
+            if kept is not None:
+                await kept()
+            return await appending.stored()
+
+        return stored
 
     @staticmethod
     def _warn_bounded(

@@ -17,7 +17,7 @@ read into a conditional UPDATE whose row count decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +116,11 @@ class DatabaseURL:
                 raise DatabaseURLError("DATABASE_URL needs a database name: postgresql://user@host:5432/dbname")
             return cls("postgresql", None, url)
         raise DatabaseURLError(f"unsupported DATABASE_URL scheme in {url.split(':', 1)[0]!r}")
+
+
+# A check on statements that travel with a later one (`Transaction.prefetch`): awaited before the transaction
+# commits, it raises when what they found refuses the work (a lease lost, a rate passed), undoing all of it.
+Check = Callable[[], Awaitable[None]]
 
 
 class Prefetched(Protocol):

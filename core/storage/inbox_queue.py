@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.clock import Clock
-from core.storage.db import Database, Row, Transaction
+from core.storage.db import Check, Database, Row, Transaction
 from core.storage.doorbell import INBOX
 
 # One statement claims: the inner SELECT picks the first claimable event of each conversation, the UPDATE leases
@@ -97,16 +97,20 @@ class InboxQueue:
         rows = await self._db.execute_returning(claim, (owner, expires, now, now, now, limit), small=True)
         return [_item(row, owner) for row in rows]
 
-    async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> None:
-        """Inside the turn's accounting transaction: the reply is saved with its charge, before any send.
-
-        Raises LeaseLost (rolling back the charge too) if another worker holds the event now."""
-        changed = await tx.execute(
-            "UPDATE inbox SET reply_text = ?, updated_at = ? WHERE id = ?" + _FENCE,
+    async def store_reply(self, tx: Transaction, item: InboxItem, text: str) -> Check:
+        """Inside the turn's accounting transaction: the reply is saved with its charge, before any send. The
+        statement travels with the transaction's next one; the check it returns, which the caller awaits before
+        it commits, raises LeaseLost (rolling back the charge too) if another worker holds the event now."""
+        kept = await tx.prefetch(
+            "UPDATE inbox SET reply_text = ?, updated_at = ? WHERE id = ?" + _FENCE + " RETURNING id",
             (text, self._clock.now_ms(), item.id, *_fence(item)),
         )
-        if not changed:
-            raise LeaseLost(item.id)
+
+        async def check() -> None:
+            if not await kept.rows():
+                raise LeaseLost(item.id)
+
+        return check
 
     async def store_media_text(self, tx: Transaction, item: InboxItem, text: str) -> None:
         """Inside the transcription's accounting transaction: its transcript is saved with its charge.

@@ -19,7 +19,7 @@ from core.ids import new_id
 from core.models import QuotaSnapshot
 from core.storage.activity import QUOTA_THRESHOLDS, record_quota_crossings, record_quota_warning
 from core.storage.credits import append_entry
-from core.storage.db import Database, Row, Transaction
+from core.storage.db import Check, Database, Row, Transaction
 
 _ROLLOVER = """UPDATE quota_state
     SET period_start = ?, used_tokens = 0, credits_drawn = 0, overage_tokens = 0, updated_at = ?
@@ -93,7 +93,7 @@ class QuotaService:
         *,
         request_id: str | None,
         reservation_id: str | None = None,
-        first: Callable[[Transaction], Awaitable[Callable[[], Awaitable[None]] | None]] | None = None,
+        first: Callable[[Transaction], Awaitable[Check | None]] | None = None,
     ) -> Reservation:
         """Hold `tokens` of the allowance or raise QuotaExceeded / AccountLocked; never partially.
 

@@ -18,7 +18,18 @@ from sandbox.fakes.graph_server import FakeGraph
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.conftest import MakeClient
 from tests.support import database
-from tests.support.channel_traffic import NOW_MS, NOW_S, PAGE_ID, PHONE_ID, PSID, deliver, fb_text, settled, wa_text
+from tests.support.channel_traffic import (
+    NOW_MS,
+    NOW_S,
+    PAGE_ID,
+    PHONE_ID,
+    PSID,
+    deliver,
+    fb_text,
+    settled,
+    until,
+    wa_text,
+)
 from tests.support.clocks import SteppingClock
 from tests.support.harness import Tenant, auth, connect_channel, expect, provision, relay
 
@@ -422,8 +433,7 @@ async def test_a_conversation_erased_while_the_model_answers_keeps_nothing_of_th
     [contact] = (await listing(client, owner))["conversations"]
     fake_openai.latency = 0.5
     turn = asyncio.create_task(relay(client, tenant, "my card number is 4111", user_id="leaving"))
-    while len(fake_openai.calls) < 2:  # the model is answering the second message
-        await asyncio.sleep(0.01)
+    await until(lambda: len(fake_openai.calls) == 2)  # the model is answering the second message
     await expect(await client.delete(f"/api/conversations/{contact['id']}", headers=owner), 200)
     refused = await expect(await turn, 409)
     assert refused["error"]["code"] == "conflict"
