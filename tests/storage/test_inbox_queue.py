@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from aiohttp.test_utils import TestClient
 
+from core.storage.db import Transaction
 from core.storage.inbox_queue import InboxItem, LeaseLost
 from core.worker_pool import WorkerPool
 from gateway.keys import STORAGE
@@ -38,6 +39,15 @@ async def test_a_stale_worker_is_fenced_out(client: TestClient, settings: Settin
     ):
         with pytest.raises(LeaseLost):
             await late_write
+
+    async def keep_late_reply(tx: Transaction) -> None:  # as a turn's charge keeps its reply
+        check = await queue.store_reply(tx, stale, "a late reply")
+        await tx.execute("UPDATE inbox SET updated_at = updated_at WHERE id = ?", (stale.id,))  # travels with it
+        await check()
+
+    with pytest.raises(LeaseLost):
+        await client.server.app[STORAGE].db.run(keep_late_reply)
+    assert database.rows(settings, "SELECT reply_text FROM inbox")[0]["reply_text"] is None
     assert await queue.extend(fresh) is True
     await queue.finish(fresh, "done")
     [row] = database.rows(settings, "SELECT state, lease_owner FROM inbox")
