@@ -72,7 +72,7 @@ class Settings:
     # processes share cores, a webhook's acknowledgement is not kept waiting behind a turn: the cross-process
     # counterpart of WORKER_ACK_TARGET_MS. A process alone on its cores runs as fast either way. Measured with
     # bench/webhooks.py on PostgreSQL (1 web + 2 worker processes, 1,000 deliveries/s, 2 cores): ack p99 45-135 ms
-    # at 0, 17-25 ms at 10.
+    # at 0, 17-52 ms at 10.
     worker_nice: int = 10
     # How long an event's lease lasts: the worker holding it renews it every third of this while its turn runs
     # (a model call may take longer than a lease), so this is how soon another worker takes up the events of a
