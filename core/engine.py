@@ -62,7 +62,9 @@ class TurnRequest:
     request_id: str | None
     # A store function run inside the accounting transaction with the reply text: a channel worker stores the
     # reply there, so the charge and the reply to send are committed together and a resend never calls the model
-    # again. Like any `Database.run` work it issues statements on that transaction and awaits nothing else.
+    # again. Like any `Database.run` work it issues statements on that transaction and awaits nothing else. Its
+    # statement may travel with the transaction's next one: it returns the check (a lost lease raises) that the
+    # engine awaits before the commit.
     keep_reply: Callable[[Transaction, str], Awaitable[Check]] | None = None
     # Run in the reply's commit when the turn hands the conversation to a person (core/handoff.py): a channel
     # worker pauses the conversation there, the relay records it; both tell the account.
@@ -138,12 +140,11 @@ class ConversationEngine:
         # that lands between the reservation's commit and our getting it back.
         reservation = Reservation(new_id("rsv"), req.account.id, needed)
 
-        async def first(tx: Transaction) -> Check | None:
+        async def first(tx: Transaction) -> None:
             nonlocal contact
-            contact = await d.conversations.created(tx, begun)  # from `begun`: a retried transaction starts over
-            # The count travels with the reservation's statement (one round trip on PostgreSQL), and is judged
-            # before anything is decided from that: a refusal undoes both.
-            return await self._rate_later(tx, counted, contact)
+            # Judged before the reservation's statement is sent: a message past the rate never waits for the
+            # account's quota row, which every turn of the account takes.
+            contact = await self._counted(tx, counted, begun)  # from `begun`: a retried transaction starts over
 
         try:
             await d.quota.reserve(
@@ -209,24 +210,11 @@ class ConversationEngine:
     async def _take_rate(self, tx: Transaction, plan: Plan | None, contact: Contact) -> None:
         """Count the message against the conversation's rate (the plan's; None: counted already), in the caller's
         transaction: a refusal raises there and undoes it."""
-        check = await self._rate_later(tx, plan, contact)
-        if check is not None:
-            await check()
-
-    async def _rate_later(self, tx: Transaction, plan: Plan | None, contact: Contact) -> Check | None:
-        """`_take_rate`, its statements left to travel with the transaction's next one: the check that raises
-        RateLimited, which the caller awaits before it commits (None: nothing to count)."""
         if plan is None or plan.messages_per_minute is None:
-            return None
-        per_minute = plan.messages_per_minute
-        pending = await self._d.limiter.take_later(tx, contact.id, per_minute)
-
-        async def check() -> None:
-            decision = await pending.decision()
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, per_minute)
-
-        return check
+            return
+        decision = await self._d.limiter.take(tx, contact.id, plan.messages_per_minute)
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after, plan.messages_per_minute)
 
     async def _knowledge(
         self, req: TurnRequest, model: str, contact: Contact, *, searches: bool

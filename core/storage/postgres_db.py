@@ -56,6 +56,8 @@ POOL_WAIT_SECONDS = 10.0
 RUN_ATTEMPTS = 3
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _BEGIN = "BEGIN"
+# What a statement's result is once it has been answered (a pipeline that failed leaves the rest unanswered).
+_ANSWERED = frozenset({psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK})
 
 
 @lru_cache(maxsize=4096)
@@ -108,21 +110,25 @@ async def _configure(conn: Connection) -> None:
 class _Pending:
     """A prefetched statement (`PostgresTransaction.prefetch`): its cursor once it has been sent."""
 
-    __slots__ = ("_tx", "cursor")
+    __slots__ = ("_rows", "_tx", "cursor")
 
     def __init__(self, tx: PostgresTransaction) -> None:
         self._tx = tx
         self.cursor: psycopg.AsyncCursor[dict[str, Any]] | None = None
+        self._rows: list[Row] | None = None
 
     async def rows(self) -> list[Row]:
-        if self.cursor is None:
-            if self._tx.ended:  # rolled back before it was sent: the connection is no longer the transaction's
-                raise RuntimeError("a prefetched statement's rows were asked for after its transaction failed")
-            await self._tx._flush_alone()  # nothing else came to take it
-        assert self.cursor is not None  # the flush above set it
-        if self.cursor.description is None:
-            return []
-        return list(await self.cursor.fetchall())
+        """Its rows, the same however often asked (as SQLite's `Fetched`)."""
+        if self._rows is None:
+            if self.cursor is None:
+                await self._tx._flush_alone()  # nothing else came to take it (refused once the transaction ended)
+            cursor = self.cursor
+            assert cursor is not None  # the flush above set it
+            result = cursor.pgresult
+            if result is None or result.status not in _ANSWERED:  # its pipeline failed: the error was raised there
+                raise RuntimeError("a prefetched statement was not answered: its transaction failed")
+            self._rows = [] if cursor.description is None else list(await cursor.fetchall())
+        return self._rows
 
 
 class PostgresTransaction:
@@ -142,6 +148,8 @@ class PostgresTransaction:
         self._deferred: list[tuple[str, Sequence[Any] | None, _Pending | None]] = []
 
     async def _send(self, sql: str, params: Params) -> psycopg.AsyncCursor[dict[str, Any]]:
+        if self.ended:  # its connection is back in the pool, perhaps another caller's now
+            raise RuntimeError("a statement was sent through a transaction that has ended")
         query, values = _query(sql, params)
         if not self._deferred and (self.opened or not self._begin):
             return await self._conn.execute(query, values)
@@ -166,6 +174,8 @@ class PostgresTransaction:
     async def _flush_alone(self) -> None:
         """What waits to travel (BEGIN, deferred and prefetched statements), sent on its own: before a statement
         that cannot travel with them (executemany, COPY), or for a prefetched statement's rows."""
+        if self.ended:
+            raise RuntimeError("a statement was sent through a transaction that has ended")
         if self._deferred or (self._begin and not self.opened):
             async with self._conn.pipeline():
                 await self._flush()

@@ -249,43 +249,45 @@ class CommitWaitReports:
 
 
 class PostgresLeadership:
-    """The leader holds `pg_advisory_lock` on a connection kept for that alone (see core/storage/leadership.py)."""
+    """The leader holds `pg_advisory_lock` on a connection kept for that alone (see core/storage/leadership.py). A
+    process that does not lead keeps its connection too and asks again on it at each look: the housekeeping tasks
+    look every second, and a new server connection each time would cost the server a process start."""
 
     def __init__(self, url: str, name: str) -> None:
         self._url = url
         self._name = name
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self._checking = asyncio.Lock()  # tasks that look at once share the connection, one statement at a time
         self.leading = False
 
     async def check(self) -> bool:
-        if self._conn is not None:
+        async with self._checking:
+            if self._conn is None:
+                try:
+                    self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                except psycopg.Error as exc:
+                    log.warning("leadership_check_failed", error=type(exc).__name__)
+                    self.leading = False
+                    return False
             try:
-                await self._conn.execute("SELECT 1")  # still connected, so still holding the lock
-            except psycopg.Error:
+                if self.leading:
+                    await self._conn.execute("SELECT 1")  # still connected, so still holding the lock
+                else:
+                    row = await (
+                        await self._conn.execute(
+                            "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || %s, 0))",
+                            (f":{self._name}",),
+                        )
+                    ).fetchone()
+                    if row is not None and row[0]:
+                        self.leading = True
+                        log.info("leadership_taken", name=self._name)
+            except psycopg.Error:  # the server went away: nobody's lock is ours; a new connection at the next look
                 await self._drop()
-        if self._conn is None:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-            except psycopg.Error as exc:
-                log.warning("leadership_check_failed", error=type(exc).__name__)
-                self.leading = False
-                return False
-            try:
-                row = await (
-                    await conn.execute(
-                        "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || %s, 0))", (f":{self._name}",)
-                    )
-                ).fetchone()
-            except BaseException:  # cancelled (shutdown) or the server went away: never leave the connection open
-                await conn.close()
+            except BaseException:  # cancelled (shutdown) mid-statement: never leave the connection behind
+                await self._drop()
                 raise
-            if row is not None and row[0]:
-                self._conn = conn
-                log.info("leadership_taken", name=self._name)
-            else:
-                await conn.close()
-        self.leading = self._conn is not None
-        return self.leading
+            return self.leading
 
     async def close(self) -> None:
         await self._drop()

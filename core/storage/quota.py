@@ -19,7 +19,7 @@ from core.ids import new_id
 from core.models import QuotaSnapshot
 from core.storage.activity import QUOTA_THRESHOLDS, record_quota_crossings, record_quota_warning
 from core.storage.credits import append_entry
-from core.storage.db import Check, Database, Row, Transaction
+from core.storage.db import Database, Row, Transaction
 
 _ROLLOVER = """UPDATE quota_state
     SET period_start = ?, used_tokens = 0, credits_drawn = 0, overage_tokens = 0, updated_at = ?
@@ -93,7 +93,7 @@ class QuotaService:
         *,
         request_id: str | None,
         reservation_id: str | None = None,
-        first: Callable[[Transaction], Awaitable[Check | None]] | None = None,
+        first: Callable[[Transaction], Awaitable[None]] | None = None,
     ) -> Reservation:
         """Hold `tokens` of the allowance or raise QuotaExceeded / AccountLocked; never partially.
 
@@ -101,19 +101,15 @@ class QuotaService:
         when the cancellation lands after the commit but before this method returns. `first`: the caller's work
         that commits with the reservation, before it (a turn's new contact, its conversation's rate); what it
         raises undoes both. It runs on the database's terms (`Database.run`): its transaction's statements only.
-        It may return a check, awaited once the reservation's statement has run and before anything is decided
-        from it: statements `first` left to travel with that one (a rate count) are judged there, and what the
-        check raises undoes everything too.
         """
         now = self._clock.now_ms()
         reservation = Reservation(reservation_id or new_id("rsv"), account_id, tokens)
 
         async def hold(tx: Transaction) -> QuotaSnapshot | None:
             """None once reserved; the snapshot that refused it otherwise."""
-            check = None if first is None else await first(tx)
+            if first is not None:
+                await first(tx)
             held = await tx.fetch_one(_RESERVE_AT_ONCE, (tokens, now, account_id, month_bounds(now)[0], tokens))
-            if check is not None:
-                await check()
             if held is None:  # locked, a new month, or refused: read the terms and say which
                 terms, state = await self._prepare(tx, account_id)
                 if terms.locked:

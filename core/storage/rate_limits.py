@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.clock import Clock
-from core.storage.db import Database, Prefetched, Transaction
+from core.storage.db import Database, Transaction
 
 _MICROS_PER_MINUTE = 60_000_000
 _LATER = "CASE WHEN tat_us > ? THEN tat_us ELSE ? END"  # max(tat, now), portably
@@ -24,24 +24,6 @@ _TAKE = f"""UPDATE rate_limits SET tat_us = {_LATER} + ?
 class Decision:
     allowed: bool
     retry_after: float  # seconds until the next message would be allowed; 0 when allowed
-
-
-@dataclass(frozen=True, slots=True)
-class PendingTake:
-    """A message counted in a transaction whose statements have not necessarily been sent yet."""
-
-    tx: Transaction
-    key: str
-    now: int  # microseconds
-    tolerance: int
-    taken: Prefetched
-
-    async def decision(self) -> Decision:
-        if await self.taken.rows():
-            return Decision(True, 0.0)
-        row = await self.tx.fetch_one("SELECT tat_us FROM rate_limits WHERE key = ?", (self.key,))
-        tat = int(row["tat_us"]) if row is not None else self.now
-        return Decision(False, max(tat - self.now - self.tolerance, 0) / 1_000_000)
 
 
 class RateLimitStore:
@@ -56,18 +38,16 @@ class RateLimitStore:
     async def take(self, tx: Transaction, key: str, per_minute: int) -> Decision:
         """Count one message for `key`, inside the caller's transaction (a turn's reservation: undone with it); a
         burst of `per_minute` is allowed, then one every 60/per_minute s."""
-        return await (await self.take_later(tx, key, per_minute)).decision()
-
-    async def take_later(self, tx: Transaction, key: str, per_minute: int) -> PendingTake:
-        """`take`, its statements sent with the transaction's next one (on PostgreSQL one round trip less); the
-        decision once that has gone (`PendingTake.decision`). The caller asks for it before it commits, and a
-        refusal it raises then undoes whatever travelled with the count."""
         now = self._clock.now_ms() * 1000
         interval = _MICROS_PER_MINUTE // per_minute
         tolerance = interval * (per_minute - 1)
+        # Deferred: it travels with the UPDATE (one round trip on PostgreSQL).
         await tx.defer("INSERT INTO rate_limits (key, tat_us) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, now))
-        taken = await tx.prefetch(_TAKE, (now, now, interval, key, now, now, now, tolerance))
-        return PendingTake(tx, key, now, tolerance, taken)
+        if await tx.fetch_one(_TAKE, (now, now, interval, key, now, now, now, tolerance)) is not None:
+            return Decision(True, 0.0)
+        row = await tx.fetch_one("SELECT tat_us FROM rate_limits WHERE key = ?", (key,))
+        tat = int(row["tat_us"]) if row is not None else now
+        return Decision(False, max(tat - now - tolerance, 0) / 1_000_000)
 
     async def sweep(self) -> int:
         """Forget keys whose TAT has passed (they are as good as new); returns how many."""

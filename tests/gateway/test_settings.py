@@ -134,6 +134,8 @@ def test_every_setting_is_in_the_readmes_configuration_table() -> None:
     table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
-    sdk = {"OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"}  # read by core/llm.py as the SDK would
+    # Read by core/llm.py as the openai package would: its headers, and the proxy of its HTTP client.
+    sdk = {"OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"}
+    sdk.add("NO_PROXY")
     assert asked.names - documented == set()
     assert documented - asked.names - sdk == set()

@@ -102,6 +102,7 @@ async def test_prefetched_statements_run_in_order_and_hand_back_their_rows_once_
         await tx.defer(INSERT, ("b", 2))
         seen = await tx.fetch_one("SELECT tat_us FROM rate_limits WHERE key = ?", ("a",))  # they all travel with it
         assert seen is not None
+        assert [r["tat_us"] for r in await bumped.rows()] == [r["tat_us"] for r in await bumped.rows()]  # twice
         last = await tx.prefetch(BUMP, ("b",))  # nothing takes it: its rows() sends it
         return (
             [r["tat_us"] for r in await bumped.rows()],

@@ -15,7 +15,7 @@ from core.models import Contact
 from core.storage.conversations import ConversationStore
 from core.storage.db import Transaction
 from core.storage.quota import QuotaService
-from core.storage.rate_limits import PendingTake, RateLimitStore
+from core.storage.rate_limits import Decision, RateLimitStore
 from gateway.settings import Settings
 from sandbox.fakes.openai_server import FakeOpenAI
 from tests.support import database
@@ -86,6 +86,20 @@ async def test_a_message_past_the_rate_holds_nothing_and_stores_nothing(
     assert len(fake_openai.calls) == 1
 
 
+@pytest.mark.postgresql_only
+async def test_a_message_past_the_rate_is_refused_without_waiting_for_the_accounts_quota_row(
+    client: TestClient, settings: Settings
+) -> None:
+    """Every turn of an account takes its quota row: a customer flooding one conversation must be turned away
+    before that, not queue behind (and hold up) the account's other turns. Here another turn holds the row."""
+    tenant = await provision(client, plan={"messages_per_minute": 1})
+    await expect(await relay(client, tenant, "one", user_id="flooding"), 200)
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as other_turn, other_turn.transaction():
+        await other_turn.execute("SELECT * FROM quota_state WHERE account_id = %s FOR UPDATE", (tenant.account_id,))
+        refused = await expect(await asyncio.wait_for(relay(client, tenant, "two", user_id="flooding"), 10), 429)
+    assert refused["error"]["code"] == "rate_limited"
+
+
 async def test_an_account_locked_while_a_new_customer_writes_stores_nothing(
     client: TestClient, settings: Settings, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,21 +137,21 @@ async def test_a_new_customers_turn_survives_a_retried_reservation(
     customer's contact and while it counts the rate. The second attempt stores the contact again (the first
     attempt's was rolled back), and the turn is answered and stored."""
     tenant = await provision(client, plan={"messages_per_minute": 60})
-    created, take_later = ConversationStore.created, RateLimitStore.take_later
+    created, take = ConversationStore.created, RateLimitStore.take
     met: list[bool] = []
 
     async def noting(self: ConversationStore, tx: Transaction, contact: Contact) -> Contact:
         met.append(contact.stored)
         return await created(self, tx, contact)
 
-    async def deadlocked_once(self: RateLimitStore, tx: Transaction, key: str, per_minute: int) -> PendingTake:
-        pending = await take_later(self, tx, key, per_minute)
+    async def deadlocked_once(self: RateLimitStore, tx: Transaction, key: str, per_minute: int) -> Decision:
+        decision = await take(self, tx, key, per_minute)
         if len(met) == 1:
             raise psycopg.errors.DeadlockDetected("deadlock detected (raised by the test)")
-        return pending
+        return decision
 
     monkeypatch.setattr(ConversationStore, "created", noting)
-    monkeypatch.setattr(RateLimitStore, "take_later", deadlocked_once)
+    monkeypatch.setattr(RateLimitStore, "take", deadlocked_once)
     body = await expect(await relay(client, tenant, "hello", user_id="retried"), 200)
     assert body["reply"] == "You said: hello"
     assert met[:2] == [False, False]  # each attempt from the contact as the turn met it, not yet stored
