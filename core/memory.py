@@ -10,7 +10,7 @@ first turn that does not fit ends the history: older turns are never sent around
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from core.chat import ChatMessage, ImagePart
@@ -55,11 +55,12 @@ def build_prompt(
     photos = True  # until one does not fit: an older photo is not shown where a newer one was left out
     encoding = encoding_name_for_model(model)
     framing = {role: counter.framed(model, role, 0) for role in ("user", "assistant")}  # what each message adds
-    for turn, stored in reversed(_turns(history, images or {})):
+    for stored in _turns_newest_first(history):
         cost = 0
         for m in stored:
             counted = m.tokens if m.encoding == encoding else counter.count_text(model, m.content)
             cost += framing["user" if m.role == "user" else "assistant"] + counted
+        turn = _as_sent(stored, images or {})
         seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images) if images else 0
         if seen and (not photos or used + cost + seen > budget):  # its photos do not fit: the turn's words may
             turn, seen, photos = [replace(message, images=()) for message in turn], 0, False
@@ -81,22 +82,29 @@ def _framed(counter: TokenCounter, model: str, message: ChatMessage, content_tok
     return counter.framed(model, message.role, content_tokens) + named
 
 
-def _turns(
-    history: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]]
-) -> list[tuple[list[ChatMessage], list[StoredMessage]]]:
-    """Group oldest-first history into turns: each user message opens a turn, replies join it. A person's reply
-    (role agent) was the business speaking: the model sees it as the assistant's, so it carries on from it. Each
-    turn's messages as sent, with the stored messages they come from."""
-    turns: list[tuple[list[ChatMessage], list[StoredMessage]]] = []
-    for stored in history:
-        role = stored.role
-        if role == "user":
-            message = ChatMessage("user", stored.content, None, images.get(stored.id, ()) if images else ())
+def _turns_newest_first(history: Sequence[StoredMessage]) -> Iterator[list[StoredMessage]]:
+    """Oldest-first history as turns, newest first: each user message opens a turn, the replies after it join it
+    (replies before the first user message make a turn of their own). Walked from the end, so a prompt whose budget
+    ends early looks at the newest turns only."""
+    replies: list[StoredMessage] = []
+    for stored in reversed(history):
+        if stored.role == "user":
+            replies.reverse()
+            yield [stored, *replies]
+            replies = []
         else:
-            message = ChatMessage("assistant", stored.content)
-        if role == "user" or not turns:
-            turns.append(([message], [stored]))
-        else:
-            turns[-1][0].append(message)
-            turns[-1][1].append(stored)
-    return turns
+            replies.append(stored)
+    if replies:
+        replies.reverse()
+        yield replies
+
+
+def _as_sent(turn: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]]) -> list[ChatMessage]:
+    """A turn's messages as the model sees them. A person's reply (role agent) was the business speaking: the
+    model sees it as the assistant's, so it carries on from it."""
+    return [
+        ChatMessage("user", m.content, None, images.get(m.id, ()) if images else ())
+        if m.role == "user"
+        else ChatMessage("assistant", m.content)
+        for m in turn
+    ]

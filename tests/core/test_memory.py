@@ -45,6 +45,32 @@ def test_keeps_the_newest_whole_turns_within_budget(tokens: TokenCounter) -> Non
     assert prompt.messages[-2].content == "answer 9"  # the newest turn is the one kept
 
 
+def test_replies_before_the_first_question_and_a_persons_replies_stay_with_their_turn(tokens: TokenCounter) -> None:
+    """A person may write first (the business opened the conversation) and answer later: the model sees their words
+    as the assistant's, each with the turn it belongs to, and a budget still cuts between whole turns."""
+    said = [
+        ("agent", "Hello from the bakery, your order is ready"),
+        ("agent", "We close at six"),
+        ("user", "thanks, is there rye?"),
+        ("assistant", "Yes, rye until noon."),
+        ("agent", "I kept one for you."),
+        ("user", "great"),
+        ("assistant", "See you soon."),
+    ]
+    history = [StoredMessage(f"m{n}", "c", n + 1, role, text, 0, 0) for n, (role, text) in enumerate(said)]  # type: ignore[arg-type]
+    user = ChatMessage(role="user", content="one more thing")
+    full = build_prompt(tokens, "gpt-4o-mini", persona=PERSONA, history=history, user=user, budget=10_000)
+    assert full.history_turns == 3
+    assert [(m.role, m.content) for m in full.messages[1:-1]] == [
+        ("assistant" if role == "agent" else role, text) for role, text in said
+    ]
+    newest_two = build_prompt(
+        tokens, "gpt-4o-mini", persona=PERSONA, history=history, user=user, budget=full.tokens - 1
+    )
+    assert newest_two.history_turns == 2  # the opening replies were the oldest turn
+    assert [m.content for m in newest_two.messages[1:-1]] == [text for _, text in said[2:]]
+
+
 def _counted(tokens: TokenCounter, model: str, history: list[StoredMessage]) -> list[StoredMessage]:
     """`history` as the engine stores it: each message with its count and the tokenizer it was counted with."""
     encoding = encoding_name_for_model(model)
