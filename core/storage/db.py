@@ -119,7 +119,7 @@ class DatabaseURL:
 
 
 # A check on statements that travel with a later one (`Transaction.prefetch`): awaited before the transaction
-# commits, it raises when what they found refuses the work (a lease lost, a rate passed), undoing all of it.
+# commits, it raises when what they found refuses the work (a lease lost), undoing all of it.
 Check = Callable[[], Awaitable[None]]
 
 
