@@ -148,8 +148,7 @@ class PostgresTransaction:
         self._deferred: list[tuple[str, Sequence[Any] | None, _Pending | None]] = []
 
     async def _send(self, sql: str, params: Params) -> psycopg.AsyncCursor[dict[str, Any]]:
-        if self.ended:  # its connection is back in the pool, perhaps another caller's now
-            raise RuntimeError("a statement was sent through a transaction that has ended")
+        self._refuse_if_ended()
         query, values = _query(sql, params)
         if not self._deferred and (self.opened or not self._begin):
             return await self._conn.execute(query, values)
@@ -159,6 +158,10 @@ class PostgresTransaction:
         async with self._conn.pipeline():  # what waits (BEGIN, deferred writes) and the statement: one round trip
             await self._flush()
             return await self._conn.execute(query, values)
+
+    def _refuse_if_ended(self) -> None:
+        if self.ended:  # its connection is back in the pool, perhaps another caller's now
+            raise RuntimeError("a statement was sent through a transaction that has ended")
 
     async def _flush(self) -> None:
         """Inside a pipeline: BEGIN if the transaction is not open yet, then the deferred writes."""
@@ -174,8 +177,7 @@ class PostgresTransaction:
     async def _flush_alone(self) -> None:
         """What waits to travel (BEGIN, deferred and prefetched statements), sent on its own: before a statement
         that cannot travel with them (executemany, COPY), or for a prefetched statement's rows."""
-        if self.ended:
-            raise RuntimeError("a statement was sent through a transaction that has ended")
+        self._refuse_if_ended()
         if self._deferred or (self._begin and not self.opened):
             async with self._conn.pipeline():
                 await self._flush()

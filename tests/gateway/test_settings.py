@@ -135,7 +135,9 @@ def test_every_setting_is_in_the_readmes_configuration_table() -> None:
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     documented = {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split(" | ")[0])}
     # Read by core/llm.py as the openai package would: its headers, and the proxy of its HTTP client.
-    sdk = {"OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"}
-    sdk.add("NO_PROXY")
+    sdk = {
+        *("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS"),
+        *("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"),
+    }
     assert asked.names - documented == set()
     assert documented - asked.names - sdk == set()
