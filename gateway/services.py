@@ -53,7 +53,7 @@ from core.storage.conversations import ConversationStore
 from core.storage.credits import CreditLedger
 from core.storage.data_deletion import DataDeletionStore
 from core.storage.db import Database
-from core.storage.doorbell import CHANNELS, INBOX
+from core.storage.doorbell import CHANNELS, INBOX, SETTINGS
 from core.storage.erasure import Eraser
 from core.storage.feedback import FeedbackStore
 from core.storage.inbox import InboxWriter
@@ -75,6 +75,7 @@ from core.storage.reply_keys import ReplyKeys
 from core.storage.rollups import Rollups
 from core.storage.usage import UsageStore
 from core.storage.web_sessions import SessionStore
+from core.tokenizer_warmup import TokenizerWarmup
 from core.tokens import TokenCounter
 from core.worker_pool import WorkerPool
 from gateway.settings import Settings
@@ -222,19 +223,6 @@ async def open_storage(settings: Settings, clock: Clock) -> AsyncIterator[Storag
         await db.close()
 
 
-async def _load_tokenizers(plans: PlanStore, tokens: TokenCounter) -> None:
-    """The tokenizers of the models the plans offer, loaded at start before the gateway listens (0.3 s for
-    o200k_base here): the first turn after a start (a restart's recovered messages) need not wait for one, and a
-    tokenizer no plan needs is never loaded. On the event loop's thread, which serves nothing yet: a load on a worker
-    thread left 4-5 MB more resident (TokenCounter.load)."""
-    try:
-        offered = {model for plan in await plans.list() for model in (plan.default_model, *plan.models)}
-        for model in sorted(offered):
-            tokens.load(model)
-    except Exception:  # a turn loads its tokenizer itself, and says so if it cannot
-        log.exception("tokenizer_warmup_failed", alert=True)
-
-
 @asynccontextmanager
 async def open_upstreams(
     settings: Settings, clock: Clock, tokens: TokenCounter, storage: Storage, metrics: Metrics
@@ -244,6 +232,7 @@ async def open_upstreams(
     prices = PriceTable.load(settings.data_dir / "prices.json")
     # The one HTTP session of the process for Graph API calls (connection pooling, keep-alive).
     graph_session = aiohttp.ClientSession()
+    warmup = TokenizerWarmup(storage.plans, tokens)
     llm: LLMClient | None = None
     fetcher = PageFetcher(
         AddressPolicy(settings.knowledge_fetch_allow_private, parse_networks(settings.knowledge_fetch_allow_networks)),
@@ -316,7 +305,9 @@ async def open_upstreams(
             on_failure=metrics.graph_failure,
         )
         if engine is not None:
-            await _load_tokenizers(storage.plans, tokens)
+            await warmup.load_offered()
+            warmup.start()
+            storage.db.doorbell.subscribe(SETTINGS, warmup.wake)  # a plan made or changed, in any process
         yield Upstreams(
             graph=graph,
             engine=engine,
@@ -344,6 +335,7 @@ async def open_upstreams(
             transcriber=transcriber,
         )
     finally:
+        await warmup.close()
         await fetcher.close()
         await notifier.close()
         await media.close()

@@ -57,6 +57,7 @@ class PlanStore:
                 ),
             )
         assert row is not None
+        await self._db.doorbell.ring(SETTINGS)  # every process loads the tokenizers its models need (before a turn)
         return _plan(row)
 
     async def get(self, plan_id: str) -> Plan:
@@ -83,7 +84,7 @@ class PlanStore:
             row = await tx.fetch_one(f"UPDATE plans SET {clause} WHERE id = ? RETURNING {_COLUMNS}", (*params, plan_id))
         if row is None:
             raise NotFound("plan")
-        await self._db.doorbell.ring(SETTINGS)  # every process's turns read the plan again
+        await self._db.doorbell.ring(SETTINGS)  # every process's turns read the plan again, and load its tokenizers
         return _plan(row)
 
     async def delete(self, plan_id: str) -> None:

@@ -19,14 +19,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from core.storage.postgres_doorbell import PostgresDoorbell
 from core.tokens import TokenCounter
 from gateway.app import create_app
+from gateway.keys import STORAGE
 from gateway.serving import GatewayRunner, without_credentials
 from gateway.settings import Settings
 from tests.conftest import MakeClient
 from tests.support import database
 from tests.support.gateway_process import GatewayProcess, free_port
-from tests.support.harness import JWT_SECRET, PROJECT_DATA, provision
+from tests.support.harness import JWT_SECRET, PROJECT_DATA, auth, expect, provision
 
 
 def gateway_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
@@ -217,3 +219,72 @@ async def test_a_start_loads_the_tokenizers_its_plans_need_and_no_other(
     fresh = TokenCounter(PROJECT_DATA / "tokenizers")
     await aiohttp_client(create_app(settings, tokens=fresh))  # started: its start-up ran
     assert fresh.loaded() == {"o200k_base"}
+
+
+async def loads(tokens: TokenCounter, encoding: str) -> None:
+    for _ in range(250):
+        if encoding in tokens.loaded():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{encoding} was never loaded: {sorted(tokens.loaded())}")
+
+
+async def logged_load(capsys: pytest.CaptureFixture[str], model: str, encoding: str) -> None:
+    output = ""
+    for _ in range(250):
+        output += capsys.readouterr().out
+        said = f"encoding={encoding} model={model} "
+        if any("tokenizer_loaded" in line and said in line for line in output.splitlines()):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no tokenizer_loaded line for {model}: {output[-2000:]}")
+
+
+async def test_a_plan_made_while_serving_has_its_tokenizer_loaded_before_a_turn_needs_it(
+    make_client: MakeClient, aiohttp_client: Any, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first turn on a new plan's model does not wait for its tokenizer (0.1-0.3 s): the process loads it when
+    the plan is made, and says so."""
+    await provision(await make_client(settings))
+    fresh = TokenCounter(PROJECT_DATA / "tokenizers")
+    client = await aiohttp_client(create_app(settings, tokens=fresh))
+    assert fresh.loaded() == {"o200k_base"}
+    plan = {"name": "legacy", "monthly_token_limit": 1000, "models": ["gpt-4"], "default_model": "gpt-4"}
+    await expect(await client.post("/api/admin/plans", json=plan, headers=auth()), 201)
+    await logged_load(capsys, "gpt-4", "cl100k_base")  # gpt-4 counts with cl100k_base; no turn asked for it
+    assert fresh.loaded() == {"o200k_base", "cl100k_base"}
+
+    later = TokenCounter(PROJECT_DATA / "tokenizers")
+    await aiohttp_client(create_app(settings, tokens=later))
+    assert later.loaded() == {"o200k_base", "cl100k_base"}  # a start loads what every plan offers
+
+
+async def test_a_plan_changed_to_offer_another_model_has_its_tokenizer_loaded(
+    make_client: MakeClient, aiohttp_client: Any, settings: Settings
+) -> None:
+    tenant = await provision(await make_client(settings))
+    fresh = TokenCounter(PROJECT_DATA / "tokenizers")
+    client = await aiohttp_client(create_app(settings, tokens=fresh))
+    assert fresh.loaded() == {"o200k_base"}
+    change = {"models": ["gpt-4o-mini", "gpt-3.5-turbo"]}
+    await expect(await client.patch(f"/api/admin/plans/{tenant.plan_id}", json=change, headers=auth()), 200)
+    await loads(fresh, "cl100k_base")
+
+
+@pytest.mark.postgresql_only
+async def test_a_plan_made_in_one_process_has_its_tokenizer_loaded_in_the_others(
+    make_client: MakeClient, aiohttp_client: Any, settings: Settings
+) -> None:
+    """Every process serves turns: the one that made the plan rings the doorbell and the others load too."""
+    admin = await make_client(settings)
+    await provision(admin)
+    other = TokenCounter(PROJECT_DATA / "tokenizers")
+    app = create_app(settings, tokens=other)
+    await aiohttp_client(app)  # another process, as far as the doorbell knows
+    doorbell = app[STORAGE].db.doorbell
+    assert isinstance(doorbell, PostgresDoorbell)
+    await asyncio.wait_for(doorbell.listening.wait(), 10)  # a ring before it listens is heard by its next poll
+    assert other.loaded() == {"o200k_base"}
+    plan = {"name": "legacy", "monthly_token_limit": 1000, "models": ["gpt-4"], "default_model": "gpt-4"}
+    await expect(await admin.post("/api/admin/plans", json=plan, headers=auth()), 201)
+    await loads(other, "cl100k_base")
