@@ -52,6 +52,7 @@ from bench.common import PERSONA, provision, serving
 from bench.fakes_process import FakesProcess
 from bench.load import MESSAGES, Generator, LoadResult, LoadSpec
 from bench.postgres import BenchDatabase, check_server
+from bench.sqlite_share import Share, SqliteShare
 from gateway.app import create_app, gc_for_serving
 from gateway.logging import configure_logging
 from gateway.settings import Settings
@@ -87,6 +88,7 @@ class Run:
     name: str  # "direct to fake", "bare aiohttp proxy" or "gateway, sqlite"
     load: LoadResult
     cpu_seconds: float | None = None  # the gateway process's CPU over the run (None for the baseline)
+    sqlite: Share | None = None  # SQLite's own share of it (--sqlite-share, the gateway on SQLite)
 
     @property
     def cpu_ms_per_turn(self) -> float:
@@ -217,10 +219,14 @@ def load_spec(url: str, bodies: tuple[tuple[bytes, dict[str, str]], ...], concur
     return LoadSpec(url, "", "", len(bodies) - warmup, warmup, concurrency, 1, bodies=bodies)
 
 
-async def measured(spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile | None) -> tuple[LoadResult, float]:
-    """Run `spec` from a generator process; the result and this process's CPU seconds over the measured part."""
+async def measured(
+    spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile | None, share: SqliteShare | None = None
+) -> tuple[LoadResult, float, Share | None]:
+    """Run `spec` from a generator process; the result, this process's CPU seconds over the measured part and, with
+    `share`, SQLite's share of them."""
     async with Generator(spec) as generator:
         cpu = time.process_time()
+        before = share.now() if share is not None else None
         if profile is not None and gateway:
             profile.enable()
         generator.go()
@@ -229,11 +235,16 @@ async def measured(spec: LoadSpec, *, gateway: bool, profile: cProfile.Profile |
         finally:
             if profile is not None and gateway:
                 profile.disable()
-        return result, time.process_time() - cpu
+        spent = time.process_time() - cpu
+        return result, spent, share.now() - before if share is not None and before is not None else None
 
 
 async def run_scenarios(
-    args: argparse.Namespace, openai_base: str, gateways: Sequence[Gateway], floor: Gateway
+    args: argparse.Namespace,
+    openai_base: str,
+    gateways: Sequence[Gateway],
+    floor: Gateway,
+    sqlite_share: SqliteShare | None = None,
 ) -> list[Scenario]:
     scenarios = []
     tag = 0
@@ -255,7 +266,7 @@ async def run_scenarios(
             print(f"{kind}, concurrency {concurrency}: direct to the fake ...", flush=True)
             direct = direct_bodies(history if kind == "full history" else [], total)
             spec = load_spec(f"{openai_base}/chat/completions", direct, concurrency, args.warmup)
-            baseline, _ = await measured(spec, gateway=False, profile=None)
+            baseline, _, _ = await measured(spec, gateway=False, profile=None)
             runs: list[Run] = []
             for gateway in (floor, *gateways):
                 where = "the floor" if gateway is floor else f"the gateway on {gateway.backend}"
@@ -268,8 +279,10 @@ async def run_scenarios(
                     f"{gateway.base}/api/messages/relay", relay_bodies(gateway, users, total), concurrency, args.warmup
                 )
                 profile = cProfile.Profile() if args.profile and gateway is not floor else None
-                load, cpu = await measured(spec, gateway=True, profile=profile)
-                runs.append(Run(gateway.backend if gateway is floor else f"gateway, {gateway.backend}", load, cpu))
+                share = sqlite_share if gateway.backend == "sqlite" else None
+                load, cpu, sqlite = await measured(spec, gateway=True, profile=profile, share=share)
+                name = gateway.backend if gateway is floor else f"gateway, {gateway.backend}"
+                runs.append(Run(name, load, cpu, sqlite))
                 if profile is not None:
                     print(f"\ncProfile of this process during {kind}, concurrency {concurrency}, {gateway.backend}:")
                     stats = pstats.Stats(profile, stream=sys.stdout).sort_stats(args.profile_sort)
@@ -322,6 +335,9 @@ async def bench(args: argparse.Namespace) -> int:
             openai_base = fakes.openai_base
             memory = await idle_memory(Path(tmp), openai_base, seeded=False, python=args.python)
             serving = await idle_memory(Path(tmp), openai_base, seeded=True, python=args.python)
+            share = SqliteShare() if args.sqlite_share else None
+            if share is not None:
+                stack.enter_context(share.installed())  # before the gateway connects to its file
             gateways = [
                 await stack.enter_async_context(
                     gateway_on("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", openai_base)
@@ -335,7 +351,7 @@ async def bench(args: argparse.Namespace) -> int:
             floor = await stack.enter_async_context(
                 bare_proxy(openai_base, stored_history(args.history_turns)[-args.baseline_history :])
             )
-            scenarios = await run_scenarios(args, openai_base, gateways, floor)
+            scenarios = await run_scenarios(args, openai_base, gateways, floor, share)
         return report(scenarios, args, server, memory, serving)
 
 
@@ -386,6 +402,19 @@ def report(
                 f"target CPU per turn <= {CPU_TARGET_MS:g} ms, {scenario.kind}, concurrency {scenario.concurrency}, "
                 f"{run.name}: {run.cpu_ms_per_turn:.2f} ms ({verdict}; {own:.2f} ms beyond the floor's "
                 f"{scenario.floor.cpu_ms_per_turn:.2f})"
+            )
+    for scenario in scenarios:
+        for run in scenario.gateways:
+            if run.sqlite is None:
+                continue
+            turns = run.load.sent / 1000  # ms per turn from seconds
+            in_sqlite, threads = run.sqlite.in_sqlite / turns, run.sqlite.other_threads / turns
+            before_ours = scenario.floor.cpu_ms_per_turn + in_sqlite + threads
+            print(
+                f"SQLite's share, {scenario.kind}, concurrency {scenario.concurrency}: {in_sqlite:.2f} ms per turn in "
+                f"sqlite3 calls on the event loop's thread + {threads:.2f} ms CPU of the other threads (WAL sync, "
+                f"writer, reader); with the floor's {scenario.floor.cpu_ms_per_turn:.2f} ms: {before_ours:.2f} ms of "
+                f"the turn's {run.cpu_ms_per_turn:.2f} before any work of the gateway's own"
             )
     for scenario in scenarios:
         if scenario.concurrency != 1:
@@ -451,6 +480,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--profile-lines", type=positive(int), default=30, help="lines of each profile (30)")
     parser.add_argument(
         "--profile-sort", choices=("tottime", "cumulative"), default="tottime", help="order of the profile (tottime)"
+    )
+    parser.add_argument(
+        "--sqlite-share",
+        action="store_true",
+        help="also measure SQLite's own share of each SQLite run: CPU inside sqlite3's calls on the event loop's "
+        "thread and of the process's other threads (bench/sqlite_share.py)",
     )
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests before each run (100)")
     parser.add_argument(
