@@ -45,6 +45,7 @@ from gateway.services import Storage, Upstreams, Web
 from gateway.settings import Settings
 from web.admin_pages import AdminPageDeps
 from web.bot_pages import BotPageDeps
+from web.key_pages import KeyPageDeps
 from web.pages import PageDeps, Pages
 from web.routes import PAGES, make_templates
 from web.signin import SignIn, trusted_networks
@@ -210,6 +211,9 @@ def provide_pages(app: web.Application, g: Groups) -> None:
                 plans=app[provisioning.plans.OPERATIONS.key],
                 credits=app[provisioning.credits.OPERATIONS.key],
                 people=People(s.people, passwords),
+            ),
+            key_pages=KeyPageDeps(
+                api_keys=app[provisioning.api_keys.OPERATIONS.key], accounts=s.accounts, limiter=s.rate_limits
             ),
         )
     )

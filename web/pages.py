@@ -45,6 +45,7 @@ from web.admin_pages import AdminPageDeps, AdminPages
 from web.bot_pages import BotPageDeps, BotPages
 from web.charts import daily_tokens
 from web.forms import GivenBody, GivenQuery
+from web.key_pages import KeyPageDeps, KeyPages
 from web.rendering import Renderer, checked_form, read_form, refusal, see_other, session_of
 from web.signin import SESSION, SIGNIN_COOKIE, SignIn, SignInRefused, client_address, same_token
 from web.usage_pages import UsagePageDeps, UsagePages
@@ -79,6 +80,7 @@ class PageDeps:
     bot_pages: BotPageDeps
     usage_pages: UsagePageDeps
     admin_pages: AdminPageDeps
+    key_pages: KeyPageDeps
 
 
 class Pages:
@@ -88,6 +90,7 @@ class Pages:
         self.bots = BotPages(deps.bot_pages, self._r)
         self.usage = UsagePages(deps.usage_pages, self._r)
         self.admin = AdminPages(deps.admin_pages, self._r)
+        self.keys = KeyPages(deps.key_pages, self._r)
 
     # --- signing in and out -------------------------------------------------------------------------------------
 

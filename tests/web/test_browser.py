@@ -147,6 +147,35 @@ async def test_a_viewer_sees_no_controls_and_another_account_is_not_found(
         await stranger.get_by_role("heading", name="Not found").wait_for()
 
 
+async def test_an_owner_issues_an_api_key_for_their_app_and_revokes_it(
+    make_client: MakeClient, settings: Settings, fake_openai: FakeOpenAI, browser: Any
+) -> None:
+    client = await make_client(settings)
+    tenant = await provision(client, name="Bakery")
+    await add_person(settings, "anna@bakery.example", "owner", tenant.account_id)
+    base = str(client.make_url("/")).rstrip("/")
+    page = await browser.new_page()
+    await _sign_in(page, base, "anna@bakery.example")
+
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="API keys").click()
+    await page.get_by_role("heading", name="API keys").wait_for()
+    await page.get_by_label("Name").fill("Web shop")
+    await page.get_by_role("button", name="Issue a key").click()
+    await page.get_by_role("status").filter(has_text="Copy it now").wait_for()
+    key = await page.get_by_label("The key").input_value()
+    ask = {"user_id": "web-shop-42", "message": "Do you deliver?"}
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await client.post("/api/messages/relay", json=ask, headers=headers)).status == 200
+
+    await page.goto(f"{base}/dashboard/api-keys")
+    assert key not in await page.content()  # shown once
+    row = page.get_by_role("row").filter(has_text="Web shop")
+    assert "never" not in await row.inner_text()  # the call above used it
+    await row.get_by_role("button", name="Revoke Web shop").click()
+    await page.get_by_role("status").filter(has_text="The key is revoked").wait_for()
+    assert (await client.post("/api/messages/relay", json=ask, headers=headers)).status == 401
+
+
 async def _sign_in(page: Any, base: str, email: str) -> None:
     await page.goto(f"{base}/dashboard/login")
     await page.get_by_label("Email").fill(email)

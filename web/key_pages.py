@@ -1,0 +1,99 @@
+"""The API keys page: the keys a business's own apps call the relay API with. An account's owner manages their own;
+an admin, any account's (from its admin page); a viewer sees the list. Each reads and changes through the API's
+handler object (api/provisioning/api_keys.py), as the signed-in person.
+
+    GET  /dashboard/api-keys                                     the caller's account's keys (an admin: pick one)
+    GET  /dashboard/accounts/{account_id}/api-keys               an account's keys, and a form to issue one
+    POST /dashboard/accounts/{account_id}/api-keys               issue a key: the answer is the only page showing it
+    POST /dashboard/accounts/{account_id}/api-keys/{key_id}/revoke   revoke a key (calls with it fail at once)
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from api.bodies import validate
+from api.errors import ApiError
+from api.jwt_auth import principal
+from api.provisioning.api_keys import ApiKeys
+from api.provisioning.models import ApiKeyRequest, IssuedApiKey
+from core.errors import GatewayError
+from core.storage.accounts import AccountStore
+from core.storage.rate_limits import RateLimitStore
+from web.forms import GivenBody, form_values
+from web.rendering import Renderer, checked_form, refusal, session_of
+
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPageDeps:
+    api_keys: ApiKeys
+    accounts: AccountStore
+    limiter: RateLimitStore  # the issue form sent again (a reload) issues no second key
+
+
+class KeyPages:
+    def __init__(self, deps: KeyPageDeps, renderer: Renderer) -> None:
+        self._d = deps
+        self._r = renderer
+
+    async def choose(self, request: web.Request) -> web.StreamResponse:
+        who = principal(request)
+        if who.account_id is not None:
+            raise web.HTTPSeeOther(f"/dashboard/accounts/{who.account_id}/api-keys")
+        raise web.HTTPSeeOther("/dashboard/admin/accounts")  # the operator picks an account first
+
+    async def listing(
+        self, request: web.Request, *, status: int = 200, issued: IssuedApiKey | None = None, **shown: Any
+    ) -> web.StreamResponse:
+        listed = await self._d.api_keys.list_keys(request)  # another account's id: 404, as through the API
+        account = await self._d.accounts.get(request.match_info["account_id"])
+        keys = sorted(listed.api_keys, key=lambda k: (k.revoked_at is not None, -k.created_at))
+        return self._r.page(
+            "api_keys.html",
+            session_of(request),
+            section="api_keys",
+            status=status,
+            account=account,
+            keys=keys,
+            issued=issued,
+            can_write=principal(request).can_write,
+            error=shown.get("error"),
+            typed=shown.get("typed", ""),
+            done=request.query.get("done"),
+            form_key=secrets.token_urlsafe(12),
+        )
+
+    async def issue(self, request: web.Request) -> web.StreamResponse:
+        form = await checked_form(request)
+        values = form_values(form, {"name": "optional_text"})
+        # The form's own key: the answer is the key's only showing, so a reload of it (the form sent again) must
+        # not issue a second one, unseen.
+        form_key = form.get("form_key", "")
+        once = f"issue-key:{session_of(request).id}:{form_key}"
+        if not _FORM_KEY.fullmatch(form_key) or not (await self._d.limiter.check(once, 1)).allowed:
+            words = (
+                "This form was sent already: the key it issued was shown then, and only then. If it was not copied,"
+                " revoke it below (the newest) and issue another."
+            )
+            return await self.listing(request, status=409, error=words)
+        try:
+            # A blank name is no name (the API refuses a null one: it means nothing there).
+            wanted = validate(ApiKeyRequest, {k: v for k, v in values.items() if v is not None}, None)
+            issued = await self._d.api_keys.issue_key(request, GivenBody(request, wanted))
+        except (ApiError, GatewayError) as exc:
+            refused = refusal(exc)
+            return await self.listing(request, status=refused.status, error=refused.message, typed=values.get("name"))
+        # Answered here, not after a redirect: this page is the only place the key is ever shown (no-store).
+        return await self.listing(request, status=201, issued=issued)
+
+    async def revoke(self, request: web.Request) -> web.StreamResponse:
+        await checked_form(request)
+        await self._d.api_keys.revoke_key(request)
+        raise web.HTTPSeeOther(f"/dashboard/accounts/{request.match_info['account_id']}/api-keys?done=revoked")
