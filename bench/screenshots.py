@@ -93,6 +93,9 @@ async def _shots(box: Sandbox, admin_password: str, out: Path, chromium: str) ->
                 await shoot(name)
             await page.goto(f"{base}/dashboard/admin/accounts/{box.account_id}")
             await shoot("admin-account")
+            await page.goto(f"{base}/dashboard/admin/plans")
+            await page.get_by_role("row").nth(1).get_by_role("link").click()
+            await shoot("admin-plan")
             await page.close()
         await browser.close()
     return taken

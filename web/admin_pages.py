@@ -4,9 +4,12 @@ same rules as `python -m gateway user add` (core/people.py).
 
     GET  /dashboard/admin/accounts, POST                    every account; add one
     GET  /dashboard/admin/accounts/{account_id}             one account: quota, credits, people, its pages
+    POST /dashboard/admin/accounts/{account_id}             change its name, email or plan
     POST /dashboard/admin/accounts/{account_id}/lock        lock or unlock it (locked=1|0)
     POST /dashboard/admin/accounts/{account_id}/credits     add a credit entry
     GET  /dashboard/admin/plans, POST                       every plan; add one
+    GET  /dashboard/admin/plans/{plan_id}, POST             one plan; change it
+    POST /dashboard/admin/plans/{plan_id}/delete            delete it (refused while accounts are on it)
     GET  /dashboard/admin/people, POST                      everyone who signs in; add a person
     POST /dashboard/admin/people/{person_id}/remove         remove a person (their sessions end)
 """
@@ -24,7 +27,7 @@ from api.errors import ApiError, bad_request
 from api.jwt_auth import principal
 from api.provisioning.accounts import Accounts
 from api.provisioning.credits import Credits
-from api.provisioning.models import CreditRequest, LockRequest
+from api.provisioning.models import AccountChanges, CreditRequest, LockRequest, PlanChanges
 from api.provisioning.plans import Plans
 from core.errors import Conflict, GatewayError, NotFound
 from core.models import AccountSettings, PlanSettings
@@ -40,6 +43,7 @@ PLAN_FIELDS: dict[str, Kind] = {
     "overage_percent": "whole",
     "messages_per_minute": "optional_whole",
 }
+ACCOUNT_FIELDS: dict[str, Kind] = {"name": "text", "plan_id": "text", "email": "optional_text"}
 CREDIT_KINDS = (("grant", "Grant"), ("purchase", "Purchase"), ("refund", "Refund"), ("adjustment", "Adjustment"))
 
 
@@ -89,7 +93,8 @@ class AdminPages:
         require_admin(principal(request))
         detail = await self._d.accounts.get_account(request)
         ledger = await self._d.credits.list_credits(request)
-        plan = next((p for p in (await self._d.plans.list_plans(request)).plans if p.id == detail.plan_id), None)
+        plans = (await self._d.plans.list_plans(request)).plans
+        plan = next((p for p in plans if p.id == detail.plan_id), None)
         return self._r.page(
             "admin_account.html",
             session_of(request),
@@ -97,6 +102,9 @@ class AdminPages:
             status=shown.get("status", 200),
             account=detail,
             plan=plan,
+            plans=plans,
+            settings=shown.get("settings") or detail.model_dump(include={"name", "plan_id", "email"}),
+            settings_error=shown.get("settings_error"),
             ledger=ledger,
             people=await self._d.people.store.list(account_id=detail.id),
             credit_kinds=CREDIT_KINDS,
@@ -104,6 +112,19 @@ class AdminPages:
             typed=shown.get("typed", {}),
             done=request.query.get("done"),
         )
+
+    async def update_account(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        values = form_values(form, ACCOUNT_FIELDS)
+        try:
+            changes = validate(AccountChanges, values, None)
+            await self._d.accounts.update_account(request, GivenBody(request, changes))
+        except (ApiError, GatewayError) as exc:
+            refused = refusal(exc)
+            typed = {name: form.get(name, "")[:500] for name in ACCOUNT_FIELDS}
+            return await self.account(request, status=refused.status, settings_error=refused.message, settings=typed)
+        raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{request.match_info['account_id']}?done=saved")
 
     async def lock(self, request: web.Request) -> web.StreamResponse:
         require_admin(principal(request))
@@ -139,6 +160,7 @@ class AdminPages:
             section="admin",
             status=shown.get("status", 200),
             plans=listed.plans,
+            done=request.query.get("done"),
             error=shown.get("error"),
             typed=shown.get("typed", {}),
         )
@@ -154,7 +176,46 @@ class AdminPages:
             refused = refusal(exc)
             typed = {**values, "models": ", ".join(values.get("models") or [])}
             return await self.plans(request, status=refused.status, error=refused.message, typed=typed)
-        raise web.HTTPSeeOther("/dashboard/admin/plans?added=1")
+        raise web.HTTPSeeOther("/dashboard/admin/plans?done=added")
+
+    async def plan(self, request: web.Request, **shown: Any) -> web.StreamResponse:
+        require_admin(principal(request))
+        plan = await self._d.plans.get_plan(request)
+        on_it = [a for a in (await self._d.accounts.list_accounts(request)).accounts if a.plan_id == plan.id]
+        current = {**plan.model_dump(), "models": ", ".join(plan.models)}
+        return self._r.page(
+            "admin_plan.html",
+            session_of(request),
+            section="admin",
+            status=shown.get("status", 200),
+            plan=plan,
+            accounts=on_it,
+            typed=shown.get("typed") or current,
+            error=shown.get("error"),
+            done=request.query.get("done"),
+        )
+
+    async def update_plan(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        form = await checked_form(request)
+        values = form_values(form, PLAN_FIELDS)
+        try:
+            changes = validate(PlanChanges, values, None)
+            await self._d.plans.update_plan(request, GivenBody(request, changes))
+        except (ApiError, GatewayError) as exc:
+            refused = refusal(exc)
+            typed = {**values, "models": ", ".join(values.get("models") or [])}
+            return await self.plan(request, status=refused.status, error=refused.message, typed=typed)
+        raise web.HTTPSeeOther(f"/dashboard/admin/plans/{request.match_info['plan_id']}?done=saved")
+
+    async def delete_plan(self, request: web.Request) -> web.StreamResponse:
+        require_admin(principal(request))
+        await checked_form(request)
+        try:
+            await self._d.plans.delete_plan(request)
+        except Conflict as exc:  # accounts are on it: said on its page, which lists them
+            return await self.plan(request, status=409, error=_sentence(str(exc)))
+        raise web.HTTPSeeOther("/dashboard/admin/plans?done=deleted")
 
     # --- people -------------------------------------------------------------------------------------------------
 

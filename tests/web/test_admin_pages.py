@@ -96,6 +96,69 @@ async def test_an_admin_sets_up_a_business_from_the_pages(make_client: MakeClien
     assert "you</small>" in await _page(client, people)
 
 
+async def test_an_admin_changes_a_plan_and_an_account_and_deletes_a_plan_nobody_is_on(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    client = await make_client(settings)
+    tenant = await provision(client, name="Bakery")
+    await add_person(settings, "root@gateway.example", "admin")
+    csrf = form_token(await sign_in(client, "root@gateway.example"))
+    plan_page = f"/dashboard/admin/plans/{tenant.plan_id}"
+    assert f'href="{plan_page}"' in await _page(client, "/dashboard/admin/plans")
+    shown = await _page(client, plan_page)
+    assert 'value="gpt-4o-mini, gpt-4.1, gpt-5-mini"' in shown and "Bakery" in shown  # its models, its account
+
+    # A refusal keeps what was typed, and changes nothing; then the change, as the API sees it.
+    change = {
+        "csrf": csrf,
+        "name": "Bakery plan",
+        "monthly_token_limit": "250000",
+        "models": "gpt-4o-mini, gpt-4.1",
+        "default_model": "gpt-5-mini",
+        "overage_percent": "5",
+        "messages_per_minute": "",
+    }
+    refused = await _post(client, plan_page, change, status=400)
+    assert "'default_model' must be one of 'models'" in refused and 'value="250000"' in refused
+    before = await expect(await client.get(f"/api/admin/plans/{tenant.plan_id}", headers=auth()), 200)
+    assert before["monthly_token_limit"] == 100_000
+    assert await _post(client, plan_page, {**change, "default_model": "gpt-4.1"}) == f"{plan_page}?done=saved"
+    after = await expect(await client.get(f"/api/admin/plans/{tenant.plan_id}", headers=auth()), 200)
+    assert (after["name"], after["monthly_token_limit"], after["models"], after["default_model"]) == (
+        "Bakery plan",
+        250_000,
+        ["gpt-4o-mini", "gpt-4.1"],
+        "gpt-4.1",
+    )
+    assert (after["overage_percent"], after["messages_per_minute"]) == (5, None)
+
+    # The account moves to a new plan and is renamed; its quota follows the new plan at once.
+    spare = {**change, "name": "Large", "monthly_token_limit": "900000", "default_model": "gpt-4.1"}
+    await _post(client, "/dashboard/admin/plans", spare)
+    [large] = [
+        p
+        for p in (await expect(await client.get("/api/admin/plans", headers=auth()), 200))["plans"]
+        if p["name"] == "Large"
+    ]
+    account_page = f"/dashboard/admin/accounts/{tenant.account_id}"
+    settings_form = {"csrf": csrf, "name": "Bakery & Sons", "email": "", "plan_id": "pln_nope"}
+    missing = await _post(client, account_page, settings_form, status=404)
+    assert 'value="Bakery &amp; Sons"' in missing or 'value="Bakery & Sons"' in missing
+    assert await _post(client, account_page, {**settings_form, "plan_id": large["id"]}) == f"{account_page}?done=saved"
+    account = await expect(await client.get(f"/api/admin/accounts/{tenant.account_id}", headers=auth()), 200)
+    assert (account["name"], account["plan_id"], account["quota"]["limit_tokens"]) == (
+        "Bakery & Sons",
+        large["id"],
+        945_000,  # 900,000 and its 5% overage
+    )
+
+    # A plan with accounts on it is not deleted (said in words); once empty, it is.
+    await _post(client, f"/dashboard/admin/plans/{large['id']}/delete", {"csrf": csrf}, status=409)
+    assert await _post(client, f"{plan_page}/delete", {"csrf": csrf}) == "/dashboard/admin/plans?done=deleted"
+    assert (await client.get(f"/api/admin/plans/{tenant.plan_id}", headers=auth())).status == 404
+    assert "The plan was deleted." in await _page(client, "/dashboard/admin/plans?done=deleted")
+
+
 async def test_only_admins_reach_the_admin_pages(make_client: MakeClient, settings: Settings) -> None:
     client = await make_client(settings)
     tenant = await provision(client)
@@ -106,8 +169,19 @@ async def test_only_admins_reach_the_admin_pages(make_client: MakeClient, settin
         "/dashboard/admin/accounts",
         f"/dashboard/admin/accounts/{tenant.account_id}",
         "/dashboard/admin/people",
+        f"/dashboard/admin/plans/{tenant.plan_id}",
     ):
         assert (await client.get(url)).status == 403, url
+    # An owner cannot move their own account to another plan, nor change or delete a plan, from these pages.
+    token = form_token(home)
+    for url, form in (
+        (f"/dashboard/admin/accounts/{tenant.account_id}", {"name": "Mine", "plan_id": tenant.plan_id}),
+        (f"/dashboard/admin/plans/{tenant.plan_id}", {"name": "Free for me", "monthly_token_limit": "999999999"}),
+        (f"/dashboard/admin/plans/{tenant.plan_id}/delete", {}),
+    ):
+        assert (await client.post(url, data={"csrf": token, **form})).status == 403, url
+    plan = await expect(await client.get(f"/api/admin/plans/{tenant.plan_id}", headers=auth()), 200)
+    assert plan["monthly_token_limit"] == 100_000
     fields = {"csrf": form_token(home), "email": "evil@x.example", "role": "admin", "password": PASSWORD}
     assert (await client.post("/dashboard/admin/people", data=fields)).status == 403
     assert (
