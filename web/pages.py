@@ -47,7 +47,7 @@ from web.charts import daily_tokens
 from web.forms import GivenBody, GivenQuery
 from web.key_pages import KeyPageDeps, KeyPages
 from web.rendering import Renderer, checked_form, read_form, refusal, see_other, session_of
-from web.signin import SESSION, SIGNIN_COOKIE, SignIn, SignInRefused, client_address, same_token
+from web.signin import SESSION, SignIn, SignInRefused, client_address, same_token
 from web.usage_pages import UsagePageDeps, UsagePages
 
 PLATFORMS = (("whatsapp", "WhatsApp"), ("messenger", "Messenger"), ("instagram", "Instagram"), ("relay", "Your app"))
@@ -106,7 +106,7 @@ class Pages:
         form = await read_form(request)
         signin = self._d.signin
         email = form.get("email", "").strip()[:320]
-        if not same_token(request.cookies.get(SIGNIN_COOKIE), form.get("csrf")):
+        if not same_token(signin.signin_form_token(request), form.get("csrf")):
             return self._login_page(request, 403, "The sign-in form had expired. Please sign in again.", email)
         try:
             address = client_address(request, signin.trusted_proxies)

@@ -1,7 +1,9 @@
 """Signing people in and out, and knowing who is signed in on each request.
 
-- The session token travels in the `nexus_session` cookie: HttpOnly, SameSite=Lax, Path=/dashboard, and Secure when
-  the gateway is served over TLS (PUBLIC_BASE_URL is https). A new token is issued at every sign-in.
+- The session token travels in the `nexus_session` cookie: HttpOnly, SameSite=Lax, Path=/dashboard. Served over
+  TLS (PUBLIC_BASE_URL is https), the cookies are `__Host-nexus_session` and `__Host-nexus_signin`: Secure, Path=/,
+  no Domain, so a browser takes them from this host alone, never from a sibling subdomain that would plant its own
+  (the sign-in form's token rests on its cookie being ours). A new token is issued at every sign-in.
 - Every form that changes something carries the session's form token (`csrf`), checked in constant time. The
   sign-in form, before any session exists, carries a token that must equal the `nexus_signin` cookie's (a page of
   another site can neither read that cookie nor set it).
@@ -37,6 +39,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SESSION_COOKIE = "nexus_session"
 SIGNIN_COOKIE = "nexus_signin"
 COOKIE_PATH = "/dashboard"
+_HOST_ONLY = "__Host-"  # with Secure, Path=/ and no Domain (RFC 6265bis): a browser refuses it otherwise
 PER_EMAIL_AND_ADDRESS_PER_MINUTE = 5
 PER_EMAIL_PER_MINUTE = 30
 PER_ADDRESS_PER_MINUTE = 30
@@ -62,6 +65,18 @@ class SignIn:
     secure_cookies: bool
     trusted_proxies: tuple[Network, ...] = ()
     checking: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_AT_ONCE))
+
+    @property
+    def session_cookie(self) -> str:
+        return _HOST_ONLY + SESSION_COOKIE if self.secure_cookies else SESSION_COOKIE
+
+    @property
+    def signin_cookie(self) -> str:
+        return _HOST_ONLY + SIGNIN_COOKIE if self.secure_cookies else SIGNIN_COOKIE
+
+    @property
+    def cookie_path(self) -> str:
+        return "/" if self.secure_cookies else COOKIE_PATH
 
     async def sign_in(self, email: str, password: str, address: str) -> tuple[str, WebSession]:
         """A new session's token and the session; SignInRefused with the words to show otherwise."""
@@ -89,7 +104,7 @@ class SignIn:
     async def signed_in(self, request: web.Request) -> WebSession | None:
         """The request's live session (its person's account not locked), also left on the request with the person
         as the API's caller; None when nobody is signed in."""
-        token = request.cookies.get(SESSION_COOKIE)
+        token = request.cookies.get(self.session_cookie)
         session = await self.sessions.find(token) if token else None
         if session is None:
             return None
@@ -105,29 +120,38 @@ class SignIn:
     def set_session_cookie(self, response: web.StreamResponse, token: str, session: WebSession, now_ms: int) -> None:
         max_age = max(0, (session.expires_at - now_ms) // 1000)
         response.set_cookie(
-            SESSION_COOKIE,
+            self.session_cookie,
             token,
             max_age=max_age,
-            path=COOKIE_PATH,
+            path=self.cookie_path,
             httponly=True,
             samesite="Lax",
             secure=self.secure_cookies,
         )
-        response.del_cookie(SIGNIN_COOKIE, path=COOKIE_PATH)
+        response.del_cookie(self.signin_cookie, path=self.cookie_path, secure=self.secure_cookies)
 
     def clear_session_cookie(self, response: web.StreamResponse) -> None:
-        response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        response.del_cookie(self.session_cookie, path=self.cookie_path, secure=self.secure_cookies)
+
+    def signin_form_token(self, request: web.Request) -> str | None:
+        """What the sign-in form's cookie holds (None: no cookie)."""
+        return request.cookies.get(self.signin_cookie)
 
     def signin_token(self, request: web.Request) -> tuple[str, bool]:
         """The sign-in form's token: the cookie's, or a new one (True: set it with `set_signin_cookie`)."""
-        token = request.cookies.get(SIGNIN_COOKIE)
+        token = self.signin_form_token(request)
         if token and len(token) <= 100:
             return token, False
         return secrets.token_urlsafe(32), True
 
     def set_signin_cookie(self, response: web.StreamResponse, token: str) -> None:
         response.set_cookie(
-            SIGNIN_COOKIE, token, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=self.secure_cookies
+            self.signin_cookie,
+            token,
+            path=self.cookie_path,
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure_cookies,
         )
 
 

@@ -77,15 +77,48 @@ async def test_the_session_cookie_is_new_httponly_and_ends_at_sign_out(site: Any
     assert (answer.status, answer.headers["Location"]) == (303, "/dashboard/login")
 
 
-async def test_a_session_cookie_is_secure_behind_tls(make_client: MakeClient, settings: Settings) -> None:
+async def test_behind_tls_the_cookies_are_this_hosts_alone(make_client: MakeClient, settings: Settings) -> None:
+    """Over TLS the cookies are `__Host-` ones (Secure, Path=/, no Domain): a browser takes them from this host
+    only, so a sibling subdomain cannot plant a sign-in form token or a session of its own choosing. (The test
+    client speaks plain HTTP and would not send a Secure cookie back: the cookies are sent by hand, as a browser
+    on https would.)"""
     from dataclasses import replace
 
     client = await make_client(replace(settings, public_base_url="https://gateway.example"))
     tenant = await provision(client)
     await add_person(settings, "anna@bakery.example", "owner", tenant.account_id)
     form = await client.get("/dashboard/login")
-    assert "Secure" in form.headers["Set-Cookie"]  # the sign-in form's own cookie too
     assert form.headers["Strict-Transport-Security"] == "max-age=31536000"
+    signin = _only_cookie(form.headers.getall("Set-Cookie"), "__Host-nexus_signin")
+    assert signin["secure"] and signin["path"] == "/" and not signin["domain"]
+
+    fields = {"csrf": form_token(await form.text()), "email": "anna@bakery.example", "password": PASSWORD}
+    client.session.cookie_jar.clear()
+    planted = await client.post(
+        "/dashboard/login", data=fields, headers={"Cookie": f"nexus_signin={signin.value}"}, allow_redirects=False
+    )
+    assert planted.status == 403  # the plain-named cookie (what a subdomain could set) is not the form's
+    answer = await client.post(
+        "/dashboard/login",
+        data=fields,
+        headers={"Cookie": f"__Host-nexus_signin={signin.value}"},
+        allow_redirects=False,
+    )
+    assert answer.status == 303, await answer.text()
+    session = _only_cookie(answer.headers.getall("Set-Cookie"), "__Host-nexus_session")
+    assert session["secure"] and session["httponly"] and session["path"] == "/" and not session["domain"]
+    client.session.cookie_jar.clear()
+    page = await client.get("/dashboard/", headers={"Cookie": f"__Host-nexus_session={session.value}"})
+    assert page.status == 200 and "anna@bakery.example" in await page.text()
+    elsewhere = await client.get(
+        "/dashboard/", headers={"Cookie": f"nexus_session={session.value}"}, allow_redirects=False
+    )
+    assert elsewhere.status == 303  # only the host-only cookie carries the session
+
+
+def _only_cookie(headers: list[str], name: str) -> Any:
+    [header] = [h for h in headers if h.startswith(name + "=")]
+    return SimpleCookie(header)[name]
 
 
 async def test_the_sign_in_form_needs_its_token(site: Any) -> None:
