@@ -34,6 +34,7 @@ from core.chat import ChatMessage, Tool
 
 __all__ = ["TokenCounter", "TokenizerError", "encoding_name_for_model"]
 
+_CHECK_PIECE = 64 * 1024  # under glibc's threshold for a mapping of its own: the heap reuses the buffer
 _DEFAULT_ENCODING = "o200k_base"
 
 # Cookbook framing constants (examples/How_to_count_tokens_with_tiktoken.ipynb, current version):
@@ -138,18 +139,42 @@ def _parse_ranks(contents: bytes, path: Path) -> dict[bytes, int]:
     return ranks
 
 
-def _load_encoding(spec: _EncodingSpec, tokenizer_dir: Path) -> tiktoken.Encoding:
+def _verified_contents(spec: _EncodingSpec, tokenizer_dir: Path) -> bytes:
+    """The tokenizer file's decompressed contents, once their sha256 is the published file's."""
     path = tokenizer_dir / spec.file_name
     try:
         contents = gzip.decompress(path.read_bytes())
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise TokenizerError(f"cannot read tokenizer file {path}: {exc}") from exc
-    actual = hashlib.sha256(contents).hexdigest()
+    _compare(spec, path, hashlib.sha256(contents).hexdigest())
+    return contents
+
+
+def _check_file(spec: _EncodingSpec, tokenizer_dir: Path) -> None:
+    """`_verified_contents` without keeping them: read in pieces small enough for the C library to reuse (a
+    whole file's buffer, freed, left 2.4 MB more resident in a serving process, measured with bench.relay)."""
+    path = tokenizer_dir / spec.file_name
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as file:
+            while piece := file.read(_CHECK_PIECE):
+                digest.update(piece)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise TokenizerError(f"cannot read tokenizer file {path}: {exc}") from exc
+    _compare(spec, path, digest.hexdigest())
+
+
+def _compare(spec: _EncodingSpec, path: Path, actual: str) -> None:
     if actual != spec.expected_sha256:
         raise TokenizerError(
             f"tokenizer file {path} is corrupt or not the published {spec.name} file: "
             f"sha256 of its decompressed contents is {actual}, expected {spec.expected_sha256}"
         )
+
+
+def _load_encoding(spec: _EncodingSpec, tokenizer_dir: Path) -> tiktoken.Encoding:
+    path = tokenizer_dir / spec.file_name
+    contents = _verified_contents(spec, tokenizer_dir)
     encoding = tiktoken.Encoding(
         name=spec.name,
         pat_str=spec.pat_str,
@@ -198,17 +223,12 @@ class TokenCounter:
         self._loading: dict[str, asyncio.Future[tiktoken.Encoding]] = {}
 
     def check_files(self) -> None:
-        """Each shipped tokenizer file is there and is gzip (start-up: a broken install fails at once, not at the
-        first message); its hash is checked when it is loaded."""
-        for spec in _SPECS.values():
-            path = self._tokenizer_dir / spec.file_name
-            try:
-                with path.open("rb") as file:
-                    magic = file.read(2)
-            except OSError as exc:
-                raise TokenizerError(f"cannot read tokenizer file {path}: {exc}") from exc
-            if magic != b"\x1f\x8b":
-                raise TokenizerError(f"tokenizer file {path} is not a gzip file")
+        """Each shipped tokenizer file is there, whole and the published one (its sha256; at start-up, so a broken
+        install fails at once, not at the first message on a model that needs it). About 45 ms for both files here;
+        an encoding already loaded was checked when it was."""
+        for name, spec in _SPECS.items():
+            if name not in self._encodings:
+                _check_file(spec, self._tokenizer_dir)
 
     def preload(self) -> None:
         """Load and verify every shipped encoding now; raises TokenizerError on a bad file."""

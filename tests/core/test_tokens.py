@@ -118,6 +118,22 @@ def test_missing_or_non_gzip_file_raises(tmp_path: Path) -> None:
         TokenCounter(tmp_path).count_text("gpt-4", "hello")
 
 
+def test_start_up_refuses_a_truncated_or_changed_file_before_any_model_needs_it(tmp_path: Path) -> None:
+    """`check_files` runs at start-up: a broken install fails then, not at a turn on a model that needs the file."""
+    for spec in ("o200k_base.tiktoken.gz", "cl100k_base.tiktoken.gz"):
+        (tmp_path / spec).write_bytes((TOKENIZER_DIR / spec).read_bytes())
+    TokenCounter(tmp_path).check_files()  # the shipped files pass
+    whole = (TOKENIZER_DIR / "cl100k_base.tiktoken.gz").read_bytes()
+    (tmp_path / "cl100k_base.tiktoken.gz").write_bytes(whole[: len(whole) // 2])  # a download cut short: gzip still
+    with pytest.raises(TokenizerError, match=r"cannot read tokenizer file .*cl100k_base\.tiktoken\.gz"):
+        TokenCounter(tmp_path).check_files()
+    changed = bytearray(gzip.decompress(whole))
+    changed[-2] ^= 0x01
+    (tmp_path / "cl100k_base.tiktoken.gz").write_bytes(gzip.compress(bytes(changed)))
+    with pytest.raises(TokenizerError, match=r"cl100k_base\.tiktoken\.gz is corrupt"):
+        TokenCounter(tmp_path).check_files()
+
+
 def test_preload_loads_both_encodings() -> None:
     fresh = TokenCounter(TOKENIZER_DIR)
     fresh.preload()
