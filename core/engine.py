@@ -263,6 +263,7 @@ class ConversationEngine:
             budget=bot.memory_tokens,
             knowledge=knowledge,
             images=images,
+            sent=self._d.conversations.derived(contact.id) if history else None,
         )
 
     async def sees_images(self, account: Account, bot: Bot) -> bool:

@@ -10,7 +10,7 @@ first turn that does not fit ends the history: older turns are never sent around
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 
 from core.chat import ChatMessage, ImagePart
@@ -41,12 +41,15 @@ def build_prompt(
     budget: int,
     knowledge: ChatMessage | None = None,
     images: Mapping[str, tuple[ImagePart, ...]] | None = None,
+    sent: MutableMapping[str, object] | None = None,
 ) -> Prompt:
     """`knowledge` (the excerpts of core/knowledge) goes right before the new message: the persona and the history
     stay a stable prefix for prompt caching, and its tokens come on top of `budget`, which the history keeps.
     `images`: photos kept with stored messages (a bot's keep_images), by message id; they go back to the model with
     their message, and their tokens count against the budget like the words (a turn whose photos do not fit is sent
-    with its words alone; the new message's own photos are not counted here: the caller adds them)."""
+    with its words alone; the new message's own photos are not counted here: the caller adds them).
+    `sent`: where the history's messages as sent are kept between turns, by message id (ConversationStore.derived):
+    read from it, and what it lacks made and put there."""
     # The persona comes back every turn: its count is remembered. count_messages adds the reply priming.
     user_tokens = counter.count_text(model, user.content)
     used = counter.count_messages(model, []) + _framed(counter, model, user, user_tokens)  # the reply priming too
@@ -60,7 +63,7 @@ def build_prompt(
         for m in stored:
             counted = m.tokens if m.encoding == encoding else counter.count_text(model, m.content)
             cost += framing["user" if m.role == "user" else "assistant"] + counted
-        turn = _as_sent(stored, images or {})
+        turn = _as_sent(stored, images or {}, {} if sent is None else sent)
         seen = sum(image_tokens(model, i.width, i.height) for message in turn for i in message.images) if images else 0
         if seen and (not photos or used + cost + seen > budget):  # its photos do not fit: the turn's words may
             turn, seen, photos = [replace(message, images=()) for message in turn], 0, False
@@ -99,12 +102,21 @@ def _turns_newest_first(history: Sequence[StoredMessage]) -> Iterator[list[Store
         yield replies
 
 
-def _as_sent(turn: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]]) -> list[ChatMessage]:
+def _as_sent(
+    turn: Sequence[StoredMessage], images: Mapping[str, tuple[ImagePart, ...]], sent: MutableMapping[str, object]
+) -> list[ChatMessage]:
     """A turn's messages as the model sees them. A person's reply (role agent) was the business speaking: the
-    model sees it as the assistant's, so it carries on from it."""
-    return [
-        ChatMessage("user", m.content, None, images.get(m.id, ()) if images else ())
-        if m.role == "user"
-        else ChatMessage("assistant", m.content)
-        for m in turn
-    ]
+    model sees it as the assistant's, so it carries on from it. A message without photos is made once and kept in
+    `sent` (each turn of a conversation sends much the same history again)."""
+    made: list[ChatMessage] = []
+    for m in turn:
+        shown = images.get(m.id, ()) if images else ()
+        if shown:
+            made.append(ChatMessage("user", m.content, None, shown))
+            continue
+        message = sent.get(m.id)
+        if not isinstance(message, ChatMessage):
+            message = ChatMessage("user" if m.role == "user" else "assistant", m.content)
+            sent[m.id] = message
+        made.append(message)
+    return made

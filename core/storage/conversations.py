@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, field
 
 from core.clock import Clock
 from core.errors import Conflict
@@ -21,10 +21,11 @@ _MESSAGE = "id, contact_id, seq, role, content, tokens, created_at, note, encodi
 # history lacks (ConversationStore.recent).
 _AFTER = f"SELECT {_MESSAGE} FROM messages WHERE contact_id = ? AND seq > ? ORDER BY seq DESC LIMIT ?"
 # About how many bytes the remembered histories of a process may hold in all: a message's text, and what each
-# message and each conversation costs besides (its objects, ids, time stamps). 8 MB hold about 20,000 short chat
-# messages; the conversations used longest ago are forgotten first.
+# message and each conversation costs besides (its objects, ids, time stamps, and what the prompt builder made of
+# it: `_History.derived`). 8 MB hold about 15,000 short chat messages; the conversations used longest ago are
+# forgotten first.
 REMEMBERED_BYTES = 8_000_000
-_MESSAGE_BYTES = 300
+_MESSAGE_BYTES = 450
 # A conversation nobody has written in for this long is forgotten (as is one erased in another process: its
 # contact is gone, so its history is never asked for again).
 REMEMBERED_IDLE_MS = 15 * 60 * 1000
@@ -81,6 +82,10 @@ class _History:
     messages: tuple[StoredMessage, ...] = ()
     used: int = 0  # epoch ms of the last turn that read it
     size: int = _MESSAGE_BYTES  # about what it holds, in bytes (REMEMBERED_BYTES)
+    # What a turn's prompt builder made of each message, by message id (core/memory.py: the message as the model
+    # is sent it), so that the next turn need not make it again: kept, and forgotten, with the messages (an erased
+    # conversation's at once). Messages never change once stored.
+    derived: dict[str, object] = field(default_factory=dict)
 
     def extended(self, more: Sequence[StoredMessage], used: int) -> _History:
         """With `more` (the messages right after these) at its end, the oldest beyond `limit` left out; its size
@@ -88,7 +93,13 @@ class _History:
         messages = self.messages + tuple(more)
         cut = max(0, len(messages) - self.limit)
         size = self.size + _bytes(more) - _bytes(messages[:cut])
-        return _History(self.limit, messages[cut:], used, size)
+        derived = self.derived
+        for gone in messages[:cut]:
+            derived.pop(gone.id, None)
+        if len(derived) > 2 * self.limit:  # a turn that read an older history put back what was left out since
+            kept = {m.id for m in messages[cut:]}
+            derived = {key: value for key, value in derived.items() if key in kept}
+        return _History(self.limit, messages[cut:], used, size, derived)
 
     @property
     def upto(self) -> int:
@@ -219,6 +230,12 @@ class ConversationStore:
         self._held += history.size
         while self._held > self._remembered and len(self._histories) > 1:
             self._forget(next(iter(self._histories)))
+
+    def derived(self, contact_id: str) -> MutableMapping[str, object]:
+        """Where a turn's prompt builder keeps what it made of this conversation's messages, by message id (see
+        `_History.derived`): the remembered history's, or a new one that nothing keeps."""
+        known = self._histories.get(contact_id)
+        return known.derived if known is not None else {}
 
     def forget(self, contact_ids: Sequence[str]) -> None:
         """Drop what this process remembers of these conversations (they were erased)."""

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from core.chat import ChatMessage
 from core.clock import SystemClock
 from core.memory import build_prompt
-from core.models import Contact, StoredMessage
+from core.models import Contact, ImagePart, StoredMessage
 from core.storage.conversations import ConversationStore, NewMessage
 from core.storage.db import Transaction
 from core.tokens import TokenCounter, encoding_name_for_model
@@ -28,6 +28,31 @@ def _history(turns: int) -> list[StoredMessage]:
         for offset, (role, text) in enumerate((("user", f"question {n} about bread"), ("assistant", f"answer {n}"))):
             stored.append(StoredMessage(f"m{n}{offset}", "c", 2 * n + offset + 1, role, text, 0, 0))
     return stored
+
+
+def test_what_is_kept_between_turns_changes_no_prompt(tokens: TokenCounter) -> None:
+    """A conversation's messages as sent are kept from one turn to the next (ConversationStore.derived): each turn's
+    prompt is the one made from nothing, a person's reply included, and a photo shown while it is kept and not
+    after."""
+    photo = ImagePart("data:image/jpeg;base64,AAAA", 512, 512)
+    history = _history(12)
+    history[4] = replace(history[4], role="agent", content="a person answered here")
+    sent: dict[str, object] = {}
+    for turn in range(4, 13):
+        shown = history[: 2 * turn]
+        photos = {shown[2].id: (photo,)} if turn % 3 else None  # kept on some turns, no longer on others
+        user = ChatMessage(role="user", content=f"question {turn}")
+        for budget in (10_000, 120):
+            fresh = build_prompt(
+                tokens, "gpt-4o", persona=PERSONA, history=shown, user=user, budget=budget, images=photos
+            )
+            kept = build_prompt(
+                tokens, "gpt-4o", persona=PERSONA, history=shown, user=user, budget=budget, images=photos, sent=sent
+            )
+            assert kept == fresh, (turn, budget)
+            if budget == 10_000:  # the person's reply is sent as the business's (the assistant's)
+                assert ChatMessage("assistant", "a person answered here") in kept.messages
+    assert all(isinstance(m, ChatMessage) and not m.images for m in sent.values())  # photos are never kept
 
 
 def test_keeps_the_newest_whole_turns_within_budget(tokens: TokenCounter) -> None:
