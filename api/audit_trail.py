@@ -33,6 +33,8 @@ from core.storage.audit import AuditStore, NewAuditEntry
 log = structlog.get_logger("api.audit_trail")
 
 AUDIT_STORE = web.AppKey("api.audit_store", AuditStore)
+# What a handler that answers a page, not JSON, created (its id): the trail's target, as the JSON answer's id is.
+CREATED = web.RequestKey("api.audit_trail.created", str)
 MUTATIONS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Field names are recorded only when they look like field names: a client could send a secret as a key.
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -70,6 +72,8 @@ async def audit_mutations(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         if _audited(status):
             body = _json_body(response) if 200 <= status < 300 else {}
+            if status == 201 and CREATED in request:
+                body = {**body, "id": request[CREATED]}
             pattern = match.route.resource.canonical if match.route.resource is not None else request.path
             target_type, target_id = _target(pattern, params, body, status)
             if account is None and isinstance(body.get("account_id"), str):

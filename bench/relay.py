@@ -407,8 +407,8 @@ def report(
         for run in scenario.gateways:
             if run.sqlite is None:
                 continue
-            turns = run.load.sent / 1000  # ms per turn from seconds
-            in_sqlite, threads = run.sqlite.in_sqlite / turns, run.sqlite.other_threads / turns
+            thousands = run.load.sent / 1000  # seconds over thousands of turns: ms per turn
+            in_sqlite, threads = run.sqlite.in_sqlite / thousands, run.sqlite.other_threads / thousands
             before_ours = scenario.floor.cpu_ms_per_turn + in_sqlite + threads
             print(
                 f"SQLite's share, {scenario.kind}, concurrency {scenario.concurrency}: {in_sqlite:.2f} ms per turn in "

@@ -30,7 +30,7 @@ from api.provisioning.credits import Credits
 from api.provisioning.models import AccountChanges, CreditRequest, LockRequest, PlanChanges
 from api.provisioning.plans import Plans
 from core.errors import Conflict, GatewayError, NotFound
-from core.models import AccountSettings, PlanSettings
+from core.models import Account, AccountSettings, PlanSettings
 from core.people import ROLES, People
 from web.forms import GivenBody, Kind, form_values
 from web.rendering import Renderer, checked_form, refusal, session_of
@@ -80,7 +80,7 @@ class AdminPages:
     async def create_account(self, request: web.Request) -> web.StreamResponse:
         require_admin(principal(request))
         form = await checked_form(request)
-        values = form_values(form, {"name": "text", "plan_id": "text", "email": "optional_text"})
+        values = form_values(form, ACCOUNT_FIELDS)
         try:
             settings = validate(AccountSettings, values, None)
             account = await self._d.accounts.create_account(request, GivenBody(request, settings))
@@ -103,7 +103,8 @@ class AdminPages:
             account=detail,
             plan=plan,
             plans=plans,
-            settings=shown.get("settings") or detail.model_dump(include={"name", "plan_id", "email"}),
+            settings=shown.get("settings") or _account_settings(detail),
+            original=shown.get("original") or _account_settings(detail),
             settings_error=shown.get("settings_error"),
             ledger=ledger,
             people=await self._d.people.store.list(account_id=detail.id),
@@ -117,14 +118,24 @@ class AdminPages:
         require_admin(principal(request))
         form = await checked_form(request)
         values = form_values(form, ACCOUNT_FIELDS)
+        # Only what the admin changed on the page (the form carries what it showed): a rename from a page opened
+        # before someone moved the account to another plan does not move it back.
+        shown = form_values({name: form.get(f"was_{name}", "") for name in ACCOUNT_FIELDS}, ACCOUNT_FIELDS)
+        changed = {name: value for name, value in values.items() if value != shown.get(name)}
+        where = f"/dashboard/admin/accounts/{request.match_info['account_id']}"
+        if not changed:
+            raise web.HTTPSeeOther(f"{where}?done=unchanged")
         try:
-            changes = validate(AccountChanges, values, None)
+            changes = validate(AccountChanges, changed, None)
             await self._d.accounts.update_account(request, GivenBody(request, changes))
         except (ApiError, GatewayError) as exc:
             refused = refusal(exc)
             typed = {name: form.get(name, "")[:500] for name in ACCOUNT_FIELDS}
-            return await self.account(request, status=refused.status, settings_error=refused.message, settings=typed)
-        raise web.HTTPSeeOther(f"/dashboard/admin/accounts/{request.match_info['account_id']}?done=saved")
+            original = {name: form.get(f"was_{name}", "")[:500] for name in ACCOUNT_FIELDS}
+            return await self.account(
+                request, status=refused.status, settings_error=refused.message, settings=typed, original=original
+            )
+        raise web.HTTPSeeOther(f"{where}?done=saved")
 
     async def lock(self, request: web.Request) -> web.StreamResponse:
         require_admin(principal(request))
@@ -174,8 +185,7 @@ class AdminPages:
             await self._d.plans.create_plan(request, GivenBody(request, settings))
         except (ApiError, GatewayError) as exc:
             refused = refusal(exc)
-            typed = {**values, "models": ", ".join(values.get("models") or [])}
-            return await self.plans(request, status=refused.status, error=refused.message, typed=typed)
+            return await self.plans(request, status=refused.status, error=refused.message, typed=_typed_plan(values))
         raise web.HTTPSeeOther("/dashboard/admin/plans?done=added")
 
     async def plan(self, request: web.Request, **shown: Any) -> web.StreamResponse:
@@ -204,8 +214,7 @@ class AdminPages:
             await self._d.plans.update_plan(request, GivenBody(request, changes))
         except (ApiError, GatewayError) as exc:
             refused = refusal(exc)
-            typed = {**values, "models": ", ".join(values.get("models") or [])}
-            return await self.plan(request, status=refused.status, error=refused.message, typed=typed)
+            return await self.plan(request, status=refused.status, error=refused.message, typed=_typed_plan(values))
         raise web.HTTPSeeOther(f"/dashboard/admin/plans/{request.match_info['plan_id']}?done=saved")
 
     async def delete_plan(self, request: web.Request) -> web.StreamResponse:
@@ -257,6 +266,15 @@ class AdminPages:
             return await self.people(request, status=409, error="You cannot remove yourself; ask another admin.")
         await self._d.people.store.remove(person_id)
         raise web.HTTPSeeOther("/dashboard/admin/people?done=removed")
+
+
+def _account_settings(account: Account) -> dict[str, Any]:
+    return {"name": account.name, "plan_id": account.plan_id, "email": account.email}
+
+
+def _typed_plan(values: dict[str, Any]) -> dict[str, Any]:
+    """A plan form's values as typed again: its models as one line."""
+    return {**values, "models": ", ".join(values.get("models") or [])}
 
 
 def _sentence(words: str) -> str:

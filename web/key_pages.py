@@ -17,9 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from api.audit_trail import CREATED
 from api.bodies import validate
 from api.errors import ApiError
-from api.jwt_auth import principal
+from api.jwt_auth import path_account, principal
 from api.provisioning.api_keys import ApiKeys
 from api.provisioning.models import ApiKeyRequest, IssuedApiKey
 from core.errors import GatewayError
@@ -53,7 +54,7 @@ class KeyPages:
         self, request: web.Request, *, status: int = 200, issued: IssuedApiKey | None = None, **shown: Any
     ) -> web.StreamResponse:
         listed = await self._d.api_keys.list_keys(request)  # another account's id: 404, as through the API
-        account = await self._d.accounts.get(request.match_info["account_id"])
+        account = await self._d.accounts.get(request.match_info["account_id"])  # its name (list_keys checked it)
         keys = sorted(listed.api_keys, key=lambda k: (k.revoked_at is not None, -k.created_at))
         return self._r.page(
             "api_keys.html",
@@ -73,8 +74,16 @@ class KeyPages:
     async def issue(self, request: web.Request) -> web.StreamResponse:
         form = await checked_form(request)
         values = form_values(form, {"name": "optional_text"})
-        # The form's own key: the answer is the key's only showing, so a reload of it (the form sent again) must
-        # not issue a second one, unseen.
+        try:
+            # A blank name is no name (the API refuses a null one: it means nothing there).
+            wanted = validate(ApiKeyRequest, {k: v for k, v in values.items() if v is not None}, None)
+            path_account(request, "write")  # another account: 404; a viewer: 403 (before the form key is used)
+        except (ApiError, GatewayError) as exc:
+            refused = refusal(exc)
+            return await self.listing(request, status=refused.status, error=refused.message, typed=values.get("name"))
+        # The form's own key, used once: the answer is the key's only showing, and the same form sent again within
+        # the minute (a reload of that answer) issues nothing more. (Later it would issue another key, shown in
+        # its turn: no key is ever issued unseen.)
         form_key = form.get("form_key", "")
         once = f"issue-key:{session_of(request).id}:{form_key}"
         if not _FORM_KEY.fullmatch(form_key) or not (await self._d.limiter.check(once, 1)).allowed:
@@ -84,12 +93,11 @@ class KeyPages:
             )
             return await self.listing(request, status=409, error=words)
         try:
-            # A blank name is no name (the API refuses a null one: it means nothing there).
-            wanted = validate(ApiKeyRequest, {k: v for k, v in values.items() if v is not None}, None)
             issued = await self._d.api_keys.issue_key(request, GivenBody(request, wanted))
         except (ApiError, GatewayError) as exc:
             refused = refusal(exc)
             return await self.listing(request, status=refused.status, error=refused.message, typed=values.get("name"))
+        request[CREATED] = issued.id  # the audit trail's target, as for the API's answer
         # Answered here, not after a redirect: this page is the only place the key is ever shown (no-store).
         return await self.listing(request, status=201, issued=issued)
 

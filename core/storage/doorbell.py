@@ -2,9 +2,10 @@
 
 Three topics: `inbox` (events were stored or made due: workers, look now), `channels` (a channel or its
 secrets changed: reload the directory and what turns keep of channels) and `settings` (a bot, an account or a plan
-changed: core/storage/recent.py). A ring is a hint, never the record: the change is already committed, and
-everything that listens also polls (workers every half second, the directory every 30 s), so a ring lost to a
-broken connection costs latency, not correctness. (What turns keep of bots, accounts, plans and channels is
+changed: core/storage/recent.py; a plan made or changed: core/tokenizer_warmup.py loads its tokenizers). A ring is
+a hint, never the record: the change is already committed, and everything that listens also polls (workers every
+half second, the directory every 30 s, the tokenizers' warm-up every minute), so a ring lost to a broken
+connection costs latency, not correctness. (What turns keep of bots, accounts, plans and channels is
 the exception, bounded: it may be up to 10 s old when a ring is lost, core/storage/recent.py.)
 
 Stores ring after their commit, never inside the transaction: on PostgreSQL a NOTIFY inside a transaction takes a

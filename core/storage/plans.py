@@ -57,7 +57,9 @@ class PlanStore:
                 ),
             )
         assert row is not None
-        await self._db.doorbell.ring(SETTINGS)  # every process loads the tokenizers its models need (before a turn)
+        # Every process loads the tokenizers its models need before a turn does (core/tokenizer_warmup.py); the ring
+        # also makes them read again the bots, accounts and plans their turns keep (core/storage/recent.py).
+        await self._db.doorbell.ring(SETTINGS)
         return _plan(row)
 
     async def get(self, plan_id: str) -> Plan:

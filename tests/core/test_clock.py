@@ -20,13 +20,29 @@ def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
         (ms(2026, 12, 1), ms(2026, 12, 1), ms(2027, 1, 1)),  # the first millisecond of the month is in it
         (ms(2026, 12, 1) - 1, ms(2026, 11, 1), ms(2026, 12, 1)),  # the last one before is not
         (ms(2028, 2, 29, 23, 59, 59), ms(2028, 2, 1), ms(2028, 3, 1)),
-        (ms(1969, 12, 31, 23), ms(1969, 12, 1), ms(1970, 1, 1)),  # before the epoch: the hour still floors
+        (ms(1969, 12, 31, 23), ms(1969, 12, 1), ms(1970, 1, 1)),  # before the epoch
+        (-1, ms(1969, 12, 1), ms(1970, 1, 1)),  # the hour floors (toward the past), it is not cut toward zero
+        (-1_800_000, ms(1969, 12, 1), ms(1970, 1, 1)),
         (ms(9999, 12, 31, 23, 59), ms(9999, 12, 1), 253_402_300_800_000),
     ],
 )
 def test_month_bounds_hold_every_instant_of_the_month(now: int, start: int, end: int) -> None:
     assert month_bounds(now) == (start, end)
-    assert month_bounds(now) == (start, end)  # asked again within the hour: the same answer
+
+
+def test_every_instant_of_an_hour_gets_its_months_bounds() -> None:
+    """An hour's answer is kept (a turn asks three times): its first and last instants get the same, right one."""
+    for hour_start in (ms(2027, 1, 31, 23), ms(2027, 2, 1), ms(2028, 2, 29, 23), ms(1969, 12, 31, 23)):
+        expected = _uncached(hour_start)
+        assert month_bounds(hour_start) == expected
+        assert month_bounds(hour_start + 3_599_999) == expected == _uncached(hour_start + 3_599_999)
+
+
+def _uncached(now_ms: int) -> tuple[int, int]:
+    at = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    start = datetime(at.year, at.month, 1, tzinfo=UTC)
+    end = datetime(at.year + (at.month == 12), at.month % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
 def test_consecutive_hours_across_a_month_end_get_their_own_months() -> None:

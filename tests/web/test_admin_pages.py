@@ -141,15 +141,33 @@ async def test_an_admin_changes_a_plan_and_an_account_and_deletes_a_plan_nobody_
         if p["name"] == "Large"
     ]
     account_page = f"/dashboard/admin/accounts/{tenant.account_id}"
-    settings_form = {"csrf": csrf, "name": "Bakery & Sons", "email": "", "plan_id": "pln_nope"}
-    missing = await _post(client, account_page, settings_form, status=404)
-    assert 'value="Bakery &amp; Sons"' in missing or 'value="Bakery & Sons"' in missing
+    original = {"was_name": "Bakery", "was_email": "", "was_plan_id": tenant.plan_id}
+    settings_form = {"csrf": csrf, "name": 'Bakery "&" <Sons>', "email": "", "plan_id": "pln_nope", **original}
+    answer = await client.post(account_page, data=settings_form, allow_redirects=False)
+    missing = await answer.text()
+    assert answer.status == 404 and "plan" in missing
+    assert 'value="Bakery &#34;&amp;&#34; &lt;Sons&gt;"' in missing  # what was typed, kept and escaped
     assert await _post(client, account_page, {**settings_form, "plan_id": large["id"]}) == f"{account_page}?done=saved"
     account = await expect(await client.get(f"/api/admin/accounts/{tenant.account_id}", headers=auth()), 200)
     assert (account["name"], account["plan_id"], account["quota"]["limit_tokens"]) == (
-        "Bakery & Sons",
+        'Bakery "&" <Sons>',
         large["id"],
         945_000,  # 900,000 and its 5% overage
+    )
+
+    # A page opened before someone else moved the account (here through the API) renames it without moving it back.
+    stale = {"csrf": csrf, "name": "Bakery Ltd", "email": "", "plan_id": large["id"], "was_name": 'Bakery "&" <Sons>'}
+    stale |= {"was_email": "", "was_plan_id": large["id"]}
+    patch = {"plan_id": tenant.plan_id}
+    await expect(await client.patch(f"/api/admin/accounts/{tenant.account_id}", json=patch, headers=auth()), 200)
+    assert await _post(client, account_page, stale) == f"{account_page}?done=saved"
+    account = await expect(await client.get(f"/api/admin/accounts/{tenant.account_id}", headers=auth()), 200)
+    assert (account["name"], account["plan_id"]) == ("Bakery Ltd", tenant.plan_id)
+    unchanged = {**stale, "was_name": "Bakery Ltd"}
+    assert await _post(client, account_page, unchanged) == f"{account_page}?done=unchanged"
+    await expect(
+        await client.patch(f"/api/admin/accounts/{tenant.account_id}", json={"plan_id": large["id"]}, headers=auth()),
+        200,
     )
 
     # A plan with accounts on it is not deleted (said in words); once empty, it is.

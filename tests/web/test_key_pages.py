@@ -92,8 +92,8 @@ async def test_an_owner_issues_a_key_sees_it_once_and_revokes_it(
 
     # What the owner did here is in the audit trail, as if done through the API.
     trail = await expect(await client.get("/api/admin/audit", headers=auth()), 200)
-    actions = {(e["action"], e["actor_role"]) for e in trail["entries"]}
-    assert {("issue_key", "owner"), ("revoke_key", "owner")} <= actions
+    actions = {(e["action"], e["actor_role"], e["target_type"], e["target_id"]) for e in trail["entries"]}
+    assert {("issue_key", "owner", "api_key", made["id"]), ("revoke_key", "owner", "key", made["id"])} <= actions
 
 
 async def test_a_viewer_only_looks_and_another_account_is_not_found(
