@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,24 +52,21 @@ class SqliteShare:
     def installed(self) -> Iterator[None]:
         share = self
 
+        def timed(call: Callable[[], sqlite3.Cursor]) -> sqlite3.Cursor:
+            if threading.get_ident() != share._thread:
+                return call()
+            started = time.thread_time()
+            try:
+                return call()
+            finally:
+                share._in_sqlite += time.thread_time() - started
+
         class Timed(sqlite3.Connection):
             def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-                if threading.get_ident() != share._thread:
-                    return super().execute(sql, parameters)
-                started = time.thread_time()
-                try:
-                    return super().execute(sql, parameters)
-                finally:
-                    share._in_sqlite += time.thread_time() - started
+                return timed(lambda: super(Timed, self).execute(sql, parameters))
 
             def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-                if threading.get_ident() != share._thread:
-                    return super().executemany(sql, parameters)
-                started = time.thread_time()
-                try:
-                    return super().executemany(sql, parameters)
-                finally:
-                    share._in_sqlite += time.thread_time() - started
+                return timed(lambda: super(Timed, self).executemany(sql, parameters))
 
         original = sqlite3.connect
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,7 +38,17 @@ from core.storage.accounts import AccountStore
 from core.storage.plans import PlanStore
 from core.storage.rate_limits import RateLimitStore
 from web.forms import GivenBody, GivenQuery, GivenUpload, Kind, form_values
-from web.rendering import Renderer, check_form_token, checked_form, read_form, refusal, session_of
+from web.rendering import (
+    Renderer,
+    check_form_token,
+    checked_form,
+    first_sending,
+    new_form_key,
+    read_form,
+    refusal,
+    session_of,
+    to_own_account,
+)
 from web.try_chat import TryChat, TryTurn, new_chat, test_customer
 
 SETTINGS: dict[str, Kind] = {
@@ -73,7 +82,6 @@ _TURNS_FIELD = frozenset({"turns"})
 _PERSONA_FIELD = frozenset({"persona"})  # up to 20,000 characters: the model's own check says when it is too long
 _TEXT_FIELD = frozenset({"text"})  # a knowledge text, up to the body limit
 _CHAT = re.compile(r"[0-9a-f]{8}")
-_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +102,7 @@ class BotPages:
         self._r = renderer
 
     async def choose(self, request: web.Request) -> web.StreamResponse:
-        who = principal(request)
-        if who.account_id is not None:
-            raise web.HTTPSeeOther(f"/dashboard/accounts/{who.account_id}/bots")
-        raise web.HTTPSeeOther("/dashboard/admin/accounts")  # the operator picks an account first
+        to_own_account(request, "bots")
 
     async def listing(self, request: web.Request, **form: Any) -> web.StreamResponse:
         listed = await self._d.bots.list_bots(request)
@@ -288,7 +293,7 @@ class BotPages:
             customer=test_customer(session.person, chat),
             turns=shown.get("turns", []),
             turns_json=json.dumps([asdict(t) for t in shown.get("turns", [])]),
-            key=secrets.token_urlsafe(16),
+            key=new_form_key(),
             error=shown.get("error"),
             text=shown.get("text", ""),
         )
@@ -317,9 +322,7 @@ class BotPages:
                 error="Write a message of 1 to 4,000 characters.",
             )
         # The form's own key: the same form sent again (a reload) is not a second message, charged twice.
-        key = form.get("key", "")
-        fresh = _KEY.fullmatch(key) and (await self._d.limiter.check(f"try:{session_of(request).id}:{key}", 1)).allowed
-        if not fresh:
+        if not await first_sending(self._d.limiter, request, "try", form.get("key", "")):
             return await self.try_page(
                 request, status=409, chat=chat, turns=turns, error="This message was sent already; write a new one."
             )

@@ -10,8 +10,6 @@ handler object (api/provisioning/api_keys.py), as the signed-in person.
 
 from __future__ import annotations
 
-import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +25,15 @@ from core.errors import GatewayError
 from core.storage.accounts import AccountStore
 from core.storage.rate_limits import RateLimitStore
 from web.forms import GivenBody, form_values
-from web.rendering import Renderer, checked_form, refusal, session_of
-
-_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+from web.rendering import (
+    Renderer,
+    checked_form,
+    first_sending,
+    new_form_key,
+    refusal,
+    session_of,
+    to_own_account,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +49,7 @@ class KeyPages:
         self._r = renderer
 
     async def choose(self, request: web.Request) -> web.StreamResponse:
-        who = principal(request)
-        if who.account_id is not None:
-            raise web.HTTPSeeOther(f"/dashboard/accounts/{who.account_id}/api-keys")
-        raise web.HTTPSeeOther("/dashboard/admin/accounts")  # the operator picks an account first
+        to_own_account(request, "api-keys")
 
     async def listing(
         self, request: web.Request, *, status: int = 200, issued: IssuedApiKey | None = None, **shown: Any
@@ -68,7 +69,7 @@ class KeyPages:
             error=shown.get("error"),
             typed=shown.get("typed", ""),
             done=request.query.get("done"),
-            form_key=secrets.token_urlsafe(12),
+            form_key=new_form_key(),
         )
 
     async def issue(self, request: web.Request) -> web.StreamResponse:
@@ -84,9 +85,7 @@ class KeyPages:
         # The form's own key, used once: the answer is the key's only showing, and the same form sent again within
         # the minute (a reload of that answer) issues nothing more. (Later it would issue another key, shown in
         # its turn: no key is ever issued unseen.)
-        form_key = form.get("form_key", "")
-        once = f"issue-key:{session_of(request).id}:{form_key}"
-        if not _FORM_KEY.fullmatch(form_key) or not (await self._d.limiter.check(once, 1)).allowed:
+        if not await first_sending(self._d.limiter, request, "issue-key", form.get("form_key", "")):
             words = (
                 "This form was sent already: the key it issued was shown then, and only then. If it was not copied,"
                 " revoke it below (the newest) and issue another."

@@ -3,7 +3,9 @@ API's limits, and checking its form token."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import secrets
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -12,11 +14,14 @@ from jinja2 import Environment
 from api.bodies import LIMITS, read_limited
 from api.envelope import from_domain
 from api.errors import ApiError, bad_request
+from api.jwt_auth import principal
 from core.errors import GatewayError
+from core.storage.rate_limits import RateLimitStore
 from core.storage.web_sessions import WebSession
 from web.signin import SESSION, same_token
 
 FORM_FIELD_CHARS = 8192
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 class Renderer:
@@ -76,3 +81,25 @@ def refusal(exc: ApiError | GatewayError) -> ApiError:
 def see_other(location: str) -> web.Response:
     """A redirect that carries cookies (raising web.HTTPSeeOther would drop the ones set on a response)."""
     return web.Response(status=303, headers={"Location": location})
+
+
+def new_form_key() -> str:
+    """A form's own key, made with the page: what `first_sending` knows a form by."""
+    return secrets.token_urlsafe(16)
+
+
+async def first_sending(limiter: RateLimitStore, request: web.Request, purpose: str, key: str) -> bool:
+    """Whether a form whose answer must happen once (a charged message, a key shown once) is sent for the first
+    time: the same form sent again within the minute, as a reload of its answer does, is not. (Later it counts as
+    new: a form whose answer is kept must say so in its own words.)"""
+    if not _FORM_KEY.fullmatch(key):
+        return False
+    return (await limiter.check(f"{purpose}:{session_of(request).id}:{key}", 1)).allowed
+
+
+def to_own_account(request: web.Request, page: str) -> NoReturn:
+    """A section's entry (Bots, API keys): the caller's account's `page`; an operator picks an account first."""
+    who = principal(request)
+    if who.account_id is not None:
+        raise web.HTTPSeeOther(f"/dashboard/accounts/{who.account_id}/{page}")
+    raise web.HTTPSeeOther("/dashboard/admin/accounts")
