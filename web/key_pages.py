@@ -40,7 +40,7 @@ from web.rendering import (
 class KeyPageDeps:
     api_keys: ApiKeys
     accounts: AccountStore
-    limiter: RateLimitStore  # the issue form sent again (a reload) issues no second key
+    limiter: RateLimitStore  # the issue form sent again within the minute (a reload) issues no second key
 
 
 class KeyPages:

@@ -90,8 +90,8 @@ def new_form_key() -> str:
 
 async def first_sending(limiter: RateLimitStore, request: web.Request, purpose: str, key: str) -> bool:
     """Whether a form whose answer must happen once (a charged message, a key shown once) is sent for the first
-    time: the same form sent again within the minute, as a reload of its answer does, is not. (Later it counts as
-    new: a form whose answer is kept must say so in its own words.)"""
+    time: the same form sent again within the minute, as a reload of its answer does, is not. (After the minute it
+    counts as new: each caller says what that means for its form.)"""
     if not _FORM_KEY.fullmatch(key):
         return False
     return (await limiter.check(f"{purpose}:{session_of(request).id}:{key}", 1)).allowed
