@@ -132,8 +132,11 @@ class AdminPages:
             refused = refusal(exc)
             typed = {name: form.get(name, "")[:500] for name in ACCOUNT_FIELDS}
             original = {name: form.get(f"was_{name}", "")[:500] for name in ACCOUNT_FIELDS}
+            # A plan that is not there (deleted meanwhile) is a refused form on a page that is: 400, not 404 (a
+            # missing account is still a 404: the page itself cannot be shown).
+            status = 400 if refused.status == 404 else refused.status
             return await self.account(
-                request, status=refused.status, settings_error=refused.message, settings=typed, original=original
+                request, status=status, settings_error=refused.message, settings=typed, original=original
             )
         raise web.HTTPSeeOther(f"{where}?done=saved")
 

@@ -3,6 +3,7 @@ sees the API's figures, finds a WhatsApp customer in the inbox and answers them 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -171,6 +172,18 @@ async def test_an_owner_issues_an_api_key_for_their_app_and_revokes_it(
     assert key not in await page.content()  # shown once
     row = page.get_by_role("row").filter(has_text="Web shop")
     assert "never" not in await row.inner_text()  # the call above used it
+    asked: list[str] = []
+
+    async def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", lambda dialog: asyncio.ensure_future(answer(dialog, False)))
+    await row.get_by_role("button", name="Revoke Web shop").click()  # asked first; "Cancel" keeps the key
+    await until(lambda: bool(asked))
+    assert "Revoke Web shop?" in asked[0]
+    assert (await client.post("/api/messages/relay", json=ask, headers=headers)).status == 200
+    page.once("dialog", lambda dialog: asyncio.ensure_future(answer(dialog, True)))
     await row.get_by_role("button", name="Revoke Web shop").click()
     await page.get_by_role("status").filter(has_text="The key is revoked").wait_for()
     assert (await client.post("/api/messages/relay", json=ask, headers=headers)).status == 401

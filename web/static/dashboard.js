@@ -1,6 +1,7 @@
 // Light progressive enhancement: every page works without it.
 // 1. Times are written in UTC by the server; shown in the viewer's own time zone here.
 // 2. A conversation's thread refreshes itself every few seconds, so new messages appear without a reload.
+// 3. A form that cannot be undone (revoke a key, disconnect a channel, delete) asks first: its data-confirm words.
 "use strict";
 (function () {
   function localTimes(root) {
@@ -31,6 +32,10 @@
         .catch(function () { /* offline for a moment: the next tick tries again */ });
     }, 4000);
   }
+  document.addEventListener("submit", function (event) {
+    var words = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (words && !window.confirm(words)) { event.preventDefault(); }
+  });
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
     var thread = document.getElementById("thread");
