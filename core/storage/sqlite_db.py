@@ -289,10 +289,12 @@ class SqliteDatabase:
         most (a checkpoint, then the write that starts the WAL over; behind a stream of the webhook's urgent
         commits it would wait for ever)."""
         for _ in range(2):
-            if self._writer.idle or self._write_lock.busy:
+            if self._writer.answered or self._write_lock.busy:
                 break
             await self._writer.drained()
-        return self._writer.idle and not self._write_lock.busy and not self._restart_on_writer
+        # `answered`, not `idle`: a checkpoint the thread has just finished says so to the loop a moment later
+        # (`_checkpoint`'s callback), and the write after it must take the hop, not start the WAL over here.
+        return self._writer.answered and not self._write_lock.busy and not self._restart_on_writer
 
     def _refuse_after_failed_sync(self) -> None:
         if self._wal_sync.failed is not None:
