@@ -141,7 +141,7 @@ class SqliteDatabase:
         # against 32, and the turn's inserts that follow a lookup of the same pages 25-40% slower).
         self._inline_writer = inline_writer
         self._inline_commits = 0
-        self._restart_on_writer = False  # a checkpoint has run: the next write restarts the WAL on the writer thread
+        self._restart_on_writer = False  # a checkpoint was queued: the next write takes the hop and starts the WAL over
         self._write_lock = WriteLock()
         self.path = path
         self.writes = WriteHealth()
@@ -289,12 +289,10 @@ class SqliteDatabase:
         most (a checkpoint, then the write that starts the WAL over; behind a stream of the webhook's urgent
         commits it would wait for ever)."""
         for _ in range(2):
-            if self._writer.answered or self._write_lock.busy:
+            if self._writer.idle or self._write_lock.busy:
                 break
             await self._writer.drained()
-        # `answered`, not `idle`: a checkpoint the thread has just finished says so to the loop a moment later
-        # (`_checkpoint`'s callback), and the write after it must take the hop, not start the WAL over here.
-        return self._writer.answered and not self._write_lock.busy and not self._restart_on_writer
+        return self._writer.idle and not self._write_lock.busy and not self._restart_on_writer
 
     def _refuse_after_failed_sync(self) -> None:
         if self._wal_sync.failed is not None:
@@ -341,14 +339,15 @@ class SqliteDatabase:
             raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
         def done(checkpointed: asyncio.Future[None]) -> None:
-            if checkpointed.cancelled():
-                return
-            if (exc := checkpointed.exception()) is not None:
+            if not checkpointed.cancelled() and (exc := checkpointed.exception()) is not None:
                 log.warning("sqlite_checkpoint_failed", error=f"{type(exc).__name__}: {exc}")
-            else:
-                self._restart_on_writer = True
 
         self._writer.submit(checkpoint).add_done_callback(done)
+        # Set now, not once the loop hears that the checkpoint is done: a write between the thread's finishing it
+        # and the loop's hearing so (a moment, longer on a busy machine) would find the thread idle and start the
+        # WAL over here. Whatever takes the hop next is queued behind the checkpoint. (If it fails, that write
+        # took the hop for nothing.)
+        self._restart_on_writer = True
 
     async def execute(self, sql: str, params: Params = (), *, urgent: bool = False, small: bool = False) -> int:
         """One statement as its own transaction, in one hop (or none, `small`)."""

@@ -129,12 +129,6 @@ class WriterThread:
         `_busy`, which the thread sets before it takes a job from them."""
         return not (self._closed or self._urgent or self._ordinary or self._busy)
 
-    @property
-    def answered(self) -> bool:
-        """`idle`, and the answer to the job queued last delivered to the event loop: its callbacks have run (a job
-        the thread has finished is answered a moment later, through the loop)."""
-        return self.idle and (self._last is None or self._last.done())
-
     async def drained(self) -> None:
         """Wait until the job queued last has been answered, however it ended (the thread is then idle, unless
         something was queued since)."""
