@@ -37,6 +37,11 @@ log = structlog.get_logger("core.storage.sqlite_db")
 
 # Wait for another process's write lock instead of failing at once.
 BUSY_TIMEOUT_MS = 5000
+# What the WAL file is cut back to when it starts over, if it grew beyond (a reader that held its snapshot for long,
+# a backup during traffic, kept the WAL from starting over meanwhile): without it the file keeps its largest size
+# for good. Above what it holds in steady use (CHECKPOINT_EVERY commits of about twenty pages: some 8 MB), so the
+# steady WAL is never cut.
+WAL_KEPT_BYTES = 32 * 1024 * 1024
 # Commits made on the event loop's thread between two checkpoints (`SqliteDatabase._checkpoint`): about twenty
 # pages each on the message path (a new customer's reservation or charge: 19 WAL frames, counted with strace), so
 # the WAL stays within twice SQLite's own bound of 1,000 pages.
@@ -468,6 +473,7 @@ def _configure(raw: sqlite3.Connection) -> None:
     raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}").fetchall()
     raw.execute(f"PRAGMA synchronous={SYNCHRONOUS}").fetchall()
     raw.execute("PRAGMA foreign_keys=ON").fetchall()
+    raw.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}").fetchall()
     # Case-insensitive search (conversations `q`) folds both sides with `casefold(...)`: SQLite's LOWER() folds
     # ASCII only, so "Émile" would never match "émile". PostgreSQL would define casefold(text) as LOWER($1), which
     # follows the database's collation there (Unicode-aware with a UTF-8/ICU locale).

@@ -16,8 +16,8 @@ import pytest
 from core.errors import StorageUnavailable
 from core.storage import wal_sync
 from core.storage.db import Database, Transaction
-from core.storage.sqlite_db import CHECKPOINT_EVERY
-from tests.support.database import open_database, scratch_url
+from core.storage.sqlite_db import CHECKPOINT_EVERY, WAL_KEPT_BYTES
+from tests.support.database import open_database, scratch_url, sqlite_connection
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -176,6 +176,30 @@ async def test_the_loops_commits_keep_the_wal_bounded(tmp_path: Path) -> None:
         # Without checkpoints the WAL would hold every commit: 800 times 8 KB and more.
         assert (await asyncio.to_thread(wal.stat)).st_size < CHECKPOINT_EVERY * 3 * 4096 * 3
         assert len(await values(db)) == CHECKPOINT_EVERY * 8
+
+
+async def test_a_wal_grown_behind_a_long_reader_is_cut_back_when_it_starts_over(tmp_path: Path) -> None:
+    """A reader holding its snapshot (a backup during traffic) keeps the WAL from starting over, so it grows; once
+    the reader is gone the WAL starts over and its file is cut back to WAL_KEPT_BYTES, not kept at its largest."""
+    url = scratch_url(tmp_path, "g.db")
+    pad = bytes(16_000)
+    wal = Path(url.removeprefix("sqlite:///") + "-wal")
+    async with open_database(url) as db:
+        await create(db)
+        reader = sqlite_connection(url, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM t").fetchall()  # a snapshot held from here
+            for i in range(CHECKPOINT_EVERY * 25):  # about 40 MB of pages the WAL cannot start over from
+                await db.run(lambda tx, i=i: tx.execute("INSERT INTO t (x, pad) VALUES (?, ?)", (i, pad)), small=True)
+            grown = (await asyncio.to_thread(wal.stat)).st_size
+            assert grown > WAL_KEPT_BYTES
+        finally:
+            reader.close()
+        for i in range(CHECKPOINT_EVERY * 3):  # checkpoints now copy it all, and the WAL starts over
+            await db.run(lambda tx, i=i: tx.execute("INSERT INTO t (x) VALUES (?)", (10**6 + i,)), small=True)
+        assert (await asyncio.to_thread(wal.stat)).st_size <= WAL_KEPT_BYTES
+        assert len(await values(db)) == CHECKPOINT_EVERY * 28
 
 
 async def test_the_write_after_a_checkpoint_starts_the_wal_over_on_the_writer_thread(tmp_path: Path) -> None:
